@@ -1,0 +1,67 @@
+"""The plugin contract: a Check subclass with a strict Options model and a run() method."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from probe.model import Result
+
+
+class Options(BaseModel):
+    """Base class for a check type's options: strict (unknown keys rejected) and frozen.
+
+    Field docstrings and ``description=`` are the option reference; ``probe`` renders them into the
+    docs, so every option a user can set is documented where it is declared.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the core hands a check for one run.
+
+    ``deadline`` is on the ``time.monotonic()`` clock; the core cancels the run there, so a check only
+    needs it to size inner timeouts (``ctx.remaining()``).
+    """
+
+    name: str
+    deadline: float
+    logger: logging.Logger
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+class Check:
+    """Base class of every check type, built-in or third-party.
+
+    Subclasses set ``type``, an ``Options`` model, the names of the ``measurements`` they report (so a
+    threshold on a measurement the type never reports is a config error; ``None`` means the names depend
+    on the config, as for SQL columns), and implement ``run`` as ``async def`` or plain ``def`` (then it
+    runs in a worker thread).
+    """
+
+    type: ClassVar[str] = ""
+    Options: ClassVar[builtins.type[Options]] = Options
+    measurements: ClassVar[frozenset[str] | None] = frozenset({"duration"})
+    # Measurements the core forecasts from history (time_to_full); see docs/plugins.
+    capacities: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, options: Any) -> None:
+        self.name = name
+        self.options = options
+
+    def run(self, ctx: Context) -> Result | Awaitable[Result]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement run()")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} type={self.type!r}>"

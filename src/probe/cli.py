@@ -1,0 +1,233 @@
+"""The ``probe`` command line. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage, 78 config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from probe import __version__
+from probe.model import Status
+
+EX_USAGE = 64
+EX_CONFIG = 78
+
+log = logging.getLogger("probe")
+
+
+class Env:
+    """Options shared by every subcommand, and the config they lead to (loaded on demand)."""
+
+    def __init__(self, config: str | None, config_dir: str | None, log_level: str) -> None:
+        self.config = config
+        self.config_dir = config_dir
+        self.log_level = log_level
+
+    def load(self) -> tuple[Any, Any]:
+        from probe.config import ConfigErrors, find_checks_path, find_settings_path, load
+
+        checks_path = find_checks_path(self.config_dir, os.environ)
+        settings_path = find_settings_path(self.config, os.environ)
+        try:
+            return load(checks_path, settings_path=settings_path)
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+            noun = "error" if len(exc.errors) == 1 else "errors"
+            click.echo(f"probe: configuration invalid: {len(exc.errors)} {noun}", err=True)
+            sys.exit(EX_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="probe")
+@click.option("--config", metavar="FILE", help="Agent settings file (default $PROBE_CONFIG, /etc/probe/probe.yaml).")
+@click.option("--config-dir", metavar="PATH",
+              help="Checks directory or a single checks file (default $PROBE_CONFIG_DIR, ./checks.d, "
+                   "/etc/probe/checks.d).")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str) -> None:
+    """probe: health checks, synthetic monitoring and deploy gates."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Env(config, config_dir, log_level)
+
+
+def _parse_labels(values: Sequence[str]) -> dict[str, str]:
+    labels = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected k=v, got {value!r}", param_hint="--label")
+        labels[key] = val
+    return labels
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run the checks once and exit with the worst status.")
+@click.option("--check", "names", multiple=True, metavar="NAME", help="Only this check (repeatable).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Only checks with this label (repeatable).")
+@click.option("--format", "fmt", default="human", show_default=True, metavar="FORMAT",
+              help="Output for --once: human, json, junit, tap, nagios, prometheus (or a plugin's).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option("--fail-on", type=click.Choice(["warning", "critical"]), default="warning", show_default=True,
+              help="With --once: the lowest status that makes the exit code non-zero.")
+@click.option("--wait", "wait", metavar="DURATION", help="With --once: re-run failing checks until they pass "
+              "or this deadline passes (deploy gates).")
+@click.option("--remediate", is_flag=True, help="With --once: allow remediation actions to run.")
+@click.pass_obj
+def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], fmt: str, output: str | None,
+        fail_on: str, wait: str | None, remediate: bool) -> None:
+    """Run the agent, or with --once run every check once (a deploy gate)."""
+    label_filter = _parse_labels(labels)
+    wait_seconds = _duration_option(wait, "--wait") if wait else 0.0
+    if not once:
+        if wait or names or labels:
+            raise click.UsageError("--check, --label and --wait need --once")
+        from probe.agent import run_daemon
+
+        registry, plan = env.load()
+        sys.exit(run_daemon(plan, registry, log_level=env.log_level))
+    registry, plan = env.load()
+    if fmt not in registry.formats:
+        raise click.BadParameter(f"unknown format {fmt!r}; choose from {', '.join(sorted(registry.formats))}",
+                                 param_hint="--format")
+    selected = plan.select(names, label_filter)
+    missing = sorted(set(names) - {c.name for c in plan.checks})
+    if missing:
+        raise click.UsageError(f"no such check: {', '.join(missing)}")
+    if not selected:
+        raise click.UsageError("no checks match the selection")
+    from probe.gate import run_once
+
+    report = asyncio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
+                                  color=output is None and sys.stdout.isatty() and fmt == "human",
+                                  hostname=socket.gethostname()))
+    _emit(registry.formats[fmt].render(report), plan, output)
+    sys.exit(gate_exit_code(report.status, fail_on))
+
+
+def gate_exit_code(status: Status, fail_on: str) -> int:
+    """With ``--fail-on critical`` a WARNING run exits 0; UNKNOWN and CRITICAL always fail."""
+    if fail_on == "critical" and status is Status.WARNING:
+        return 0
+    return int(status)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--remediate", is_flag=True, help="Show (and with --no-dry-run, run) remediation.")
+@click.option("--dry-run/--no-dry-run", default=True, show_default=True)
+@click.pass_obj
+def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
+    """Run one check verbosely: measurements, threshold verdicts, details."""
+    registry, plan = env.load()
+    spec = next((c for c in plan.checks if c.name == name), None)
+    if spec is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, [c.name for c in plan.checks], n=1)
+        raise click.UsageError(f"no such check: {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    from probe.gate import describe_outcome
+    from probe.runner import Runner
+
+    runner = Runner(registry)
+    try:
+        outcome = asyncio.run(runner.run(spec))
+    finally:
+        runner.close()
+    _emit(describe_outcome(outcome), plan, None)
+    sys.exit(int(outcome.status))
+
+
+@cli.command()
+@click.pass_obj
+def validate(env: Env) -> None:
+    """Validate the configuration and plugins; exit 0 or 78."""
+    registry, plan = env.load()
+    for failure in registry.failures:
+        click.echo(f"warning: plugin {failure.plugin} ({failure.source}) failed to load: {failure.error}", err=True)
+    files = ", ".join(str(f) for f in plan.files) or "no files"
+    click.echo(f"configuration OK: {len(plan.checks)} checks from {files}")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def plugins(env: Env, fmt: str) -> None:
+    """List installed plugins, their check types, and any that failed to load."""
+    from probe.plugins import load_plugins
+
+    registry = load_plugins(plugins_dir=_plugins_dir(env))
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps({
+            "plugins": [vars(p) for p in registry.plugins.values()],
+            "failures": [{"plugin": f.plugin, "source": f.source, "error": f.error} for f in registry.failures],
+            "conflicts": registry.conflicts,
+        }, indent=2))
+    else:
+        for info in registry.plugins.values():
+            kinds = ", ".join(
+                [f"checks: {' '.join(info.check_types)}"] * bool(info.check_types)
+                + [f"actions: {' '.join(info.action_types)}"] * bool(info.action_types)
+                + [f"formats: {' '.join(info.formats)}"] * bool(info.formats)
+            )
+            version = f" {info.version}" if info.version else ""
+            click.echo(f"{info.name}{version} [{info.source}] {kinds}".rstrip())
+        for failure in registry.failures:
+            click.echo(f"FAILED {failure.plugin} [{failure.source}]: {failure.error}")
+        for conflict in registry.conflicts:
+            click.echo(f"CONFLICT {conflict}")
+    sys.exit(1 if registry.failures or registry.conflicts else 0)
+
+
+def _plugins_dir(env: Env) -> Path | None:
+    from probe.config import find_checks_path
+
+    checks = find_checks_path(env.config_dir, os.environ)
+    return (checks if checks.is_dir() else checks.parent).parent / "plugins"
+
+
+def _duration_option(text: str, name: str) -> float:
+    from probe.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def _emit(text: str, plan: Any, output: str | None) -> None:
+    from probe.redact import Redactor
+
+    text = Redactor(plan.secrets)(text)
+    if output:
+        tmp = f"{output}.tmp{os.getpid()}"
+        Path(tmp).write_text(text, encoding="utf-8")
+        os.replace(tmp, output)  # atomic, for node_exporter's textfile collector
+    else:
+        click.echo(text, nl=False)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: click's usage errors exit 64 (EX_USAGE), not 2, which would read as CRITICAL."""
+    try:
+        cli.main(args=argv, prog_name="probe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EX_USAGE if isinstance(exc, click.UsageError) else 1)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,28 @@
+"""Output formats for ``probe run --once``. Each is a plugin registered through ``register_formats``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from probe.model import Status
+from probe.runner import Outcome
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a format may show: the outcomes of one ``--once`` run and its overall status."""
+
+    outcomes: Sequence[Outcome]
+    status: Status
+    hostname: str
+    started: float
+    duration: float
+    color: bool = False
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    render: Callable[[Report], str]
+    description: str = ""

@@ -1,0 +1,219 @@
+"""The built-in output formats: human, json, junit, tap, nagios, prometheus."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from probe.formats import Format, Report
+from probe.hookspecs import hookimpl
+from probe.model import Status
+from probe.runner import Outcome
+from probe.units import format_duration, format_value
+
+_COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
+
+
+def render_human(report: Report) -> str:
+    rows = [("STATUS", "CHECK", "TYPE", "TIME", "SUMMARY")]
+    for o in report.outcomes:
+        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), o.result.summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [row[c].ljust(widths[c]) for c in range(4)]
+        if i > 0 and report.color:
+            status = Status[row[0]]
+            cells[0] = f"\x1b[{_COLORS[status]}m{cells[0]}\x1b[0m"
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    counts = {s: sum(1 for o in report.outcomes if o.status is s) for s in Status}
+    tally = ", ".join(f"{n} {s.label}" for s, n in counts.items() if n)
+    lines.append("")
+    lines.append(f"{report.status.name}: {len(report.outcomes)} checks ({tally or 'none run'}) "
+                 f"in {format_duration(report.duration)}")
+    return "\n".join(lines) + "\n"
+
+
+def outcome_dict(o: Outcome) -> dict[str, Any]:
+    return {
+        "name": o.name,
+        "type": o.spec.type,
+        "labels": dict(o.spec.labels),
+        "status": o.status.label,
+        "status_code": int(o.status),
+        "summary": o.result.summary,
+        "reason": o.result.reason or None,
+        "started": o.started,
+        "duration": round(o.duration, 6),
+        "measurements": {m.name: {"value": m.value, "unit": m.unit} for m in o.result.measurements},
+        "thresholds": [
+            {"measurement": v.measurement, "value": v.value, "status": v.status.label, "condition": v.condition}
+            for v in o.verdicts
+        ],
+        "details": _jsonable(o.result.details),
+    }
+
+
+def render_json(report: Report) -> str:
+    doc = {
+        "status": report.status.label,
+        "status_code": int(report.status),
+        "host": report.hostname,
+        "started": report.started,
+        "duration": round(report.duration, 6),
+        "checks": [outcome_dict(o) for o in report.outcomes],
+    }
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+def render_junit(report: Report) -> str:
+    failures = sum(1 for o in report.outcomes if o.status in (Status.WARNING, Status.CRITICAL))
+    errors = sum(1 for o in report.outcomes if o.status is Status.UNKNOWN)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="probe" tests="{len(report.outcomes)}" failures="{failures}" errors="{errors}" '
+           f'time="{report.duration:.3f}">',
+           f'  <testsuite name="probe" hostname={quoteattr(report.hostname)} tests="{len(report.outcomes)}" '
+           f'failures="{failures}" errors="{errors}" time="{report.duration:.3f}">']
+    for o in report.outcomes:
+        out.append(f'    <testcase classname={quoteattr("probe." + o.spec.type)} name={quoteattr(o.name)} '
+                   f'time="{o.duration:.3f}">')
+        message = quoteattr(_xml_safe(o.result.summary))
+        reason = quoteattr(o.result.reason or o.status.label)
+        if o.status in (Status.WARNING, Status.CRITICAL):
+            out.append(f'      <failure message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</failure>')
+        elif o.status is Status.UNKNOWN:
+            out.append(f'      <error message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</error>')
+        out.append(f"      <system-out>{escape(_xml_safe(_detail(o)))}</system-out>")
+        out.append("    </testcase>")
+    out += ["  </testsuite>", "</testsuites>"]
+    return "\n".join(out) + "\n"
+
+
+def render_tap(report: Report) -> str:
+    lines = ["TAP version 14", f"1..{len(report.outcomes)}"]
+    for i, o in enumerate(report.outcomes, 1):
+        ok = "ok" if o.status is Status.OK else "not ok"
+        directive = " # TODO warning" if o.status is Status.WARNING else ""
+        lines.append(f"{ok} {i} - {o.name}: {_one_line(o.result.summary)}{directive}")
+        if o.status is not Status.OK:
+            lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
+                      f"  duration: {o.duration:.6f}", "  ..."]
+    return "\n".join(lines) + "\n"
+
+
+def render_nagios(report: Report) -> str:
+    """One Nagios plugin output: ``STATUS - summary | perfdata``, one long-output line per check."""
+    problems = [o for o in report.outcomes if o.status is not Status.OK]
+    if len(report.outcomes) == 1:
+        head = _one_line(report.outcomes[0].result.summary)
+    elif problems:
+        head = "; ".join(f"{o.name}: {_one_line(o.result.summary)}" for o in problems[:5])
+    else:
+        head = f"{len(report.outcomes)} checks OK"
+    perf = " ".join(_perfdata(o) for o in report.outcomes).strip()
+    lines = [f"{report.status.name} - {head}" + (f" | {perf}" if perf else "")]
+    if len(report.outcomes) > 1:
+        lines += [f"[{o.status.name}] {o.name}: {_one_line(o.result.summary)}" for o in report.outcomes]
+    return "\n".join(lines) + "\n"
+
+
+def _perfdata(o: Outcome) -> str:
+    parts = []
+    prefix = f"{o.name}::"
+    for m in o.result.measurements:
+        uom = {"s": "s", "By": "B", "1": ""}.get(m.unit, "")
+        value = m.value * 100 if m.unit == "1" else m.value
+        uom = "%" if m.unit == "1" else uom
+        label = f"{prefix}{m.name}".replace("'", "_")
+        parts.append(f"'{label}'={value:g}{uom}")
+    return " ".join(parts)
+
+
+_METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def render_prometheus(report: Report) -> str:
+    """Text exposition for node_exporter's textfile collector."""
+    status_lines, up_lines, duration_lines = [], [], []
+    measures: dict[str, list[str]] = {}
+    units: dict[str, str] = {}
+    for o in report.outcomes:
+        labels = _labels(o)
+        status_lines.append(f"probe_check_status{{{labels}}} {int(o.status)}")
+        up_lines.append(f"probe_check_up{{{labels}}} {1 if o.status is Status.OK else 0}")
+        duration_lines.append(f"probe_check_duration_seconds{{{labels}}} {o.duration:.6f}")
+        for m in o.result.measurements:
+            suffix = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}.get(m.unit, "")
+            name = _METRIC_NAME.sub("_", f"probe_{o.spec.type}_{m.name}")
+            if not name.endswith(suffix):
+                name += suffix
+            measures.setdefault(name, []).append(f"{name}{{{labels}}} {m.value!r}")
+            units[name] = m.unit
+    out = [
+        "# HELP probe_check_status Check status: 0 ok, 1 warning, 2 critical, 3 unknown.",
+        "# TYPE probe_check_status gauge", *status_lines,
+        "# HELP probe_check_up 1 when the check is OK.", "# TYPE probe_check_up gauge", *up_lines,
+        "# HELP probe_check_duration_seconds Duration of the last run.",
+        "# TYPE probe_check_duration_seconds gauge", *duration_lines,
+    ]
+    for name in sorted(measures):
+        out += [f"# HELP {name} Check measurement.", f"# TYPE {name} gauge", *measures[name]]
+    return "\n".join(out) + "\n"
+
+
+def _labels(o: Outcome) -> str:
+    pairs = {"check_name": o.name, "check_type": o.spec.type}
+    for key, value in o.spec.labels.items():
+        pairs.setdefault(_METRIC_NAME.sub("_", key), value)
+    return ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs.items())
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _detail(o: Outcome) -> str:
+    lines = [f"status: {o.status.label}", f"reason: {o.result.reason or '-'}", f"summary: {o.result.summary}"]
+    units = {m.name: m.unit for m in o.result.measurements}
+    lines += [f"{m.name}: {format_value(m.value, units[m.name])}" for m in o.result.measurements]
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()).replace("|", "/")
+
+
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _XML_BAD.sub("?", text)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+FORMATS: tuple[tuple[str, Callable[[Report], str], str], ...] = (
+    ("human", render_human, "a table; colour on a terminal"),
+    ("json", render_json, "one JSON document"),
+    ("junit", render_junit, "JUnit XML for CI test reports"),
+    ("tap", render_tap, "Test Anything Protocol version 14"),
+    ("nagios", render_nagios, "Nagios plugin output with perfdata"),
+    ("prometheus", render_prometheus, "Prometheus text format for node_exporter's textfile collector"),
+)
+
+
+@hookimpl
+def register_formats(register: Callable[[Format], None]) -> None:
+    for name, render, description in FORMATS:
+        register(Format(name, render, description))

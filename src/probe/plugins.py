@@ -1,0 +1,208 @@
+"""Plugin loading: built-ins, entry points (group ``probe``) and single files, all through one pluggy manager.
+
+Each plugin is loaded and asked to register on its own, so one that fails to import or raises while
+registering is recorded in ``Registry.failures`` and never stops the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from probe import hookspecs
+from probe.check import Check, Options
+
+log = logging.getLogger("probe.plugins")
+
+ENTRY_POINT_GROUP = "probe"
+
+BUILTINS: tuple[str, ...] = (
+    "probe.checks.disk",
+    "probe.checks.memory",
+    "probe.checks.process",
+    "probe.formats.builtin",
+)
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    plugin: str
+    source: str
+    error: str
+    traceback: str = ""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str  # "builtin", "entry point", or a file path
+    version: str = ""
+    check_types: list[str] = field(default_factory=list)
+    action_types: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered, and everything that went wrong loading them."""
+
+    manager: pluggy.PluginManager
+    checks: dict[str, type[Check]] = field(default_factory=dict)
+    actions: dict[str, type[Any]] = field(default_factory=dict)
+    formats: dict[str, Any] = field(default_factory=dict)
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    owners: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def check_type(self, name: str) -> type[Check] | None:
+        return self.checks.get(name)
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def load_plugins(
+    *,
+    builtins: Iterable[str] = BUILTINS,
+    use_entry_points: bool = True,
+    plugins_dir: Path | None = None,
+    allow: Iterable[str] | None = None,
+    extra: Iterable[object] = (),
+) -> Registry:
+    """Load every plugin and collect what they register. Never raises for a broken plugin."""
+    registry = Registry(new_manager())
+    allowed = set(allow) if allow is not None else None
+    for module_name in builtins:
+        _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
+    if use_entry_points:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if allowed is not None and ep.name not in allowed:
+                log.info("plugin %s skipped: not in the plugins allow-list", ep.name)
+                continue
+            _add(registry, ep.name, "entry point", ep.load, _version(ep))
+    if plugins_dir is not None and plugins_dir.is_dir():
+        for path in sorted(plugins_dir.glob("*.py")):
+            if allowed is not None and path.stem not in allowed:
+                continue
+            _add(registry, path.stem, str(path), partial(_import_file, path))
+    for i, plugin in enumerate(extra):
+        name = getattr(plugin, "__name__", None) or f"extra-{i}"
+        _add(registry, name, "extra", partial(_identity, plugin))
+    _collect(registry)
+    return registry
+
+
+def _add(registry: Registry, name: str, source: str, load: Callable[[], object], version: str = "") -> None:
+    try:
+        plugin = load()
+        registry.manager.register(plugin, name=name)
+    except BaseException as exc:  # a plugin's import may raise anything, SystemExit included
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        _fail(registry, name, source, exc)
+        return
+    registry.plugins[name] = PluginInfo(name, source, version)
+
+
+def _fail(registry: Registry, name: str, source: str, exc: BaseException) -> None:
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    registry.failures.append(PluginFailure(name, source, message, traceback.format_exc()))
+    log.error("plugin %s (%s) failed to load: %s", name, source, message)
+
+
+def _collect(registry: Registry) -> None:
+    for hook_name, store, validate in (
+        ("register_checks", registry.checks, _validate_check),
+        ("register_actions", registry.actions, _validate_named),
+        ("register_formats", registry.formats, _validate_named),
+    ):
+        for impl in reversed(getattr(registry.manager.hook, hook_name).get_hookimpls()):
+            plugin_name = impl.plugin_name
+            info = registry.plugins[plugin_name]
+
+            def register(obj: Any, *, _p: str = plugin_name, _h: str = hook_name,
+                         _s: dict[str, Any] = store, _v: Callable[[Any], str] = validate) -> None:
+                _register(registry, _p, _h, _s, obj, _v)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                _fail(registry, plugin_name, info.source, exc)
+
+
+def _register(registry: Registry, plugin: str, hook: str, store: dict[str, Any], obj: Any,
+              validate: Callable[[Any], str]) -> None:
+    key = validate(obj)
+    kind = {"register_checks": "check type", "register_actions": "action type"}.get(hook, "format")
+    owner = registry.owners.get((kind, key))
+    if owner is not None and owner != plugin:
+        registry.conflicts.append(f"{kind} {key!r} is registered by both plugin {owner!r} and plugin {plugin!r}")
+        return
+    registry.owners[(kind, key)] = plugin
+    store[key] = obj
+    info = registry.plugins[plugin]
+    {"check type": info.check_types, "action type": info.action_types, "format": info.formats}[kind].append(key)
+
+
+def _validate_check(cls: Any) -> str:
+    if not (isinstance(cls, type) and issubclass(cls, Check)):
+        raise TypeError(f"register_checks: {cls!r} is not a subclass of probe.Check")
+    if not isinstance(cls.type, str) or not cls.type:
+        raise TypeError(f"register_checks: {cls.__name__} must set a non-empty `type` string")
+    options = cls.Options
+    if not (isinstance(options, type) and issubclass(options, Options)):
+        raise TypeError(f"register_checks: {cls.__name__}.Options must subclass probe.Options")
+    if options.model_config.get("extra") != "forbid":  # type: ignore[attr-defined]
+        raise TypeError(
+            f"register_checks: {cls.__name__}.Options must reject unknown keys (extra='forbid'); "
+            "do not override model_config['extra']"
+        )
+    if cls.run is Check.run:
+        raise TypeError(f"register_checks: {cls.__name__} does not implement run()")
+    return cls.type
+
+
+def _validate_named(obj: Any) -> str:
+    name = getattr(obj, "name", None) or getattr(obj, "type", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{obj!r} has no `name` (or `type`) string to register under")
+    return name
+
+
+def _version(ep: EntryPoint) -> str:
+    return ep.dist.version if ep.dist is not None else ""
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"probe_local_plugins.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _identity(obj: object) -> object:
+    return obj

@@ -1,0 +1,200 @@
+"""Runs one check once: the core owns the timeout, timing, errors and thresholds, never the plugin.
+
+A check's ``run`` may be ``async def`` (awaited on the loop) or plain ``def`` (run in a worker thread,
+so blocking code never stalls the loop). Either way the runner returns within the timeout: a task that
+ignores cancellation is abandoned, and a thread that never returns is remembered so the next run of that
+check reports it instead of piling up more threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from probe.check import Check, Context
+from probe.model import Measurement, Result, Status
+from probe.plugins import Registry
+from probe.spec import CheckSpec
+from probe.thresholds import Verdict
+from probe.units import format_duration, format_value
+
+log = logging.getLogger("probe.runner")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run of one check: the final result (after thresholds) and how it was reached."""
+
+    spec: CheckSpec
+    result: Result
+    started: float  # wall clock, epoch seconds
+    duration: float  # seconds, monotonic
+    verdicts: tuple[Verdict, ...] = ()
+    plugin_result: Result | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def status(self) -> Status:
+        return self.result.status
+
+
+@dataclass
+class _Hung:
+    future: concurrent.futures.Future[Any]
+    since: float
+
+
+@dataclass
+class Runner:
+    registry: Registry
+    max_threads: int = 32
+    _instances: dict[str, tuple[CheckSpec, Check]] = field(default_factory=dict)
+    _hung: dict[str, _Hung] = field(default_factory=dict)
+    _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
+    _executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def instance(self, spec: CheckSpec) -> Check:
+        cached = self._instances.get(spec.name)
+        if cached is not None and cached[0] == spec:
+            return cached[1]
+        cls = self.registry.checks[spec.type]
+        check = cls(spec.name, spec.options)
+        self._instances[spec.name] = (spec, check)
+        return check
+
+    async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
+        """Run ``spec`` once. ``levels`` are the threshold levels of the previous run (for hysteresis)."""
+        started_wall, started = time.time(), time.monotonic()
+        deadline = started + spec.timeout
+        logger = logging.getLogger(f"probe.check.{spec.name}")
+        ctx = Context(spec.name, deadline, logger, spec.labels)
+        try:
+            check = self.instance(spec)
+            raw = await self._call(check, ctx, spec)
+        except Exception as exc:  # construction failure: a plugin bug, contained
+            raw = _crash(spec, exc)
+        duration = time.monotonic() - started
+        result = _with_duration(raw, duration)
+        final, verdicts = apply_thresholds(spec, result, levels or {})
+        return Outcome(spec, final, started_wall, duration, verdicts, raw)
+
+    async def _call(self, check: Check, ctx: Context, spec: CheckSpec) -> Result:
+        hung = self._hung.get(spec.name)
+        if hung is not None:
+            if not hung.future.done():
+                return _timeout(spec, f"previous run has been blocked in sync code for "
+                                      f"{format_duration(time.monotonic() - hung.since)}; not started again")
+            del self._hung[spec.name]
+        if inspect.iscoroutinefunction(check.run):
+            task: asyncio.Task[Any] = asyncio.ensure_future(check.run(ctx))
+            return await self._await(task, spec)
+        future = self._pool().submit(check.run, ctx)
+        try:
+            return await self._await(asyncio.wrap_future(future), spec)
+        finally:
+            if not future.done():
+                self._hung[spec.name] = _Hung(future, time.monotonic())
+
+    async def _await(self, task: asyncio.Future[Any], spec: CheckSpec) -> Result:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, spec.timeout))
+        if not done:
+            task.cancel()
+            if isinstance(task, asyncio.Task):
+                # Not awaited: a plugin that swallows cancellation must not hold us past the deadline.
+                self._abandoned.add(task)
+                task.add_done_callback(self._reap)
+            return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
+        try:
+            value = task.result()
+        except asyncio.CancelledError:
+            return _timeout(spec, "cancelled")
+        except Exception as exc:
+            return _crash(spec, exc)
+        return _validate(spec, value)
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("check task finished after its timeout with %r", task.exception())
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="probe-check")
+        return self._executor
+
+    def forget(self, names: set[str]) -> None:
+        """Drop cached instances of checks that are no longer configured."""
+        for name in list(self._instances):
+            if name not in names:
+                del self._instances[name]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            # Threads blocked in plugin code cannot be killed; do not wait for them.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timeout(spec: CheckSpec, detail: str) -> Result:
+    return Result(spec.timeout_status, f"timed out after {format_duration(spec.timeout)}: {detail}", "timeout")
+
+
+def _crash(spec: CheckSpec, exc: BaseException) -> Result:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
+    summary = f"check plugin {spec.type!r} raised {type(exc).__name__}" + (f": {text}" if text else "")
+    return Result.unknown(summary[:300], reason="plugin_error")
+
+
+def _validate(spec: CheckSpec, value: Any) -> Result:
+    if not isinstance(value, Result):
+        return Result.unknown(
+            f"check plugin {spec.type!r} returned {type(value).__name__}, not probe.Result", reason="invalid_result"
+        )
+    if not isinstance(value.status, Status):
+        return Result.unknown(f"check plugin {spec.type!r} returned a Result with invalid status {value.status!r}",
+                              reason="invalid_result")
+    if not isinstance(value.summary, str):
+        return value.replace(summary=str(value.summary))
+    return value
+
+
+def _with_duration(result: Result, duration: float) -> Result:
+    if result.measurement("duration") is not None:
+        return result
+    return result.replace(measurements=(*result.measurements, Measurement("duration", duration, "s")))
+
+
+def apply_thresholds(spec: CheckSpec, result: Result,
+                     levels: Mapping[str, Status]) -> tuple[Result, tuple[Verdict, ...]]:
+    """Evaluate every threshold; the final status is the worst of the plugin's and the thresholds'."""
+    verdicts = []
+    for threshold in spec.thresholds:
+        m = result.measurement(threshold.measurement)
+        if m is None:
+            verdicts.append(Verdict(threshold.measurement, None, Status.OK, ""))
+            continue
+        status = threshold.evaluate(m.value, levels.get(threshold.measurement, Status.OK))
+        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status)))
+    raised = [v for v in verdicts if v.status is not Status.OK]
+    if not raised:
+        return result, tuple(verdicts)
+    worst = Status.worst(v.status for v in raised)
+    if worst.severity <= result.status.severity:
+        return result, tuple(verdicts)
+    units = {m.name: m.unit for m in result.measurements}
+    breaches = "; ".join(
+        f"{v.measurement} {format_value(v.value or 0.0, units.get(v.measurement, ''))}"
+        + (f" {v.condition}" if v.condition else " (holding until clear)")
+        for v in raised if v.status is worst
+    )
+    summary = f"{breaches} — {result.summary}" if result.summary else breaches
+    return result.replace(status=worst, summary=summary, reason="threshold"), tuple(verdicts)

@@ -1,0 +1,121 @@
+"""Threshold conditions and their evaluation with hysteresis.
+
+A condition is a comparison (``> 2s``, ``>= 90%``, ``< 14d``, ``== 0``) or a Nagios range (``10:20``,
+``@10:20``, ``~:10``, ``10``). A comparison *raises* when true. A Nagios range follows the plugin
+guidelines: it raises when the value is *outside* the range, or inside it with a leading ``@``.
+
+``clear`` is the hysteresis bound: once a level is raised, the value must satisfy ``clear`` before the
+level is lowered (``utilization: {critical: ">= 90%", clear: "< 85%"}``).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from probe.model import Status
+from probe.units import parse_quantity
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt, "<": operator.lt,
+}
+_COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed condition; ``text`` keeps what the user wrote for messages."""
+
+    text: str
+    test: Callable[[float], bool] = field(compare=False, repr=False)
+
+    def __call__(self, value: float) -> bool:
+        return self.test(value)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_condition(text: object) -> Condition:
+    if isinstance(text, bool):
+        raise ValueError(f"expected a condition like '> 2s' or a Nagios range like '10:20', got {text!r}")
+    if isinstance(text, int | float):
+        text = str(text)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"expected a condition like '> 2s' or a Nagios range like '10:20', got {text!r}")
+    raw = text.strip()
+    comparison = _COMPARISON.match(raw)
+    if comparison:
+        op, operand = _OPS[comparison.group(1)], parse_quantity(comparison.group(2))
+        return Condition(raw, lambda v: op(v, operand))
+    return _parse_range(raw)
+
+
+def _parse_range(raw: str) -> Condition:
+    """Nagios range: ``[@]start:end``; ``start`` may be ``~`` (-inf); ``10`` means ``0:10``."""
+    inside = raw.startswith("@")
+    body = raw[1:] if inside else raw
+    if ":" in body:
+        start_text, end_text = body.split(":", 1)
+    else:
+        start_text, end_text = "0", body
+    try:
+        start = -math.inf if start_text.strip() == "~" else parse_quantity(start_text) if start_text else 0.0
+        end = math.inf if end_text.strip() == "" else parse_quantity(end_text)
+    except ValueError:
+        raise ValueError(
+            f"expected a condition like '> 2s' or a Nagios range like '10:20', got {raw!r}"
+        ) from None
+    if start > end:
+        raise ValueError(f"range {raw!r} starts after it ends")
+    if inside:
+        return Condition(raw, lambda v: start <= v <= end)
+    return Condition(raw, lambda v: not (start <= v <= end))
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Levels for one measurement. Each level is optional; ``clear`` adds hysteresis."""
+
+    measurement: str
+    warning: Condition | None = None
+    critical: Condition | None = None
+    clear: Condition | None = None
+
+    def evaluate(self, value: float, previous: Status = Status.OK) -> Status:
+        """The level for ``value``, given the level this threshold held on the previous run."""
+        raised = Status.OK
+        if self.critical is not None and self.critical(value):
+            raised = Status.CRITICAL
+        elif self.warning is not None and self.warning(value):
+            raised = Status.WARNING
+        if (
+            self.clear is not None
+            and previous in (Status.WARNING, Status.CRITICAL)
+            and raised.severity < previous.severity
+            and not self.clear(value)
+        ):
+            return previous
+        return raised
+
+    def describe(self, status: Status) -> str:
+        condition = {Status.CRITICAL: self.critical, Status.WARNING: self.warning}.get(status)
+        return str(condition) if condition is not None else ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one threshold on one run, for output and for the next run's hysteresis."""
+
+    measurement: str
+    value: float | None
+    status: Status
+    condition: str
+
+    @property
+    def missing(self) -> bool:
+        return self.value is None

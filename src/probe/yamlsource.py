@@ -1,0 +1,208 @@
+"""YAML loading that remembers where every key and item came from, plus ``${...}`` interpolation.
+
+Config errors name ``file:line:col``; that needs positions, which plain ``yaml.safe_load`` drops. The
+loader here builds ordinary dicts and lists (subclasses that carry marks), so the rest of the code
+treats them as plain data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 200_000
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class LocatedDict(dict[Any, Any]):
+    """A dict that knows where it, each key, and each value started in the source file."""
+
+    location: Location
+    key_locations: dict[Any, Location]
+    value_locations: dict[Any, Location]
+
+
+class LocatedList(list[Any]):
+    location: Location
+    item_locations: list[Location]
+
+
+class YamlError(Exception):
+    def __init__(self, location: Location, message: str) -> None:
+        super().__init__(f"{location}: {message}")
+        self.location = location
+        self.message = message
+
+
+def _location(loader: _Loader, mark: yaml.Mark) -> Location:
+    return Location(loader.source_name, mark.line + 1, mark.column + 1)
+
+
+class _Loader(yaml.SafeLoader):
+    source_name = "<config>"
+    nodes = 0
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
+    loader.flatten_mapping(node)
+    data = LocatedDict()
+    data.location = _location(loader, node.start_mark)
+    data.key_locations, data.value_locations = {}, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        where = _location(loader, key_node.start_mark)
+        if not isinstance(key, Hashable) or isinstance(key, list | dict):
+            raise YamlError(where, "a mapping key must be a plain value")
+        if key in data:
+            first = data.key_locations[key]
+            raise YamlError(where, f"duplicate key {key!r} (first defined at line {first.line})")
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_locations[key] = where
+        data.value_locations[key] = _location(loader, value_node.start_mark)
+    return data
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList:
+    data = LocatedList(loader.construct_object(child, deep=True) for child in node.value)
+    data.location = _location(loader, node.start_mark)
+    data.item_locations = [_location(loader, child.start_mark) for child in node.value]
+    return data
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # type: ignore[arg-type]
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)  # type: ignore[arg-type]
+
+
+def load_yaml(path: Path, text: str | None = None) -> Any:
+    """Parse one YAML document; every failure is a YamlError with a location."""
+    name = str(path)
+    if text is None:
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise YamlError(Location(name, 1, 1), f"file is larger than {MAX_FILE_BYTES // 1024**2} MiB")
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise YamlError(Location(name, 1, 1), f"not valid UTF-8: {exc.reason}") from None
+        except OSError as exc:
+            raise YamlError(Location(name, 1, 1), f"cannot read: {exc.strerror or exc}") from None
+    loader = _Loader(text)
+    loader.source_name = name
+    try:
+        documents = []
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                _count_nodes(node, name)
+                documents.append(loader.construct_document(node))
+        if len(documents) > 1:
+            raise YamlError(Location(name, 1, 1), "expected one YAML document, found several")
+        return documents[0] if documents else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
+        raise YamlError(where, f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(Location(name, 1, 1), f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlError(Location(name, 1, 1), "YAML nesting is too deep") from None
+    finally:
+        loader.dispose()
+
+
+def _count_nodes(root: yaml.Node, name: str) -> None:
+    """Reject alias bombs ("billion laughs") before anything walks the expanded tree."""
+    seen = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES or depth > 100:
+            where = Location(name, node.start_mark.line + 1, node.start_mark.column + 1)
+            raise YamlError(where, "document is too large or too deeply nested (alias expansion?)")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+
+
+# -- interpolation ----------------------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+class InterpolationError(ValueError):
+    pass
+
+
+@dataclass
+class Interpolator:
+    """Expands ``${VAR}``, ``${VAR:-default}``, ``${file:/path}`` and ``$$`` in strings.
+
+    Values read from files, and from variables whose names say they are secret, are collected in
+    ``secrets`` so output layers can redact them.
+    """
+
+    env: Mapping[str, str]
+    secrets: set[str]
+    read_file: Callable[[str], str] | None = None
+
+    def expand(self, text: str) -> str:
+        return _REFERENCE.sub(self._replace, text)
+
+    def _replace(self, match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        body = match.group(1).strip()
+        if body.startswith("file:"):
+            return self._secret(self._file(body[5:].strip()))
+        name, sep, default = body.partition(":-")
+        name = name.strip()
+        if not _ENV_NAME.match(name):
+            raise InterpolationError(f"invalid reference ${{{body}}}; use ${{VAR}}, ${{VAR:-default}} or ${{file:/path}}")
+        value = self.env.get(name)
+        if value is None or (sep and value == ""):
+            if not sep:
+                raise InterpolationError(f"environment variable {name} is not set (use ${{{name}:-default}})")
+            value = default
+        return self._secret(value) if _SECRET_NAME.search(name) else value
+
+    def _file(self, path: str) -> str:
+        if not path:
+            raise InterpolationError("${file:} needs a path")
+        try:
+            if self.read_file is not None:
+                return self.read_file(path)
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise InterpolationError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise InterpolationError(f"secret file {path} is not valid UTF-8") from None
+
+    def _secret(self, value: str) -> str:
+        if value:
+            self.secrets.add(value)
+        return value
+
+
+def default_env() -> Mapping[str, str]:
+    return os.environ
