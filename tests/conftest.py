@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests talk to real things: loopback servers, real databases, real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a dependency is missing; under CI=true a missing dependency is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/lib/nagios/plugins/{name}") if os.path.exists(p)), None
+    )
+    require(path is not None, f"{name} is not installed (see .ci/apt-packages)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def checks_dir(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "checks.d"
+    d.mkdir()
+    yield d
