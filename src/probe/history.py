@@ -418,6 +418,14 @@ class HistoryReader:
                               r["state_type"], r["reason"], r["summary"], r["duration"],
                               json.loads(r["measurements"])) for r in db.execute(sql, args)]
 
+    def latest(self) -> dict[str, ResultRow]:
+        """The most recent result of every check."""
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM results WHERE id IN (SELECT MAX(id) FROM results GROUP BY check_name)")
+            return {r["check_name"]: ResultRow(r["ts"], r["check_name"], r["check_type"], r["status"],
+                                               r["hard_status"], r["state_type"], r["reason"], r["summary"],
+                                               r["duration"], json.loads(r["measurements"])) for r in rows}
+
     def samples(self, check_name: str, name: str, since: float) -> list[tuple[float, float]]:
         with self._db() as db:
             return [(r[0], r[1]) for r in db.execute(
