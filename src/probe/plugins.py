@@ -33,6 +33,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.memory",
     "probe.checks.process",
     "probe.formats.builtin",
+    "probe.actions",
 )
 
 

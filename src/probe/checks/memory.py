@@ -16,7 +16,7 @@ class MemoryCheck(probe.Check):
     type = "memory"
     measurements = frozenset({"duration", "utilization", "available", "used", "total",
                               "swap_utilization", "swap_used"})
-    capacities = ("utilization",)
+    capacities = {"utilization": "time_to_full"}
 
     class Options(probe.Options):
         pass
