@@ -231,7 +231,8 @@ async def test_not_executable_is_permission_denied(tmp_path: Path) -> None:
 
 
 async def test_killed_by_signal_is_unknown(tmp_path: Path) -> None:
-    out = await run_once(tmp_path, run=["python3", "-c", "import os; print('dying', flush=True); os.kill(os.getpid(), 9)"])
+    suicide = "import os; print('dying', flush=True); os.kill(os.getpid(), 9)"
+    out = await run_once(tmp_path, run=["python3", "-c", suicide])
     assert out.status is Status.UNKNOWN and out.result.reason == "killed_by_signal"
     assert out.result.summary == "plugin killed by SIGKILL: dying"
 

@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import decimal
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -118,16 +119,21 @@ async def _fetch_postgresql(dsn: str, password: str | None, query: str, deadline
     return Fetched(columns, rows, connected - started, done - connected)
 
 
+_LIBPQ_PREFIX = re.compile(r"^connection failed: (connection to server (at|on) .*?failed: )?")
+
+
 def _postgresql_error(exc: Exception, password: str | None, *, connecting: bool) -> SqlError:
     errors = _import("psycopg", "postgres").errors
-    text = _first_line(exc, password)
+    # libpq repeats where it connected; the DSN in the summary already says so.
+    text = _LIBPQ_PREFIX.sub("", _first_line(exc, password)).replace("FATAL:  ", "")
     low = text.lower()
     if isinstance(exc, errors.QueryCanceled):
         return SqlError("timeout", f"query cancelled by the server's statement_timeout: {text}")
     if isinstance(exc, errors.ReadOnlySqlTransaction):
         return SqlError("read_only_violation", f"refused, the check runs read-only: {text}", probe.Status.UNKNOWN)
     if isinstance(exc, errors.InvalidPassword | errors.InvalidAuthorizationSpecification) or \
-            "password authentication failed" in low or "no password supplied" in low:
+            "password authentication failed" in low or "no password supplied" in low or \
+            ("role" in low and "does not exist" in low):
         return SqlError("auth_failed", f"authentication failed: {text}")
     if connecting:
         return _connect_error(text)
@@ -229,7 +235,7 @@ def _fetch_sqlite(path: str, query: str, deadline: float) -> Fetched:
         conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=_budget(deadline),
                                check_same_thread=False)
     except sqlite3.Error as exc:
-        raise _sqlite_error(exc, path) from None
+        raise _sqlite_error(exc) from None
     connected = time.monotonic()
     try:
         conn.execute("PRAGMA query_only = ON")
@@ -240,7 +246,7 @@ def _fetch_sqlite(path: str, query: str, deadline: float) -> Fetched:
         done = time.monotonic()
         conn.rollback()
     except sqlite3.Error as exc:
-        raise _sqlite_error(exc, path) from None
+        raise _sqlite_error(exc) from None
     except sqlite3.Warning as exc:  # "You can only execute one statement at a time."
         raise SqlError("query_error", f"query failed: {exc}", probe.Status.UNKNOWN) from None
     finally:
@@ -252,19 +258,19 @@ def _uri_path(path: str) -> str:
     return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
 
 
-def _sqlite_error(exc: sqlite3.Error, path: str) -> SqlError:
+def _sqlite_error(exc: sqlite3.Error) -> SqlError:
     text = _first_line(exc, None)
     low = text.lower()
     if "unable to open database file" in low:
-        return SqlError("not_found", f"cannot open {path}: {text}")
+        return SqlError("not_found", f"cannot open the database file: {text}")
     if "interrupted" in low:
         return SqlError("timeout", "query interrupted at the deadline")
     if "readonly" in low or "read-only" in low or "query_only" in low:
         return SqlError("read_only_violation", f"refused, the check runs read-only: {text}", probe.Status.UNKNOWN)
     if "file is not a database" in low or "malformed" in low:
-        return SqlError("corrupt", f"{path}: {text}")
+        return SqlError("corrupt", text)
     if "locked" in low or "busy" in low:
-        return SqlError("timeout", f"{path}: {text}")
+        return SqlError("timeout", f"database stayed locked: {text}")
     return SqlError("query_error", f"query failed: {text}", probe.Status.UNKNOWN)
 
 

@@ -195,7 +195,7 @@ def _signal(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _text(data: bytes) -> str:
+def _text(data: bytes | bytearray) -> str:
     return _CONTROL.sub("", data.decode("utf-8", errors="replace"))
 
 

@@ -8,6 +8,7 @@ Every numeric column of the first row becomes a measurement named after the colu
 from __future__ import annotations
 
 import asyncio
+import datetime
 import decimal
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -154,7 +155,7 @@ def _measure(fetched: Fetched) -> tuple[list[probe.Measurement], dict[str, Any]]
             skipped.append(column)
             continue
         seen.add(column)
-        unit = "s" if type(value).__name__ == "timedelta" else ""
+        unit = "s" if isinstance(value, datetime.timedelta) else ""
         measurements.append(probe.Measurement(column, number, unit))
     details: dict[str, Any] = {"columns": list(fetched.columns),
                                "rows": [[_show(v) for v in row] for row in fetched.rows[:DETAIL_ROWS]]}
@@ -231,6 +232,8 @@ def _first_row_text(fetched: Fetched) -> str:
 def _show(value: object) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value if not isinstance(value, str) or len(value) <= 100 else value[:97] + "..."
+    if isinstance(value, datetime.timedelta):
+        return format_duration(value.total_seconds())
     if isinstance(value, decimal.Decimal) and value.is_finite():
         return float(value)  # details are JSON: a number stays a number
     if isinstance(value, bytes | bytearray | memoryview):
