@@ -383,3 +383,30 @@ async def test_missing_driver_is_a_clear_unknown(tmp_path: Path, monkeypatch: py
     out = await run_once(tmp_path, dsn=MY, query="SELECT 1")
     assert (out.status, out.result.reason) == (Status.UNKNOWN, "driver_missing")
     assert "install probe-agent[mysql]" in out.result.summary
+
+
+# -- a server that accepts and never answers: the client-side timeout must hold --------------------------------
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+async def test_silent_server_times_out_and_the_client_lets_go(tmp_path: Path, scheme: str) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        out = await run_once(tmp_path, dsn=f"{scheme}://probe@127.0.0.1:{port}/test", query="SELECT 1",
+                             timeout="0.6s")
+        assert (out.status, out.result.reason) == (Status.CRITICAL, "timeout"), out.result.summary
+        listener.settimeout(1)
+        conn, _ = listener.accept()
+        conn.settimeout(2)
+        # The client closed its side soon after the deadline instead of waiting on: read to EOF.
+        await asyncio.to_thread(_read_to_eof, conn)
+        conn.close()
+    finally:
+        listener.close()
+
+
+def _read_to_eof(conn: socket.socket) -> None:
+    while conn.recv(1024):  # a PostgreSQL client sends its startup packet first; then EOF
+        pass  # socket.timeout (the client still holds the connection) fails the test
