@@ -62,7 +62,10 @@ class Reconcile(BaseModel):
     tolerance: float | str = 0
     """Largest allowed ``difference``: a number, or a percentage of the larger side (``"0.5%"``)."""
 
-    _dsn = field_validator("dsn")(lambda cls, v: v if v is None else _valid_dsn(v))
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str | None) -> str | None:
+        return value if value is None else _valid_dsn(value)
 
     @field_validator("tolerance")
     @classmethod
@@ -94,7 +97,10 @@ class SqlCheck(probe.Check):
         reconcile: Reconcile | None = None
         """A second query whose result must match this one (see below)."""
 
-        _dsn = field_validator("dsn")(lambda cls, v: _valid_dsn(v))
+        @field_validator("dsn")
+        @classmethod
+        def _dsn(cls, value: str) -> str:
+            return _valid_dsn(value)
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
