@@ -376,6 +376,24 @@ def test_bad_expectations_are_config_errors(tmp_path: Path) -> None:
     assert "unknown key 'row'" in config_error(tmp_path, dsn=PG, query="SELECT 1", expect={"row": 1})
 
 
+def test_bad_mysql_dsn_parameters_are_config_errors(tmp_path: Path) -> None:
+    assert "unknown MySQL DSN parameter 'sslmode'; known: unix_socket, charset, ssl_mode, ssl_ca" in \
+        config_error(tmp_path, dsn=f"{MY}?sslmode=require", query="SELECT 1")
+    assert "ssl_mode must be one of disabled, preferred" in \
+        config_error(tmp_path, dsn=f"{MY}?ssl_mode=sometimes", query="SELECT 1")
+
+
+async def test_mysql_tls_modes(tmp_path: Path, my: Db) -> None:
+    out = await run_once(tmp_path, dsn=f"{MY}?ssl_mode=disabled", query="SELECT 1 AS one")
+    assert out.status is Status.OK
+    have_ssl = my.sql("SHOW VARIABLES LIKE 'have_ssl'")
+    if have_ssl and have_ssl[0][1] != "YES":  # the loopback server here has no certificate
+        out = await run_once(tmp_path, dsn=f"{MY}?ssl_mode=required", query="SELECT 1")
+        assert (out.status, out.result.reason) == (Status.CRITICAL, "tls_error"), out.result.summary
+    out = await run_once(tmp_path, dsn=f"{MY}?ssl_mode=verify_ca&ssl_ca={tmp_path}/missing.pem", query="SELECT 1")
+    assert (out.status, out.result.reason) == (Status.UNKNOWN, "tls_error")
+
+
 async def test_missing_driver_is_a_clear_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

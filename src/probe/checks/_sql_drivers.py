@@ -13,6 +13,7 @@ import decimal
 import math
 import re
 import sqlite3
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ def kind_of(dsn: str) -> str:
                          f"got {safe_dsn(dsn)!r}")
     if SCHEMES[scheme] == "sqlite" and not _sqlite_path(dsn):
         raise ValueError(f"expected sqlite:///path/to/file.db, got {dsn!r}")
+    if SCHEMES[scheme] == "mysql":
+        _mysql_query(dsn)  # the same errors now, at config time, as at run time
     return SCHEMES[scheme]
 
 
@@ -152,7 +155,10 @@ _MYSQL_LOST = {2006, 2013, 1927, 1053}
 
 def _fetch_mysql(dsn: str, password: str | None, query: str, deadline: float) -> Fetched:
     pymysql = _import("pymysql", "mysql")
-    params = _mysql_params(dsn, password)
+    try:
+        params = _mysql_params(dsn, password)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a CA file that will not load
+        raise SqlError("tls_error", f"cannot set up TLS: {exc}", probe.Status.UNKNOWN) from None
     budget = _budget(deadline)
     started = time.monotonic()
     try:
@@ -183,9 +189,15 @@ def _fetch_mysql(dsn: str, password: str | None, query: str, deadline: float) ->
     return Fetched(columns, rows, connected - started, done - connected)
 
 
+MYSQL_OPTIONS = ("unix_socket", "charset", "ssl_mode", "ssl_ca")
+SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
+_ssl_contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}
+
+
 def _mysql_params(dsn: str, password: str | None) -> dict[str, Any]:
+    """PyMySQL's connect() arguments from a DSN; ValueError for what it cannot mean."""
     parts = urlsplit(dsn)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    query = _mysql_query(dsn)
     params: dict[str, Any] = {
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or 3306,
@@ -195,11 +207,36 @@ def _mysql_params(dsn: str, password: str | None) -> dict[str, Any]:
     secret = password if password is not None else (unquote(parts.password) if parts.password else None)
     if secret is not None:
         params["password"] = secret
-    if "unix_socket" in query:
-        params["unix_socket"] = query["unix_socket"]
-    if "charset" in query:
-        params["charset"] = query["charset"]
+    params.update({k: query[k] for k in ("unix_socket", "charset") if k in query})
+    params.update(_mysql_tls(query.get("ssl_mode", "preferred"), query.get("ssl_ca")))
     return params
+
+
+def _mysql_query(dsn: str) -> dict[str, str]:
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(dsn).query).items()}
+    unknown = sorted(set(query) - set(MYSQL_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown MySQL DSN parameter {unknown[0]!r}; known: {', '.join(MYSQL_OPTIONS)}")
+    mode = query.get("ssl_mode", "preferred").lower()
+    if mode not in SSL_MODES:
+        raise ValueError(f"ssl_mode must be one of {', '.join(SSL_MODES)}, got {mode!r}")
+    return {**query, "ssl_mode": mode}
+
+
+def _mysql_tls(mode: str, ca: str | None) -> dict[str, Any]:
+    """ssl_mode as MySQL's own clients spell it. ``preferred`` is the driver's default (TLS when offered)."""
+    if mode == "disabled":
+        return {"ssl_disabled": True}
+    if mode == "preferred":
+        return {}
+    # One context per mode and CA for the process: loading a CA store costs ~50 ms per connection.
+    key = (mode, ca)
+    if key not in _ssl_contexts:
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.check_hostname = mode == "verify_identity"
+        ctx.verify_mode = ssl.CERT_NONE if mode == "required" else ssl.CERT_REQUIRED
+        _ssl_contexts[key] = ctx
+    return {"ssl": _ssl_contexts[key]}
 
 
 def _mysql_error(exc: Exception, password: str | None, *, connecting: bool) -> SqlError:
@@ -278,6 +315,8 @@ def _sqlite_error(exc: sqlite3.Error) -> SqlError:
 
 def _connect_error(text: str) -> SqlError:
     low = text.lower()
+    if "ssl" in low or "certificate" in low:
+        return SqlError("tls_error", f"TLS failed: {text}")
     if "refused" in low:
         return SqlError("connection_refused", f"connection refused: {text}")
     if "timeout" in low or "timed out" in low:
