@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,19 @@ async def test_detached_children_that_outlive_the_plugin_are_killed(tmp_path: Pa
     assert_all_gone(pids_in(pidfile))
 
 
+async def test_a_child_that_escaped_the_group_does_not_hang_the_check(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    try:
+        out = await run_once(tmp_path, run=[fake("escape_group")], timeout=5, linger=0.1,
+                             env={"PIDFILE": str(pidfile)})
+        assert out.status is Status.OK and out.result.summary == "OK escaped"
+        assert out.duration < 4
+    finally:
+        for pid in pids_in(pidfile):  # beyond probe's reach by design (setsid): the test cleans up
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 async def test_broken_perfdata_keeps_the_good_items(tmp_path: Path) -> None:
     out = await run_once(tmp_path, run=[fake("broken_perfdata")])
     assert out.status is Status.WARNING
@@ -228,6 +243,21 @@ async def test_not_executable_is_permission_denied(tmp_path: Path) -> None:
     script.chmod(0o644)
     out = await run_once(tmp_path, run=[str(script)])
     assert out.status is Status.UNKNOWN and out.result.reason == "permission_denied"
+
+
+async def test_missing_cwd_is_named(tmp_path: Path) -> None:
+    out = await run_once(tmp_path, run=["/bin/true"], cwd=str(tmp_path / "gone"))
+    assert (out.status, out.result.reason) == (Status.UNKNOWN, "not_found")
+    assert out.result.summary == f"{tmp_path / 'gone'}: not found"
+
+
+async def test_garbage_executable_is_exec_failed(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\x7fELF garbage that is no program")
+    blob.chmod(0o755)
+    out = await run_once(tmp_path, run=[str(blob)])
+    assert (out.status, out.result.reason) == (Status.UNKNOWN, "exec_failed")
+    assert out.result.summary == f"{blob}: cannot execute: Exec format error"
 
 
 async def test_killed_by_signal_is_unknown(tmp_path: Path) -> None:

@@ -136,7 +136,9 @@ async def _collect(proc: asyncio.subprocess.Process, cap: int, linger: float, st
         _, pending = await asyncio.wait(readers, timeout=linger)
         if pending:
             _signal(proc.pid, signal.SIGKILL)  # leftovers of the plugin still hold its output open
-            await asyncio.wait(pending, timeout=linger)
+            _, pending = await asyncio.wait(pending, timeout=linger)
+        if pending:
+            _kill_now(proc)  # a child in a session of its own holds the pipes: stop reading them
     finally:
         for reader in readers:
             reader.cancel()
