@@ -356,6 +356,11 @@ async def test_reconcile_failure_names_the_reconcile_query(tmp_path: Path, pg: D
     out = await run_once(tmp_path, dsn=PG, query="SELECT 1", reconcile={"query": "SELEC 1"})
     assert out.result.reason == "query_error"
     assert "reconcile query: query failed" in out.result.summary
+    port = closed_port()
+    out = await run_once(tmp_path, dsn=PG, query="SELECT 1",
+                         reconcile={"dsn": f"mysql://root:pw@127.0.0.1:{port}/test", "query": "SELECT 1"})
+    assert out.result.reason == "connection_refused"
+    assert out.result.summary.startswith(f"{PG}: reconcile query on mysql://root:****@127.0.0.1:{port}/test: ")
 
 
 # -- config and driver errors -------------------------------------------------------------------------------

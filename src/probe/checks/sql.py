@@ -123,7 +123,8 @@ class SqlCheck(probe.Check):
         try:
             return await fetch(dsn, _reveal(password), r.query, ctx.deadline)
         except SqlError as exc:
-            raise SqlError(exc.reason, f"reconcile query: {exc.message}", exc.status) from None
+            where = f" on {safe_dsn(dsn)}" if r.dsn else ""
+            raise SqlError(exc.reason, f"reconcile query{where}: {exc.message}", exc.status) from None
 
     def _judge(self, main: Fetched, other: Fetched | None) -> probe.Result:
         measurements, details = _measure(main)
