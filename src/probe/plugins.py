@@ -32,6 +32,9 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.disk",
     "probe.checks.memory",
     "probe.checks.process",
+    "probe.checks.sql",
+    "probe.checks.command",
+    "probe.checks.file",
     "probe.formats.builtin",
     "probe.actions",
 )
