@@ -312,3 +312,33 @@ def test_grpc_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(telemetry.TelemetryError, match=r"probe-agent\[grpc\]"):
         telemetry.build(settings)
 
+
+
+async def test_otlp_grpc_reaches_a_real_grpc_receiver(tmp_path: Path) -> None:
+    grpc = pytest.importorskip("grpc", reason="the grpc extra is not installed")
+    from concurrent import futures
+
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+
+    received: list[Any] = []
+
+    class Service(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
+        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+            received.append(request)
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Service(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        settings = TelemetrySettings.model_validate({"otlp": {"enabled": True, "protocol": "grpc",
+                                                              "endpoint": f"http://127.0.0.1:{port}"}})
+        sink = telemetry.build(settings)
+        sink.record((await run_all(tmp_path))[0])
+        assert sink.shutdown()
+    finally:
+        server.stop(0)
+    points = list(otlp_receiver._flatten(received))
+    status = next(p for p in points if p.name == "probe.check.status")
+    assert status.attributes["check.name"] == "tmp-disk" and status.resource["service.name"] == "probe"

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -153,3 +154,36 @@ def test_a_real_prometheus_scrapes_the_endpoint(prometheus_server: str, tmp_path
     sample = result[0]
     assert sample["metric"]["job"] == "probe" and sample["metric"]["check_type"] == "memory"  # type: ignore[index]
     assert sample["value"][1] == "1"  # type: ignore[index]
+
+
+def _query(base: str, expr: str) -> dict[str, object]:
+    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:  # 400 for a query that does not parse
+        return json.load(exc)  # type: ignore[no-any-return]
+
+
+def test_the_grafana_dashboard_queries_work_on_the_scraped_metrics(prometheus_server: str) -> None:
+    dashboard = json.loads((Path(__file__).parent.parent / "packaging/grafana/probe-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # two scrapes, so rate() has points
+        time.sleep(0.5)
+        try:
+            counts = _query(prometheus_server, "count_over_time(probe_check_status[1m])")["data"]["result"]  # type: ignore[index]
+        except OSError:
+            continue
+        if counts and int(counts[0]["value"][1]) >= 3:
+            break
+    empty = []
+    for expr in exprs:
+        concrete = (expr.replace("$instance", ".*").replace("$check", ".*")
+                    .replace("$__rate_interval", "1m").replace("$__range", "1m"))
+        answer = _query(prometheus_server, concrete)
+        assert answer["status"] == "success", f"{expr}: {answer.get('error')}"
+        if not answer["data"]["result"]:  # type: ignore[index]
+            empty.append(expr)
+    # The sink recorded every kind of metric the dashboard shows, so no panel may come up empty.
+    assert empty == [], empty
