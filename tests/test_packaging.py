@@ -108,9 +108,10 @@ def test_deb_installs_runs_and_removes_cleanly(tmp_path: Path) -> None:
         # cwd without a ./checks.d, so the packaged /etc/probe is what runs
         ok = subprocess.run(["/usr/bin/probe", "validate"], cwd=tmp_path, capture_output=True, text=True)
         assert ok.returncode == 0 and "/etc/probe/checks.d" in ok.stdout, ok.stderr
+        # As the service user, from / (pytest's tmp_path is private to root).
         once = subprocess.run(["runuser", "-u", "probe", "--", "/usr/bin/probe", "run", "--once", "--format", "json"],
-                              cwd=tmp_path, capture_output=True, text=True)
-        assert once.returncode in (0, 1), once.stderr
+                              cwd="/", capture_output=True, text=True)
+        assert once.returncode in (0, 1), once.stdout + once.stderr
         assert {c["name"] for c in json.loads(once.stdout)["checks"]} >= {"root-disk", "memory"}
         assert Path("/var/lib/probe").stat().st_uid == _uid("probe")
         analyze = shutil.which("systemd-analyze")
