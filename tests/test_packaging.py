@@ -65,7 +65,7 @@ def test_unit_has_the_required_service_settings() -> None:
 
 
 def test_packaged_settings_and_checks_validate(tmp_path: Path) -> None:
-    registry, plan = load(REPO / "checks.d" / "local.yaml", settings_path=PACKAGING / "probe.yaml")
+    _, plan = load(REPO / "checks.d" / "local.yaml", settings_path=PACKAGING / "probe.yaml")
     assert plan.settings.telemetry.prometheus.enabled
     assert plan.settings.telemetry.prometheus.host == "127.0.0.1"
     assert plan.checks
@@ -144,8 +144,8 @@ def _project_version() -> str:
 def test_wheel_installs_with_pip_and_uv_tool(tmp_path: Path) -> None:
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     require(Path(uv).exists(), "uv is not installed (dev extra)")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(REPO)],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path),
+                    str(REPO)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("probe_agent-*.whl"))
     checks = REPO / "checks.d" / "local.yaml"
 

@@ -173,7 +173,7 @@ def test_sdk_disabled_variable_turns_every_exporter_off(monkeypatch: pytest.Monk
 
 
 async def test_for_once_exports_when_the_run_ends(tmp_path: Path, receiver: otlp_receiver.Receiver) -> None:
-    registry, plan = plan_for(tmp_path)
+    plan_for(tmp_path)  # writes checks.yaml
     settings_file = tmp_path / "probe.yaml"
     settings_file.write_text(f"telemetry:\n  otlp: {{enabled: true, endpoint: '{receiver.endpoint}'}}\n"
                              "  prometheus: {enabled: true, port: 0}\n")
@@ -323,7 +323,7 @@ async def test_otlp_grpc_reaches_a_real_grpc_receiver(tmp_path: Path) -> None:
     received: list[Any] = []
 
     class Service(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
-        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+        def Export(self, request: Any, context: Any) -> Any:  # the gRPC method's name
             received.append(request)
             return metrics_service_pb2.ExportMetricsServiceResponse()
 

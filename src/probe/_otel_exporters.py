@@ -30,8 +30,8 @@ CARDINALITY: dict[type, int] = {cls: 50_000 for cls in (Counter, Histogram, Obse
 
 
 def make_resource(settings: TelemetrySettings) -> Resource:
-    """``service.name=probe``, ``host.name``, ``service.version``, ``service.instance.id``, then probe.yaml's ``resource``, then
-    ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` (the environment wins, as the spec asks)."""
+    """``service.name=probe``, ``host.name``, ``service.version``, ``service.instance.id``, then probe.yaml's
+    ``resource``, then ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` (the environment wins, per the spec)."""
     host = socket.gethostname()
     # service.instance.id = the host (one agent per host) keeps Prometheus' ``instance`` label stable across
     # restarts; the SDK's default is a random UUID per process, a new set of series at every restart.
