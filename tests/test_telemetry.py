@@ -342,3 +342,28 @@ async def test_otlp_grpc_reaches_a_real_grpc_receiver(tmp_path: Path) -> None:
     points = list(otlp_receiver._flatten(received))
     status = next(p for p in points if p.name == "probe.check.status")
     assert status.attributes["check.name"] == "tmp-disk" and status.resource["service.name"] == "probe"
+
+
+@pytest.mark.parametrize(("variable", "value", "settings", "message"), [
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", {"otlp": {"enabled": True, "endpoint": "http://127.0.0.1:9"}},
+     "OTLP protocol 'http/json' is not supported"),
+    ("OTEL_EXPORTER_PROMETHEUS_PORT", "ninety", {"prometheus": {"enabled": True}},
+     "OTEL_EXPORTER_PROMETHEUS_PORT='ninety' is not a port number"),
+])
+def test_bad_standard_variables_are_clear_errors(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+                                                 settings: dict[str, Any], message: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(telemetry.TelemetryError, match=message):
+        telemetry.build(TelemetrySettings.model_validate(settings))
+
+
+async def test_records_after_shutdown_are_dropped(tmp_path: Path, receiver: otlp_receiver.Receiver) -> None:
+    outcome = (await run_all(tmp_path))[0]
+    sink = telemetry.build(otlp(receiver.endpoint))
+    sink.record(outcome)
+    sink.shutdown()
+    exported = len(receiver.requests)
+    sink.record(outcome)  # a check finishing after SIGTERM's flush: no error, no export
+    sink.record_agent(checks_loaded=1)
+    sink.flush(0.5)
+    assert len(receiver.requests) == exported

@@ -9,6 +9,10 @@ case "$1" in
         [ -d /run/systemd/system ] && systemctl daemon-reload || true
         ;;
 esac
+if [ "$1" = 0 ]; then
+    # rpm has no purge: keep the history, drop the directory only when it is empty.
+    rmdir /var/lib/probe 2>/dev/null || true
+fi
 if [ "$1" = purge ]; then
     # History and state. The probe user stays (files elsewhere may still belong to it; Debian policy).
     rm -rf /var/lib/probe

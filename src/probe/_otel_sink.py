@@ -166,6 +166,8 @@ class OtelSink(MetricsSink):
     # -- the sink interface ----------------------------------------------------------------------------------
 
     def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+        if self._closed:  # a check that finished after the final export: nothing left to send it
+            return
         spec = outcome.spec
         attributes = check_attributes(spec, self._limit, self._warned)
         measurements = {}
@@ -187,11 +189,15 @@ class OtelSink(MetricsSink):
             self._transitions.add(1, {**attributes, "status": entered.label})
 
     def record_remediation(self, spec: CheckSpec, outcome: str, action: str = "run") -> None:
+        if self._closed:
+            return
         attributes = check_attributes(spec, self._limit, self._warned)
         self._remediations.add(1, {**attributes, "outcome": outcome, "action": action})
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None) -> None:
+        if self._closed:
+            return
         if scheduler_lag is not None:
             self._lag.record(max(0.0, scheduler_lag))
         if reload is not None:
@@ -209,6 +215,9 @@ class OtelSink(MetricsSink):
                 del self._latest[name]
 
     def flush(self, timeout: float = 5.0) -> bool:
+        return True if self._closed else self._force_flush(timeout)
+
+    def _force_flush(self, timeout: float) -> bool:
         return _bounded(lambda: self._provider.force_flush(timeout_millis=timeout * 1000), timeout, "flush")
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -221,7 +230,7 @@ class OtelSink(MetricsSink):
         timeout = self._settings.flush_timeout if timeout is None else timeout
         started = time.monotonic()
         # Export first, synchronously: the SDK's own shutdown gives up on the final export silently.
-        done = self.flush(timeout)
+        done = self._force_flush(timeout)
         remaining = max(0.1, timeout - (time.monotonic() - started))
         stopped = _bounded(lambda: self._provider.shutdown(timeout_millis=remaining * 1000), remaining, "shutdown")
         done = stopped and done
