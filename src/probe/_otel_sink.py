@@ -77,14 +77,14 @@ class OtelSink(MetricsSink):
             readers = [self._prometheus.reader] if self._prometheus else []
             if otlp:
                 readers.append(otlp_reader(settings.otlp))
+            self._provider = MeterProvider(metric_readers=readers, resource=make_resource(settings),
+                                           shutdown_on_exit=False)
+            self._meter = self._provider.get_meter("probe", __version__)
+            self._instruments()
         except BaseException:
-            if self._prometheus:
+            if self._prometheus:  # a half-built sink must not keep the port
                 self._prometheus.stop()
             raise
-        self._provider = MeterProvider(metric_readers=readers, resource=make_resource(settings),
-                                       shutdown_on_exit=False)
-        self._meter = self._provider.get_meter("probe", __version__)
-        self._instruments()
         if atexit:
             _atexit.register(self.shutdown)
 
