@@ -73,8 +73,12 @@ class Query:
 def make_query(name: str, rdtype: int, rdclass: int, *, recursion_desired: bool, dnssec: bool) -> Query:
     import dns.flags
     import dns.message
+    import dns.rdataclass
+    import dns.rdatatype
 
-    message = dns.message.make_query(name, rdtype, rdclass, use_edns=0, payload=1232, want_dnssec=dnssec)
+    message = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype),
+                                     dns.rdataclass.RdataClass.make(rdclass), use_edns=0, payload=1232,
+                                     want_dnssec=dnssec)
     message.id = 0
     if not recursion_desired:
         message.flags &= ~dns.flags.RD
@@ -181,9 +185,12 @@ def _txt_text(rdata: bytes) -> str:
 def _other_text(data: bytes, offset: int, rdlength: int, rdtype: int, rdclass: int) -> str:
     import dns.exception
     import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
 
     try:
-        rdata = dns.rdata.from_wire(rdclass, rdtype, data, offset, rdlength)
+        rdata = dns.rdata.from_wire(dns.rdataclass.RdataClass.make(rdclass), dns.rdatatype.RdataType.make(rdtype),
+                                    data, offset, rdlength)
     except dns.exception.DNSException as exc:
         raise Malformed(f"cannot decode type {rdtype} record: {exc}") from None
     return str(rdata.to_text())
@@ -244,4 +251,4 @@ def _question_key(question: bytes) -> bytes:
 def rcode_name(rcode: int) -> str:
     import dns.rcode
 
-    return str(dns.rcode.to_text(rcode))
+    return str(dns.rcode.to_text(dns.rcode.Rcode.make(rcode)))

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 import probe
 from probe.checks import _dnswire
-from probe.checks._dnsclient import DEFAULT_PORTS, Exchange, Failure, Server, exchange, parse_server
+from probe.checks._dnsclient import Exchange, Failure, Server, exchange, parse_server
 
 _RCODE_REASONS = {"NXDOMAIN": "nxdomain", "SERVFAIL": "servfail", "REFUSED": "refused"}
 _SHOWN_ANSWERS = 3
@@ -99,12 +99,12 @@ class DnsCheck(probe.Check):
         """Record type: ``A``, ``AAAA``, ``MX``, ``TXT``, ``CNAME``, ``NS``, ``SOA``, ``SRV``, ``PTR``, ..."""
         record_class: str = "IN"
         """Record class; ``CH`` for ``version.bind``-style queries."""
-        server: list[str] | None = None
-        """``host``, ``host:port``, ``[ipv6]:port``, or a list tried in order; an ``https://`` URL for DoH.
-        Default: the nameservers in ``resolv_conf``."""
         transport: Literal["udp", "tcp", "tls", "https"] = "udp"
         """``udp`` (retried over TCP when the reply is truncated), ``tcp``, ``tls`` (DoT, RFC 7858) or
         ``https`` (DoH, RFC 8484)."""
+        server: list[str] | None = None
+        """``host``, ``host:port``, ``[ipv6]:port``, or a list tried in order; an ``https://`` URL for DoH.
+        Default: the nameservers in ``resolv_conf``."""
         resolv_conf: str = "/etc/resolv.conf"
         """Where the system's nameservers are read from when ``server`` is not set."""
         recursion_desired: bool = True
@@ -118,6 +118,15 @@ class DnsCheck(probe.Check):
         @classmethod
         def _one_or_many(cls, value: object) -> object:
             return [value] if isinstance(value, str) else value
+
+        @field_validator("server")
+        @classmethod
+        def _servers_parse(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+            if value is not None and not value:
+                raise ValueError("list at least one server, or leave it out to use resolv_conf")
+            for text in value or ():
+                parse_server(text, info.data.get("transport", "udp"))
+            return value
 
         @field_validator("record_type")
         @classmethod
@@ -152,11 +161,7 @@ class DnsCheck(probe.Check):
             return value.strip()
 
         @model_validator(mode="after")
-        def _servers_parse(self) -> DnsCheck.Options:
-            if self.server is not None and not self.server:
-                raise ValueError("server: list at least one server, or leave it out to use resolv_conf")
-            for text in self.server or ():
-                parse_server(text, self.transport)
+        def _https_needs_url(self) -> DnsCheck.Options:
             if self.transport == "https" and not self.server:
                 raise ValueError("transport https needs server: an https:// URL")
             return self
