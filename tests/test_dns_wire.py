@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 
 import dns.message
@@ -29,6 +30,9 @@ RDATA = st.one_of(
     st.tuples(st.just("CAA"), st.just('0 issue "ca.example.net"')),
 )
 
+# dnspython merges equal records of one owner and type, so keep owner+type unique
+RECORDS = st.lists(st.tuples(NAME, RDATA), max_size=6, unique_by=lambda r: (r[0].lower(), r[1][0]))
+
 
 def _expected_text(rrset: dns.rrset.RRset, rdata: object) -> str:
     if rrset.rdtype == dns.rdatatype.TXT:
@@ -37,7 +41,7 @@ def _expected_text(rrset: dns.rrset.RRset, rdata: object) -> str:
 
 
 @settings(max_examples=150, deadline=None)
-@given(qname=NAME, records=st.lists(st.tuples(NAME, RDATA), max_size=6, unique_by=lambda r: (r[0].lower(), r[1][0])), rcode=st.sampled_from([0, 2, 3, 5]),
+@given(qname=NAME, records=RECORDS, rcode=st.sampled_from([0, 2, 3, 5]),
        edns=st.booleans())
 def test_reader_agrees_with_dnspython(qname: str, records: list[tuple[str, tuple[str, str]]], rcode: int,
                                       edns: bool) -> None:
@@ -76,10 +80,8 @@ def test_garbage_is_only_ever_notours_or_malformed(data: bytes, flip: int) -> No
     good = bytearray(query.with_id(7))
     good[2] |= 0x80
     for candidate in (data, bytes(good[:flip]) + data[:3] + bytes(good[flip + 3:])):
-        try:
+        with contextlib.suppress(_dnswire.NotOurs, _dnswire.Malformed):
             _dnswire.read_response(candidate, 7, query)
-        except (_dnswire.NotOurs, _dnswire.Malformed):
-            pass
 
 
 def test_compression_loop_is_malformed() -> None:
