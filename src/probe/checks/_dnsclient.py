@@ -156,16 +156,19 @@ async def _stream(query: Query, server: Server, address: tuple[str, int], deadli
     started = loop.time()
     qid = secrets.randbits(16)
     wire = query.with_id(qid)
+    framed = len(wire).to_bytes(2, "big") + wire
     try:
         async with asyncio.timeout_at(deadline):
-            reader, writer = await asyncio.open_connection(
-                address[0], address[1], ssl=tls, server_hostname=(server_name or server.host) if tls else None)
-            try:
-                writer.write(len(wire).to_bytes(2, "big") + wire)
-                length = int.from_bytes(await reader.readexactly(2), "big")
-                data = await reader.readexactly(length)
-            finally:
-                writer.close()
+            if tls is None:
+                data = await _tcp_exchange(loop, address, framed)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    address[0], address[1], ssl=tls, server_hostname=server_name or server.host)
+                try:
+                    writer.write(framed)
+                    data = await reader.readexactly(int.from_bytes(await reader.readexactly(2), "big"))
+                finally:
+                    writer.close()
         return read_response(data, qid, query)
     except TimeoutError:
         raise Failure("timeout", f"no reply from {server} in {_waited(deadline, loop, started)}") from None
@@ -182,6 +185,23 @@ async def _stream(query: Query, server: Server, address: tuple[str, int], deadli
         raise Failure("connection_reset", f"{server} reset the connection") from None
     except OSError as exc:
         raise Failure("network_error", f"{server}: {exc.strerror or exc}") from None
+
+
+async def _tcp_exchange(loop: asyncio.AbstractEventLoop, address: tuple[str, int], framed: bytes) -> bytes:
+    """Plain TCP on a bare socket: asyncio streams cost about twice the CPU of the whole exchange."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, address)
+        await loop.sock_sendall(sock, framed)
+        buffer = b""
+        while len(buffer) < 2 or len(buffer) < 2 + int.from_bytes(buffer[:2], "big"):
+            chunk = await loop.sock_recv(sock, 65537)
+            if not chunk:
+                expected = 2 + int.from_bytes(buffer[:2], "big") if len(buffer) >= 2 else 2
+                raise asyncio.IncompleteReadError(buffer, expected)
+            buffer += chunk
+    return buffer[2:2 + int.from_bytes(buffer[:2], "big")]
 
 
 async def _https(query: Query, server: Server, deadline: float, tls: ssl.SSLContext | None) -> Response:

@@ -248,7 +248,12 @@ def _question_key(question: bytes) -> bytes:
     return question[:-4].lower() + question[-4:]
 
 
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
 def rcode_name(rcode: int) -> str:
+    if rcode in _RCODES:
+        return _RCODES[rcode]
     import dns.rcode
 
     return str(dns.rcode.to_text(dns.rcode.Rcode.make(rcode)))
