@@ -26,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from dnsservers import dnsmasq, free_port  # noqa: E402
+from dnsservers import dnsmasq, free_port
 
-from probe.checks.dns import DnsCheck  # noqa: E402
-from probe.plugins import load_plugins  # noqa: E402
-from probe.runner import Runner  # noqa: E402
-from probe.spec import CheckSpec, CommonFields  # noqa: E402
-from probe.yamlsource import Location  # noqa: E402
+from probe.checks.dns import DnsCheck
+from probe.plugins import load_plugins
+from probe.runner import Runner
+from probe.spec import CheckSpec, CommonFields
+from probe.yamlsource import Location
 
 BLACKBOX_CONFIG = """
 modules:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from probe.runner import Runner
 from probe.spec import CheckSpec, CommonFields
 from probe.yamlsource import Location
 
-FAST = {"count": 3, "interval": 0.02, "packet_timeout": 0.5}
+FAST = {"count": 3, "packet_interval": 0.02, "packet_timeout": 0.5}
 
 
 async def run(timeout: float = 2.0, **options: Any) -> probe.Result:
@@ -77,10 +78,21 @@ async def test_host_name_is_resolved() -> None:
 
 
 async def test_timeout_cuts_the_series_short_but_still_reports() -> None:
-    result = await run(timeout=0.5, host="127.0.0.1", count=10, interval=0.2, packet_timeout=0.3)
+    result = await run(timeout=0.5, host="127.0.0.1", count=10, packet_interval=0.2, packet_timeout=0.3)
     assert result.status is probe.Status.OK, result.summary
     assert 1 <= result.details["sent"] < 10
     assert "before the timeout" in result.summary
+
+
+def test_yaml_keys_reach_the_check(tmp_path: Path) -> None:
+    """``interval`` is the common schedule field; the gap between packets is ``packet_interval``."""
+    from probe.config import load_plan
+
+    path = tmp_path / "icmp.yaml"
+    path.write_text("checks:\n  - {name: p, type: icmp, host: 127.0.0.1, interval: 30s, packet_interval: 50ms,"
+                    " count: 4, timeout: 2s}\n")
+    spec = load_plan(path, load_plugins(use_entry_points=False), env={}).checks[0]
+    assert (spec.interval, spec.options.packet_interval, spec.options.count) == (30.0, 0.05, 4)
 
 
 def test_loss_and_jitter_arithmetic() -> None:
@@ -105,7 +117,7 @@ def test_rtt_stats_of_equal_rtts() -> None:
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"host": "127.0.0.1", "count": 0}, "greater than or equal to 1"),
-    ({"host": "127.0.0.1", "interval": "1ms"}, "greater than or equal to 0.01"),
+    ({"host": "127.0.0.1", "packet_interval": "1ms"}, "greater than or equal to 0.01"),
     ({"host": "127.0.0.1", "size": "1MiB"}, "less than or equal to 65000"),
     ({"host": "127.0.0.1", "packet_timeout": 0}, "greater than 0"),
     ({"host": "127.0.0.1", "ip_version": 5}, "Input should be 4 or 6"),
@@ -189,7 +201,7 @@ def test_permission_denied_without_either(netns: str) -> None:
                                               ("::1", "net.ipv6.icmp.echo_ignore_all")])
 @pytest.mark.parametrize("sockets", [EVERYONE, NOBODY])
 def test_no_reply_is_total_loss(netns: str, host: str, sysctl: str, sockets: dict[str, str]) -> None:
-    options = {"host": host, "count": 2, "interval": 0.02, "packet_timeout": 0.2}
+    options = {"host": host, "count": 2, "packet_interval": 0.02, "packet_timeout": 0.2}
     result = in_netns(netns, options, sysctls={**sockets, sysctl: "1"})
     assert (result["status"], result["reason"]) == ("CRITICAL", "no_reply"), result["summary"]
     assert result["measurements"]["loss"] == 1.0
@@ -198,7 +210,7 @@ def test_no_reply_is_total_loss(netns: str, host: str, sysctl: str, sockets: dic
 
 def test_unreachable_route(netns: str) -> None:
     subprocess.run(["ip", "netns", "exec", netns, "ip", "route", "add", "unreachable", "10.254.0.0/16"], check=True)
-    result = in_netns(netns, {"host": "10.254.0.1", "count": 2, "interval": 0.02, "packet_timeout": 0.2},
+    result = in_netns(netns, {"host": "10.254.0.1", "count": 2, "packet_interval": 0.02, "packet_timeout": 0.2},
                       sysctls=NOBODY)
     assert (result["status"], result["reason"]) == ("CRITICAL", "unreachable"), result["summary"]
     assert "No route to host" in result["summary"]

@@ -36,7 +36,7 @@ class NoPermission(Exception):
 
 
 class IcmpCheck(probe.Check):
-    """Ping: ``count`` echo requests ``interval`` apart; a reply later than ``packet_timeout`` is lost."""
+    """Ping: ``count`` echo requests ``packet_interval`` apart; a reply later than ``packet_timeout`` is lost."""
 
     type = "icmp"
     measurements = frozenset({"duration", "loss", "rtt_min", "rtt_avg", "rtt_max", "rtt_stddev", "jitter"})
@@ -46,8 +46,8 @@ class IcmpCheck(probe.Check):
         """Address (IPv4 or IPv6) or name of the host to ping."""
         count: int = Field(3, ge=1, le=1000)
         """Echo requests to send."""
-        interval: Duration = Field(1.0, ge=0.01)
-        """Time between requests (at least 10ms)."""
+        packet_interval: Duration = Field(1.0, ge=0.01)
+        """Time between requests (at least 10ms). Not `interval`: that is how often the check runs."""
         packet_timeout: Duration = Field(2.0, gt=0)
         """How long to wait for each reply; a later reply counts as lost."""
         size: Size = Field(56, ge=0, le=65000)
@@ -69,10 +69,10 @@ class IcmpCheck(probe.Check):
             return probe.Result.unknown(f"cannot open an ICMP socket: {exc.strerror}", reason="socket_error")
         session = Session(sock, raw, family, address, int(o.size))
         # End a little before the core's deadline so the counts are reported rather than a bare timeout.
-        end = min(time.monotonic() + (o.count - 1) * o.interval + o.packet_timeout,
+        end = min(time.monotonic() + (o.count - 1) * o.packet_interval + o.packet_timeout,
                   ctx.deadline - min(0.05, 0.05 * ctx.remaining()))
         with sock:
-            await session.ping(o.count, o.interval, end)
+            await session.ping(o.count, o.packet_interval, end)
         return verdict(o, session, address[0])
 
 
