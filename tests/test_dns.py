@@ -360,3 +360,13 @@ async def test_query_is_built_once_per_check(server: DnsServer) -> None:
     assert check._query is built
     assert len(server.queries) == 2
 
+
+async def test_duration_is_the_checks_own_exchange_time(server: DnsServer) -> None:
+    """The first run's setup (importing dnspython, building the query) is not the server's time."""
+    options = {"query": "www.test", "server": server.address}
+    spec = CheckSpec.build(CommonFields(name="t", type="dns"), DnsCheck.Options.model_validate(options),
+                           Location("test", 1, 1), options)
+    outcome = await Runner(load_plugins(use_entry_points=False)).run(spec)
+    measured = outcome.result.measurement("duration")
+    assert measured is not None and 0 < measured.value < outcome.duration
+
