@@ -30,6 +30,8 @@ ENTRY_POINT_GROUP = "probe"
 
 BUILTINS: tuple[str, ...] = (
     "probe.checks.disk",
+    "probe.checks.dns",
+    "probe.checks.icmp",
     "probe.checks.memory",
     "probe.checks.process",
     "probe.checks.sql",

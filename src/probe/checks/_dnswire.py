@@ -1,0 +1,259 @@
+"""DNS wire format for the dns check: the query bytes, and a fast reader for responses.
+
+dnspython builds the query (once per check) and renders the rdata types this module does not know, but
+its ``Message.from_wire`` costs about 0.17 ms for a one-answer reply: more than a whole blackbox_exporter
+probe's share of our CPU budget (docs/performance-dns.md). The reader here decodes the header, checks the
+question, and renders the common record types itself; anything it cannot read is a ``Malformed`` reply.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+from dataclasses import dataclass
+
+QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
+_FLAG_NAMES = (("qr", QR), ("aa", AA), ("tc", TC), ("rd", RD), ("ra", RA), ("ad", AD), ("cd", CD))
+
+A, NS, CNAME, PTR, MX, TXT, AAAA, SPF, DNAME, OPT, ANY = 1, 2, 5, 12, 15, 16, 28, 99, 39, 41, 255
+_NAME_TYPES = frozenset({NS, CNAME, PTR, DNAME})
+
+_HEADER = struct.Struct("!HHHHHH")
+_RR = struct.Struct("!HHIH")
+_SAFE_LABEL = re.compile(rb"[A-Za-z0-9_*-]*")
+_ESCAPED = frozenset(b'"().;\\@$')
+_MAX_POINTERS = 128
+
+
+class Malformed(Exception):
+    """A reply that is addressed to our query but cannot be read."""
+
+
+class NotOurs(Exception):
+    """A datagram that is not the reply to our query (wrong id, not a response, other question)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    name: str
+    rdtype: int
+    rdclass: int
+    ttl: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    id: int
+    flags: int
+    rcode: int  # with the EDNS extended bits
+    answers: tuple[Record, ...]
+    size: int
+
+    def has(self, flag: int) -> bool:
+        return bool(self.flags & flag)
+
+    def flag_names(self) -> list[str]:
+        return [name for name, bit in _FLAG_NAMES if self.flags & bit]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query's wire form with a zero id; ``with_id`` stamps a fresh id per send."""
+
+    wire: bytes
+    question: bytes  # lowercased qname + qtype + qclass, to recognise our reply
+    rdtype: int
+
+    def with_id(self, qid: int) -> bytes:
+        return qid.to_bytes(2, "big") + self.wire[2:]
+
+
+def make_query(name: str, rdtype: int, rdclass: int, *, recursion_desired: bool, dnssec: bool) -> Query:
+    import dns.flags
+    import dns.message
+    import dns.rdataclass
+    import dns.rdatatype
+
+    message = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype),
+                                     dns.rdataclass.RdataClass.make(rdclass), use_edns=0, payload=1232,
+                                     want_dnssec=dnssec)
+    message.id = 0
+    if not recursion_desired:
+        message.flags &= ~dns.flags.RD
+    if dnssec:
+        message.flags |= dns.flags.AD  # RFC 6840 5.7: ask a validating resolver to report AD
+    wire = message.to_wire()
+    end = _skip_name(wire, 12) + 4
+    return Query(wire, _question_key(wire[12:end]), rdtype)
+
+
+def read_response(data: bytes, qid: int, query: Query) -> Response:
+    """Decode ``data`` as the reply to ``query`` sent with ``qid``.
+
+    Raises ``NotOurs`` for a datagram that is not that reply (a UDP client keeps waiting) and
+    ``Malformed`` for a reply that is ours but broken.
+    """
+    if len(data) < 12:
+        raise NotOurs(f"{len(data)}-byte datagram is too short for a DNS header")
+    rid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if rid != qid:
+        raise NotOurs(f"reply id {rid} does not match query id {qid}")
+    if not flags & QR:
+        raise NotOurs("packet is a query, not a response")
+    try:
+        return _read_body(data, rid, flags, qdcount, ancount, nscount + arcount, query)
+    except (IndexError, struct.error, ValueError, UnicodeError) as exc:
+        raise Malformed(f"cannot decode reply: {exc}") from None
+
+
+def _read_body(data: bytes, rid: int, flags: int, qdcount: int, ancount: int, others: int, query: Query) -> Response:
+    offset = 12
+    if qdcount > 1:
+        raise Malformed(f"reply has {qdcount} questions")
+    if qdcount == 1:
+        end = _skip_name(data, offset) + 4
+        if end > len(data):
+            raise Malformed("reply ends inside the question")
+        if _question_key(data[offset:end]) != query.question:
+            raise NotOurs("reply is for another question")
+        offset = end
+    elif flags & 0xF == 0:
+        raise Malformed("successful reply without a question")
+    answers = []
+    for _ in range(ancount):
+        record, offset = _read_record(data, offset)
+        answers.append(record)
+    rcode = flags & 0xF
+    for _ in range(others):
+        start = offset
+        offset = _skip_name(data, offset)
+        rdtype, _rdclass, ttl, rdlength = _RR.unpack_from(data, offset)
+        offset += _RR.size + rdlength
+        if rdtype == OPT and data[start] == 0:
+            rcode |= (ttl >> 24) << 4
+    if offset > len(data):
+        raise Malformed("reply ends inside a record")
+    return Response(rid, flags, rcode, tuple(answers), len(data))
+
+
+def _read_record(data: bytes, offset: int) -> tuple[Record, int]:
+    name, offset = read_name(data, offset)
+    rdtype, rdclass, ttl, rdlength = _RR.unpack_from(data, offset)
+    offset += _RR.size
+    end = offset + rdlength
+    if end > len(data):
+        raise Malformed(f"record {name} ends past the reply")
+    return Record(name, rdtype, rdclass, ttl, _rdata_text(data, offset, rdlength, rdtype, rdclass)), end
+
+
+def _rdata_text(data: bytes, offset: int, rdlength: int, rdtype: int, rdclass: int) -> str:
+    rdata = data[offset:offset + rdlength]
+    if rdtype == A and rdlength == 4:
+        return socket.inet_ntop(socket.AF_INET, rdata)
+    if rdtype == AAAA and rdlength == 16:
+        return socket.inet_ntop(socket.AF_INET6, rdata)
+    if rdtype in _NAME_TYPES:
+        return _exact_name(data, offset, rdlength)
+    if rdtype == MX and rdlength >= 3:
+        return f"{int.from_bytes(rdata[:2], 'big')} {_exact_name(data, offset + 2, rdlength - 2)}"
+    if rdtype in (TXT, SPF):
+        return _txt_text(rdata)
+    return _other_text(data, offset, rdlength, rdtype, rdclass)
+
+
+def _exact_name(data: bytes, offset: int, rdlength: int) -> str:
+    name, end = read_name(data, offset)
+    if end != offset + rdlength:
+        raise Malformed("name does not fill its record")
+    return name
+
+
+def _txt_text(rdata: bytes) -> str:
+    """The strings of a TXT record joined, as SPF and DKIM readers join them (RFC 7208 3.3)."""
+    parts, i = [], 0
+    while i < len(rdata):
+        n = rdata[i]
+        if i + 1 + n > len(rdata):
+            raise Malformed("TXT string runs past its record")
+        parts.append(rdata[i + 1:i + 1 + n])
+        i += 1 + n
+    return b"".join(parts).decode("utf-8", "backslashreplace")
+
+
+def _other_text(data: bytes, offset: int, rdlength: int, rdtype: int, rdclass: int) -> str:
+    import dns.exception
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+
+    try:
+        rdata = dns.rdata.from_wire(dns.rdataclass.RdataClass.make(rdclass), dns.rdatatype.RdataType.make(rdtype),
+                                    data, offset, rdlength)
+    except dns.exception.DNSException as exc:
+        raise Malformed(f"cannot decode type {rdtype} record: {exc}") from None
+    return str(rdata.to_text())
+
+
+def read_name(data: bytes, offset: int) -> tuple[str, int]:
+    """A possibly compressed domain name at ``offset``, as text with a trailing dot; and where it ends."""
+    labels: list[str] = []
+    end = -1
+    pointers = 0
+    while True:
+        length = data[offset]
+        if length == 0:
+            offset += 1
+            break
+        if length & 0xC0 == 0xC0:
+            target = ((length & 0x3F) << 8) | data[offset + 1]
+            if end < 0:
+                end = offset + 2
+            pointers += 1
+            if target >= offset or pointers > _MAX_POINTERS:
+                raise Malformed("bad compression pointer")
+            offset = target
+            continue
+        if length & 0xC0:
+            raise Malformed(f"unknown label type 0x{length:02x}")
+        label = data[offset + 1:offset + 1 + length]
+        if len(label) != length:
+            raise Malformed("name runs past the reply")
+        labels.append(_label_text(label))
+        offset += 1 + length
+    return (".".join(labels) + "." if labels else "."), (end if end >= 0 else offset)
+
+
+def _label_text(label: bytes) -> str:
+    if _SAFE_LABEL.fullmatch(label):
+        return label.decode("ascii")
+    # dnspython's presentation escapes, so names read the same as in its output and in dig's
+    return "".join(
+        "\\" + chr(b) if b in _ESCAPED else chr(b) if 0x20 < b < 0x7F else f"\\{b:03d}" for b in label
+    )
+
+
+def _skip_name(data: bytes, offset: int) -> int:
+    while True:
+        length = data[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            return offset + 2
+        offset += 1 + length
+
+
+def _question_key(question: bytes) -> bytes:
+    return question[:-4].lower() + question[-4:]
+
+
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def rcode_name(rcode: int) -> str:
+    if rcode in _RCODES:
+        return _RCODES[rcode]
+    import dns.rcode
+
+    return str(dns.rcode.to_text(dns.rcode.Rcode.make(rcode)))
