@@ -1,4 +1,4 @@
-"""memory: RAM and swap utilization of this host."""
+"""memory: RAM and swap use of this host, from the kernel's own accounting."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from probe.units import format_size
 
 
 class MemoryCheck(probe.Check):
-    """Reports how much memory is in use. Put thresholds on ``utilization`` or ``available``."""
+    """How much memory is in use. ``available`` is the kernel's MemAvailable estimate (what can be
+    allocated without swapping, page cache included), so ``utilization`` = 1 - available / total; this is
+    what ``free`` shows and what matters for the OOM killer, unlike "free" memory which Linux keeps low on
+    purpose. Swap measurements are reported only when the host has swap."""
 
     type = "memory"
     measurements = frozenset({"duration", "utilization", "available", "used", "total",
-                              "swap_utilization", "swap_used"})
+                              "swap_utilization", "swap_used", "swap_free", "swap_total"})
     capacities = ("utilization",)
 
     class Options(probe.Options):
@@ -23,20 +26,26 @@ class MemoryCheck(probe.Check):
 
     def run(self, ctx: probe.Context) -> probe.Result:
         vm = psutil.virtual_memory()
-        swap = psutil.swap_memory()
-        utilization = (vm.total - vm.available) / vm.total if vm.total else 0.0
+        used = vm.total - vm.available
+        utilization = used / vm.total if vm.total else 0.0
         measurements = [
             probe.Measurement("utilization", utilization, "1"),
             probe.Measurement("available", float(vm.available), "By"),
-            probe.Measurement("used", float(vm.total - vm.available), "By"),
+            probe.Measurement("used", float(used), "By"),
             probe.Measurement("total", float(vm.total), "By"),
-            probe.Measurement("swap_used", float(swap.used), "By"),
         ]
-        if swap.total:
-            measurements.append(probe.Measurement("swap_utilization", swap.used / swap.total, "1"))
         summary = f"{utilization:.1%} used, {format_size(vm.available)} available of {format_size(vm.total)}"
+        swap = psutil.swap_memory()
         if swap.total:
-            summary += f"; swap {swap.used / swap.total:.1%} used"
+            measurements += [
+                probe.Measurement("swap_utilization", swap.used / swap.total, "1"),
+                probe.Measurement("swap_used", float(swap.used), "By"),
+                probe.Measurement("swap_free", float(swap.free), "By"),
+                probe.Measurement("swap_total", float(swap.total), "By"),
+            ]
+            summary += f"; swap {swap.used / swap.total:.1%} of {format_size(swap.total)} used"
+        else:
+            summary += "; no swap"
         return probe.Result.ok(summary, *measurements)
 
 

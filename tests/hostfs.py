@@ -1,0 +1,71 @@
+"""Real filesystems for host-check tests: small tmpfs mounts in a temp dir, unmounted afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conftest import require
+
+if TYPE_CHECKING:
+    from probe.runner import Outcome
+
+
+def _mount(*args: str) -> None:
+    proc = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=10)
+    require(proc.returncode == 0, f"cannot mount here (mount {' '.join(args)}): {proc.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, *, size: str = "1m", inodes: int = 64) -> Iterator[Path]:
+    """A ``size`` tmpfs with ``inodes`` inodes mounted on ``where`` (created)."""
+    require(os.geteuid() == 0, "mounting a tmpfs needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes},mode=0755", "probe-test", str(where))
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
+@contextlib.contextmanager
+def read_only_bind(source: Path, where: Path) -> Iterator[Path]:
+    """``source`` bind-mounted read-only on ``where``."""
+    where.mkdir(parents=True, exist_ok=True)
+    _mount("--bind", str(source), str(where))
+    try:
+        _mount("-o", "remount,bind,ro", str(where))
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
+def fill(directory: Path, nbytes: int, name: str = "fill") -> Path:
+    """Write ``nbytes`` real bytes (not a sparse file) so the filesystem's block count moves."""
+    path = directory / name
+    with open(path, "wb") as f:
+        f.write(os.urandom(nbytes))
+    return path
+
+
+async def run_checks(tmp_path: Path, yaml_text: str) -> dict[str, Outcome]:
+    """Load ``yaml_text`` as a checks file with the built-in plugins, run every check once through the
+    real runner (timeouts, thresholds and all), and return the outcomes by check name."""
+    from probe.config import load_plan
+    from probe.plugins import load_plugins
+    from probe.runner import Runner
+
+    path = tmp_path / "checks.yaml"
+    path.write_text(textwrap.dedent(yaml_text), encoding="utf-8")
+    registry = load_plugins(use_entry_points=False)
+    plan = load_plan(path, registry, env={})
+    runner = Runner(registry)
+    try:
+        return {spec.name: await runner.run(spec) for spec in plan.checks}
+    finally:
+        runner.close()
