@@ -37,7 +37,7 @@ class Matches:
 
 
 class ProcessCheck(probe.Check):
-    """Counts the processes that match every criterion given (name, cmdline, user, pidfile) and sums
+    """Counts the processes that match every criterion given (process_name, cmdline, user, pidfile) and sums
     their resident memory and CPU time. ``cpu_time`` is the user + system CPU seconds the matched
     processes have used since they started: it means something after one run (a value that keeps rising
     between runs is a busy process; Prometheus' ``rate()`` turns it into a utilization)."""
@@ -46,10 +46,12 @@ class ProcessCheck(probe.Check):
     measurements = frozenset({"duration", "count", "rss", "cpu_time", "zombies"})
 
     class Options(probe.Options):
-        name: str | None = None
-        """Process name, exact match (as ``pgrep -x`` and ``ps -o comm`` see it)."""
+        process_name: str | None = None
+        """Process name, exact match (as ``pgrep -x`` and ``ps -o comm`` see it). Not ``name``, which every
+        check has for its own name."""
         cmdline: str | None = None
-        """Regular expression searched anywhere in the full command line (arguments joined by spaces)."""
+        """Regular expression searched anywhere in the full command line (arguments joined by spaces; ``.``
+        also matches newlines inside arguments)."""
         user: str | None = None
         """Only processes whose real user is this (a user name or a numeric uid)."""
         pidfile: str | None = None
@@ -62,8 +64,9 @@ class ProcessCheck(probe.Check):
 
         @model_validator(mode="after")
         def _something_to_match(self) -> ProcessCheck.Options:
-            if not (self.name or self.cmdline or self.pidfile or self.user):
-                raise ValueError("set at least one of name, cmdline, user or pidfile")
+            if not (self.process_name or self.cmdline or self.pidfile or self.user):
+                raise ValueError("set at least one of process_name, cmdline, user or pidfile "
+                                 "('name' is the check's own name)")
             if self.cmdline:
                 try:
                     re.compile(self.cmdline)
@@ -106,7 +109,7 @@ class ProcessCheck(probe.Check):
 
     def _match(self, pid: int | None) -> Matches:
         o = self.options
-        pattern = re.compile(o.cmdline) if o.cmdline else None
+        pattern = re.compile(o.cmdline, re.DOTALL) if o.cmdline else None  # argv may hold newlines
         if pid is not None:
             candidates = [_one(pid, o.pidfile or "")]
         else:
@@ -114,7 +117,7 @@ class ProcessCheck(probe.Check):
         found = Matches([], [])
         for proc in candidates:
             info = proc.info
-            if (o.name and info["name"] != o.name) or (o.user and not _user_matches(info, o.user)):
+            if (o.process_name and info["name"] != o.process_name) or (o.user and not _user_matches(info, o.user)):
                 continue
             if pattern and not pattern.search(" ".join(info["cmdline"] or [])):
                 continue
@@ -167,7 +170,7 @@ def _user_matches(info: dict[str, Any], user: str) -> bool:
 
 
 def _describe(o: ProcessCheck.Options) -> str:
-    parts = [f"named {o.name!r}"] * bool(o.name) + [f"matching /{o.cmdline}/"] * bool(o.cmdline)
+    parts = [f"named {o.process_name!r}"] * bool(o.process_name) + [f"matching /{o.cmdline}/"] * bool(o.cmdline)
     parts += [f"of user {o.user}"] * bool(o.user) + [f"from {o.pidfile}"] * bool(o.pidfile)
     return " ".join(parts)
 
