@@ -18,23 +18,37 @@ _COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.
 
 
 def render_human(report: Report) -> str:
+    """A table, one check per row, then a one-line tally. On a terminal, long summaries are cut to fit
+    (``probe check NAME`` shows one in full) and statuses are coloured."""
     rows = [("STATUS", "CHECK", "TYPE", "TIME", "SUMMARY")]
     for o in report.outcomes:
-        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), o.result.summary))
+        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), _one_line(o.result.summary)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    room = report.width - sum(widths) - 2 * 4 if report.width else None
     lines = []
     for i, row in enumerate(rows):
         cells = [row[c].ljust(widths[c]) for c in range(4)]
         if i > 0 and report.color:
-            status = Status[row[0]]
-            cells[0] = f"\x1b[{_COLORS[status]}m{cells[0]}\x1b[0m"
-        lines.append("  ".join([*cells, row[4]]).rstrip())
+            cells[0] = _paint(Status[row[0]], cells[0])
+        lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
     counts = {s: sum(1 for o in report.outcomes if o.status is s) for s in Status}
     tally = ", ".join(f"{n} {s.label}" for s, n in counts.items() if n)
+    overall = _paint(report.status, report.status.name) if report.color else report.status.name
     lines.append("")
-    lines.append(f"{report.status.name}: {len(report.outcomes)} checks ({tally or 'none run'}) "
+    lines.append(f"{overall}: {len(report.outcomes)} checks ({tally or 'none run'}) "
                  f"in {format_duration(report.duration)}")
     return "\n".join(lines) + "\n"
+
+
+def _paint(status: Status, text: str) -> str:
+    return f"\x1b[{_COLORS[status]}m{text}\x1b[0m"
+
+
+def _fit(text: str, room: int | None) -> str:
+    """Cut ``text`` to ``room`` columns with an ellipsis; never below 20, where a cut stops being useful."""
+    if room is None or len(text) <= max(room, 20):
+        return text
+    return text[:max(room, 20) - 1] + "…"
 
 
 def outcome_dict(o: Outcome) -> dict[str, Any]:
