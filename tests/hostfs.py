@@ -69,3 +69,34 @@ async def run_checks(tmp_path: Path, yaml_text: str) -> dict[str, Outcome]:
         return {spec.name: await runner.run(spec) for spec in plan.checks}
     finally:
         runner.close()
+
+
+# A checks file whose checks end in each status on any Linux machine, without a network.
+STATUS_CHECKS = """
+checks:
+  - name: mem-ok
+    type: memory
+    labels: {tier: ok}
+  - name: mem-warning
+    type: memory
+    labels: {tier: problem}
+    thresholds: {utilization: {warning: ">= 0%"}}
+  - name: disk-critical
+    type: disk
+    path: /nonexistent/probe-test
+    labels: {tier: problem}
+  - name: disk-unknown
+    type: disk
+    include: ["/nonexistent/mount-*"]
+    labels: {tier: problem}
+"""
+
+
+def probe_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real ``probe`` command line in a fresh interpreter."""
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_")} | (env or {})
+    return subprocess.run([sys.executable, "-m", "probe", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd)
