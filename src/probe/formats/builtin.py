@@ -107,15 +107,20 @@ def render_junit(report: Report) -> str:
 
 
 def render_tap(report: Report) -> str:
+    """TAP 14: every check is a test point; anything but OK is ``not ok`` (as in junit), with a YAML block."""
     lines = ["TAP version 14", f"1..{len(report.outcomes)}"]
     for i, o in enumerate(report.outcomes, 1):
         ok = "ok" if o.status is Status.OK else "not ok"
-        directive = " # TODO warning" if o.status is Status.WARNING else ""
-        lines.append(f"{ok} {i} - {o.name}: {_one_line(o.result.summary)}{directive}")
+        lines.append(f"{ok} {i} - {_tap_escape(o.name)}: {_tap_escape(_one_line(o.result.summary))}")
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
                       f"  duration: {o.duration:.6f}", "  ..."]
     return "\n".join(lines) + "\n"
+
+
+def _tap_escape(text: str) -> str:
+    """A ``#`` in a description would start a directive (``# SKIP``); TAP 14 escapes it, and ``\\``."""
+    return text.replace("\\", "\\\\").replace("#", "\\#")
 
 
 def render_nagios(report: Report) -> str:
@@ -142,11 +147,19 @@ def _perfdata(o: Outcome) -> str:
         value = m.value * 100 if m.unit == "1" else m.value
         uom = "%" if m.unit == "1" else uom
         label = f"{prefix}{m.name}".replace("'", "_")
-        parts.append(f"'{label}'={value:g}{uom}")
+        parts.append(f"'{label}'={_plain_number(value)}{uom}")
     return " ".join(parts)
 
 
+def _plain_number(value: float) -> str:
+    """Perfdata values are ``[-0-9.]``: never an exponent, which Nagios' parsers reject."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 _METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
+_RESERVED_SUFFIXES = ("_count", "_sum", "_bucket", "_total", "_created", "_info")
 
 
 def render_prometheus(report: Report) -> str:
@@ -164,6 +177,8 @@ def render_prometheus(report: Report) -> str:
             name = _METRIC_NAME.sub("_", f"probe_{o.spec.type}_{m.name}")
             if not name.endswith(suffix):
                 name += suffix
+            if name.endswith(_RESERVED_SUFFIXES):  # these mean counter/histogram parts to every parser
+                name += "_value"
             measures.setdefault(name, []).append(f"{name}{{{labels}}} {m.value!r}")
             units[name] = m.unit
     out = [
