@@ -173,6 +173,8 @@ def render_prometheus(report: Report) -> str:
         up_lines.append(f"probe_check_up{{{labels}}} {1 if o.status is Status.OK else 0}")
         duration_lines.append(f"probe_check_duration_seconds{{{labels}}} {o.duration:.6f}")
         for m in o.result.measurements:
+            if m.name == "duration":
+                continue  # probe_check_duration_seconds already carries it, for every type alike
             suffix = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}.get(m.unit, "")
             name = _METRIC_NAME.sub("_", f"probe_{o.spec.type}_{m.name}")
             if not name.endswith(suffix):
