@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from conftest import require
 
 if TYPE_CHECKING:
@@ -100,3 +101,19 @@ def probe_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_")} | (env or {})
     return subprocess.run([sys.executable, "-m", "probe", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd)
+
+
+def probe_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``probe.cli.main`` in this process (same code path, no interpreter start-up); the result has
+    the shape of ``probe_cli``'s. For tests about output and exit codes, not about process boundaries."""
+    from probe.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:
+        raise AssertionError("probe.cli.main returned instead of exiting")
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["probe", *map(str, args)], code, out, err)

@@ -11,13 +11,16 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hostfs import STATUS_CHECKS, probe_cli
+from hostfs import STATUS_CHECKS, probe_cli, probe_main
 
 from probe.cli import gate_exit_code
 from probe.model import Status
+
+Result = subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
@@ -29,7 +32,20 @@ def checks(tmp_path: Path) -> Path:
 
 
 def once(checks: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``probe run --once`` in a real process."""
     return probe_cli("--config-dir", checks, "run", "--once", *args)
+
+
+@pytest.fixture
+def quick(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """``probe run --once`` through ``probe.cli.main`` in this process."""
+    for key in [k for k in os.environ if k.startswith("PROBE_")]:
+        monkeypatch.delenv(key)
+
+    def run(checks: Path, *args: str) -> Result:
+        return probe_main(capsys, "--config-dir", checks, "run", "--once", *args)
+
+    return run
 
 
 @pytest.mark.parametrize(("name", "code"), [("mem-ok", 0), ("mem-warning", 1), ("disk-critical", 2),
@@ -56,8 +72,9 @@ def test_every_check_runs_and_the_worst_status_wins(checks: Path) -> None:
 
 @pytest.mark.parametrize(("name", "code"), [("mem-ok", 0), ("mem-warning", 0), ("disk-critical", 2),
                                             ("disk-unknown", 3)])
-def test_fail_on_critical_lets_warnings_pass(checks: Path, name: str, code: int) -> None:
-    assert once(checks, "--check", name, "--fail-on", "critical").returncode == code
+def test_fail_on_critical_lets_warnings_pass(checks: Path, quick: Callable[..., Result], name: str,
+                                            code: int) -> None:
+    assert quick(checks, "--check", name, "--fail-on", "critical").returncode == code
 
 
 def test_gate_exit_code_table() -> None:
@@ -67,7 +84,8 @@ def test_gate_exit_code_table() -> None:
                      (Status.CRITICAL, "critical"): 2, (Status.UNKNOWN, "critical"): 3}
 
 
-def test_label_and_check_selection(checks: Path) -> None:
+def test_label_and_check_selection(checks: Path, quick: Callable[..., Result]) -> None:
+    once = quick
     proc = once(checks, "--label", "tier=ok", "--format", "json")
     assert [c["name"] for c in json.loads(proc.stdout)["checks"]] == ["mem-ok"] and proc.returncode == 0
     proc = once(checks, "--check", "mem-ok", "--check", "mem-warning", "--format", "json")
@@ -91,8 +109,8 @@ def test_label_and_check_selection(checks: Path) -> None:
     (["--output", "/nonexistent/dir/report.txt"], "Invalid value for --output: directory '/nonexistent/dir' "
                                                  "does not exist"),
 ])
-def test_usage_errors_exit_64(checks: Path, args: list[str], message: str) -> None:
-    proc = once(checks, *args)
+def test_usage_errors_exit_64(checks: Path, quick: Callable[..., Result], args: list[str], message: str) -> None:
+    proc = quick(checks, *args)
     assert proc.returncode == 64, proc.stderr
     assert message in proc.stderr
     assert proc.stdout == ""
@@ -179,8 +197,8 @@ def test_wait_reruns_failing_checks_until_they_pass(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["checks"][0]["status"] == "ok"
 
 
-def test_wait_gives_up_at_the_deadline_with_the_last_status(checks: Path) -> None:
-    proc = once(checks, "--check", "disk-critical", "--wait", "300ms")
+def test_wait_gives_up_at_the_deadline_with_the_last_status(checks: Path, quick: Callable[..., Result]) -> None:
+    proc = quick(checks, "--check", "disk-critical", "--wait", "300ms")
     assert proc.returncode == 2
     assert "CRITICAL: 1 checks (1 critical)" in proc.stdout
 
