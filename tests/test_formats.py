@@ -102,7 +102,10 @@ def test_tap_14(report: Report) -> None:
     assert "  status: warning" in block and '  reason: "threshold"' in block
 
 
-PERF = re.compile(r"'(?P<label>[^']+)'=(?P<value>-?\d+(\.\d+)?)(?P<uom>%|B|s|)$")
+NUMBER = r"-?\d+(?:\.\d+)?"
+RANGE = rf"(?:@?(?:(?:{NUMBER}|~)?:)?(?:{NUMBER})?)"
+PERF = re.compile(rf"'(?P<label>[^']+)'=(?P<value>{NUMBER})(?P<uom>%|B|s|)"
+                  rf"(?:;(?P<warn>{RANGE})(?:;(?P<crit>{RANGE})(?:;(?P<min>{NUMBER})?(?:;(?P<max>{NUMBER})?)?)?)?)?$")
 
 
 def test_nagios_status_line_and_perfdata(report: Report) -> None:
@@ -115,13 +118,16 @@ def test_nagios_status_line_and_perfdata(report: Report) -> None:
     for term in terms:
         match = PERF.match(term)
         assert match, f"not Nagios perfdata: {term!r}"
-        parsed[match["label"]] = (float(match["value"]), match["uom"])
-    value, uom = parsed["mem-ok::utilization"]
+        parsed[match["label"]] = (float(match["value"]), match["uom"], match["warn"], match["crit"], match["min"],
+                                  match["max"])
+    value, uom = parsed["mem-ok::utilization"][:2]
     assert uom == "%" and 0 < value <= 100  # ratio -> percent
     total_doc = json.loads(render(report, "json"))["checks"][0]["measurements"]["total"]["value"]
-    assert parsed["mem-ok::total"] == (total_doc, "B")  # bytes, no exponent
+    assert parsed["mem-ok::total"][:2] == (total_doc, "B")  # bytes, no exponent
+    assert parsed["mem-ok::utilization"][2:] == ("", "", "0", "100")  # a percentage is 0..100
+    assert parsed["mem-warning::utilization"][2:] == ("@0:", "", "0", "100")  # the threshold, as a range
     assert parsed["mem-ok::duration"][1] == "s"
-    assert parsed["self::running"][1] == ""
+    assert parsed["self::running"][1:] == ("", None, None, None, None)
     assert parsed["self::cpu_time"][1] == "s"
     # One long-output line per check after the status line.
     assert lines[1:] == [line for line in lines[1:] if re.match(r"^\[(OK|WARNING|CRITICAL|UNKNOWN)\] ", line)]
@@ -186,3 +192,22 @@ def test_secrets_never_appear_in_any_format(tmp_path: Path, capsys: pytest.Captu
     if fmt == "human":
         verbose = probe_cli("--config-dir", config, "check", "leaky")
         assert "s3cr3t" not in verbose.stdout + verbose.stderr and "/nonexistent/********" in verbose.stdout
+
+
+@pytest.mark.parametrize(("condition", "scale", "expected"), [
+    (">= 90%", 100, "@90:"), ("> 2s", 1, "~:2"), ("< 14d", 1, "1209600:"), ("<= 5", 1, "@~:5"),
+    ("== 0", 1, "@0:0"), ("!= 0", 1, "0:0"), ("10:20", 1, "10:20"), ("@10:20", 1, "@10:20"),
+    ("~:10", 1, "~:10"), ("10", 1, "10"), ("10:", 1, "10:"), ("80%:95%", 100, "80:95"),
+    ("@1KiB:2KiB", 1, "@1024:2048"), ("> 500ms", 1, "~:0.5"),
+])
+def test_thresholds_become_nagios_ranges_that_alert_for_the_same_values(condition: str, scale: float,
+                                                                        expected: str) -> None:
+    from probe.formats.nagios import nagios_range
+    from probe.thresholds import parse_condition
+
+    assert nagios_range(condition, scale) == expected
+    # Cross-check: the range, read back by probe's own Nagios range parser, alerts exactly when the
+    # comparison does (on the perfdata scale).
+    ours, theirs = parse_condition(condition), parse_condition(expected)
+    for value in (-1.0, 0.0, 0.5, 2.0, 5.0, 10.0, 15.0, 20.0, 80.0, 90.0, 95.0, 1024.0, 2048.0, 1209600.0):
+        assert ours(value / scale) == theirs(value), (condition, value)

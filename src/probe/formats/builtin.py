@@ -9,6 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from probe.formats import Format, Report
+from probe.formats.nagios import render_nagios
 from probe.hookspecs import hookimpl
 from probe.model import Status
 from probe.runner import Outcome
@@ -121,41 +122,6 @@ def render_tap(report: Report) -> str:
 def _tap_escape(text: str) -> str:
     """A ``#`` in a description would start a directive (``# SKIP``); TAP 14 escapes it, and ``\\``."""
     return text.replace("\\", "\\\\").replace("#", "\\#")
-
-
-def render_nagios(report: Report) -> str:
-    """One Nagios plugin output: ``STATUS - summary | perfdata``, one long-output line per check."""
-    problems = [o for o in report.outcomes if o.status is not Status.OK]
-    if len(report.outcomes) == 1:
-        head = _one_line(report.outcomes[0].result.summary)
-    elif problems:
-        head = "; ".join(f"{o.name}: {_one_line(o.result.summary)}" for o in problems[:5])
-    else:
-        head = f"{len(report.outcomes)} checks OK"
-    perf = " ".join(_perfdata(o) for o in report.outcomes).strip()
-    lines = [f"{report.status.name} - {head}" + (f" | {perf}" if perf else "")]
-    if len(report.outcomes) > 1:
-        lines += [f"[{o.status.name}] {o.name}: {_one_line(o.result.summary)}" for o in report.outcomes]
-    return "\n".join(lines) + "\n"
-
-
-def _perfdata(o: Outcome) -> str:
-    parts = []
-    prefix = f"{o.name}::"
-    for m in o.result.measurements:
-        uom = {"s": "s", "By": "B", "1": ""}.get(m.unit, "")
-        value = m.value * 100 if m.unit == "1" else m.value
-        uom = "%" if m.unit == "1" else uom
-        label = f"{prefix}{m.name}".replace("'", "_")
-        parts.append(f"'{label}'={_plain_number(value)}{uom}")
-    return " ".join(parts)
-
-
-def _plain_number(value: float) -> str:
-    """Perfdata values are ``[-0-9.]``: never an exponent, which Nagios' parsers reject."""
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 _METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
