@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hostfs import STATUS_CHECKS, probe_cli, probe_main
+from hostfs import STATUS_CHECKS, fill, probe_cli, probe_main, tmpfs
 
 from probe.cli import gate_exit_code
 from probe.model import Status
@@ -333,3 +333,46 @@ def test_help_does_not_import_heavy_libraries() -> None:
         sub = subprocess.run([sys.executable, "-X", "importtime", "-m", "probe", command, "--help"],
                              capture_output=True, text=True, timeout=60)
         assert sub.returncode == 0 and "httpx" not in sub.stderr and "opentelemetry" not in sub.stderr
+
+
+def test_report_that_cannot_be_written_exits_74(checks: Path, tmp_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "probe", "--config-dir", str(checks), "run", "--once",
+                               "--check", "mem-ok"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 74
+    assert "probe: cannot write the report: No space left on device" in proc.stderr
+    with tmpfs(tmp_path / "full", size="4k") as small:
+        fill(small, 4096)
+        proc = once(checks, "--check", "mem-ok", "--output", str(small / "report.txt"))
+        assert proc.returncode == 74, proc.stderr
+        assert f"probe: cannot write {small / 'report.txt'}: No space left on device" in proc.stderr
+        assert sorted(p.name for p in small.iterdir()) == ["fill"]  # the temp file was removed
+
+
+def test_a_closed_pipe_is_not_an_error(checks: Path) -> None:
+    proc = subprocess.run(f"{sys.executable} -m probe --config-dir {checks} run --once --format json "
+                          "| head -c 1; exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "{"
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_an_internal_error_exits_unknown_not_warning(tmp_path: Path) -> None:
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    (checks / "m.yaml").write_text("checks: [{name: m, type: memory}]\n")
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "badformat.py").write_text(
+        "import probe\n"
+        "class Broken:\n"
+        "    name = 'broken'\n"
+        "    def render(self, report):\n"
+        "        raise ValueError('cannot render')\n"
+        "@probe.hookimpl\n"
+        "def register_formats(register):\n"
+        "    register(Broken())\n"
+    )
+    proc = probe_cli("--config-dir", checks, "run", "--once", "--format", "broken")
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == ("probe: internal error: ValueError: cannot render "
+                                   "(--log-level debug shows where)")

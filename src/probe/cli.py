@@ -1,6 +1,7 @@
 """The ``probe`` command line.
 
-Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage, 73 report not writable, 78 config.
+Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage, 74 report not writable, 78 config;
+an internal error exits 3 (UNKNOWN), never 1, which would read as WARNING.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from probe import __version__
 from probe.model import Status
 
 EX_USAGE = 64
-EX_CANTCREAT = 73
+EX_IOERR = 74
 EX_CONFIG = 78
 
 log = logging.getLogger("probe")
@@ -250,9 +251,17 @@ def _emit(text: str, plan: Any, output: str | None) -> None:
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             click.echo(f"probe: cannot write {output}: {exc.strerror or exc}", err=True)
-            sys.exit(EX_CANTCREAT)
-    else:
+            sys.exit(EX_IOERR)
+        return
+    try:
         click.echo(text, nl=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (| head) has gone; what it took is what it wanted. The exit code still counts.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        click.echo(f"probe: cannot write the report: {exc.strerror or exc}", err=True)
+        sys.exit(EX_IOERR)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -267,4 +276,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.Abort:
         click.echo("Aborted!", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug in probe: a gate must read it as UNKNOWN, not as 1 (WARNING)
+        log.debug("internal error", exc_info=exc)
+        click.echo(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)", err=True)
+        sys.exit(int(Status.UNKNOWN))
     sys.exit(0)
