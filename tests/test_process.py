@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -210,3 +211,25 @@ def test_bad_options_are_config_errors(tmp_path: Path, options: str, message: st
         load_plan(path, load_plugins(use_entry_points=False), env={})
     errors = [str(e) for e in info.value.errors]
     assert len(errors) == 1 and errors[0].startswith(f"{path}:2:") and message in errors[0], errors
+
+
+def test_unreadable_pidfile_is_permission_denied(tmp_path: Path) -> None:
+    """Runs the check as nobody against a pidfile only root may read."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    pidfile = tmp_path / "root-only.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    pidfile.chmod(0o600)
+    tmp_path.chmod(0o755)
+    code = (
+        "import json, os, time, logging\n"
+        "from probe.checks.process import ProcessCheck\n"
+        "from probe.check import Context\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        f"check = ProcessCheck('x', ProcessCheck.Options(pidfile={str(pidfile)!r}))\n"
+        "r = check.run(Context('x', time.monotonic() + 5, logging.getLogger('t')))\n"
+        "print(json.dumps([r.status.name, r.reason, r.summary]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == ["UNKNOWN", "permission_denied", f"pidfile {pidfile}: permission denied"]
