@@ -48,6 +48,14 @@ def quick(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -
     return run
 
 
+@pytest.fixture
+def inproc(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Any ``probe`` command line through ``probe.cli.main`` in this process."""
+    for key in [k for k in os.environ if k.startswith("PROBE_")]:
+        monkeypatch.delenv(key)
+    return lambda *args: probe_main(capsys, *args)
+
+
 @pytest.mark.parametrize(("name", "code"), [("mem-ok", 0), ("mem-warning", 1), ("disk-critical", 2),
                                             ("disk-unknown", 3)])
 def test_exit_code_is_the_status(checks: Path, name: str, code: int) -> None:
@@ -123,20 +131,21 @@ def test_daemon_mode_rejects_once_only_options(checks: Path, args: list[str]) ->
     assert "need --once" in proc.stderr
 
 
-def test_top_level_usage_errors_exit_64(tmp_path: Path) -> None:
-    assert probe_cli("--no-such-option").returncode == 64
-    assert probe_cli("frobnicate").returncode == 64
-    assert probe_cli("--log-level", "loud", "validate").returncode == 64
+def test_top_level_usage_errors_exit_64(inproc: Callable[..., Result]) -> None:
+    assert inproc("--no-such-option").returncode == 64
+    assert inproc("frobnicate").returncode == 64
+    assert inproc("--log-level", "loud", "validate").returncode == 64
     assert probe_cli().returncode == 64  # no command: usage on stderr, never mistaken for OK
     version = probe_cli("--version")
     assert (version.returncode, version.stdout) == (0, "probe, version 0.1.0\n")
 
 
-def test_config_errors_exit_78_for_every_command(tmp_path: Path) -> None:
+def test_config_errors_exit_78_for_every_command(tmp_path: Path, inproc: Callable[..., Result]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("checks:\n  - {name: d, type: disk, pth: /}\n  - {name: m, type: memroy}\n")
     for args in (["run", "--once"], ["check", "d"], ["validate"]):
-        proc = probe_cli("--config-dir", bad, *args)
+        run = probe_cli if args[0] == "run" else inproc
+        proc = run("--config-dir", bad, *args)
         assert proc.returncode == 78, (args, proc.stderr)
         assert proc.stderr.splitlines() == [
             f"{bad}:2:27: check 'd': pth: unknown key 'pth'; did you mean 'path'?",
@@ -144,12 +153,12 @@ def test_config_errors_exit_78_for_every_command(tmp_path: Path) -> None:
             "probe: configuration invalid: 2 errors",
         ]
         assert proc.stdout == ""
-    missing = probe_cli("--config-dir", tmp_path / "nope", "validate")
+    missing = inproc("--config-dir", tmp_path / "nope", "validate")
     assert missing.returncode == 78 and f"{tmp_path / 'nope'}:1:1: no such file or directory" in missing.stderr
 
 
-def test_validate_ok(checks: Path) -> None:
-    proc = probe_cli("--config-dir", checks.parent, "validate")
+def test_validate_ok(checks: Path, inproc: Callable[..., Result]) -> None:
+    proc = inproc("--config-dir", checks.parent, "validate")
     assert (proc.returncode, proc.stdout) == (0, f"configuration OK: 4 checks from {checks}\n")
 
 
@@ -203,7 +212,7 @@ def test_wait_gives_up_at_the_deadline_with_the_last_status(checks: Path, quick:
     assert "CRITICAL: 1 checks (1 critical)" in proc.stdout
 
 
-def test_check_command_is_verbose(checks: Path) -> None:
+def test_check_command_is_verbose(checks: Path, inproc: Callable[..., Result]) -> None:
     proc = probe_cli("--config-dir", checks, "check", "mem-warning")
     assert proc.returncode == 1
     out = proc.stdout
@@ -212,23 +221,24 @@ def test_check_command_is_verbose(checks: Path) -> None:
     for name in ("utilization", "available", "used", "total", "duration"):
         assert f"\n  {name} " in out
     assert "thresholds:\n  utilization" in out and "WARNING (>= 0%)" in out
-    proc = probe_cli("--config-dir", checks, "check", "disk-critical")
+    proc = inproc("--config-dir", checks, "check", "disk-critical")
     assert proc.returncode == 2 and "reason: not_found" in proc.stdout
-    proc = probe_cli("--config-dir", checks, "check", "mem-ok")
+    proc = inproc("--config-dir", checks, "check", "mem-ok")
     assert proc.returncode == 0 and "status:   OK\n" in proc.stdout
 
 
-def test_check_command_details_and_unknown_name(checks: Path, tmp_path: Path) -> None:
+def test_check_command_details_and_unknown_name(checks: Path, tmp_path: Path,
+                                               inproc: Callable[..., Result]) -> None:
     config = tmp_path / "d.yaml"
     config.write_text("checks: [{name: root, type: disk, path: /}]\n")
-    proc = probe_cli("--config-dir", config, "check", "root")
+    proc = inproc("--config-dir", config, "check", "root")
     assert "details:\n  /: " in proc.stdout
-    proc = probe_cli("--config-dir", checks, "check", "mem-warnin")
+    proc = inproc("--config-dir", checks, "check", "mem-warnin")
     assert proc.returncode == 64
     assert "Error: no such check: 'mem-warnin'; did you mean 'mem-warning'?" in proc.stderr
 
 
-def test_plugins_lists_builtins_and_failures(tmp_path: Path) -> None:
+def test_plugins_lists_builtins_and_failures(tmp_path: Path, inproc: Callable[..., Result]) -> None:
     checks = tmp_path / "checks.d"
     checks.mkdir()
     plugins = tmp_path / "plugins"
@@ -252,13 +262,13 @@ def test_plugins_lists_builtins_and_failures(tmp_path: Path) -> None:
     assert by_name["probe.checks.disk"][1:] == ["-", "builtin", "checks: disk"]
     assert by_name["fine"][2:] == [str(plugins / "fine.py"), "checks: echo"]
     assert by_name["broken"][3] == "FAILED: ModuleNotFoundError: No module named 'no_such_module_anywhere'"
-    doc = json.loads(probe_cli("--config-dir", checks, "plugins", "--format", "json").stdout)
+    doc = json.loads(inproc("--config-dir", checks, "plugins", "--format", "json").stdout)
     assert {p["name"]: p["check_types"] for p in doc["plugins"]}["fine"] == ["echo"]
     assert doc["failures"] == [{"plugin": "broken", "source": str(plugins / "broken.py"),
                                 "error": "ModuleNotFoundError: No module named 'no_such_module_anywhere'"}]
     assert doc["conflicts"] == []
     (plugins / "broken.py").unlink()
-    assert probe_cli("--config-dir", checks, "plugins").returncode == 0
+    assert inproc("--config-dir", checks, "plugins").returncode == 0
 
 
 def test_validate_warns_about_a_failed_plugin_but_passes(tmp_path: Path) -> None:

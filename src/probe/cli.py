@@ -108,13 +108,7 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
     if fmt not in registry.formats:
         raise click.BadParameter(f"unknown format {fmt!r}; choose from {', '.join(sorted(registry.formats))}",
                                  param_hint="--format")
-    known = [c.name for c in plan.checks]
-    for name in names:
-        if name not in known:
-            raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, known)}")
-    selected = plan.select(names, label_filter)
-    if not selected:
-        raise click.UsageError("no checks match the selection")
+    selected = _select(plan, names, label_filter)
     from probe.gate import run_once
 
     terminal = output is None and sys.stdout.isatty()
@@ -125,6 +119,17 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
         report = dataclasses.replace(report, width=shutil.get_terminal_size().columns)
     _emit(registry.formats[fmt].render(report), plan, output)
     sys.exit(gate_exit_code(report.status, fail_on))
+
+
+def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
+    known = [c.name for c in plan.checks]
+    for name in names:
+        if name not in known:
+            raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, known)}")
+    selected = plan.select(names, labels)
+    if not selected:
+        raise click.UsageError("no checks match the selection")
+    return selected
 
 
 def gate_exit_code(status: Status, fail_on: str) -> int:
