@@ -53,8 +53,8 @@ class Check:
     type: ClassVar[str] = ""
     Options: ClassVar[builtins.type[Options]] = Options
     measurements: ClassVar[frozenset[str] | None] = frozenset({"duration"})
-    # Measurements the core forecasts from history (time_to_full); see docs/plugins.
-    capacities: ClassVar[tuple[str, ...]] = ()
+    # Ratio measurements the core forecasts (measurement -> name of the forecast, in seconds until full).
+    capacities: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, options: Any) -> None:
         self.name = name

@@ -32,7 +32,11 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.disk",
     "probe.checks.memory",
     "probe.checks.process",
+    "probe.checks.sql",
+    "probe.checks.command",
+    "probe.checks.file",
     "probe.formats.builtin",
+    "probe.actions",
 )
 
 

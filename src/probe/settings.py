@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probe.units import Duration
 
@@ -24,26 +25,47 @@ class PluginSettings(Strict):
 
 class PrometheusSettings(Strict):
     enabled: bool = False
+    """Serve ``/metrics`` for Prometheus to scrape (pull)."""
     host: str = "127.0.0.1"
     """Listen address. Loopback by default; set ``0.0.0.0`` or ``::`` deliberately to expose it."""
-    port: int = Field(9464, ge=1, le=65535)
+    port: int = Field(9464, ge=0, le=65535)
+    """Listen port (9464 is the OpenTelemetry Prometheus exporter's registered port; 0 picks a free one)."""
 
 
 class OtlpSettings(Strict):
     enabled: bool = False
+    """Push metrics over OTLP. Also on when this section is absent and ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
     endpoint: str | None = None
-    """Base URL; ``OTEL_EXPORTER_OTLP_ENDPOINT`` is used when unset."""
+    """Base URL (``http://collector:4318``; ``/v1/metrics`` is appended for http/protobuf).
+    ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` are used when unset."""
     protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+    """``grpc`` needs the ``grpc`` extra. ``OTEL_EXPORTER_OTLP_PROTOCOL`` is used when unset."""
     headers: dict[str, str] = Field(default_factory=dict)
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
+    """Extra request headers (e.g. a tenant id or token; ``${file:...}`` keeps a token out of the file).
+    ``OTEL_EXPORTER_OTLP_HEADERS`` is used when empty."""
+    interval: Duration = Field(60.0, gt=0)
+    """How often metrics are pushed. ``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds) is used when unset."""
+    timeout: Duration = Field(10.0, gt=0)
+    """Longest wait for one export. ``OTEL_EXPORTER_OTLP_TIMEOUT`` is used when unset."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _is_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
 
 
 class TelemetrySettings(Strict):
     prometheus: PrometheusSettings = PrometheusSettings()
     otlp: OtlpSettings = OtlpSettings()
     max_label_values: int = Field(1000, ge=1)
-    """Cap on distinct values of any check label, so a config mistake cannot explode cardinality."""
+    """Cap on distinct values of any check label, so a config mistake cannot explode cardinality.
+    Further values are reported as ``other`` (and a warning is logged once per label)."""
+    resource: dict[str, str] = Field(default_factory=dict)
+    """Extra resource attributes (``deployment.environment: prod``); ``OTEL_RESOURCE_ATTRIBUTES`` wins."""
+    flush_timeout: Duration = Field(5.0, gt=0)
+    """Longest wait for the final export when the agent stops or ``--once`` exits."""
 
 
 class HistorySettings(Strict):

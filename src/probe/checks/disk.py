@@ -48,7 +48,7 @@ class DiskCheck(probe.Check):
     type = "disk"
     measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization",
                               "inodes_free"})
-    capacities = ("utilization", "inode_utilization")
+    capacities = {"utilization": "time_to_full", "inode_utilization": "inode_time_to_full"}
 
     class Options(probe.Options):
         path: str | None = None

@@ -19,7 +19,7 @@ class MemoryCheck(probe.Check):
     type = "memory"
     measurements = frozenset({"duration", "utilization", "available", "used", "total",
                               "swap_utilization", "swap_used", "swap_free", "swap_total"})
-    capacities = ("utilization",)
+    capacities = {"utilization": "time_to_full"}
 
     class Options(probe.Options):
         pass
