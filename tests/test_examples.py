@@ -43,7 +43,9 @@ def test_example_validates(example: Path) -> None:
 def test_every_check_type_has_an_example(check_type: str) -> None:
     example = REPO / "checks.d" / f"{check_type}.yaml"
     assert example.is_file(), f"check type {check_type!r} has no example: create {example.relative_to(REPO)}"
-    types = {c.get("type") for c in (yaml.safe_load(example.read_text()) or {}).get("checks", [])}
+    data = yaml.safe_load(example.read_text()) or {}
+    default = (data.get("defaults") or {}).get("type")
+    types = {c.get("type", default) for c in data.get("checks") or [] if isinstance(c, dict)}
     assert check_type in types, f"{example.relative_to(REPO)} has no check of type {check_type!r}"
 
 

@@ -127,7 +127,7 @@ def test_nagios_status_line_and_perfdata(report: Report) -> None:
     assert parsed["mem-ok::utilization"][2:] == ("", "", "0", "100")  # a percentage is 0..100
     assert parsed["mem-warning::utilization"][2:] == ("@0:", "", "0", "100")  # the threshold, as a range
     assert parsed["mem-ok::duration"][1] == "s"
-    assert parsed["self::running"][1:] == ("", None, None, None, None)
+    assert parsed["self::count"][1:] == ("", None, None, None, None)
     assert parsed["self::cpu_time"][1] == "s"
     # One long-output line per check after the status line.
     assert lines[1:] == [line for line in lines[1:] if re.match(r"^\[(OK|WARNING|CRITICAL|UNKNOWN)\] ", line)]
@@ -150,7 +150,8 @@ def test_prometheus_text_exposition(report: Report, tmp_path: Path) -> None:
     up = {s.labels["check_name"]: s.value for s in families["probe_check_up"].samples}
     assert up["mem-ok"] == 1 and up["mem-warning"] == 0
     assert families["probe_check_duration_seconds"].type == "gauge"
-    assert {"probe_memory_utilization_ratio", "probe_memory_total_bytes", "probe_process_running",
+    # "_count" alone would read as part of a summary or histogram: the gauge gets "_value".
+    assert {"probe_memory_utilization_ratio", "probe_memory_total_bytes", "probe_process_count_value",
             "probe_process_cpu_time_seconds", "probe_process_rss_bytes"} <= set(families)
     assert families["probe_memory_total_bytes"].type == "gauge"
     self_sample = next(s for s in families["probe_check_status"].samples if s.labels["check_name"] == "self")

@@ -64,7 +64,7 @@ async def test_counts_by_name_with_rss_from_proc(tmp_path: Path, sleeper: Path, 
     outcome = (await run_checks(tmp_path, f"checks: [{{name: p, type: process, process_name: {sleeper.name}}}]"))["p"]
     assert outcome.status is Status.OK, outcome.result
     v = values(outcome)
-    assert v["running"] == 3 and v["zombies"] == 0
+    assert v["count"] == 3 and v["zombies"] == 0
     rss = 0
     for proc in procs:
         status = Path(f"/proc/{proc.pid}/status").read_text()
@@ -86,13 +86,13 @@ async def test_cmdline_regex_and_cpu_time(tmp_path: Path, spawn: Spawn) -> None:
           - {{name: nomatch, type: process, cmdline: '{token}-other'}}
     """))
     v = values(outcome["busy"])
-    assert v["running"] == 1
+    assert v["count"] == 1
     times = psutil.Process(proc.pid).cpu_times()
     assert 0.25 <= v["cpu_time"] <= times.user + times.system + 0.05
     assert outcome["busy"].result.measurement("cpu_time").unit == "s"  # type: ignore[union-attr]
     assert outcome["nomatch"].status is Status.CRITICAL and outcome["nomatch"].result.reason == "not_running"
     # The config (and so probe's own command line in other runs) contains the token: never counted.
-    assert values(outcome["nomatch"])["running"] == 0
+    assert values(outcome["nomatch"])["count"] == 0
 
 
 async def test_user_by_name_and_uid(tmp_path: Path, sleeper: Path, spawn: Spawn) -> None:
@@ -107,7 +107,7 @@ async def test_user_by_name_and_uid(tmp_path: Path, sleeper: Path, spawn: Spawn)
           - {{name: root, type: process, process_name: {sleeper.name}, user: root}}
           - {{name: daemon, type: process, process_name: {sleeper.name}, user: daemon}}
     """)
-    assert [values(outcomes[n])["running"] for n in ("nobody", "uid", "root", "daemon")] == [1, 1, 1, 0]
+    assert [values(outcomes[n])["count"] for n in ("nobody", "uid", "root", "daemon")] == [1, 1, 1, 0]
     assert outcomes["daemon"].result.reason == "not_running"
     assert outcomes["daemon"].result.summary == (f"0 processes named {sleeper.name!r} of user daemon, "
                                                  "expected at least 1")
@@ -135,7 +135,7 @@ async def test_an_unreaped_zombie_is_not_running(tmp_path: Path, sleeper: Path, 
     wait_for_status(zombie.pid, psutil.STATUS_ZOMBIE)
     outcome = (await run_checks(tmp_path, f"checks: [{{name: z, type: process, process_name: {sleeper.name}}}]"))["z"]
     assert (outcome.status, outcome.result.reason) == (Status.CRITICAL, "zombie")
-    assert values(outcome)["running"] == 0 and values(outcome)["zombies"] == 1
+    assert values(outcome)["count"] == 0 and values(outcome)["zombies"] == 1
     assert outcome.result.details["zombie_pids"] == [zombie.pid]
     assert "(1 zombie not counted)" in outcome.result.summary
 
@@ -151,7 +151,7 @@ async def test_zombies_beside_running_processes_are_measured(tmp_path: Path, sle
     """)
     assert outcomes["plain"].status is Status.OK
     assert values(outcomes["plain"]) | {"rss": 0, "cpu_time": 0, "duration": 0} == {
-        "running": 1, "zombies": 1, "rss": 0, "cpu_time": 0, "duration": 0}
+        "count": 1, "zombies": 1, "rss": 0, "cpu_time": 0, "duration": 0}
     assert outcomes["strict"].status is Status.WARNING
 
 
@@ -185,7 +185,7 @@ async def test_pidfiles(tmp_path: Path, sleeper: Path, spawn: Spawn) -> None:
         "reused": ("CRITICAL", "stale_pidfile"),
         "missing": ("CRITICAL", "not_running"),
     }
-    assert values(outcomes["alive"])["running"] == 1
+    assert values(outcomes["alive"])["count"] == 1
     assert outcomes["dead"].result.summary == f"pid {dead.pid} from {tmp_path}/dead.pid is not running (stale pidfile)"
     assert outcomes["garbage"].result.summary == f"pidfile {tmp_path}/garbage.pid does not hold a pid: 'nginx\\x00'"
     assert outcomes["missing"].result.summary == f"pidfile {tmp_path}/missing.pid does not exist"

@@ -46,8 +46,10 @@ class DiskCheck(probe.Check):
     """Space and inode use. With several mounts the fullest one is reported (each is in details)."""
 
     type = "disk"
+    # time_to_full and inode_time_to_full are not measured here: the core forecasts them from history
+    # (see ``capacities``); they are listed so thresholds may name them.
     measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization",
-                              "inodes_free"})
+                              "inodes_free", "time_to_full", "inode_time_to_full"})
     capacities = {"utilization": "time_to_full", "inode_utilization": "inode_time_to_full"}
 
     class Options(probe.Options):

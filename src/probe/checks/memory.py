@@ -17,8 +17,9 @@ class MemoryCheck(probe.Check):
     which Linux keeps low on purpose. Swap measurements are reported only when the host has swap."""
 
     type = "memory"
+    # time_to_full is forecast by the core from history (see ``capacities``), listed for thresholds.
     measurements = frozenset({"duration", "utilization", "available", "used", "total",
-                              "swap_utilization", "swap_used", "swap_free", "swap_total"})
+                              "swap_utilization", "swap_used", "swap_free", "swap_total", "time_to_full"})
     capacities = {"utilization": "time_to_full"}
 
     class Options(probe.Options):

@@ -43,7 +43,7 @@ class ProcessCheck(probe.Check):
     between runs is a busy process; Prometheus' ``rate()`` turns it into a utilization)."""
 
     type = "process"
-    measurements = frozenset({"duration", "running", "rss", "cpu_time", "zombies"})
+    measurements = frozenset({"duration", "count", "rss", "cpu_time", "zombies"})
 
     class Options(probe.Options):
         process_name: str | None = None
@@ -87,7 +87,7 @@ class ProcessCheck(probe.Check):
         running, zombies = found.running, found.zombies
         rss = float(sum(p["memory_info"].rss for p in running if p["memory_info"]))
         cpu = float(sum(p["cpu_times"].user + p["cpu_times"].system for p in running if p["cpu_times"]))
-        measurements = [probe.Measurement("running", float(len(running))), probe.Measurement("rss", rss, "By"),
+        measurements = [probe.Measurement("count", float(len(running))), probe.Measurement("rss", rss, "By"),
                         probe.Measurement("cpu_time", cpu, "s"), probe.Measurement("zombies", float(len(zombies)))]
         details: dict[str, Any] = {"pids": [p["pid"] for p in running][:20]}
         if zombies:
