@@ -77,35 +77,36 @@ class ProcessCheck(probe.Check):
             return self
 
     def run(self, ctx: probe.Context) -> probe.Result:
-        o = self.options
-        what = _describe(o)
         try:
-            pid = read_pidfile(o.pidfile) if o.pidfile else None
+            pid = read_pidfile(self.options.pidfile) if self.options.pidfile else None
             found = self._match(pid)
         except Problem as problem:
             return problem.result
         running, zombies = found.running, found.zombies
         rss = float(sum(p["memory_info"].rss for p in running if p["memory_info"]))
         cpu = float(sum(p["cpu_times"].user + p["cpu_times"].system for p in running if p["cpu_times"]))
-        measurements = [probe.Measurement("count", float(len(running))), probe.Measurement("rss", rss, "By"),
-                        probe.Measurement("cpu_time", cpu, "s"), probe.Measurement("zombies", float(len(zombies)))]
+        measurements = (probe.Measurement("count", float(len(running))), probe.Measurement("rss", rss, "By"),
+                        probe.Measurement("cpu_time", cpu, "s"), probe.Measurement("zombies", float(len(zombies))))
         details: dict[str, Any] = {"pids": [p["pid"] for p in running][:20]}
         if zombies:
             details["zombie_pids"] = zombies[:20]
-        zombie_note = f" ({len(zombies)} zombie{'s' * (len(zombies) != 1)} not counted)" if zombies else ""
-        count = f"{len(running)} process{'es' * (len(running) != 1)} {what}"
+        status, reason, summary = self._verdict(pid, len(running), len(zombies))
+        if status is probe.Status.OK:
+            summary += f", RSS {format_size(rss)}, CPU {format_duration(cpu)}"
+        return probe.Result(status, summary + _zombie_note(len(zombies)) * (pid is None), reason, measurements,
+                            details)
+
+    def _verdict(self, pid: int | None, running: int, zombies: int) -> tuple[probe.Status, str, str]:
+        o = self.options
+        count = f"{running} process{'es' * (running != 1)} {_describe(o)}"
         if pid is not None and zombies:
-            return probe.Result.critical(f"pid {pid} from {o.pidfile} is a zombie (exited, not reaped)",
-                                         *measurements, reason="zombie", details=details)
-        if len(running) < o.min_count:
+            return probe.Status.CRITICAL, "zombie", f"pid {pid} from {o.pidfile} is a zombie (exited, not reaped)"
+        if running < o.min_count:
             reason = "zombie" if zombies else "not_running" if not running else "too_few"
-            return probe.Result.critical(f"{count}, expected at least {o.min_count}{zombie_note}",
-                                         *measurements, reason=reason, details=details)
-        if o.max_count is not None and len(running) > o.max_count:
-            return probe.Result.critical(f"{count}, expected at most {o.max_count}{zombie_note}",
-                                         *measurements, reason="too_many", details=details)
-        return probe.Result.ok(f"{count}, RSS {format_size(rss)}, CPU {format_duration(cpu)}{zombie_note}",
-                               *measurements, details=details)
+            return probe.Status.CRITICAL, reason, f"{count}, expected at least {o.min_count}"
+        if o.max_count is not None and running > o.max_count:
+            return probe.Status.CRITICAL, "too_many", f"{count}, expected at most {o.max_count}"
+        return probe.Status.OK, "", count
 
     def _match(self, pid: int | None) -> Matches:
         o = self.options
@@ -167,6 +168,10 @@ def _user_matches(info: dict[str, Any], user: str) -> bool:
     if user.isdigit():
         return info["uids"] is not None and info["uids"].real == int(user)
     return bool(info["username"] == user)
+
+
+def _zombie_note(zombies: int) -> str:
+    return f" ({zombies} zombie{'s' * (zombies != 1)} not counted)" if zombies else ""
 
 
 def _describe(o: ProcessCheck.Options) -> str:
