@@ -106,14 +106,21 @@ def probe_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | 
 def probe_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run ``probe.cli.main`` in this process (same code path, no interpreter start-up); the result has
     the shape of ``probe_cli``'s. For tests about output and exit codes, not about process boundaries."""
+    import logging
+
     from probe.cli import main
 
     capsys.readouterr()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         main([str(a) for a in args])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     else:
         raise AssertionError("probe.cli.main returned instead of exiting")
+    finally:
+        # main() configures logging onto this test's captured stderr; later tests must not inherit it.
+        root.handlers[:], root.level = handlers, level
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["probe", *map(str, args)], code, out, err)
