@@ -1,10 +1,16 @@
-"""The ``probe`` command line. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage, 78 config."""
+"""The ``probe`` command line.
+
+Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage, 74 report not writable, 78 config;
+an internal error exits 3 (UNKNOWN), never 1, which would read as WARNING.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -17,6 +23,7 @@ from probe import __version__
 from probe.model import Status
 
 EX_USAGE = 64
+EX_IOERR = 74
 EX_CONFIG = 78
 
 log = logging.getLogger("probe")
@@ -89,29 +96,40 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
     label_filter = _parse_labels(labels)
     wait_seconds = _duration_option(wait, "--wait") if wait else 0.0
     if not once:
-        if wait or names or labels:
-            raise click.UsageError("--check, --label and --wait need --once")
+        if wait or names or labels or output or fmt != "human":
+            raise click.UsageError("--check, --label, --wait, --format and --output need --once")
         from probe.agent import run_daemon
 
         registry, plan = env.load()
         sys.exit(run_daemon(plan, registry, log_level=env.log_level))
+    if output:
+        _check_writable(output)
     registry, plan = env.load()
     if fmt not in registry.formats:
         raise click.BadParameter(f"unknown format {fmt!r}; choose from {', '.join(sorted(registry.formats))}",
                                  param_hint="--format")
-    selected = plan.select(names, label_filter)
-    missing = sorted(set(names) - {c.name for c in plan.checks})
-    if missing:
-        raise click.UsageError(f"no such check: {', '.join(missing)}")
-    if not selected:
-        raise click.UsageError("no checks match the selection")
+    selected = _select(plan, names, label_filter)
     from probe.gate import run_once
 
+    terminal = output is None and sys.stdout.isatty()
     report = asyncio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
-                                  color=output is None and sys.stdout.isatty() and fmt == "human",
+                                  color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
                                   hostname=socket.gethostname()))
+    if terminal:
+        report = dataclasses.replace(report, width=shutil.get_terminal_size().columns)
     _emit(registry.formats[fmt].render(report), plan, output)
     sys.exit(gate_exit_code(report.status, fail_on))
+
+
+def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
+    known = [c.name for c in plan.checks]
+    for name in names:
+        if name not in known:
+            raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, known)}")
+    selected = plan.select(names, labels)
+    if not selected:
+        raise click.UsageError("no checks match the selection")
+    return selected
 
 
 def gate_exit_code(status: Status, fail_on: str) -> int:
@@ -131,10 +149,7 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     registry, plan = env.load()
     spec = next((c for c in plan.checks if c.name == name), None)
     if spec is None:
-        import difflib
-
-        close = difflib.get_close_matches(name, [c.name for c in plan.checks], n=1)
-        raise click.UsageError(f"no such check: {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, [c.name for c in plan.checks])}")
     from probe.gate import describe_outcome
     from probe.runner import Runner
 
@@ -175,19 +190,26 @@ def plugins(env: Env, fmt: str) -> None:
             "conflicts": registry.conflicts,
         }, indent=2))
     else:
-        for info in registry.plugins.values():
-            kinds = ", ".join(
-                [f"checks: {' '.join(info.check_types)}"] * bool(info.check_types)
-                + [f"actions: {' '.join(info.action_types)}"] * bool(info.action_types)
-                + [f"formats: {' '.join(info.formats)}"] * bool(info.formats)
-            )
-            version = f" {info.version}" if info.version else ""
-            click.echo(f"{info.name}{version} [{info.source}] {kinds}".rstrip())
-        for failure in registry.failures:
-            click.echo(f"FAILED {failure.plugin} [{failure.source}]: {failure.error}")
-        for conflict in registry.conflicts:
-            click.echo(f"CONFLICT {conflict}")
+        click.echo(_plugins_table(registry), nl=False)
     sys.exit(1 if registry.failures or registry.conflicts else 0)
+
+
+def _plugins_table(registry: Any) -> str:
+    rows = [("PLUGIN", "VERSION", "SOURCE", "PROVIDES")]
+    for info in registry.plugins.values():
+        provides = "; ".join(
+            f"{kind}: {', '.join(names)}"
+            for kind, names in (("checks", info.check_types), ("actions", info.action_types),
+                                ("formats", info.formats))
+            if names
+        )
+        rows.append((info.name, info.version or "-", info.source, provides or "-"))
+    for failure in registry.failures:
+        rows.append((failure.plugin, "-", failure.source, f"FAILED: {failure.error}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows]
+    lines += [f"CONFLICT: {conflict}" for conflict in registry.conflicts]
+    return "\n".join(lines) + "\n"
 
 
 def _plugins_dir(env: Env) -> Path | None:
@@ -195,6 +217,22 @@ def _plugins_dir(env: Env) -> Path | None:
 
     checks = find_checks_path(env.config_dir, os.environ)
     return (checks if checks.is_dir() else checks.parent).parent / "plugins"
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_writable(output: str) -> None:
+    """Fail before running anything, not after, when the report could not be written."""
+    parent = Path(output).resolve().parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--output")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"directory {str(parent)!r} is not writable", param_hint="--output")
 
 
 def _duration_option(text: str, name: str) -> float:
@@ -212,10 +250,23 @@ def _emit(text: str, plan: Any, output: str | None) -> None:
     text = Redactor(plan.secrets)(text)
     if output:
         tmp = f"{output}.tmp{os.getpid()}"
-        Path(tmp).write_text(text, encoding="utf-8")
-        os.replace(tmp, output)  # atomic, for node_exporter's textfile collector
-    else:
+        try:
+            Path(tmp).write_text(text, encoding="utf-8")
+            os.replace(tmp, output)  # atomic, for node_exporter's textfile collector
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            click.echo(f"probe: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(EX_IOERR)
+        return
+    try:
         click.echo(text, nl=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (| head) has gone; what it took is what it wanted. The exit code still counts.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        click.echo(f"probe: cannot write the report: {exc.strerror or exc}", err=True)
+        sys.exit(EX_IOERR)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -226,8 +277,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EX_USAGE if isinstance(exc, click.UsageError) else 1)
+        sys.exit(EX_USAGE)  # every ClickException is about how probe was invoked
     except click.Abort:
         click.echo("Aborted!", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug in probe: a gate must read it as UNKNOWN, not as 1 (WARNING)
+        log.debug("internal error", exc_info=exc)
+        click.echo(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)", err=True)
+        sys.exit(int(Status.UNKNOWN))
     sys.exit(0)

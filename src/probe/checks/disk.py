@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psutil
 from pydantic import model_validator
 
 import probe
@@ -22,6 +21,15 @@ PSEUDO_FS = frozenset({
 
 
 @dataclass(frozen=True)
+class Mount:
+    """One line of /proc/self/mounts."""
+
+    point: str
+    fstype: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
 class Usage:
     mount: str
     fstype: str
@@ -30,48 +38,59 @@ class Usage:
     free: float
     utilization: float
     inode_utilization: float | None
+    inodes_free: float | None
     read_only: bool
 
 
 class DiskCheck(probe.Check):
-    """Space and inode use. With several mounts the worst one is reported (each is in details)."""
+    """Space and inode use. With several mounts the fullest one is reported (each is in details)."""
 
     type = "disk"
-    measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization"})
+    # time_to_full and inode_time_to_full are not measured here: the core forecasts them from history
+    # (see ``capacities``); they are listed so thresholds may name them.
+    measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization",
+                              "inodes_free", "time_to_full", "inode_time_to_full"})
     capacities = {"utilization": "time_to_full", "inode_utilization": "inode_time_to_full"}
 
     class Options(probe.Options):
         path: str | None = None
-        """A path on the filesystem to check (any path; its mount is measured)."""
+        """A path on the filesystem to check (any path; the filesystem it lives on is measured)."""
         include: list[str] = []
-        """Mount points to check, as globs (``/``, ``/srv/*``). Used when ``path`` is not set."""
+        """Mount points to check, as shell globs (``/``, ``/srv/*``). Used when ``path`` is not set; empty
+        means every mounted real filesystem."""
         exclude: list[str] = []
-        """Mount points to skip, as globs."""
+        """Mount points to skip, as shell globs."""
         include_fs: list[str] = []
-        """Filesystem types to check (``ext4``, ``xfs``); empty means every real filesystem."""
+        """Filesystem types to check (``ext4``, ``xfs``); empty means every real (non-pseudo) filesystem."""
         exclude_fs: list[str] = []
         """Filesystem types to skip."""
         read_only: str = "critical"
         """Status when a mount that should be writable is mounted read-only: ``ok``, ``warning``, ``critical``."""
         expect_read_only: bool = False
-        """Set when the mount is read-only on purpose."""
+        """Set when the mount is read-only on purpose; then read-only is never a problem."""
 
         @model_validator(mode="after")
         def _path_or_mounts(self) -> DiskCheck.Options:
-            if self.path and (self.include or self.exclude):
-                raise ValueError("set either 'path' or 'include'/'exclude', not both")
+            if self.path is not None and (self.include or self.exclude or self.include_fs or self.exclude_fs):
+                raise ValueError("set either 'path' or 'include'/'exclude'/'include_fs'/'exclude_fs', not both")
+            if self.path == "":
+                raise ValueError("'path' must not be empty")
             probe.Status.parse(self.read_only)
             return self
 
     def run(self, ctx: probe.Context) -> probe.Result:
+        path = self.options.path
         try:
-            usages = [measure(self.options.path)] if self.options.path else self._all_mounts()
+            usages = [self._one(path)] if path is not None else self._all_mounts()
         except FileNotFoundError:
-            return probe.Result.critical(f"{self.options.path}: no such file or directory", reason="not_found")
+            return probe.Result.critical(f"{path}: no such file or directory", reason="not_found")
         except PermissionError as exc:
-            return probe.Result.unknown(f"{self.options.path}: {exc.strerror}", reason="permission_denied")
+            return probe.Result.unknown(f"{path}: {exc.strerror or 'permission denied'}", reason="permission_denied")
         if not usages:
             return probe.Result.unknown("no mounted filesystem matches include/exclude", reason="no_match")
+        return self._result(usages)
+
+    def _result(self, usages: list[Usage]) -> probe.Result:
         worst = max(usages, key=lambda u: u.utilization)
         measurements = [
             probe.Measurement("utilization", worst.utilization, "1"),
@@ -79,12 +98,14 @@ class DiskCheck(probe.Check):
             probe.Measurement("free", worst.free, "By"),
             probe.Measurement("total", worst.total, "By"),
         ]
-        inodes = [u.inode_utilization for u in usages if u.inode_utilization is not None]
-        if inodes:
-            measurements.append(probe.Measurement("inode_utilization", max(inodes), "1"))
-        details = {u.mount: f"{u.utilization:.1%} of {format_size(u.total)} ({u.fstype})" for u in usages}
+        with_inodes = [u for u in usages if u.inode_utilization is not None]
+        if with_inodes:  # btrfs and some network filesystems report no inode counts
+            fullest = max(with_inodes, key=lambda u: u.inode_utilization or 0.0)
+            measurements.append(probe.Measurement("inode_utilization", fullest.inode_utilization or 0.0, "1"))
+            measurements.append(probe.Measurement("inodes_free", fullest.inodes_free or 0.0))
+        details = {u.mount: _describe(u) for u in usages}
         summary = (f"{worst.mount} {worst.utilization:.1%} used, {format_size(worst.free)} free"
-                   + (f" (worst of {len(usages)} mounts)" if len(usages) > 1 else ""))
+                   + (f" (fullest of {len(usages)} mounts)" if len(usages) > 1 else ""))
         read_only = [u.mount for u in usages if u.read_only]
         if read_only and not self.options.expect_read_only:
             status = probe.Status.parse(self.options.read_only)
@@ -92,20 +113,25 @@ class DiskCheck(probe.Check):
                                 tuple(measurements), details)
         return probe.Result.ok(summary, *measurements, details=details)
 
+    def _one(self, path: str) -> Usage:
+        usage = measure(path)
+        mount = mounts().get(usage.mount)
+        return usage if mount is None else Usage(**{**usage.__dict__, "fstype": mount.fstype})
+
     def _all_mounts(self) -> list[Usage]:
         o = self.options
         out = []
-        for part in psutil.disk_partitions(all=True):
-            if part.fstype in PSEUDO_FS and not o.include_fs:
+        for m in mounts().values():
+            if m.fstype in PSEUDO_FS and not o.include_fs:
                 continue
-            if o.include and not any(fnmatch.fnmatch(part.mountpoint, g) for g in o.include):
+            if o.include and not any(fnmatch.fnmatch(m.point, g) for g in o.include):
                 continue
-            if any(fnmatch.fnmatch(part.mountpoint, g) for g in o.exclude):
+            if any(fnmatch.fnmatch(m.point, g) for g in o.exclude):
                 continue
-            if (o.include_fs and part.fstype not in o.include_fs) or part.fstype in o.exclude_fs:
+            if (o.include_fs and m.fstype not in o.include_fs) or m.fstype in o.exclude_fs:
                 continue
             try:
-                usage = measure(part.mountpoint, part.fstype, "ro" in part.opts.split(","))
+                usage = measure(m.point, m.fstype, m.read_only)
             except OSError:
                 continue  # a stale NFS mount or one we may not read; not this check's verdict
             if usage.total > 0:
@@ -121,10 +147,32 @@ def measure(path: str, fstype: str = "", read_only: bool | None = None) -> Usage
     used = (st.f_blocks - st.f_bfree) * st.f_frsize
     utilization = used / (used + free) if used + free else 0.0
     inode_utilization = (st.f_files - st.f_ffree) / st.f_files if st.f_files else None
+    inodes_free = float(st.f_favail) if st.f_files else None
     if read_only is None:
         read_only = bool(st.f_flag & os.ST_RDONLY)
     return Usage(_mount_of(path), fstype, float(total), float(used), float(free), utilization,
-                 inode_utilization, read_only)
+                 inode_utilization, inodes_free, read_only)
+
+
+def mounts() -> dict[str, Mount]:
+    """Mount points in /proc/self/mounts order; a later mount on the same point hides an earlier one."""
+    out: dict[str, Mount] = {}
+    with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 4:
+                continue
+            point = _unescape(fields[1])
+            out.pop(point, None)
+            out[point] = Mount(point, fields[2], "ro" in fields[3].split(","))
+    return out
+
+
+def _unescape(field: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash in mount points as octal escapes."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
 
 
 def _mount_of(path: str) -> str:
@@ -132,6 +180,12 @@ def _mount_of(path: str) -> str:
     while not os.path.ismount(path):
         path = os.path.dirname(path)
     return path
+
+
+def _describe(u: Usage) -> str:
+    inodes = f", inodes {u.inode_utilization:.1%}" if u.inode_utilization is not None else ""
+    flags = ", read-only" if u.read_only else ""
+    return f"{u.utilization:.1%} of {format_size(u.total)} ({u.fstype or 'unknown fs'}{inodes}{flags})"
 
 
 @probe.hookimpl

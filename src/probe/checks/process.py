@@ -1,66 +1,183 @@
-"""process: is a process running, how many, and what does it use."""
+"""process: is a process running, how many, and what do they use.
+
+A zombie has exited and only waits for its parent to reap it, and a pidfile naming a dead pid is left
+over from a crash: neither counts as running, and each has its own reason.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import psutil
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 import probe
-from probe.units import format_size
+from probe.units import format_duration, format_size
+
+_PID_MAX = 2**22  # the kernel's limit for /proc/sys/kernel/pid_max
+_ATTRS = ["pid", "name", "cmdline", "username", "uids", "status", "memory_info", "cpu_times"]
+
+
+class Problem(Exception):
+    """The pidfile says no matching process can be running; carries the ready Result."""
+
+    def __init__(self, result: probe.Result) -> None:
+        super().__init__(result.summary)
+        self.result = result
+
+
+@dataclass
+class Matches:
+    running: list[dict[str, Any]]
+    zombies: list[int]
 
 
 class ProcessCheck(probe.Check):
+    """Counts the processes that match every criterion given (process_name, cmdline, user, pidfile) and sums
+    their resident memory and CPU time. ``cpu_time`` is the user + system CPU seconds the matched
+    processes have used since they started: it means something after one run (a value that keeps rising
+    between runs is a busy process; Prometheus' ``rate()`` turns it into a utilization)."""
+
     type = "process"
-    measurements = frozenset({"duration", "count", "rss", "cpu", "zombies"})
+    measurements = frozenset({"duration", "count", "rss", "cpu_time", "zombies"})
 
     class Options(probe.Options):
-        name: str | None = None
-        """Process name (comm), exact match."""
+        process_name: str | None = None
+        """Process name, exact match (as ``pgrep -x`` and ``ps -o comm`` see it). Not ``name``, which every
+        check has for its own name."""
         cmdline: str | None = None
-        """Regular expression searched in the full command line."""
+        """Regular expression searched anywhere in the full command line (arguments joined by spaces; ``.``
+        also matches newlines inside arguments)."""
         user: str | None = None
-        """Only processes of this user."""
+        """Only processes whose real user is this (a user name or a numeric uid)."""
         pidfile: str | None = None
-        """Path of a pidfile; the process it names must be alive (a stale pidfile is CRITICAL)."""
-        min_count: int = 1
-        """Fewer matching processes than this is CRITICAL."""
+        """Path of a pidfile: the process it names must be alive (and match the other criteria, if given).
+        A pidfile naming a dead pid is ``stale_pidfile``; one that names a zombie is ``zombie``."""
+        min_count: int = Field(1, ge=0)
+        """Fewer running (non-zombie) matching processes than this is CRITICAL."""
+        max_count: int | None = Field(None, ge=1)
+        """More matching processes than this is CRITICAL (a fork bomb, a duplicate daemon)."""
 
         @model_validator(mode="after")
         def _something_to_match(self) -> ProcessCheck.Options:
-            if not (self.name or self.cmdline or self.pidfile or self.user):
-                raise ValueError("set at least one of name, cmdline, user or pidfile")
+            if not (self.process_name or self.cmdline or self.pidfile or self.user):
+                raise ValueError("set at least one of process_name, cmdline, user or pidfile "
+                                 "('name' is the check's own name)")
             if self.cmdline:
-                re.compile(self.cmdline)
+                try:
+                    re.compile(self.cmdline)
+                except re.error as exc:
+                    raise ValueError(f"cmdline is not a valid regular expression: {exc}") from None
+            if self.max_count is not None and self.max_count < self.min_count:
+                raise ValueError(f"max_count ({self.max_count}) is less than min_count ({self.min_count})")
             return self
 
     def run(self, ctx: probe.Context) -> probe.Result:
+        try:
+            pid = read_pidfile(self.options.pidfile) if self.options.pidfile else None
+            found = self._match(pid)
+        except Problem as problem:
+            return problem.result
+        running, zombies = found.running, found.zombies
+        rss = float(sum(p["memory_info"].rss for p in running if p["memory_info"]))
+        cpu = float(sum(p["cpu_times"].user + p["cpu_times"].system for p in running if p["cpu_times"]))
+        measurements = (probe.Measurement("count", float(len(running))), probe.Measurement("rss", rss, "By"),
+                        probe.Measurement("cpu_time", cpu, "s"), probe.Measurement("zombies", float(len(zombies))))
+        details: dict[str, Any] = {"pids": [p["pid"] for p in running][:20]}
+        if zombies:
+            details["zombie_pids"] = zombies[:20]
+        status, reason, summary = self._verdict(pid, len(running), len(zombies))
+        if status is probe.Status.OK:
+            summary += f", RSS {format_size(rss)}, CPU {format_duration(cpu)}"
+        return probe.Result(status, summary + _zombie_note(len(zombies)) * (pid is None), reason, measurements,
+                            details)
+
+    def _verdict(self, pid: int | None, running: int, zombies: int) -> tuple[probe.Status, str, str]:
         o = self.options
-        pattern = re.compile(o.cmdline) if o.cmdline else None
-        matched, zombies = [], 0
-        for proc in psutil.process_iter(["pid", "name", "cmdline", "username", "status", "memory_info"]):
+        count = f"{running} process{'es' * (running != 1)} {_describe(o)}"
+        if pid is not None and zombies:
+            return probe.Status.CRITICAL, "zombie", f"pid {pid} from {o.pidfile} is a zombie (exited, not reaped)"
+        if running < o.min_count:
+            reason = "zombie" if zombies else "not_running" if not running else "too_few"
+            return probe.Status.CRITICAL, reason, f"{count}, expected at least {o.min_count}"
+        if o.max_count is not None and running > o.max_count:
+            return probe.Status.CRITICAL, "too_many", f"{count}, expected at most {o.max_count}"
+        return probe.Status.OK, "", count
+
+    def _match(self, pid: int | None) -> Matches:
+        o = self.options
+        pattern = re.compile(o.cmdline, re.DOTALL) if o.cmdline else None  # argv may hold newlines
+        if pid is not None:
+            candidates = [_one(pid, o.pidfile or "")]
+        else:
+            candidates = [p for p in psutil.process_iter(_ATTRS) if p.pid != os.getpid()]
+        found = Matches([], [])
+        for proc in candidates:
             info = proc.info
-            if o.name and info["name"] != o.name:
-                continue
-            if o.user and info["username"] != o.user:
+            if (o.process_name and info["name"] != o.process_name) or (o.user and not _user_matches(info, o.user)):
                 continue
             if pattern and not pattern.search(" ".join(info["cmdline"] or [])):
                 continue
             if info["status"] == psutil.STATUS_ZOMBIE:
-                zombies += 1
-                continue
-            matched.append(proc)
-        rss = float(sum(p.info["memory_info"].rss for p in matched if p.info["memory_info"]))
-        measurements = [probe.Measurement("count", float(len(matched))), probe.Measurement("rss", rss, "By"),
-                        probe.Measurement("zombies", float(zombies))]
-        what = o.name or o.cmdline or o.pidfile or o.user
-        if len(matched) < o.min_count:
-            return probe.Result.critical(f"{len(matched)} processes match {what!r}, expected at least {o.min_count}"
-                                         + (f" ({zombies} zombies)" if zombies else ""),
-                                         *measurements, reason="not_running")
-        return probe.Result.ok(f"{len(matched)} processes match {what!r}, RSS {format_size(rss)}", *measurements)
+                found.zombies.append(info["pid"])
+            else:
+                found.running.append(info)
+        if pid is not None and not (found.running or found.zombies):
+            raise Problem(probe.Result.critical(
+                f"pid {pid} from {o.pidfile} is alive but does not match ({candidates[0].info['name']!r}); "
+                "the pidfile is stale and the pid was reused", reason="stale_pidfile", details={"pid": pid}))
+        return found
+
+
+def read_pidfile(path: str) -> int:
+    """The pid in ``path``; a missing, unreadable or garbled pidfile raises Problem with its reason."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64)
+    except FileNotFoundError:
+        raise Problem(probe.Result.critical(f"pidfile {path} does not exist", reason="not_running")) from None
+    except PermissionError:
+        raise Problem(probe.Result.unknown(f"pidfile {path}: permission denied",
+                                           reason="permission_denied")) from None
+    except OSError as exc:
+        raise Problem(probe.Result.unknown(f"pidfile {path}: {exc.strerror or exc}",
+                                           reason="invalid_pidfile")) from None
+    text = raw.decode("ascii", errors="replace").strip()
+    if not text.isdigit() or not 0 < int(text) <= _PID_MAX:
+        shown = text[:20] + ("..." if len(text) > 20 else "")
+        raise Problem(probe.Result.critical(f"pidfile {path} does not hold a pid: {shown!r}",
+                                            reason="invalid_pidfile"))
+    return int(text)
+
+
+def _one(pid: int, pidfile: str) -> psutil.Process:
+    try:
+        proc = psutil.Process(pid)
+        proc.info = proc.as_dict(_ATTRS)  # the same shape process_iter gives
+    except psutil.NoSuchProcess:
+        raise Problem(probe.Result.critical(f"pid {pid} from {pidfile} is not running (stale pidfile)",
+                                            reason="stale_pidfile", details={"pid": pid})) from None
+    return proc
+
+
+def _user_matches(info: dict[str, Any], user: str) -> bool:
+    if user.isdigit():
+        return info["uids"] is not None and info["uids"].real == int(user)
+    return bool(info["username"] == user)
+
+
+def _zombie_note(zombies: int) -> str:
+    return f" ({zombies} zombie{'s' * (zombies != 1)} not counted)" if zombies else ""
+
+
+def _describe(o: ProcessCheck.Options) -> str:
+    parts = [f"named {o.process_name!r}"] * bool(o.process_name) + [f"matching /{o.cmdline}/"] * bool(o.cmdline)
+    parts += [f"of user {o.user}"] * bool(o.user) + [f"from {o.pidfile}"] * bool(o.pidfile)
+    return " ".join(parts)
 
 
 @probe.hookimpl

@@ -19,6 +19,7 @@ class Report:
     started: float
     duration: float
     color: bool = False
+    width: int | None = None  # terminal columns, when writing to one: human output fits long summaries in
 
 
 @dataclass(frozen=True)

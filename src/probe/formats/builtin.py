@@ -9,6 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from probe.formats import Format, Report
+from probe.formats.nagios import render_nagios
 from probe.hookspecs import hookimpl
 from probe.model import Status
 from probe.runner import Outcome
@@ -18,23 +19,37 @@ _COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.
 
 
 def render_human(report: Report) -> str:
+    """A table, one check per row, then a one-line tally. On a terminal, long summaries are cut to fit
+    (``probe check NAME`` shows one in full) and statuses are coloured."""
     rows = [("STATUS", "CHECK", "TYPE", "TIME", "SUMMARY")]
     for o in report.outcomes:
-        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), o.result.summary))
+        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), _one_line(o.result.summary)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    room = report.width - sum(widths) - 2 * 4 if report.width else None
     lines = []
     for i, row in enumerate(rows):
         cells = [row[c].ljust(widths[c]) for c in range(4)]
         if i > 0 and report.color:
-            status = Status[row[0]]
-            cells[0] = f"\x1b[{_COLORS[status]}m{cells[0]}\x1b[0m"
-        lines.append("  ".join([*cells, row[4]]).rstrip())
+            cells[0] = _paint(Status[row[0]], cells[0])
+        lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
     counts = {s: sum(1 for o in report.outcomes if o.status is s) for s in Status}
     tally = ", ".join(f"{n} {s.label}" for s, n in counts.items() if n)
+    overall = _paint(report.status, report.status.name) if report.color else report.status.name
     lines.append("")
-    lines.append(f"{report.status.name}: {len(report.outcomes)} checks ({tally or 'none run'}) "
+    lines.append(f"{overall}: {len(report.outcomes)} checks ({tally or 'none run'}) "
                  f"in {format_duration(report.duration)}")
     return "\n".join(lines) + "\n"
+
+
+def _paint(status: Status, text: str) -> str:
+    return f"\x1b[{_COLORS[status]}m{text}\x1b[0m"
+
+
+def _fit(text: str, room: int | None) -> str:
+    """Cut ``text`` to ``room`` columns with an ellipsis; never below 20, where a cut stops being useful."""
+    if room is None or len(text) <= max(room, 20):
+        return text
+    return text[:max(room, 20) - 1] + "…"
 
 
 def outcome_dict(o: Outcome) -> dict[str, Any]:
@@ -93,46 +108,24 @@ def render_junit(report: Report) -> str:
 
 
 def render_tap(report: Report) -> str:
+    """TAP 14: every check is a test point; anything but OK is ``not ok`` (as in junit), with a YAML block."""
     lines = ["TAP version 14", f"1..{len(report.outcomes)}"]
     for i, o in enumerate(report.outcomes, 1):
         ok = "ok" if o.status is Status.OK else "not ok"
-        directive = " # TODO warning" if o.status is Status.WARNING else ""
-        lines.append(f"{ok} {i} - {o.name}: {_one_line(o.result.summary)}{directive}")
+        lines.append(f"{ok} {i} - {_tap_escape(o.name)}: {_tap_escape(_one_line(o.result.summary))}")
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
                       f"  duration: {o.duration:.6f}", "  ..."]
     return "\n".join(lines) + "\n"
 
 
-def render_nagios(report: Report) -> str:
-    """One Nagios plugin output: ``STATUS - summary | perfdata``, one long-output line per check."""
-    problems = [o for o in report.outcomes if o.status is not Status.OK]
-    if len(report.outcomes) == 1:
-        head = _one_line(report.outcomes[0].result.summary)
-    elif problems:
-        head = "; ".join(f"{o.name}: {_one_line(o.result.summary)}" for o in problems[:5])
-    else:
-        head = f"{len(report.outcomes)} checks OK"
-    perf = " ".join(_perfdata(o) for o in report.outcomes).strip()
-    lines = [f"{report.status.name} - {head}" + (f" | {perf}" if perf else "")]
-    if len(report.outcomes) > 1:
-        lines += [f"[{o.status.name}] {o.name}: {_one_line(o.result.summary)}" for o in report.outcomes]
-    return "\n".join(lines) + "\n"
-
-
-def _perfdata(o: Outcome) -> str:
-    parts = []
-    prefix = f"{o.name}::"
-    for m in o.result.measurements:
-        uom = {"s": "s", "By": "B", "1": ""}.get(m.unit, "")
-        value = m.value * 100 if m.unit == "1" else m.value
-        uom = "%" if m.unit == "1" else uom
-        label = f"{prefix}{m.name}".replace("'", "_")
-        parts.append(f"'{label}'={value:g}{uom}")
-    return " ".join(parts)
+def _tap_escape(text: str) -> str:
+    """A ``#`` in a description would start a directive (``# SKIP``); TAP 14 escapes it, and ``\\``."""
+    return text.replace("\\", "\\\\").replace("#", "\\#")
 
 
 _METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
+_RESERVED_SUFFIXES = ("_count", "_sum", "_bucket", "_total", "_created", "_info")
 
 
 def render_prometheus(report: Report) -> str:
@@ -146,10 +139,14 @@ def render_prometheus(report: Report) -> str:
         up_lines.append(f"probe_check_up{{{labels}}} {1 if o.status is Status.OK else 0}")
         duration_lines.append(f"probe_check_duration_seconds{{{labels}}} {o.duration:.6f}")
         for m in o.result.measurements:
+            if m.name == "duration":
+                continue  # probe_check_duration_seconds already carries it, for every type alike
             suffix = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}.get(m.unit, "")
             name = _METRIC_NAME.sub("_", f"probe_{o.spec.type}_{m.name}")
             if not name.endswith(suffix):
                 name += suffix
+            if name.endswith(_RESERVED_SUFFIXES):  # these mean counter/histogram parts to every parser
+                name += "_value"
             measures.setdefault(name, []).append(f"{name}{{{labels}}} {m.value!r}")
             units[name] = m.unit
     out = [

@@ -1,0 +1,126 @@
+"""Real filesystems for host-check tests: small tmpfs mounts in a temp dir, unmounted afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from conftest import require
+
+if TYPE_CHECKING:
+    from probe.runner import Outcome
+
+
+def _mount(*args: str) -> None:
+    proc = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=10)
+    require(proc.returncode == 0, f"cannot mount here (mount {' '.join(args)}): {proc.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, *, size: str = "1m", inodes: int = 64) -> Iterator[Path]:
+    """A ``size`` tmpfs with ``inodes`` inodes mounted on ``where`` (created)."""
+    require(os.geteuid() == 0, "mounting a tmpfs needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes},mode=0755", "probe-test", str(where))
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
+@contextlib.contextmanager
+def read_only_bind(source: Path, where: Path) -> Iterator[Path]:
+    """``source`` bind-mounted read-only on ``where``."""
+    where.mkdir(parents=True, exist_ok=True)
+    _mount("--bind", str(source), str(where))
+    try:
+        _mount("-o", "remount,bind,ro", str(where))
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
+def fill(directory: Path, nbytes: int, name: str = "fill") -> Path:
+    """Write ``nbytes`` real bytes (not a sparse file) so the filesystem's block count moves."""
+    path = directory / name
+    with open(path, "wb") as f:
+        f.write(os.urandom(nbytes))
+    return path
+
+
+async def run_checks(tmp_path: Path, yaml_text: str) -> dict[str, Outcome]:
+    """Load ``yaml_text`` as a checks file with the built-in plugins, run every check once through the
+    real runner (timeouts, thresholds and all), and return the outcomes by check name."""
+    from probe.config import load_plan
+    from probe.plugins import load_plugins
+    from probe.runner import Runner
+
+    path = tmp_path / "checks.yaml"
+    path.write_text(textwrap.dedent(yaml_text), encoding="utf-8")
+    registry = load_plugins(use_entry_points=False)
+    plan = load_plan(path, registry, env={})
+    runner = Runner(registry)
+    try:
+        return {spec.name: await runner.run(spec) for spec in plan.checks}
+    finally:
+        runner.close()
+
+
+# A checks file whose checks end in each status on any Linux machine, without a network.
+STATUS_CHECKS = """
+checks:
+  - name: mem-ok
+    type: memory
+    labels: {tier: ok}
+  - name: mem-warning
+    type: memory
+    labels: {tier: problem}
+    thresholds: {utilization: {warning: ">= 0%"}}
+  - name: disk-critical
+    type: disk
+    path: /nonexistent/probe-test
+    labels: {tier: problem}
+  - name: disk-unknown
+    type: disk
+    include: ["/nonexistent/mount-*"]
+    labels: {tier: problem}
+"""
+
+
+def probe_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real ``probe`` command line in a fresh interpreter."""
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_")} | (env or {})
+    return subprocess.run([sys.executable, "-m", "probe", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd)
+
+
+def probe_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``probe.cli.main`` in this process (same code path, no interpreter start-up); the result has
+    the shape of ``probe_cli``'s. For tests about output and exit codes, not about process boundaries."""
+    import logging
+
+    from probe.cli import main
+
+    capsys.readouterr()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:
+        raise AssertionError("probe.cli.main returned instead of exiting")
+    finally:
+        # main() configures logging onto this test's captured stderr; later tests must not inherit it.
+        root.handlers[:], root.level = handlers, level
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["probe", *map(str, args)], code, out, err)
