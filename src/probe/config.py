@@ -100,7 +100,9 @@ def check_files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_settings(path: Path | None, env: Mapping[str, str], secrets: set[str]) -> tuple[AgentSettings, list[ConfigError]]:
+def load_settings(
+    path: Path | None, env: Mapping[str, str], secrets: set[str]
+) -> tuple[AgentSettings, list[ConfigError]]:
     if path is None:
         return AgentSettings(), []
     if not path.exists():

@@ -178,7 +178,9 @@ class Interpolator:
         name, sep, default = body.partition(":-")
         name = name.strip()
         if not _ENV_NAME.match(name):
-            raise InterpolationError(f"invalid reference ${{{body}}}; use ${{VAR}}, ${{VAR:-default}} or ${{file:/path}}")
+            raise InterpolationError(
+                f"invalid reference ${{{body}}}; use ${{VAR}}, ${{VAR:-default}} or ${{file:/path}}"
+            )
         value = self.env.get(name)
         if value is None or (sep and value == ""):
             if not sep:
