@@ -388,3 +388,66 @@ async def test_flat_usage_has_no_forecast_and_the_threshold_is_not_evaluated(tmp
             runner.close()
     assert all(o.status is Status.OK for o in outs), [o.result.summary for o in outs]
     assert json.dumps([v.value for v in outs[-1].verdicts if v.measurement == "time_to_full"]) == "[null]"
+
+
+# -- assembling the parts ------------------------------------------------------------------------------------
+
+async def test_assemble_builds_from_probe_yaml_and_restores_state_on_the_next_start(tmp_path: Path) -> None:
+    from probe.config import load
+    from probe.wiring import assemble
+
+    settings = tmp_path / "probe.yaml"
+    settings.write_text(f"state_dir: {tmp_path / 'state'}\nforecast: {{window: 2h, min_samples: 3}}\n")
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - name: data\n    type: disk\n    path: /\n"
+                      "    remediate: [{on: critical, run: [/bin/true], cooldown: 1h}]\n")
+    registry, plan = load(checks, settings_path=settings, env={})
+
+    async def rerun(s: CheckSpec) -> Result:
+        return Result.ok("fine")
+
+    parts = assemble(plan, registry, rerun=rerun)
+    assert [type(s).__name__ for s in parts.sinks] == ["HistorySink", "TelemetrySink", "RemediationSink"]
+    assert parts.forecaster.settings.window == 7200 and parts.forecaster.settings.min_samples == 3
+    assert parts.states == {}
+    s = plan.checks[0]
+    state = State("data", Status.CRITICAL, extra={"note": "kept"})
+    for sink in parts.sinks:
+        sink.record(outcome(s, CRITICAL), state, Transition("data", "hard", Status.OK, Status.CRITICAL, T0))
+    assert parts.remediation is not None and await parts.remediation.wait(timeout=30)
+    await parts.aclose()
+
+    again = assemble(plan, registry, rerun=rerun)
+    assert again.states["data"]["note"] == "kept" and "remediation" not in again.states["data"]
+    [(_, _, decision)] = again.remediator.plan(s, hard_status=Status.CRITICAL, entered=False, flapping=False)
+    assert decision.why.startswith("cooling down")
+    await again.aclose()
+    [row] = HistoryReader(tmp_path / "state" / "history.sqlite3").remediations(0)
+    assert row.outcome == "fixed"
+
+
+async def test_assemble_without_a_usable_state_dir_still_runs(tmp_path: Path) -> None:
+    from probe.config import load
+    from probe.wiring import assemble
+
+    (tmp_path / "file").write_text("not a directory")
+    settings = tmp_path / "probe.yaml"
+    settings.write_text(f"state_dir: {tmp_path / 'file' / 'state'}\nremediation: {{enabled: false}}\n")
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - {name: m, type: memory}\n")
+    registry, plan = load(checks, settings_path=settings, env={})
+    parts = assemble(plan, registry, rerun=None)
+    assert parts.history is not None and not parts.history.health().healthy
+    assert parts.remediation is None
+    parts.history.store.close(timeout=0.5)
+
+
+def test_the_documented_on_key_is_a_string_not_a_yaml_1_1_boolean(tmp_path: Path) -> None:
+    from probe.config import load
+
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - name: data\n    type: disk\n    path: /\n    enabled: yes\n    remediate:\n"
+                      "      - on: critical\n        run: [/bin/true]\n")
+    _, plan = load(checks, env={})
+    [entry] = plan.checks[0].remediate
+    assert entry.on == "critical" and plan.checks[0].enabled is True
