@@ -411,8 +411,8 @@ def row_rss(peers: Peers, s: Settings) -> list[Row]:
     if importlib.util.find_spec("probe.agent") is None:
         row.note = "probe.agent (the daemon) is not on this branch yet"
         return [row]
-    kinds = sorted(check_types() & {"http", "tcp", "dns", "disk", "memory", "process"})
-    config, _ = five_checks(peers, set(kinds))
+    config, missing = five_checks(peers, check_types())
+    kinds = [k for k in ("http", "dns", "tcp", "disk", "process") if k not in missing]
     items = [line for line in config.splitlines()[1:]]
     lines = ["defaults: {interval: 60s}", "checks:"]
     for i in range(100):
