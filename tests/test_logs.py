@@ -23,7 +23,7 @@ def restore_root() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     yield
     root.handlers[:], root.level = handlers, level
-    logs.set_secrets(())
+    logs._redactor = logs.Redactor()
 
 
 def record(msg: str = "check %s timed out", *args: object, level: int = logging.WARNING,
@@ -151,7 +151,7 @@ def test_secrets_are_masked_in_message_fields_and_tracebacks(restore_root: None)
     out = io.StringIO()
     for style in ("json", "logfmt", "human"):
         logs.setup("info", style, stream=out, environ={})
-        logs.set_secrets([secret])
+        logs.add_secrets([secret])
         try:
             raise RuntimeError(f"login with {secret} refused")
         except RuntimeError:

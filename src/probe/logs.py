@@ -10,7 +10,7 @@ stderr is the journal (``$JOURNAL_STREAM`` names it), lines carry no timestamp (
 with a ``<N>`` syslog priority, which journald turns into the entry's priority (``journalctl -p warning``).
 
 Every line, including tracebacks and field values, goes through the :class:`~probe.redact.Redactor` of the
-loaded configuration's secrets (:func:`set_secrets`), so a secret that reaches a log message is masked.
+loaded configuration's secrets (:func:`add_secrets`), so a secret that reaches a log message is masked.
 """
 
 from __future__ import annotations
@@ -158,10 +158,11 @@ def setup(level: str = "warning", fmt: str = "auto", *, stream: TextIO | None = 
     return handler
 
 
-def set_secrets(secrets: Iterable[str]) -> None:
-    """Mask these values in every line logged from now on (the loaded configuration's secrets)."""
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Mask these values in every line logged from now on (a loaded configuration's secrets). Secrets of a
+    configuration replaced by a reload stay masked: a rotated password is still a password."""
     global _redactor
-    _redactor = Redactor(secrets)
+    _redactor = Redactor([*_redactor.secrets, *secrets])
     for handler in logging.getLogger().handlers:
         formatter = handler.formatter
         if isinstance(formatter, Formatter):
