@@ -144,6 +144,7 @@ def load(
         plugins_dir=plugins_dir,
         allow=settings.plugins.allow,
         extra=extra_plugins,
+        lazy=True,
     )
     return registry, load_plan(checks_path, registry, settings=settings, errors=errors, env=env, secrets=secrets)
 
@@ -420,7 +421,7 @@ def _unknown_key(key: Any, candidates: Sequence[str]) -> str:
 def _unknown_type(check_type: Any, registry: Registry) -> str:
     if not isinstance(check_type, str):
         return f"must be a string naming a check type, got {check_type!r}"
-    suggestion = difflib.get_close_matches(check_type, list(registry.checks), n=1, cutoff=0.6)
+    suggestion = difflib.get_close_matches(check_type, registry.check_type_names(), n=1, cutoff=0.6)
     hint = f"; did you mean {suggestion[0]!r}?" if suggestion else ""
     failed = ", ".join(f"{f.plugin} ({f.error})" for f in registry.failures)
     broken = f" (plugins that failed to load: {failed})" if failed else ""
