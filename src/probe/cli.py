@@ -38,18 +38,23 @@ class Env:
         self.log_level = log_level
 
     def load(self) -> tuple[Any, Any]:
-        from probe.config import ConfigErrors, find_checks_path, find_settings_path, load
+        from probe.config import ConfigErrors
 
-        checks_path = find_checks_path(self.config_dir, os.environ)
-        settings_path = find_settings_path(self.config, os.environ)
         try:
-            return load(checks_path, settings_path=settings_path)
+            return self.reload()
         except ConfigErrors as exc:
             for error in exc.errors:
                 click.echo(str(error), err=True)
             noun = "error" if len(exc.errors) == 1 else "errors"
             click.echo(f"probe: configuration invalid: {len(exc.errors)} {noun}", err=True)
             sys.exit(EX_CONFIG)
+
+    def reload(self) -> tuple[Any, Any]:
+        """(registry, plan) from the config files as they are now; raises ConfigErrors when they are bad."""
+        from probe.config import find_checks_path, find_settings_path, load
+
+        checks_path = find_checks_path(self.config_dir, os.environ)
+        return load(checks_path, settings_path=find_settings_path(self.config, os.environ))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,7 +106,12 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
         from probe.agent import run_daemon
 
         registry, plan = env.load()
-        sys.exit(run_daemon(plan, registry, log_level=env.log_level))
+
+        def reload() -> tuple[Any, Any]:
+            new_registry, new_plan = env.reload()
+            return new_plan, new_registry
+
+        sys.exit(run_daemon(plan, registry, log_level=env.log_level, reload=reload))
     if output:
         _check_writable(output)
     registry, plan = env.load()
