@@ -38,6 +38,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.command",
     "probe.checks.file",
     "probe.checks.tcp",
+    "probe.checks.http",
     "probe.formats.builtin",
     "probe.actions",
 )
