@@ -39,6 +39,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.command",
     "probe.checks.file",
     "probe.checks.tcp",
+    "probe.checks.http",
     "probe.formats.builtin",
     "probe.actions",
 )
