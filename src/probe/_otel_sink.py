@@ -21,6 +21,7 @@ from probe.model import Status
 from probe.telemetry import LabelLimiter, MetricsSink, check_attributes, hard_status_of, transition_status
 
 if TYPE_CHECKING:
+    from probe.history import Health
     from probe.runner import Outcome
     from probe.settings import TelemetrySettings
     from probe.spec import CheckSpec
@@ -112,8 +113,15 @@ class OtelSink(MetricsSink):
         for name, unit, description in (
             ("probe.agent.checks.loaded", "{check}", "Checks in the running configuration"),
             ("probe.agent.config.errors", "{error}", "Errors in the latest configuration load (0 when it was good)"),
+            ("probe.agent.history.healthy", "", "1 while the history store can write, else 0"),
+            ("probe.agent.history.pending", "{row}", "History rows held in memory, not yet written"),
         ):
             self._meter.create_observable_gauge(name, [self._agent_callback(name)], unit, description)
+        for name, unit, description in (
+            ("probe.agent.history.dropped", "{row}", "History rows dropped because the in-memory backlog was full"),
+            ("probe.agent.history.write_errors", "{error}", "Failed history writes (full disk, locked database)"),
+        ):
+            self._meter.create_observable_counter(name, [self._agent_callback(name)], unit, description)
         self._meter.create_observable_counter("probe.agent.labels.collapsed", [self._collapsed], "{value}",
                                               "Label values reported as 'other' (telemetry.max_label_values)")
 
@@ -207,6 +215,15 @@ class OtelSink(MetricsSink):
                 self._agent["probe.agent.checks.loaded"] = float(checks_loaded)
             if config_errors is not None:
                 self._agent["probe.agent.config.errors"] = float(config_errors)
+
+    def record_history(self, health: Health) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            self._agent["probe.agent.history.healthy"] = float(health.healthy)
+            self._agent["probe.agent.history.pending"] = float(health.pending)
+            self._agent["probe.agent.history.dropped"] = float(health.dropped)
+            self._agent["probe.agent.history.write_errors"] = float(health.write_errors)
 
     def forget(self, keep: Iterable[str]) -> None:
         names = set(keep)

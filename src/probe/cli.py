@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from probe import __version__
+from probe import __version__, logs
 from probe.model import Status
 
 EX_USAGE = 64
@@ -32,24 +32,32 @@ log = logging.getLogger("probe")
 class Env:
     """Options shared by every subcommand, and the config they lead to (loaded on demand)."""
 
-    def __init__(self, config: str | None, config_dir: str | None, log_level: str) -> None:
+    def __init__(self, config: str | None, config_dir: str | None, log_level: str, log_format: str = "auto") -> None:
         self.config = config
         self.config_dir = config_dir
         self.log_level = log_level
+        self.log_format = log_format
 
     def load(self) -> tuple[Any, Any]:
-        from probe.config import ConfigErrors, find_checks_path, find_settings_path, load
+        from probe.config import ConfigErrors
 
-        checks_path = find_checks_path(self.config_dir, os.environ)
-        settings_path = find_settings_path(self.config, os.environ)
         try:
-            return load(checks_path, settings_path=settings_path)
+            return self.reload()
         except ConfigErrors as exc:
             for error in exc.errors:
                 click.echo(str(error), err=True)
             noun = "error" if len(exc.errors) == 1 else "errors"
             click.echo(f"probe: configuration invalid: {len(exc.errors)} {noun}", err=True)
             sys.exit(EX_CONFIG)
+
+    def reload(self) -> tuple[Any, Any]:
+        """(registry, plan) from the config files as they are now; raises ConfigErrors when they are bad."""
+        from probe.config import find_checks_path, find_settings_path, load
+
+        checks_path = find_checks_path(self.config_dir, os.environ)
+        registry, plan = load(checks_path, settings_path=find_settings_path(self.config, os.environ))
+        logs.add_secrets(plan.secrets)
+        return registry, plan
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,13 +66,16 @@ class Env:
 @click.option("--config-dir", metavar="PATH",
               help="Checks directory or a single checks file (default $PROBE_CONFIG_DIR, ./checks.d, "
                    "/etc/probe/checks.d).")
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--log-level", default="warning", show_default=True, envvar="PROBE_LOG_LEVEL",
+              type=click.Choice(logs.LEVELS, case_sensitive=False), help="Least severe level logged to stderr.")
+@click.option("--log-format", default="auto", show_default=True, envvar="PROBE_LOG_FORMAT",
+              type=click.Choice(logs.FORMATS, case_sensitive=False),
+              help="Log lines: auto is human on a terminal, logfmt otherwise (journald-aware).")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str, log_format: str) -> None:
     """probe: health checks, synthetic monitoring and deploy gates."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.obj = Env(config, config_dir, log_level)
+    logs.setup(log_level.lower(), log_format.lower())
+    ctx.obj = Env(config, config_dir, log_level.lower(), log_format.lower())
 
 
 def _parse_labels(values: Sequence[str]) -> dict[str, str]:
@@ -101,7 +112,12 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
         from probe.agent import run_daemon
 
         registry, plan = env.load()
-        sys.exit(run_daemon(plan, registry, log_level=env.log_level))
+
+        def reload() -> tuple[Any, Any]:
+            new_registry, new_plan = env.reload()
+            return new_plan, new_registry
+
+        sys.exit(run_daemon(plan, registry, log_level=env.log_level, reload=reload))
     if output:
         _check_writable(output)
     registry, plan = env.load()

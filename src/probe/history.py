@@ -8,6 +8,7 @@ through ``health()`` (a self-metric), and retries until it can write again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -183,14 +184,18 @@ class HistoryStore:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def open(self) -> HistoryStore:
-        """Create or migrate the database and start the writer. Raises HistoryError if unusable."""
+    def open(self, *, degraded_ok: bool = False) -> HistoryStore:
+        """Create or migrate the database and start the writer. Raises HistoryError if unusable, unless
+        ``degraded_ok``: then the failure is logged, health says so, and the writer keeps the rows in
+        memory and retries (the daemon must run its checks whatever state its disk is in)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
+            with contextlib.closing(self._connect()) as db:
                 migrate(db)
         except (OSError, sqlite3.Error) as exc:
-            raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
+            if not degraded_ok:
+                raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
+            self._failed(f"{type(exc).__name__}: {exc}")
         self._thread = threading.Thread(target=self._writer, name="probe-history", daemon=True)
         self._thread.start()
         return self
@@ -207,16 +212,17 @@ class HistoryStore:
         self._thread = None
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Block until everything queued so far is written (or failed into the backlog)."""
+        """Block until everything queued so far is written; False when it is not by ``timeout``."""
         target = self._enqueued
         deadline = time.monotonic() + timeout
         with self._flushed:
-            while self._done < target:
+            # ``pending`` too: a backlog being retried is out of the deque but not yet written.
+            while self._done < target or self.health().pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._flushed.wait(remaining)
-        return not self._backlog
+                self._flushed.wait(min(remaining, 0.5))
+        return True
 
     def health(self) -> Health:
         with self._lock:

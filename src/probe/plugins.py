@@ -37,6 +37,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.sql",
     "probe.checks.command",
     "probe.checks.file",
+    "probe.checks.tcp",
     "probe.formats.builtin",
     "probe.actions",
 )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.check import Check, Context
+from probe.forecast import Forecaster
 from probe.model import Measurement, Result, Status
 from probe.plugins import Registry
 from probe.spec import CheckSpec
@@ -57,6 +58,8 @@ class _Hung:
 class Runner:
     registry: Registry
     max_threads: int = 32
+    forecaster: Forecaster | None = None
+    """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
     _instances: dict[str, tuple[CheckSpec, Check]] = field(default_factory=dict)
     _hung: dict[str, _Hung] = field(default_factory=dict)
     _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -84,8 +87,21 @@ class Runner:
             raw = _crash(spec, exc)
         duration = time.monotonic() - started
         result = _with_duration(raw, duration)
+        if self.forecaster is not None:
+            result = self._forecast(spec, result, started_wall)
         final, verdicts = apply_thresholds(spec, result, levels or {})
         return Outcome(spec, final, started_wall, duration, verdicts, raw)
+
+    def _forecast(self, spec: CheckSpec, result: Result, now: float) -> Result:
+        cls = self.registry.checks.get(spec.type)
+        capacities = getattr(cls, "capacities", None)
+        if not capacities or self.forecaster is None:
+            return result
+        try:
+            return self.forecaster.augment(spec.name, capacities, result, now)
+        except Exception as exc:  # a forecast is a bonus; it never costs the result
+            log.warning("forecast for %s failed: %s", spec.name, exc)
+            return result
 
     async def _call(self, check: Check, ctx: Context, spec: CheckSpec) -> Result:
         hung = self._hung.get(spec.name)

@@ -74,6 +74,15 @@ class HistorySettings(Strict):
     """How long results are kept (default 30d)."""
 
 
+class ForecastSettings(Strict):
+    window: Duration = Field(6 * 3600.0, gt=0)
+    """Capacity samples older than this are not used for ``time_to_full`` forecasts."""
+    min_samples: int = Field(5, ge=2)
+    """Fewer samples than this in the window give no forecast."""
+    min_span: Duration = Field(300.0, ge=0)
+    """The samples must cover at least this long before a forecast is made."""
+
+
 class RemediationSettings(Strict):
     enabled: bool = True
     max_concurrent: int = Field(2, ge=1)
@@ -89,6 +98,7 @@ class AgentSettings(Strict):
     telemetry: TelemetrySettings = TelemetrySettings()
     history: HistorySettings = HistorySettings()
     remediation: RemediationSettings = RemediationSettings()
+    forecast: ForecastSettings = ForecastSettings()
     shutdown_grace: Duration = 10.0
     """How long in-flight checks may finish after SIGTERM."""
     strict_modes: bool = True

@@ -80,6 +80,11 @@ async def run_argv(
     except TimeoutError:
         timed_out = True
         await _kill_group(proc)
+    except asyncio.CancelledError:
+        # Whoever awaited us is gone (the agent is stopping): the action must not outlive it.
+        reader.cancel()
+        await _kill_group(proc)
+        raise
     finally:
         feeder.cancel()
     # A grandchild still holding the pipe must not keep us reading forever: it is part of the action's

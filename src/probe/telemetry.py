@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from probe.config import Plan
+    from probe.history import Health
     from probe.runner import Outcome
     from probe.settings import TelemetrySettings
     from probe.spec import CheckSpec
@@ -62,6 +63,10 @@ class MetricsSink:
                      reload: bool | None = None, config_errors: int | None = None) -> None:
         """Agent self-metrics. ``reload`` is True for an applied reload, False for a rejected one;
         ``config_errors`` is the number of errors in the latest config load (0 once it is good)."""
+
+    def record_history(self, health: Health) -> None:
+        """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
+        pending in memory, rows dropped and write errors so far."""
 
     def forget(self, keep: Iterable[str]) -> None:
         """After a reload: stop reporting the gauges of checks not in ``keep``."""

@@ -1,0 +1,349 @@
+"""Shared by the http, tcp and tls checks: resolving, connecting with phase timings, TLS contexts and
+certificate facts. Every failure is a ``Failure`` carrying the check's machine reason."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+import probe
+from probe.units import format_duration
+
+IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
+_VERIFY_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
+_VERIFY_NOT_YET_VALID = 9
+
+
+class Failure(Exception):
+    """The target could not be reached or talked to: ``reason`` is the check's machine reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.facts: CertFacts | None = None  # the certificate, when verification is what failed
+
+
+class TlsOptions(probe.Options):
+    """How the server's certificate is checked, and the client certificate to present."""
+
+    insecure: bool = False
+    """Skip certificate verification: still encrypted, no longer authenticated. The certificate's expiry
+    is still measured."""
+    ca_file: str | None = None
+    """PEM file of the CAs to trust instead of the system store."""
+    cert_file: str | None = None
+    """Client certificate (PEM) for servers that require one; may also hold the key."""
+    key_file: str | None = None
+    """Private key of ``cert_file`` when it is in a separate file."""
+    server_name: str | None = None
+    """Name sent as SNI and checked against the certificate (default: the target's host)."""
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsOptions:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
+@functools.lru_cache(maxsize=64)
+def client_context(ca_file: str | None, cert_file: str | None, key_file: str | None, insecure: bool,
+                   alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """One context per distinct setting for the process: building one costs ~10 ms (it loads the CA store)."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        if cert_file:
+            context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        which = " / ".join(f for f in (ca_file, cert_file, key_file) if f)
+        problem = getattr(exc, "strerror", None) or exc
+        raise Failure("tls_config", f"cannot load TLS files ({which}): {problem}") from None
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def context_for(options: TlsOptions, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    return client_context(options.ca_file, options.cert_file, options.key_file, options.insecure, alpn)
+
+
+def unverified_context(options: TlsOptions) -> ssl.SSLContext:
+    """Same client certificate, no verification: to read a certificate that failed verification."""
+    return client_context(None, options.cert_file, options.key_file, True)
+
+
+@dataclass
+class Timings:
+    """Phase durations in seconds; ``None`` for a phase that did not happen."""
+
+    dns: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def measurements(self) -> list[probe.Measurement]:
+        phases = {"dns": self.dns, "connect": self.connect, "tls": self.tls, **self.extra}
+        return [probe.Measurement(name, value, "s") for name, value in phases.items() if value is not None]
+
+
+def literal_family(host: str) -> int:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return 0
+
+
+async def resolve(host: str, port: int, ip_version: IpVersion, timings: Timings) -> list[tuple[int, tuple[Any, ...]]]:
+    """Addresses to try, in order; an address literal costs nothing (no resolver round trip)."""
+    family = literal_family(host)
+    if family:
+        if ip_version in ("ipv4", "ipv6") and _family_name(family) != ip_version:
+            raise Failure("resolve_failed", f"{host} is not an {ip_version} address")
+        return [(family, (host, port))]
+    wanted = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}.get(ip_version, socket.AF_UNSPEC)
+    started = time.monotonic()
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=wanted, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise Failure("resolve_failed", f"cannot resolve {host}: {exc.strerror}") from None
+    finally:
+        timings.dns = time.monotonic() - started
+    addresses: list[tuple[int, tuple[Any, ...]]] = [(info[0], info[4]) for info in infos]
+    if ip_version.startswith("prefer_"):
+        first = socket.AF_INET if ip_version == "prefer_ipv4" else socket.AF_INET6
+        addresses.sort(key=lambda a: a[0] != first)  # stable: resolver order within a family
+    if not addresses:
+        raise Failure("resolve_failed", f"{host} has no {ip_version} address")
+    return addresses
+
+
+def _family_name(family: int) -> str:
+    return "ipv4" if family == socket.AF_INET else "ipv6"
+
+
+def show_address(address: tuple[Any, ...]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Peer:
+    family: int
+    address: tuple[Any, ...]
+
+    def __str__(self) -> str:
+        return show_address(self.address)
+
+
+async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings) -> tuple[socket.socket, Peer]:
+    """A connected non-blocking socket to the first address that accepts, and that address."""
+    loop = asyncio.get_running_loop()
+    failure: Failure | None = None
+    for family, address in await resolve(host, port, ip_version, timings):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        started = time.monotonic()
+        try:
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            failure = os_failure(exc, f"connect to {show_address(address)}")
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            timings.connect = time.monotonic() - started
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, Peer(family, address)
+    assert failure is not None
+    raise failure
+
+
+def os_failure(exc: OSError, doing: str) -> Failure:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return cert_failure(exc)
+    if isinstance(exc, ssl.SSLError):
+        return Failure("tls_error", f"TLS failed: {exc.reason or exc}")
+    if isinstance(exc, ConnectionRefusedError):
+        return Failure("connection_refused", f"{doing}: connection refused")
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return Failure("connection_reset", f"{doing}: connection reset by peer")
+    if isinstance(exc, TimeoutError):
+        return Failure("timeout", f"{doing}: timed out")
+    return Failure("network_error", f"{doing}: {exc.strerror or exc}")
+
+
+def cert_failure(exc: ssl.SSLCertVerificationError) -> Failure:
+    text = exc.verify_message or str(exc.reason or exc)
+    if exc.verify_code == _VERIFY_EXPIRED:
+        return Failure("certificate_expired", f"certificate verification failed: {text}")
+    return Failure("certificate_invalid", f"certificate verification failed: {text}")
+
+
+def timed_out(doing: str, started: float) -> Failure:
+    return Failure("timeout", f"timed out {doing} after {format_duration(time.monotonic() - started)}")
+
+
+# --- certificate facts -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CertFacts:
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    not_before: float  # epoch seconds
+    not_after: float
+    serial: str = ""
+
+    def remaining(self, now: float | None = None) -> float:
+        return self.not_after - (time.time() if now is None else now)
+
+    def details(self) -> dict[str, Any]:
+        return {"subject": self.subject, "issuer": self.issuer, "sans": list(self.sans),
+                "not_before": _iso(self.not_before), "not_after": _iso(self.not_after),
+                **({"serial": self.serial} if self.serial else {})}
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def facts_from_dict(cert: dict[str, Any]) -> CertFacts:
+    """From ``SSLSocket.getpeercert()`` (only filled in for a verified certificate)."""
+    def name(rdns: Any) -> str:
+        return ", ".join(f"{k}={v}" for rdn in rdns for k, v in rdn)
+
+    return CertFacts(name(cert.get("subject", ())), name(cert.get("issuer", ())),
+                     tuple(f"{kind}:{value}" for kind, value in cert.get("subjectAltName", ())),
+                     ssl.cert_time_to_seconds(cert["notBefore"]), ssl.cert_time_to_seconds(cert["notAfter"]),
+                     str(cert.get("serialNumber", "")))
+
+
+def facts_from_der(der: bytes) -> CertFacts:
+    """From a DER certificate that was not verified (``cryptography``, imported only for this)."""
+    x509 = _x509()
+    return facts_from_x509(x509.load_der_x509_certificate(der))
+
+
+def facts_from_x509(cert: Any) -> CertFacts:
+    x509 = _x509()
+    try:
+        sans_ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = tuple(f"DNS:{v}" for v in sans_ext.get_values_for_type(x509.DNSName)) + tuple(
+            f"IP Address:{v}" for v in sans_ext.get_values_for_type(x509.IPAddress))
+    except x509.ExtensionNotFound:
+        sans = ()
+    return CertFacts(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), sans,
+                     cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp(),
+                     format(cert.serial_number, "X"))
+
+
+def _x509() -> Any:
+    try:
+        from cryptography import x509
+    except ImportError:
+        raise Failure("tls_config", "reading an unverified certificate needs the 'cryptography' package "
+                                    "(pip install 'probe-agent[tls]')") from None
+    return x509
+
+
+def peer_facts(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> CertFacts | None:
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()
+    if cert:
+        return facts_from_dict(cert)
+    der = ssl_object.getpeercert(binary_form=True)
+    return facts_from_der(der) if der else None
+
+
+async def fetch_unverified(peer: Peer, server_name: str | None, options: TlsOptions) -> CertFacts | None:
+    """A second, non-verifying handshake to read a certificate that failed verification: its expiry is
+    exactly what an operator needs then (blackbox_exporter loses it, its issue #1119)."""
+    sock = socket.socket(peer.family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, peer.address)
+        _, writer = await asyncio.open_connection(sock=sock, ssl=unverified_context(options),
+                                                  server_hostname=server_name)
+    except (OSError, Failure):
+        sock.close()
+        return None
+    try:
+        return peer_facts(writer.get_extra_info("ssl_object"))
+    except Failure:
+        return None
+    finally:
+        writer.close()
+
+
+class Stream:
+    """A connected socket, plain (bare non-blocking socket: the cheapest asyncio path) or upgraded to TLS
+    (asyncio streams), with the same ``recv``/``send`` either way."""
+
+    def __init__(self, sock: socket.socket, peer: Peer) -> None:
+        self.sock = sock
+        self.peer = peer
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    @classmethod
+    async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings) -> Stream:
+        sock, peer = await connect(host, port, ip_version, timings)
+        return cls(sock, peer)
+
+    async def start_tls(self, context: ssl.SSLContext, server_name: str | None, timings: Timings) -> None:
+        started = time.monotonic()
+        try:
+            self._reader, self._writer = await asyncio.open_connection(sock=self.sock, ssl=context,
+                                                                       server_hostname=server_name)
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            timings.tls = time.monotonic() - started
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        return None if self._writer is None else self._writer.get_extra_info("ssl_object")
+
+    async def recv(self, size: int) -> bytes:
+        if self._reader is not None:
+            return await self._reader.read(size)
+        return await asyncio.get_running_loop().sock_recv(self.sock, size)
+
+    async def send(self, data: bytes) -> None:
+        if self._writer is not None:
+            self._writer.write(data)
+            await self._writer.drain()
+        else:
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self.sock.close()
+
+    def tls_details(self) -> dict[str, Any]:
+        obj = self.ssl_object
+        if obj is None:
+            return {}
+        details: dict[str, Any] = {"tls_version": obj.version(), "cipher": (obj.cipher() or ("",))[0]}
+        if obj.selected_alpn_protocol():
+            details["alpn"] = obj.selected_alpn_protocol()
+        return details

@@ -1,0 +1,115 @@
+"""Assembling the daemon's downstream parts from a plan: history, metrics, remediation and forecasts.
+
+``run_daemon`` calls :func:`assemble` once at start, hands ``parts.sinks`` and the restored states to the
+Agent, and calls :meth:`Parts.reloaded` after a reload and :meth:`Parts.aclose` on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe import forecast, telemetry
+from probe.config import Plan
+from probe.history import DB_NAME, HistoryReader, HistoryStore, default_state_dir
+from probe.plugins import Registry
+from probe.redact import Redactor
+from probe.remediation import Remediator
+from probe.sinks import HistorySink, RemediationSink, Rerun, TelemetrySink, saved_states
+from probe.spec import CheckSpec
+
+log = logging.getLogger("probe.agent")
+
+
+def state_dir(plan: Plan) -> Path:
+    """``state_dir`` from probe.yaml, else ``$STATE_DIRECTORY``, /var/lib/probe as root, the user's dir."""
+    configured = plan.settings.state_dir
+    return Path(configured) if configured else default_state_dir()
+
+
+def capacities(registry: Registry) -> dict[str, Mapping[str, str]]:
+    """Capacity measurements by check type (``Check.capacities``)."""
+    return {name: cls.capacities for name, cls in registry.checks.items() if getattr(cls, "capacities", None)}
+
+
+def forecaster_for(plan: Plan) -> forecast.Forecaster:
+    s = plan.settings.forecast
+    return forecast.Forecaster(forecast.ForecastSettings(s.window, s.min_samples, s.min_span))
+
+
+@dataclass
+class Parts:
+    metrics: TelemetrySink
+    forecaster: forecast.Forecaster
+    remediator: Remediator
+    history: HistorySink | None = None
+    remediation: RemediationSink | None = None
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Saved state by check name, for ``CheckState.from_dict`` (remediation budgets already restored)."""
+
+    @property
+    def sinks(self) -> list[Any]:
+        return [s for s in (self.history, self.metrics, self.remediation) if s is not None]
+
+    def reloaded(self, checks: Sequence[CheckSpec]) -> None:
+        """After a reload: forget what belonged to removed checks."""
+        keep = {c.name for c in checks}
+        self.metrics.forget(keep)
+        self.forecaster.forget(keep)
+        if self.remediation is not None:
+            self.remediation.forget(keep)
+
+    async def aclose(self) -> None:
+        """Remediation first (its outcomes go to history and metrics), then history, then metrics."""
+        for sink in (self.remediation, self.history, self.metrics):
+            if sink is None:
+                continue
+            try:
+                await sink.aclose()
+            except Exception as exc:  # one sink failing to flush must not keep the others from it
+                log.error("closing %s failed: %s", type(sink).__name__, exc)
+
+
+def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: bool = True,
+             history: bool = True, prometheus: bool = True, dry_run: bool = False) -> Parts:
+    """Build the parts ``plan.settings`` asks for. Raises ``TelemetryError`` when an exporter cannot start;
+    a history store that cannot be opened is logged and retried (the checks run regardless)."""
+    settings = plan.settings
+    redact = Redactor(plan.secrets)
+    remediator = Remediator(registry.actions, max_concurrent=settings.remediation.max_concurrent, redact=redact,
+                            dry_run=dry_run)
+    parts = Parts(TelemetrySink(telemetry.build(settings.telemetry, prometheus=prometheus, atexit=False)),
+                  forecaster_for(plan), remediator)
+    names = [c.name for c in plan.checks]
+    if history and settings.history.enabled:
+        path = state_dir(plan) / DB_NAME
+        store = HistoryStore(path, retention=settings.history.retention, redact=redact).open(degraded_ok=True)
+        remediator.audit = store
+        parts.history = HistorySink(store, capacities=capacities(registry), budgets=remediator.export_budgets)
+        parts.metrics.history = parts.history.health
+        if path.exists():
+            reader = HistoryReader(path)
+            parts.states = saved_states(reader, names, remediator)
+            seed(parts.forecaster, reader, plan.checks, capacities(registry))
+    if remediate and settings.remediation.enabled and rerun is not None:
+        persist = parts.history.save_state if parts.history is not None else None
+        parts.remediation = RemediationSink(remediator, rerun, on_record=parts.metrics.record_remediation,
+                                            persist=persist, grace=settings.shutdown_grace)
+    return parts
+
+
+def seed(forecaster: forecast.Forecaster, reader: HistoryReader, checks: Iterable[CheckSpec],
+         caps: Mapping[str, Mapping[str, str]], now: float | None = None) -> None:
+    """Give the forecaster the recent samples from history, so a restart does not reset every forecast."""
+    since = (time.time() if now is None else now) - forecaster.settings.window
+    for spec in checks:
+        for measurement in caps.get(spec.type, {}):
+            try:
+                forecaster.seed(spec.name, measurement, reader.samples(spec.name, measurement, since))
+            except Exception as exc:
+                log.warning("cannot read forecast samples of %s from history: %s", spec.name, exc)
+                return

@@ -1,0 +1,453 @@
+"""The agent's sinks on their own: a real history store on tmp dirs (and a full tmpfs), real subprocess
+actions, a real OTLP receiver; no agent. ``State`` stands in for the daemon's CheckState: only the
+attributes the Sink contract names are read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import otlp_receiver
+import pytest
+from conftest import require
+from hostfs import run_checks, tmpfs
+
+from probe import telemetry
+from probe.actions import RunAction
+from probe.forecast import Forecaster, ForecastSettings
+from probe.history import HistoryReader, HistoryStore
+from probe.model import Measurement, Result, Status
+from probe.remediation import Record, Remediator
+from probe.runner import Outcome
+from probe.settings import TelemetrySettings
+from probe.sinks import HistorySink, RemediationSink, TelemetrySink, saved_states
+from probe.spec import CheckSpec, CommonFields
+
+PY = sys.executable
+T0 = time.time() - 3600  # recent: older rows would be pruned by retention
+
+
+@dataclass
+class State:
+    name: str
+    hard_status: Status = Status.OK
+    state_type: str = "hard"
+    flapping: bool = False
+    status: Status | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": None if self.status is None else int(self.status), "hard_status": int(self.hard_status),
+                "state_type": self.state_type, "flapping": self.flapping, **self.extra}
+
+
+@dataclass(frozen=True)
+class Transition:
+    check: str
+    kind: str
+    from_status: Status
+    to_status: Status
+    at: float
+
+
+def spec(name: str = "data-disk", *, remediate: list[dict[str, Any]] | None = None) -> CheckSpec:
+    from probe.yamlsource import Location
+
+    common = CommonFields.model_validate({"name": name, "type": "disk", "remediate": remediate or []})
+    return CheckSpec.build(common, None, Location("t.yaml", 1, 1), {})
+
+
+def outcome(s: CheckSpec, result: Result, started: float | None = None) -> Outcome:
+    return Outcome(s, result, time.time() if started is None else started, 0.01)
+
+
+CRITICAL = Result.critical("95% used", Measurement("utilization", 0.95, "1"), reason="threshold")
+
+
+def open_store(path: Path) -> HistoryStore:
+    return HistoryStore(path, batch_interval=0.02).open()
+
+
+# -- history ----------------------------------------------------------------------------------------------
+
+def test_history_sink_records_results_transitions_state_and_capacity_samples(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "h.db")
+    budgets = {"0": {"runs": [123.0], "exhausted": False}}
+    sink = HistorySink(store, capacities={"disk": {"utilization": "time_to_full"}}, budgets=lambda name: budgets)
+    s, state = spec(), State("data-disk", Status.CRITICAL, "hard", status=Status.CRITICAL)
+    sink.record(outcome(s, CRITICAL, T0), state, Transition("data-disk", "hard", Status.OK, Status.CRITICAL, T0))
+    sink.record(outcome(s, Result.ok("40% used", Measurement("utilization", 0.4, "1")), T0 + 60),
+                State("data-disk", Status.CRITICAL, "soft", status=Status.OK), None)
+    asyncio.run(sink.aclose())
+    reader = HistoryReader(tmp_path / "h.db")
+    first, second = reader.results(0)
+    assert (first.status, first.hard_status, first.state_type, first.reason) == (2, 2, "hard", "threshold")
+    assert first.measurements == {"utilization": 0.95}
+    assert (second.status, second.hard_status, second.state_type) == (0, 2, "soft")
+    [t] = reader.transitions(0)
+    assert (t.ts, t.kind, t.from_status, t.to_status, t.summary) == (T0, "hard", 0, 2, "95% used")
+    assert reader.samples("data-disk", "utilization", 0) == [(T0, 0.95), (T0 + 60, 0.4)]
+    _, saved = reader.states()["data-disk"]
+    assert saved["state_type"] == "soft" and saved["remediation"] == budgets
+
+
+def test_saved_states_hand_budgets_to_the_remediator_and_the_rest_to_the_state(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "h.db")
+    store.save_state("a", {"hard_status": 2, "remediation": {"0": {"runs": [5.0], "exhausted": True}}})
+    store.save_state("gone", {"hard_status": 0})
+    store.close()
+    remediator = Remediator({"run": RunAction})
+    states = saved_states(HistoryReader(tmp_path / "h.db"), ["a", "new"], remediator)
+    assert states == {"a": {"hard_status": 2}}
+    assert remediator.export_budgets("a") == {"0": {"runs": [5.0], "exhausted": True}}
+
+
+def test_an_unreadable_store_restores_nothing_and_says_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    garbage = tmp_path / "h.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    assert saved_states(HistoryReader(garbage), ["a"]) == {}
+    assert any("cannot restore check state" in r.getMessage() for r in caplog.records)
+    assert saved_states(HistoryReader(tmp_path / "missing.db"), ["a"]) == {}
+
+
+def test_a_store_that_cannot_open_runs_degraded_and_recovers(tmp_path: Path) -> None:
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state directory should be")
+    store = HistoryStore(blocked / "h.db", batch_interval=0.02).open(degraded_ok=True)
+    sink = HistorySink(store)
+    sink.record(outcome(spec(), CRITICAL, T0), State("data-disk"), None)  # never raises
+    assert not sink.health().healthy and sink.health().last_error
+    blocked.unlink()
+    blocked.mkdir()  # the operator fixes the state directory
+    assert store.flush(timeout=20)
+    store.close()
+    assert sink.health().healthy
+    assert [r.status for r in HistoryReader(blocked / "h.db").results(0)] == [2]
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs, so the database really hits ENOSPC."""
+    require(os.geteuid() == 0, "mounting a tmpfs needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    require(proc.returncode == 0, f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_history_on_a_full_filesystem_keeps_checks_running_and_reports_health(
+        tiny_fs: Path, tmp_path: Path) -> None:
+    store = open_store(tiny_fs / "h.db")
+    receiver = otlp_receiver.start()
+    try:
+        metrics = telemetry.build(TelemetrySettings.model_validate(
+            {"otlp": {"enabled": True, "endpoint": receiver.endpoint, "interval": "1h", "timeout": "2s"}}))
+        history = HistorySink(store)
+        tm = TelemetrySink(metrics, history=history.health, health_interval=0)
+        filler = tiny_fs / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"x" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        outcomes = await run_checks(tmp_path, f"checks:\n  - {{name: tmp, type: disk, path: {tmp_path}}}\n")
+        real = outcomes["tmp"]
+        deadline = time.monotonic() + 20
+        runs = 0
+        while history.health().healthy and time.monotonic() < deadline:
+            for sink in (history, tm):  # as the agent does: every result to every sink, none raises
+                sink.record(Outcome(real.spec, real.result.replace(summary="y" * 2000), time.time(), 0.01),
+                            State("tmp"), None)
+            runs += 1
+            await asyncio.sleep(0.01)
+        assert not history.health().healthy, "the full filesystem never made a write fail"
+        tm.record(real, State("tmp"), None)
+        metrics.flush()
+        assert receiver.latest("probe.agent.history.healthy").value == 0
+        assert receiver.latest("probe.agent.history.write_errors").value >= 1
+        os.unlink(filler)  # space returns
+        assert store.flush(timeout=20)
+        assert history.health().healthy
+        await history.aclose()
+        await tm.aclose()
+        assert receiver.latest("probe.agent.history.healthy").value == 1
+        assert receiver.latest("probe.agent.history.pending").value == 0
+        assert len(HistoryReader(tiny_fs / "h.db").results(0)) == runs
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+# -- remediation ------------------------------------------------------------------------------------------
+
+def remediation_sink(tmp_path: Path, rerun: Any, **kw: Any) -> tuple[RemediationSink, HistoryStore,
+                                                                      list[tuple[str, str]]]:
+    store = open_store(tmp_path / "h.db")
+    remediator = Remediator({"run": RunAction}, audit=store, **kw)
+    heard: list[tuple[str, str]] = []
+    history = HistorySink(store, budgets=remediator.export_budgets)
+
+    def on_record(s: CheckSpec, record: Record) -> None:
+        heard.append((s.name, record.outcome))
+
+    return RemediationSink(remediator, rerun, on_record=on_record, persist=history.save_state), store, heard
+
+
+async def test_a_hard_critical_runs_the_action_rechecks_and_records_fixed(tmp_path: Path) -> None:
+    victim = tmp_path / "big.log"
+    victim.write_bytes(b"x" * 1000)
+    rechecked: list[str] = []
+
+    async def rerun(s: CheckSpec) -> Result:
+        rechecked.append(s.name)
+        return Result.ok("fine") if not victim.exists() else CRITICAL
+
+    sink, store, heard = remediation_sink(tmp_path, rerun)
+    s = spec(remediate=[{"on": "critical", "run": ["/bin/rm", "-f", str(victim)], "cooldown": "1h"}])
+    state = State("data-disk", Status.CRITICAL)
+    sink.record(outcome(s, CRITICAL), state, Transition("data-disk", "hard", Status.OK, Status.CRITICAL, 0.0))
+    assert sink.running == ["data-disk"]
+    sink.record(outcome(s, CRITICAL), state, None)  # one action per check: nothing queued behind it
+    assert await sink.wait(timeout=30)
+    assert not victim.exists() and rechecked == ["data-disk"] and heard == [("data-disk", "fixed")]
+    sink.record(outcome(s, CRITICAL), state, None)  # still critical, but cooling down: nothing runs
+    assert sink.running == []
+    await sink.aclose()
+    store.close()
+    reader = HistoryReader(tmp_path / "h.db")
+    [row] = reader.remediations(0)
+    assert (row.outcome, row.command, row.exit_code) == ("fixed", ["/bin/rm", "-f", str(victim)], 0)
+    _, saved = reader.states()["data-disk"]
+    assert len(saved["remediation"]["0"]["runs"]) == 1  # the spent budget reached the store at once
+
+
+async def test_soft_states_ok_and_flapping_never_fire(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    async def rerun(s: CheckSpec) -> Result:
+        return CRITICAL
+
+    sink, store, heard = remediation_sink(tmp_path, rerun)
+    s = spec(remediate=[{"on": "critical", "run": ["/usr/bin/touch", str(marker)]}])
+    sink.record(outcome(s, CRITICAL), State("data-disk", Status.OK, "soft"),
+                Transition("data-disk", "soft", Status.OK, Status.CRITICAL, 0.0))
+    sink.record(outcome(s, CRITICAL), State("data-disk", Status.CRITICAL, flapping=True), None)
+    sink.record(outcome(s, CRITICAL), None, None)  # --once hands no state
+    assert sink.running == [] and heard == []
+    await sink.aclose()
+    store.close()
+    assert not marker.exists()
+
+
+async def test_outcomes_reach_the_audit_and_the_listener(tmp_path: Path) -> None:
+    async def still_bad(s: CheckSpec) -> Result:
+        return CRITICAL
+
+    sink, store, heard = remediation_sink(tmp_path, still_bad)
+    cases = {"nf": ([PY, "-c", "pass"], "not_fixed"), "fail": ([PY, "-c", "raise SystemExit(3)"], "failed"),
+             "slow": ([PY, "-c", "import time; time.sleep(60)"], "timed_out")}
+    for name, (argv, _) in cases.items():
+        s = spec(name, remediate=[{"on": "problem", "run": argv, "timeout": "500ms"}])
+        sink.record(outcome(s, CRITICAL), State(name, Status.CRITICAL), None)
+    assert await sink.wait(timeout=60)
+    assert sorted(heard) == sorted((name, expected) for name, (_, expected) in cases.items())
+    await sink.aclose()
+    store.close()
+    audited = {r.check_name: r.outcome for r in HistoryReader(tmp_path / "h.db").remediations(0)}
+    assert audited == {name: expected for name, (_, expected) in cases.items()}
+
+
+async def test_a_restart_restores_the_budget_so_a_cooling_down_action_does_not_refire(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    argv = [PY, "-c", f"open({str(log)!r}, 'a').write('run\\n')"]
+
+    async def still_bad(s: CheckSpec) -> Result:
+        return CRITICAL
+
+    s = spec(remediate=[{"on": "critical", "run": argv, "cooldown": "1h", "max_runs": 2}])
+    sink, store, _ = remediation_sink(tmp_path, still_bad)
+    sink.record(outcome(s, CRITICAL), State("data-disk", Status.CRITICAL), None)
+    assert await sink.wait(timeout=30)
+    await sink.aclose()
+    store.close()
+    # "restart": a new remediator, budgets from the store
+    remediator = Remediator({"run": RunAction})
+    saved_states(HistoryReader(tmp_path / "h.db"), ["data-disk"], remediator)
+    again = RemediationSink(remediator, still_bad)
+    again.record(outcome(s, CRITICAL), State("data-disk", Status.CRITICAL), None)
+    assert again.running == []
+    [(_, _, decision)] = remediator.plan(s, hard_status=Status.CRITICAL, entered=False, flapping=False)
+    assert decision.why.startswith("cooling down")
+    assert log.read_text() == "run\n"
+
+
+async def test_aclose_kills_an_action_that_outlives_the_grace(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    argv = [PY, "-c", f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)"]
+
+    async def rerun(s: CheckSpec) -> Result:
+        return CRITICAL
+
+    sink, store, _ = remediation_sink(tmp_path, rerun)
+    sink.grace = 0.5
+    s = spec(remediate=[{"on": "critical", "run": argv, "timeout": "5m"}])
+    sink.record(outcome(s, CRITICAL), State("data-disk", Status.CRITICAL), None)
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    pid = int(pidfile.read_text())
+    await sink.aclose()
+    store.close()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return " Z " not in stat
+
+
+# -- forecasts ---------------------------------------------------------------------------------------------
+
+async def test_time_to_full_from_history_samples_fires_a_threshold_before_the_disk_is_full(tmp_path: Path) -> None:
+    from probe.config import load_plan
+    from probe.plugins import load_plugins
+    from probe.runner import Runner
+    from probe.wiring import capacities, seed
+
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(f"checks:\n  - name: data\n    type: disk\n    path: {tmp_path}\n"
+                      "    thresholds:\n      time_to_full: {critical: '< 30d'}\n")
+    registry = load_plugins(use_entry_points=False)
+    plan = load_plan(checks, registry, env={})
+    probe_once = Runner(registry)
+    level = (await probe_once.run(plan.checks[0])).result.measurement("utilization")
+    probe_once.close()
+    assert level is not None
+    # History says usage grew 1% per hour up to now: the fitted line reaches 100% in (1 - level) * 100 hours.
+    now = time.time()
+    store = open_store(tmp_path / "h.db")
+    for i in range(1, 7):
+        ts = now - 3600 * i
+        store.record_result(ts, "data", "disk", 0, duration=0.001, measurements={"utilization": level.value - 0.01 * i},
+                            samples=["utilization"])
+    store.close()
+    forecaster = Forecaster(ForecastSettings(window=8 * 3600))
+    seed(forecaster, HistoryReader(tmp_path / "h.db"), plan.checks, capacities(registry))
+    runner = Runner(registry, forecaster=forecaster)
+    try:
+        out = await runner.run(plan.checks[0])
+    finally:
+        runner.close()
+    ttf = out.result.measurement("time_to_full")
+    assert ttf is not None and ttf.unit == "s"
+    expected = (1 - out.result.measurement("utilization").value) / 0.01 * 3600  # type: ignore[union-attr]
+    assert ttf.value == pytest.approx(expected, rel=0.05)
+    if expected < 30 * 86400:
+        assert out.status is Status.CRITICAL and "time_to_full" in out.result.summary
+    assert out.plugin_result is not None and out.plugin_result.measurement("time_to_full") is None
+
+
+async def test_flat_usage_has_no_forecast_and_the_threshold_is_not_evaluated(tmp_path: Path) -> None:
+    from probe.config import load_plan
+    from probe.plugins import load_plugins
+    from probe.runner import Runner
+
+    quiet = tmp_path / "quiet"
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(f"checks:\n  - name: data\n    type: disk\n    path: {quiet}\n"
+                      "    thresholds:\n      time_to_full: {critical: '< 30d'}\n")
+    registry = load_plugins(use_entry_points=False)
+    plan = load_plan(checks, registry, env={})
+    runner = Runner(registry, forecaster=Forecaster(ForecastSettings(min_samples=2, min_span=0)))
+    with tmpfs(quiet):  # nothing else writes here, so usage is truly flat
+        try:
+            outs = [await runner.run(plan.checks[0]) for _ in range(3)]
+        finally:
+            runner.close()
+    assert all(o.status is Status.OK for o in outs), [o.result.summary for o in outs]
+    assert json.dumps([v.value for v in outs[-1].verdicts if v.measurement == "time_to_full"]) == "[null]"
+
+
+# -- assembling the parts ------------------------------------------------------------------------------------
+
+async def test_assemble_builds_from_probe_yaml_and_restores_state_on_the_next_start(tmp_path: Path) -> None:
+    from probe.config import load
+    from probe.wiring import assemble
+
+    settings = tmp_path / "probe.yaml"
+    settings.write_text(f"state_dir: {tmp_path / 'state'}\nforecast: {{window: 2h, min_samples: 3}}\n")
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - name: data\n    type: disk\n    path: /\n"
+                      "    remediate: [{on: critical, run: [/bin/true], cooldown: 1h}]\n")
+    registry, plan = load(checks, settings_path=settings, env={})
+
+    async def rerun(s: CheckSpec) -> Result:
+        return Result.ok("fine")
+
+    parts = assemble(plan, registry, rerun=rerun)
+    assert [type(s).__name__ for s in parts.sinks] == ["HistorySink", "TelemetrySink", "RemediationSink"]
+    assert parts.forecaster.settings.window == 7200 and parts.forecaster.settings.min_samples == 3
+    assert parts.states == {}
+    s = plan.checks[0]
+    state = State("data", Status.CRITICAL, extra={"note": "kept"})
+    for sink in parts.sinks:
+        sink.record(outcome(s, CRITICAL), state, Transition("data", "hard", Status.OK, Status.CRITICAL, T0))
+    assert parts.remediation is not None and await parts.remediation.wait(timeout=30)
+    await parts.aclose()
+
+    again = assemble(plan, registry, rerun=rerun)
+    assert again.states["data"]["note"] == "kept" and "remediation" not in again.states["data"]
+    [(_, _, decision)] = again.remediator.plan(s, hard_status=Status.CRITICAL, entered=False, flapping=False)
+    assert decision.why.startswith("cooling down")
+    await again.aclose()
+    [row] = HistoryReader(tmp_path / "state" / "history.sqlite3").remediations(0)
+    assert row.outcome == "fixed"
+
+
+async def test_assemble_without_a_usable_state_dir_still_runs(tmp_path: Path) -> None:
+    from probe.config import load
+    from probe.wiring import assemble
+
+    (tmp_path / "file").write_text("not a directory")
+    settings = tmp_path / "probe.yaml"
+    settings.write_text(f"state_dir: {tmp_path / 'file' / 'state'}\nremediation: {{enabled: false}}\n")
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - {name: m, type: memory}\n")
+    registry, plan = load(checks, settings_path=settings, env={})
+    parts = assemble(plan, registry, rerun=None)
+    assert parts.history is not None and not parts.history.health().healthy
+    assert parts.remediation is None
+    parts.history.store.close(timeout=0.5)
+
+
+def test_the_documented_on_key_is_a_string_not_a_yaml_1_1_boolean(tmp_path: Path) -> None:
+    from probe.config import load
+
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - name: data\n    type: disk\n    path: /\n    enabled: yes\n    remediate:\n"
+                      "      - on: critical\n        run: [/bin/true]\n")
+    _, plan = load(checks, env={})
+    [entry] = plan.checks[0].remediate
+    assert entry.on == "critical" and plan.checks[0].enabled is True
