@@ -62,13 +62,14 @@ def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator)
     in_defaults = set(_locations(defaults))
     for index, item in enumerate(checks):
         at = checks.item_locations[index] if isinstance(checks, LocatedList) else where(data, ("checks",), path)
-        for loaded in _load_check(item, defaults, at, path, registry, interpolator):
+        for loaded in load_check(item, defaults, at, path, registry, interpolator):
             out.append(_blame_defaults(loaded, in_defaults))
     return out
 
 
-def _load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path, registry: Registry,
-                interpolator: Interpolator) -> list[Loaded]:
+def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path, registry: Registry,
+               interpolator: Interpolator) -> list[Loaded]:
+    """One entry of a ``checks`` list over the file's defaults (also used by probe.testing.build_spec)."""
     if not isinstance(item, dict):
         return [ConfigError(at, None, None, f"expected a check mapping with 'name' and 'type', got {_kind(item)}")]
     name = item.get("name") if isinstance(item.get("name"), str) else None
