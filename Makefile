@@ -1,5 +1,6 @@
 # make run  - install into .venv and run every check in checks.d/local.yaml once
 # make test - install, then lint (ruff), type check (mypy) and test (pytest)
+# make bench - probe against real peers in one run (docs/performance.md)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -26,6 +27,9 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(STAMP)  # BENCH_FULL=1 make bench: the long rows at full length
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
