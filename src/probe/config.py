@@ -52,7 +52,9 @@ class ConfigError:
 
 class ConfigErrors(Exception):
     def __init__(self, errors: Sequence[ConfigError]) -> None:
-        self.errors = sorted(set(errors))
+        # Not ``sorted(set(errors))``: two errors at one place, one naming a check and one not, would
+        # compare None with a str.
+        self.errors = sorted(set(errors), key=lambda e: (e.location, e.check or "", e.field or "", e.message))
         super().__init__("\n".join(str(e) for e in self.errors))
 
 

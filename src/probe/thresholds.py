@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from probe.model import Status
 from probe.units import parse_quantity
 
+_EXPECTED = "expected a condition like '> 2s' or a Nagios range like '10:20'"
+
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
     ">": operator.gt, "<": operator.lt,
@@ -42,11 +44,13 @@ class Condition:
 
 def parse_condition(text: object) -> Condition:
     if isinstance(text, bool):
-        raise ValueError(f"expected a condition like '> 2s' or a Nagios range like '10:20', got {text!r}")
+        raise ValueError(f"{_EXPECTED}, got {text!r}")
     if isinstance(text, int | float):
-        text = str(text)
+        text = _number_text(text)
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"expected a condition like '> 2s' or a Nagios range like '10:20', got {text!r}")
+        raise ValueError(f"{_EXPECTED}, got {text!r}")
+    if len(text) > 200:
+        raise ValueError(f"{_EXPECTED}, got {len(text)} characters")
     raw = text.strip()
     comparison = _COMPARISON.match(raw)
     if comparison:
@@ -59,6 +63,8 @@ def _parse_range(raw: str) -> Condition:
     """Nagios range: ``[@]start:end``; ``start`` may be ``~`` (-inf); ``10`` means ``0:10``."""
     inside = raw.startswith("@")
     body = raw[1:] if inside else raw
+    if not body.strip():
+        raise ValueError(f"{_EXPECTED}, got {raw!r}")
     if ":" in body:
         start_text, end_text = body.split(":", 1)
     else:
@@ -66,15 +72,23 @@ def _parse_range(raw: str) -> Condition:
     try:
         start = -math.inf if start_text.strip() == "~" else parse_quantity(start_text) if start_text else 0.0
         end = math.inf if end_text.strip() == "" else parse_quantity(end_text)
-    except ValueError:
-        raise ValueError(
-            f"expected a condition like '> 2s' or a Nagios range like '10:20', got {raw!r}"
-        ) from None
+    except ValueError as exc:
+        why = "; bounds must be finite" if "finite" in str(exc) else ""
+        raise ValueError(f"{_EXPECTED}, got {raw!r}{why}") from None
     if start > end:
         raise ValueError(f"range {raw!r} starts after it ends")
     if inside:
         return Condition(raw, lambda v: start <= v <= end)
     return Condition(raw, lambda v: not (start <= v <= end))
+
+
+def _number_text(number: int | float) -> str:
+    """A bare number as its condition text (``10`` means the Nagios range ``0:10``)."""
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"{_EXPECTED}, got {number!r}: must be a finite number")
+    if isinstance(number, int) and abs(number) > 10**30:
+        raise ValueError(f"{_EXPECTED}, got a number too large")
+    return str(number)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,18 @@ class _Loader(yaml.SafeLoader):
     source_name = "<config>"
     nodes = 0
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag with a value it cannot hold (!!int abc, !!int '', !!timestamp 2001-02-30) raises
+        # plain ValueError, IndexError... from PyYAML: give it the node's position like every other YAML error.
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, YamlError, RecursionError):
+            raise
+        except Exception as exc:  # PyYAML's constructors also raise IndexError, AttributeError...
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise YamlError(_location(self, node.start_mark), f"invalid {tag} value: {exc}") from None
+
+
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
     loader.flatten_mapping(node)
@@ -110,7 +122,13 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
             raise YamlError(Location(name, 1, 1), f"not valid UTF-8: {exc.reason}") from None
         except OSError as exc:
             raise YamlError(Location(name, 1, 1), f"cannot read: {exc.strerror or exc}") from None
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # the reader rejects control characters before any parsing
+        before = text[:exc.position]
+        where = Location(name, before.count("\n") + 1, len(before) - before.rfind("\n"))
+        raise YamlError(where, "invalid YAML: control character "
+                        f"{_codepoint(exc.character)} is not allowed") from None
     loader.source_name = name
     try:
         documents = []
@@ -132,6 +150,10 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
         raise YamlError(Location(name, 1, 1), "YAML nesting is too deep") from None
     finally:
         loader.dispose()
+
+
+def _codepoint(character: object) -> str:
+    return f"U+{character:04X}" if isinstance(character, int) else repr(character)
 
 
 def _count_nodes(root: yaml.Node, name: str) -> None:

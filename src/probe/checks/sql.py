@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,7 +72,12 @@ class Reconcile(BaseModel):
     @classmethod
     def _tolerance(cls, value: float | str) -> float | str:
         text = str(value).strip()
-        number = float(text[:-1]) if text.endswith("%") else float(text)
+        try:
+            number = float(text[:-1]) if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"expected a number or a percentage like 0.5%, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"must be a finite number, got {value!r}")
         if number < 0:
             raise ValueError("must not be negative")
         return value
