@@ -142,6 +142,15 @@ class Agent:
     def checks_loaded(self) -> int:
         return len(self.schedule)
 
+    async def rerun(self, spec: CheckSpec) -> Result:
+        """Run ``spec`` now, out of schedule (remediation re-checks after its action); the outcome goes
+        through the state and the sinks like any other. A check removed meanwhile only returns it."""
+        async with self._limit:
+            outcome = await self.runner.run(spec, self._levels.get(spec.name))
+        if spec.name in self.states and spec.name in self.schedule.entries:
+            self._deliver(spec, outcome)
+        return outcome.result
+
     # -- the loop -----------------------------------------------------------------------------------------
     async def run(self) -> int:
         """Run until stopped; return the exit code (0)."""
@@ -377,6 +386,10 @@ def run_daemon(plan: Plan, registry: Registry, *, log_level: str = "warning", re
     """Run the agent until SIGTERM/SIGINT; return the exit code. ``reload`` loads and validates the config
     again (raising :class:`~probe.config.ConfigErrors` when it is bad) on SIGHUP."""
     log.debug("starting the agent (log level %s)", log_level)
+    if sinks is None and states is None:
+        from probe.wiring import serve
+
+        return asyncio.run(serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=[LogSink()]))
     agent = Agent(plan, registry, sinks=[LogSink()] if sinks is None else sinks, states=states,
                   lifecycle=lifecycle, reload=reload)
     return asyncio.run(agent.run())

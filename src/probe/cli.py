@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from probe import __version__, logs
+from probe import __version__, logs, reportcli
 from probe.model import Status
 
 EX_USAGE = 64
@@ -128,13 +128,26 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
     from probe.gate import run_once
 
     terminal = output is None and sys.stdout.isatty()
-    report = asyncio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
-                                  color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
-                                  hostname=socket.gethostname()))
+    with _once_metrics(plan) as metrics:  # exported when the run ends, before the exit
+        report = asyncio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
+                                      color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
+                                      hostname=socket.gethostname(), metrics=metrics))
     if terminal:
         report = dataclasses.replace(report, width=shutil.get_terminal_size().columns)
     _emit(registry.formats[fmt].render(report), plan, output)
     sys.exit(gate_exit_code(report.status, fail_on))
+
+
+def _once_metrics(plan: Any) -> Any:
+    """The metrics sink of ``--once`` (OTLP only); an exporter that cannot start is reported, and the checks
+    still run: a gate must not fail because the metrics pipeline is misconfigured."""
+    from probe import telemetry
+
+    try:
+        return telemetry.for_once(plan)
+    except telemetry.TelemetryError as exc:
+        click.echo(f"probe: metrics not exported: {exc}", err=True)
+        return telemetry.MetricsSink()
 
 
 def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
@@ -166,16 +179,32 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     spec = next((c for c in plan.checks if c.name == name), None)
     if spec is None:
         raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, [c.name for c in plan.checks])}")
-    from probe.gate import describe_outcome
+    from probe.gate import check_remediation, describe_outcome
     from probe.runner import Runner
+
+    async def go() -> tuple[str, Any]:
+        outcome = await runner.run(spec)
+        text = describe_outcome(outcome)
+        if remediate:
+            more, outcome = await check_remediation(plan, registry, runner, outcome, dry_run=dry_run,
+                                                    history=_history_path(plan))
+            text += more
+        return text, outcome
 
     runner = Runner(registry)
     try:
-        outcome = asyncio.run(runner.run(spec))
+        text, outcome = asyncio.run(go())
     finally:
         runner.close()
-    _emit(describe_outcome(outcome), plan, None)
+    _emit(text, plan, None)
     sys.exit(int(outcome.status))
+
+
+def _history_path(plan: Any) -> Path:
+    from probe.history import DB_NAME
+    from probe.wiring import state_dir
+
+    return state_dir(plan) / DB_NAME
 
 
 @cli.command()
@@ -208,6 +237,10 @@ def plugins(env: Env, fmt: str) -> None:
     else:
         click.echo(_plugins_table(registry), nl=False)
     sys.exit(1 if registry.failures or registry.conflicts else 0)
+
+
+cli.add_command(reportcli.status)
+cli.add_command(reportcli.report)
 
 
 def _plugins_table(registry: Any) -> str:

@@ -22,10 +22,25 @@ def history_path(state_dir: str | None, settings_state_dir: str | None = None) -
     return (Path(base) if base else default_state_dir()) / DB_NAME
 
 
+def _configured_state_dir() -> str | None:
+    """``state_dir`` of the probe.yaml the agent uses (``--config``, ``$PROBE_CONFIG``, /etc/probe)."""
+    from probe.config import find_settings_path, load_settings
+
+    ctx = click.get_current_context(silent=True)
+    explicit = getattr(ctx.obj if ctx else None, "config", None)
+    path = find_settings_path(explicit, os.environ)
+    if path is None:
+        return None
+    settings, errors = load_settings(path, os.environ, set())
+    for error in errors:
+        click.echo(f"warning: {error}", err=True)
+    return settings.state_dir
+
+
 def _reader(state_dir: str | None) -> object:
     from probe.history import HistoryReader
 
-    path = history_path(state_dir, os.environ.get("PROBE_STATE_DIR"))
+    path = history_path(state_dir or os.environ.get("PROBE_STATE_DIR"), _configured_state_dir())
     if not path.exists():
         click.echo(f"probe: no history at {path} (is the agent running? is --state-dir right?)", err=True)
         sys.exit(3)
@@ -96,6 +111,10 @@ def report(since: str, names: tuple[str, ...], fmt: str, output: str | None, sta
         click.echo(f"probe: {exc}", err=True)
         sys.exit(3)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"probe: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(74)
     else:
         click.echo(text, nl=False)

@@ -153,6 +153,8 @@ class Runner:
         for name in list(self._instances):
             if name not in names:
                 del self._instances[name]
+        if self.forecaster is not None:
+            self.forecaster.forget(names)
 
     def close(self) -> None:
         if self._executor is not None:
