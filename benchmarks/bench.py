@@ -357,6 +357,8 @@ def row_startup(peers: Peers, s: Settings) -> list[Row]:
         path = Path(tmp) / "five.yaml"
         path.write_text(config)
         ours = [*probe_command(), "--config-dir", str(path), "run", "--once"]
+        # Bytecode cached, as after a pip or package install: this first run writes what is missing.
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         result = subprocess.run(ours, capture_output=True, text=True, check=False)
         if result.returncode not in (0, 1):
             row.status, row.note = "error", f"probe run --once exited {result.returncode}: {result.stderr[-300:]}"
