@@ -274,7 +274,10 @@ def _check_semantics(common: CommonFields, check_cls: Any, data: Any, path: Path
     if common.retry_interval is not None and common.retry_interval <= 0:
         errors.append(ConfigError(_where(data, ("retry_interval",), path, where), name, "retry_interval",
                                   "must be positive"))
-    known = None if check_cls is None else check_cls.measurements
+    # A capacity's forecast (``time_to_full``) is the core's measurement: a threshold may name it even when
+    # the type does not list it.
+    known = None if check_cls is None or check_cls.measurements is None else \
+        check_cls.measurements | frozenset(getattr(check_cls, 'capacities', {}).values())
     for measurement, spec in common.thresholds.items():
         loc = _where(data, ("thresholds", measurement), path, where, key=True)
         field = f"thresholds.{measurement}"
