@@ -98,8 +98,16 @@ def load_plugins(
     plugins_dir: Path | None = None,
     allow: Iterable[str] | None = None,
     extra: Iterable[object] = (),
+    strict_modes: bool | None = None,
 ) -> Registry:
-    """Load every plugin and collect what they register. Never raises for a broken plugin."""
+    """Load every plugin and collect what they register. Never raises for a broken plugin.
+
+    With ``strict_modes`` (default: when running as root) a plugin file another user could have written
+    is refused and reported as a failed plugin, never imported (see probe.permissions).
+    """
+    from probe.permissions import strict_modes_apply, unsafe_file
+
+    strict = strict_modes_apply() if strict_modes is None else strict_modes
     registry = Registry(new_manager())
     allowed = set(allow) if allow is not None else None
     for module_name in builtins:
@@ -113,6 +121,10 @@ def load_plugins(
     if plugins_dir is not None and plugins_dir.is_dir():
         for path in sorted(plugins_dir.glob("*.py")):
             if allowed is not None and path.stem not in allowed:
+                continue
+            if strict and (problem := unsafe_file(path)):
+                registry.failures.append(PluginFailure(path.stem, str(path), f"refused: {problem}"))
+                log.error("plugin %s (%s) refused: %s", path.stem, path, problem)
                 continue
             _add(registry, path.stem, str(path), partial(_import_file, path))
     for i, plugin in enumerate(extra):

@@ -112,6 +112,7 @@ class Runner:
             del self._hung[spec.name]
         if inspect.iscoroutinefunction(check.run):
             task: asyncio.Task[Any] = asyncio.ensure_future(check.run(ctx))
+            task.set_name(f"probe-check-{spec.name}")  # probe.stall names the check that blocks the loop
             return await self._await(task, spec)
         future = self._pool().submit(check.run, ctx)
         try:
