@@ -185,7 +185,7 @@ def _blame_defaults(loaded: Loaded, in_defaults: set[Location]) -> Loaded:
 def unknown_type(check_type: Any, registry: Registry) -> str:
     if not isinstance(check_type, str):
         return f"must be a string naming a check type, got {check_type!r}"
-    suggestion = did_you_mean(check_type, registry.checks)
+    suggestion = did_you_mean(check_type, registry.check_type_names())
     hint = f"; did you mean {suggestion!r}?" if suggestion else ""
     failed = ", ".join(f"{f.plugin} ({f.error})" for f in registry.failures)
     broken = f" (plugins that failed to load: {failed})" if failed else ""
