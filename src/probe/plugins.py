@@ -47,6 +47,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.file",
     "probe.checks.tcp",
     "probe.checks.http",
+    "probe.checks.tls",
     "probe.formats.builtin",
     "probe.actions",
 )
