@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from probe.checkfile import load_checks_file
+from probe.checkfile import load_checks_file, validate
 from probe.configerrors import ConfigError, ConfigErrors, from_pydantic, redacted, where
 from probe.interpolation import Interpolator, interpolate
 from probe.permissions import strict_modes_apply, unsafe_file
@@ -104,7 +104,7 @@ def load_settings(
     if not isinstance(data, dict):
         return AgentSettings(), [ConfigError(where(data, (), path), None, None, "expected a mapping of settings")]
     try:
-        return AgentSettings.model_validate(data), errors
+        return validate(AgentSettings, data), errors
     except ValidationError as exc:
         return AgentSettings(), errors + from_pydantic(exc, data, path, None, [AgentSettings])
 
