@@ -34,7 +34,7 @@ def _arguments(case: str, tmp_path: Path) -> list[str]:
 
 
 def expected_lines(case: str) -> list[str]:
-    types = ", ".join(sorted(load_plugins(use_entry_points=False).checks))
+    types = ", ".join(load_plugins(use_entry_points=False).check_type_names())
     text = (INVALID / f"{case}.expected").read_text(encoding="utf-8")
     return text.replace("{installed types}", types).splitlines()
 

@@ -125,7 +125,10 @@ def _semantics(common: CommonFields, check_cls: type[Check] | None, data: Any, p
         error(("interval",), "interval", "must be positive")
     if common.retry_interval is not None and common.retry_interval <= 0:
         error(("retry_interval",), "retry_interval", "must be positive")
-    known = None if check_cls is None else check_cls.measurements
+    # A capacity's forecast (``time_to_full``) is the core's measurement: a threshold may name it even when
+    # the type does not list it.
+    known = None if check_cls is None or check_cls.measurements is None else \
+        check_cls.measurements | frozenset(check_cls.capacities.values())
     for measurement, spec in common.thresholds.items():
         field = f"thresholds.{measurement}"
         if known is not None and check_cls is not None and measurement not in known:
@@ -211,9 +214,9 @@ def _blame_defaults(loaded: Loaded, in_defaults: set[Location]) -> Loaded:
 def unknown_type(check_type: Any, registry: Registry) -> str:
     if not isinstance(check_type, str):
         return f"must be a string naming a check type, got {check_type!r}"
-    suggestion = did_you_mean(check_type, registry.checks)
-    known = ", ".join(sorted(registry.checks))
-    hint = f"; did you mean {suggestion!r}?" if suggestion else f"; installed types: {known}"
+    names = registry.check_type_names()
+    suggestion = did_you_mean(check_type, names)
+    hint = f"; did you mean {suggestion!r}?" if suggestion else f"; installed types: {', '.join(names)}"
     failed = ", ".join(f"{f.plugin} ({f.error})" for f in registry.failures)
     broken = f" (plugins that failed to load: {failed})" if failed else ""
     return f"unknown check type {check_type!r}{hint}{broken}"

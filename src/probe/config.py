@@ -130,6 +130,7 @@ def load(
         plugins_dir=plugins_dir,
         allow=settings.plugins.allow,
         extra=extra_plugins,
+        lazy=True,
         strict_modes=settings.strict_modes and strict_modes_apply(),
     )
     return registry, load_plan(checks_path, registry, settings=settings, errors=errors, env=env, secrets=secrets)
