@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from probe.plugins import Registry
+from probe.redact import secret_values
 from probe.settings import AgentSettings
 from probe.spec import COMMON_KEYS, CheckSpec, CommonFields
 from probe.yamlsource import (
@@ -184,10 +185,19 @@ def load_plan(
             specs.append(spec_or_error)
     for conflict in registry.conflicts:
         errors.append(ConfigError(Location("<plugins>", 1, 1), None, None, conflict))
+    for spec in specs:
+        secrets |= secret_values(spec.options)
+    errors += [_secret_label(spec, key) for spec in specs for key, value in spec.labels.items()
+               if any(secret in value for secret in secrets if len(secret) >= 3)]
     if errors:
         raise ConfigErrors(errors)
     enabled = tuple(s for s in specs if s.enabled)
     return Plan(settings, enabled, tuple(files), frozenset(secrets))
+
+
+def _secret_label(spec: CheckSpec, key: str) -> ConfigError:
+    return ConfigError(spec.location, spec.name, f"labels.{key}",
+                       "holds a secret; labels become metric attributes and appear in every output")
 
 
 def _load_file(path: Path, registry: Registry, interpolator: Interpolator) -> list[CheckSpec | ConfigError]:
