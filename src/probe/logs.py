@@ -28,7 +28,7 @@ from probe.redact import Redactor
 FORMATS = ("auto", "human", "logfmt", "json")
 LEVELS = ("debug", "info", "warning", "error")
 # The fields probe's own log records carry (as ``extra``), documented in docs/deployment.md.
-FIELDS = ("check", "type", "reason", "status", "plugin", "module", "blocked", "errors")
+FIELDS = ("check", "type", "reason", "status", "plugin", "blocked")
 
 # syslog priorities for the <N> prefix journald reads (sd-daemon.h: SD_ERR, SD_WARNING...).
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}

@@ -22,7 +22,8 @@ from typing import Any
 import pluggy
 
 from probe import hookspecs
-from probe.check import Check, Options
+from probe.check import Check
+from probe.plugincontract import PluginContractError, check_hookimpls, validate_check, validate_named
 
 log = logging.getLogger("probe.plugins")
 
@@ -38,6 +39,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.command",
     "probe.checks.file",
     "probe.checks.tcp",
+    "probe.checks.http",
     "probe.formats.builtin",
     "probe.actions",
 )
@@ -76,6 +78,10 @@ class Registry:
 
     def check_type(self, name: str) -> type[Check] | None:
         return self.checks.get(name)
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered ``name`` (kind: "check type", "action type" or "format"), or ""."""
+        return self.owners.get((kind, name), "")
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -118,6 +124,11 @@ def load_plugins(
 def _add(registry: Registry, name: str, source: str, load: Callable[[], object], version: str = "") -> None:
     try:
         plugin = load()
+        if registry.manager.has_plugin(name):
+            first = registry.plugins[name].source if name in registry.plugins else "an earlier plugin"
+            raise PluginContractError(f"two plugins are named {name!r} ({first} and {source}); "
+                                      "rename one (the entry-point name or the file name)")
+        check_hookimpls(registry.manager, plugin, name)
         registry.manager.register(plugin, name=name)
     except BaseException as exc:  # a plugin's import may raise anything, SystemExit included
         if isinstance(exc, KeyboardInterrupt):
@@ -128,18 +139,21 @@ def _add(registry: Registry, name: str, source: str, load: Callable[[], object],
 
 
 def _fail(registry: Registry, name: str, source: str, exc: BaseException) -> None:
-    message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, PluginContractError):
+        message = str(exc)  # already names the plugin and says the fix
+    else:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
     registry.failures.append(PluginFailure(name, source, message, traceback.format_exc()))
     log.error("plugin %s (%s) failed to load: %s", name, source, message)
 
 
 def _collect(registry: Registry) -> None:
     for hook_name, store, validate in (
-        ("register_checks", registry.checks, _validate_check),
-        ("register_actions", registry.actions, _validate_named),
-        ("register_formats", registry.formats, _validate_named),
+        ("register_checks", registry.checks, validate_check),
+        ("register_actions", registry.actions, validate_named("register_actions")),
+        ("register_formats", registry.formats, validate_named("register_formats")),
     ):
-        for impl in reversed(getattr(registry.manager.hook, hook_name).get_hookimpls()):
+        for impl in getattr(registry.manager.hook, hook_name).get_hookimpls():  # in load order: built-ins first
             plugin_name = impl.plugin_name
             info = registry.plugins[plugin_name]
 
@@ -148,18 +162,33 @@ def _collect(registry: Registry) -> None:
                 _register(registry, _p, _h, _s, obj, _v)
 
             try:
-                impl.function(register=register)
+                impl.function(**({"register": register} if "register" in impl.argnames else {}))
             except Exception as exc:
                 _fail(registry, plugin_name, info.source, exc)
 
 
 def _register(registry: Registry, plugin: str, hook: str, store: dict[str, Any], obj: Any,
               validate: Callable[[Any], str]) -> None:
-    key = validate(obj)
+    try:
+        key = validate(obj)
+    except PluginContractError as exc:
+        # Recorded, not raised: the plugin's other registrations still count.
+        info = registry.plugins[plugin]
+        registry.failures.append(PluginFailure(plugin, info.source, f"plugin {plugin!r}: {exc}"))
+        log.error("plugin %s: %s", plugin, exc)
+        return
     kind = {"register_checks": "check type", "register_actions": "action type"}.get(hook, "format")
     owner = registry.owners.get((kind, key))
     if owner is not None and owner != plugin:
-        registry.conflicts.append(f"{kind} {key!r} is registered by both plugin {owner!r} and plugin {plugin!r}")
+        registry.conflicts.append(f"{kind} {key!r} is registered by both plugin {owner!r} and plugin {plugin!r}; "
+                                  f"uninstall one, or list only one in the plugins allow-list")
+        return
+    if owner == plugin and store.get(key) is obj:
+        return
+    if owner == plugin:
+        registry.failures.append(PluginFailure(plugin, registry.plugins[plugin].source,
+                                               f"plugin {plugin!r} registers {kind} {key!r} twice, from "
+                                               f"{_where(store[key])} and {_where(obj)}"))
         return
     registry.owners[(kind, key)] = plugin
     store[key] = obj
@@ -167,29 +196,8 @@ def _register(registry: Registry, plugin: str, hook: str, store: dict[str, Any],
     {"check type": info.check_types, "action type": info.action_types, "format": info.formats}[kind].append(key)
 
 
-def _validate_check(cls: Any) -> str:
-    if not (isinstance(cls, type) and issubclass(cls, Check)):
-        raise TypeError(f"register_checks: {cls!r} is not a subclass of probe.Check")
-    if not isinstance(cls.type, str) or not cls.type:
-        raise TypeError(f"register_checks: {cls.__name__} must set a non-empty `type` string")
-    options = cls.Options
-    if not (isinstance(options, type) and issubclass(options, Options)):
-        raise TypeError(f"register_checks: {cls.__name__}.Options must subclass probe.Options")
-    if options.model_config.get("extra") != "forbid":  # type: ignore[attr-defined]
-        raise TypeError(
-            f"register_checks: {cls.__name__}.Options must reject unknown keys (extra='forbid'); "
-            "do not override model_config['extra']"
-        )
-    if cls.run is Check.run:
-        raise TypeError(f"register_checks: {cls.__name__} does not implement run()")
-    return cls.type
-
-
-def _validate_named(obj: Any) -> str:
-    name = getattr(obj, "name", None) or getattr(obj, "type", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{obj!r} has no `name` (or `type`) string to register under")
-    return name
+def _where(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
 def _version(ep: EntryPoint) -> str:

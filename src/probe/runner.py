@@ -84,7 +84,7 @@ class Runner:
             check = self.instance(spec)
             raw = await self._call(check, ctx, spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
-            raw = _crash(spec, exc)
+            raw = _crash(spec, exc, self._who(spec))
         duration = time.monotonic() - started
         result = _with_duration(raw, duration)
         if self.forecaster is not None:
@@ -112,6 +112,7 @@ class Runner:
             del self._hung[spec.name]
         if inspect.iscoroutinefunction(check.run):
             task: asyncio.Task[Any] = asyncio.ensure_future(check.run(ctx))
+            task.set_name(f"probe-check-{spec.name}")  # probe.stall names the check that blocks the loop
             return await self._await(task, spec)
         future = self._pool().submit(check.run, ctx)
         try:
@@ -134,8 +135,13 @@ class Runner:
         except asyncio.CancelledError:
             return _timeout(spec, "cancelled")
         except Exception as exc:
-            return _crash(spec, exc)
-        return _validate(spec, value)
+            return _crash(spec, exc, self._who(spec))
+        return _validate(spec, value, self._who(spec))
+
+    def _who(self, spec: CheckSpec) -> str:
+        """How errors name the code at fault: the check type and the plugin that registered it."""
+        owner = self.registry.owner("check type", spec.type)
+        return f"check plugin {owner!r} (type {spec.type!r})" if owner else f"check plugin {spec.type!r}"
 
     def _reap(self, task: asyncio.Task[Any]) -> None:
         self._abandoned.discard(task)
@@ -165,21 +171,28 @@ def _timeout(spec: CheckSpec, detail: str) -> Result:
     return Result(spec.timeout_status, f"timed out after {format_duration(spec.timeout)}: {detail}", "timeout")
 
 
-def _crash(spec: CheckSpec, exc: BaseException) -> Result:
+def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
     text = str(exc).splitlines()[0] if str(exc) else ""
     log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
-    summary = f"check plugin {spec.type!r} raised {type(exc).__name__}" + (f": {text}" if text else "")
+    summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")
     return Result.unknown(summary[:300], reason="plugin_error")
 
 
-def _validate(spec: CheckSpec, value: Any) -> Result:
+def _validate(spec: CheckSpec, value: Any, who: str) -> Result:
     if not isinstance(value, Result):
-        return Result.unknown(
-            f"check plugin {spec.type!r} returned {type(value).__name__}, not probe.Result", reason="invalid_result"
-        )
-    if not isinstance(value.status, Status):
-        return Result.unknown(f"check plugin {spec.type!r} returned a Result with invalid status {value.status!r}",
+        hint = "; did run() forget to return?" if value is None else ""
+        return Result.unknown(f"{who} returned {type(value).__name__}, not probe.Result{hint}",
                               reason="invalid_result")
+    if not isinstance(value.status, Status):
+        return Result.unknown(f"{who} returned a Result with invalid status {value.status!r}; "
+                              "use probe.Status or Result.ok()/warning()/critical()/unknown()",
+                              reason="invalid_result")
+    if not isinstance(value.measurements, tuple | list) or any(
+            not isinstance(m, Measurement) for m in value.measurements):
+        return Result.unknown(f"{who} returned a Result whose measurements are not probe.Measurement objects",
+                              reason="invalid_result")
+    if isinstance(value.measurements, list):
+        value = value.replace(measurements=tuple(value.measurements))
     if not isinstance(value.summary, str):
         return value.replace(summary=str(value.summary))
     return value
