@@ -2,6 +2,12 @@
 
 Each plugin is loaded and asked to register on its own, so one that fails to import or raises while
 registering is recorded in ``Registry.failures`` and never stops the others.
+
+With ``lazy=True`` (what running a config uses) a built-in check module ``probe.checks.<type>`` is imported
+only when something asks for ``<type>`` (``Registry.check_type``): a config that uses three types does not
+pay to import, and build the options models of, all of them. Everything else behaves as if it had been
+loaded up front: a third-party plugin that registers a built-in's type still conflicts with it, and the
+built-in still wins.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from probe.plugincontract import PluginContractError, check_hookimpls, validate_
 log = logging.getLogger("probe.plugins")
 
 ENTRY_POINT_GROUP = "probe"
+CHECKS_PACKAGE = "probe.checks."  # a built-in module here registers the check type named like the module
 
 BUILTINS: tuple[str, ...] = (
     "probe.checks.disk",
@@ -40,6 +47,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.file",
     "probe.checks.tcp",
     "probe.checks.http",
+    "probe.checks.tls",
     "probe.formats.builtin",
     "probe.actions",
 )
@@ -75,9 +83,23 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
+    deferred: dict[str, str] = field(default_factory=dict)  # check type -> built-in module not imported yet
 
     def check_type(self, name: str) -> type[Check] | None:
+        """The class registered for check type ``name``, importing its built-in module on first use."""
+        if name not in self.checks and name in self.deferred:
+            _load_builtin(self, self.deferred.pop(name))
         return self.checks.get(name)
+
+    def check_type_names(self) -> list[str]:
+        """Every check type a config may name, loaded or not."""
+        return sorted({*self.checks, *self.deferred})
+
+    def load_all(self) -> Registry:
+        """Import every deferred built-in (for listings and documentation)."""
+        while self.deferred:
+            _load_builtin(self, self.deferred.pop(next(iter(self.deferred))))
+        return self
 
     def owner(self, kind: str, name: str) -> str:
         """The plugin that registered ``name`` (kind: "check type", "action type" or "format"), or ""."""
@@ -97,11 +119,24 @@ def load_plugins(
     plugins_dir: Path | None = None,
     allow: Iterable[str] | None = None,
     extra: Iterable[object] = (),
+    strict_modes: bool | None = None,
+    lazy: bool = False,
 ) -> Registry:
-    """Load every plugin and collect what they register. Never raises for a broken plugin."""
+    """Load every plugin and collect what they register. Never raises for a broken plugin.
+
+    With ``strict_modes`` (default: when running as root) a plugin file another user could have written
+    is refused and reported as a failed plugin, never imported (see probe.permissions).
+    ``lazy``: defer built-in check modules until their type is asked for (see the module docstring).
+    """
+    from probe.permissions import strict_modes_apply, unsafe_file
+
+    strict = strict_modes_apply() if strict_modes is None else strict_modes
     registry = Registry(new_manager())
     allowed = set(allow) if allow is not None else None
     for module_name in builtins:
+        if lazy and module_name.startswith(CHECKS_PACKAGE):
+            registry.deferred[module_name.removeprefix(CHECKS_PACKAGE)] = module_name
+            continue
         _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
     if use_entry_points:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -113,12 +148,33 @@ def load_plugins(
         for path in sorted(plugins_dir.glob("*.py")):
             if allowed is not None and path.stem not in allowed:
                 continue
+            if strict and (problem := unsafe_file(path)):
+                registry.failures.append(PluginFailure(path.stem, str(path), f"refused: {problem}"))
+                log.error("plugin %s (%s) refused: %s", path.stem, path, problem)
+                continue
             _add(registry, path.stem, str(path), partial(_import_file, path))
     for i, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", None) or f"extra-{i}"
         _add(registry, name, "extra", partial(_identity, plugin))
     _collect(registry)
+    for check_type in [t for t in registry.deferred if t in registry.checks]:
+        _builtin_first(registry, check_type)
     return registry
+
+
+def _builtin_first(registry: Registry, check_type: str) -> None:
+    """A plugin registered the type of a deferred built-in: load the built-in and register the plugin's class
+    again, so the built-in wins and the conflict reads as it would have with everything loaded up front."""
+    other, cls = registry.owners.pop(("check type", check_type)), registry.checks.pop(check_type)
+    registry.plugins[other].check_types.remove(check_type)
+    _load_builtin(registry, registry.deferred.pop(check_type))
+    _register(registry, other, "register_checks", registry.checks, cls, lambda _: check_type)
+
+
+def _load_builtin(registry: Registry, module_name: str) -> None:
+    _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
+    if module_name in registry.plugins:
+        _collect(registry, only=module_name)
 
 
 def _add(registry: Registry, name: str, source: str, load: Callable[[], object], version: str = "") -> None:
@@ -147,7 +203,7 @@ def _fail(registry: Registry, name: str, source: str, exc: BaseException) -> Non
     log.error("plugin %s (%s) failed to load: %s", name, source, message)
 
 
-def _collect(registry: Registry) -> None:
+def _collect(registry: Registry, only: str | None = None) -> None:
     for hook_name, store, validate in (
         ("register_checks", registry.checks, validate_check),
         ("register_actions", registry.actions, validate_named("register_actions")),
@@ -155,6 +211,8 @@ def _collect(registry: Registry) -> None:
     ):
         for impl in getattr(registry.manager.hook, hook_name).get_hookimpls():  # in load order: built-ins first
             plugin_name = impl.plugin_name
+            if only is not None and plugin_name != only:
+                continue
             info = registry.plugins[plugin_name]
 
             def register(obj: Any, *, _p: str = plugin_name, _h: str = hook_name,

@@ -69,7 +69,9 @@ class Runner:
         cached = self._instances.get(spec.name)
         if cached is not None and cached[0] == spec:
             return cached[1]
-        cls = self.registry.checks[spec.type]
+        cls = self.registry.check_type(spec.type)
+        if cls is None:
+            raise KeyError(f"unknown check type {spec.type!r}")
         check = cls(spec.name, spec.options)
         self._instances[spec.name] = (spec, check)
         return check
@@ -93,7 +95,7 @@ class Runner:
         return Outcome(spec, final, started_wall, duration, verdicts, raw)
 
     def _forecast(self, spec: CheckSpec, result: Result, now: float) -> Result:
-        cls = self.registry.checks.get(spec.type)
+        cls = self.registry.check_type(spec.type)
         capacities = getattr(cls, "capacities", None)
         if not capacities or self.forecaster is None:
             return result

@@ -101,3 +101,6 @@ class AgentSettings(Strict):
     forecast: ForecastSettings = ForecastSettings()
     shutdown_grace: Duration = 10.0
     """How long in-flight checks may finish after SIGTERM."""
+    strict_modes: bool = True
+    """As root, refuse checks files, plugin files and ``${file:...}`` secrets that a user other than root
+    owns or that group or others can write (like sshd's StrictModes). ``probe.yaml`` itself is always checked."""

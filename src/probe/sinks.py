@@ -65,7 +65,7 @@ class HistorySink:
     def __init__(self, store: HistoryStore, *, capacities: Mapping[str, Mapping[str, str]] | None = None,
                  budgets: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         self.store = store
-        self.capacities = dict(capacities or {})
+        self.capacities = {} if capacities is None else capacities  # may resolve types lazily: no copy
         self.budgets = budgets
         self._guard = _Guard("history sink")
 

@@ -89,15 +89,17 @@ def build_spec(config: Mapping[str, Any], *, registry: Registry | None = None,
 
     ``name`` defaults to ``test-<type>``; ``${VAR}`` references are expanded from ``env`` (default: none).
     """
-    from probe.config import ConfigError, ConfigErrors, _load_check
-    from probe.yamlsource import Interpolator, Location
+    from probe.checkfile import load_check
+    from probe.config import ConfigError, ConfigErrors
+    from probe.interpolation import Interpolator
+    from probe.yamlsource import Location
 
     registry = _registry(registry)
     item = dict(config)
     if isinstance(item.get("type"), str):
         item.setdefault("name", f"test-{item['type']}")
     where = Location("<probe.testing>", 1, 1)
-    loaded = _load_check(item, {}, where, Path("<probe.testing>"), registry, Interpolator(dict(env or {}), set()))
+    loaded = load_check(item, {}, where, Path("<probe.testing>"), registry, Interpolator(dict(env or {}), set()))
     errors = [e for e in loaded if isinstance(e, ConfigError)]
     errors += [ConfigError(where, None, None, c) for c in registry.conflicts]
     if errors:

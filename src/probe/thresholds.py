@@ -133,3 +133,39 @@ class Verdict:
     @property
     def missing(self) -> bool:
         return self.value is None
+
+
+def hysteresis_problem(warning: object, critical: object, clear: object) -> str | None:
+    """Why ``clear`` cannot work as the hysteresis bound of these levels, or None.
+
+    Only comparisons are judged: a level raised on ``>``/``>=`` must be cleared by ``<``/``<=`` at or below
+    the highest raising bound (and the other way round), else ``clear`` holds whenever the level would
+    drop anyway and holds nothing back.
+    """
+    levels = [c for c in (warning, critical) if c is not None]
+    lowering = _comparison(clear)
+    raising = [r for r in map(_comparison, levels) if r is not None]
+    directions = {op in (">", ">=") for op, _, _ in raising if op not in ("==", "!=")}
+    if lowering is None or len(directions) != 1 or len(raising) != len(levels):
+        return None
+    up = directions.pop()
+    if lowering[0] in ("==", "!=") or up != (lowering[0] in ("<", "<=")):
+        want = "'<' or '<='" if up else "'>' or '>='"
+        return f"{lowering[2]!r} points the wrong way: a level raised on '{'>' if up else '<'}' is cleared by {want}"
+    outer = max(raising, key=lambda r: r[1]) if up else min(raising, key=lambda r: r[1])
+    if (lowering[1] > outer[1]) if up else (lowering[1] < outer[1]):
+        side = "above" if up else "below"
+        return f"{lowering[2]!r} holds nothing back: its bound must not be {side} the bound of {outer[2]!r}"
+    return None
+
+
+def _comparison(condition: object) -> tuple[str, float, str] | None:
+    if not isinstance(condition, str):
+        return None
+    match = _COMPARISON.match(condition)
+    if not match:
+        return None
+    try:
+        return match.group(1), parse_quantity(match.group(2)), condition.strip()
+    except ValueError:
+        return None

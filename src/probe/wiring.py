@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,30 @@ def state_dir(plan: Plan) -> Path:
     return Path(configured) if configured else default_state_dir()
 
 
-def capacities(registry: Registry) -> dict[str, Mapping[str, str]]:
+class Capacities(Mapping[str, Mapping[str, str]]):
+    """Capacity measurements by check type (``Check.capacities``), looked up when asked: a check type a reload
+    adds is found, and built-in check modules the config does not use are never imported for it."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def __getitem__(self, check_type: str) -> Mapping[str, str]:
+        cls = self.registry.check_type(check_type)
+        found = getattr(cls, "capacities", None)
+        if not found:
+            raise KeyError(check_type)
+        return dict(found)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name in self.registry.check_type_names() if name in self])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def capacities(registry: Registry) -> Capacities:
     """Capacity measurements by check type (``Check.capacities``)."""
-    return {name: cls.capacities for name, cls in registry.checks.items() if getattr(cls, "capacities", None)}
+    return Capacities(registry)
 
 
 def forecaster_for(plan: Plan) -> forecast.Forecaster:

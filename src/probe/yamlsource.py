@@ -1,4 +1,4 @@
-"""YAML loading that remembers where every key and item came from, plus ``${...}`` interpolation.
+"""YAML loading that remembers where every key and item came from.
 
 Config errors name ``file:line:col``; that needs positions, which plain ``yaml.safe_load`` drops. The
 loader here builds ordinary dicts and lists (subclasses that carry marks), so the rest of the code
@@ -7,9 +7,8 @@ treats them as plain data.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,32 @@ class _Loader(yaml.SafeLoader):
             tag = str(node.tag).rsplit(":", 1)[-1]
             raise YamlError(_location(self, node.start_mark), f"invalid {tag} value: {exc}") from None
 
+
+
+# YAML 1.2 core schema instead of PyYAML's YAML 1.1 (see docs/configuration.md, "YAML"): only true/false
+# are booleans (`on: critical` keeps its key, `no` stays a string), no sexagesimal numbers (the Nagios
+# range 10:20 stays a string, not 620), no implicit octal (010 and 0644 stay strings), no timestamps.
+_Loader.yaml_implicit_resolvers = {}
+_CORE_SCHEMA = (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("int", r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+.0123456789"),
+    ("merge", r"^<<$", "<"),
+)
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[arg-type]
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
@@ -172,70 +197,3 @@ def _count_nodes(root: yaml.Node, name: str) -> None:
             for key, value in node.value:
                 stack.append((key, depth + 1))
                 stack.append((value, depth + 1))
-
-
-# -- interpolation ----------------------------------------------------------------------------------
-
-_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-
-
-class InterpolationError(ValueError):
-    pass
-
-
-@dataclass
-class Interpolator:
-    """Expands ``${VAR}``, ``${VAR:-default}``, ``${file:/path}`` and ``$$`` in strings.
-
-    Values read from files, and from variables whose names say they are secret, are collected in
-    ``secrets`` so output layers can redact them.
-    """
-
-    env: Mapping[str, str]
-    secrets: set[str]
-    read_file: Callable[[str], str] | None = None
-
-    def expand(self, text: str) -> str:
-        return _REFERENCE.sub(self._replace, text)
-
-    def _replace(self, match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        body = match.group(1).strip()
-        if body.startswith("file:"):
-            return self._secret(self._file(body[5:].strip()))
-        name, sep, default = body.partition(":-")
-        name = name.strip()
-        if not _ENV_NAME.match(name):
-            raise InterpolationError(
-                f"invalid reference ${{{body}}}; use ${{VAR}}, ${{VAR:-default}} or ${{file:/path}}"
-            )
-        value = self.env.get(name)
-        if value is None or (sep and value == ""):
-            if not sep:
-                raise InterpolationError(f"environment variable {name} is not set (use ${{{name}:-default}})")
-            value = default
-        return self._secret(value) if _SECRET_NAME.search(name) else value
-
-    def _file(self, path: str) -> str:
-        if not path:
-            raise InterpolationError("${file:} needs a path")
-        try:
-            if self.read_file is not None:
-                return self.read_file(path)
-            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise InterpolationError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise InterpolationError(f"secret file {path} is not valid UTF-8") from None
-
-    def _secret(self, value: str) -> str:
-        if value:
-            self.secrets.add(value)
-        return value
-
-
-def default_env() -> Mapping[str, str]:
-    return os.environ
