@@ -69,7 +69,6 @@ class _Loader(yaml.SafeLoader):
             raise YamlError(_location(self, node.start_mark), f"invalid {tag} value: {exc}") from None
 
 
-
 # YAML 1.2 core schema instead of PyYAML's YAML 1.1 (see docs/configuration.md, "YAML"): only true/false
 # are booleans (`on: critical` keeps its key, `no` stays a string), no sexagesimal numbers (the Nagios
 # range 10:20 stays a string, not 620), no implicit octal (010 and 0644 stay strings), no timestamps.
@@ -122,15 +121,6 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList
     return data
 
 
-# YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which turns the
-# documented ``remediate: [{on: critical}]`` key into ``True`` (and ``country: NO`` into False).
-# Values like ``enabled: yes`` still work: the typed options accept those strings as booleans.
-_BOOL = "tag:yaml.org,2002:bool"
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # type: ignore[arg-type]
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)  # type: ignore[arg-type]
 
