@@ -123,7 +123,10 @@ def _semantics(common: CommonFields, check_cls: type[Check] | None, data: Any, p
         error(("interval",), "interval", "must be positive")
     if common.retry_interval is not None and common.retry_interval <= 0:
         error(("retry_interval",), "retry_interval", "must be positive")
-    known = None if check_cls is None else check_cls.measurements
+    # A capacity's forecast (``time_to_full``) is the core's measurement: a threshold may name it even when
+    # the type does not list it.
+    known = None if check_cls is None or check_cls.measurements is None else \
+        check_cls.measurements | frozenset(getattr(check_cls, 'capacities', {}).values())
     for measurement, spec in common.thresholds.items():
         field = f"thresholds.{measurement}"
         if known is not None and check_cls is not None and measurement not in known:
