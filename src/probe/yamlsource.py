@@ -69,7 +69,6 @@ class _Loader(yaml.SafeLoader):
             raise YamlError(_location(self, node.start_mark), f"invalid {tag} value: {exc}") from None
 
 
-
 # YAML 1.2 core schema instead of PyYAML's YAML 1.1 (see docs/configuration.md, "YAML"): only true/false
 # are booleans (`on: critical` keeps its key, `country: NO` stays a string; `enabled: yes` still works, the
 # typed options accept such strings as booleans), no sexagesimal numbers (the Nagios range 10:20 stays a
