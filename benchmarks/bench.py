@@ -89,7 +89,7 @@ class Settings:
     quick: bool
     full: bool
 
-    def runs(self, normal: int, quick: int = 20) -> int:
+    def runs(self, normal: int, quick: int = 100) -> int:
         return quick if self.quick else normal
 
     @property
@@ -223,7 +223,9 @@ def median_of_rounds(rounds: int, ours: Callable[[], float], theirs: Callable[[]
     for _ in range(rounds):
         mine.append(ours())
         peer.append(theirs())
-    ratios = [m / p for m, p in zip(mine, peer, strict=True)]
+    ratios = [m / p for m, p in zip(mine, peer, strict=True) if p > 0]
+    if not ratios:  # /proc/PID/stat counts whole clock ticks (10 ms)
+        raise RuntimeError("the peer's CPU was below one clock tick in every round: too few runs")
     return statistics.median(mine), statistics.median(peer), statistics.median(ratios), ratios
 
 
