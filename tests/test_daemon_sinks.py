@@ -197,3 +197,34 @@ def test_a_full_state_filesystem_never_stops_the_checks_and_history_recovers(
         kept = [r for r in HistoryReader(db).results(full_since, "mem") if r.ts < full_since + 2]
         assert kept, "results from while the disk was full were lost"
         assert "is not writable" in d.log.read_text() and "is writable again" in d.log.read_text()
+
+
+def test_sigterm_flushes_metrics_and_a_reload_forgets_removed_checks(tmp_path: Path,
+                                                                      daemons: list[Daemon]) -> None:
+    import otlp_receiver
+
+    receiver = otlp_receiver.start()
+    try:
+        mem = {"type": "memory", "interval": "1s", "timeout": "900ms"}
+        settings = {"state_dir": str(tmp_path / "state"),
+                    "telemetry": {"otlp": {"enabled": True, "endpoint": receiver.endpoint, "interval": "1h"}}}
+        d = Daemon(tmp_path, {"checks": [{"name": "kept", **mem}, {"name": "removed", **mem}]}, settings)
+        daemons.append(d.start())
+        db = tmp_path / "state" / "history.sqlite3"
+        wait_for("both checks in history", lambda: set(HistoryReader(db).latest()) == {"kept", "removed"}, log=d.log)
+        d.checks.write_text(json.dumps({"checks": [{"name": "kept", **mem}]}))
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for("the reload", lambda: "configuration reloaded" in d.log.read_text(), log=d.log)
+        time.sleep(1.5)  # a few more results after the reload
+        assert receiver.requests == []  # the export interval is an hour: only the stop exports
+        assert d.stop() == 0
+        assert {p.attributes["check.name"] for p in receiver.points() if p.name == "probe.check.status"} == {"kept"}
+        assert receiver.latest("probe.agent.reloads", result="ok").value == 1
+        assert receiver.latest("probe.agent.checks.loaded").value == 1
+        assert (receiver.latest("probe.agent.scheduler.lag").count or 0) >= 2
+        assert receiver.latest("probe.agent.history.healthy").value == 1
+        assert receiver.latest("probe.agent.history.dropped").value == 0
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()

@@ -451,3 +451,29 @@ def test_the_documented_on_key_is_a_string_not_a_yaml_1_1_boolean(tmp_path: Path
     _, plan = load(checks, env={})
     [entry] = plan.checks[0].remediate
     assert entry.on == "critical" and plan.checks[0].enabled is True
+
+
+def test_a_plugin_capacity_can_be_thresholded_by_its_forecast_without_listing_it(tmp_path: Path) -> None:
+    import probe as api
+    from probe.config import ConfigErrors, load
+
+    class Queue(api.Check):
+        type = "queue"
+        measurements = frozenset({"duration", "fill"})
+        capacities = {"fill": "fill_time_to_full"}
+
+        def run(self, ctx: api.Context) -> api.Result:
+            return api.Result.ok("ok", api.Measurement("fill", 0.5, "1"))
+
+    class Plugin:
+        @api.hookimpl
+        def register_checks(self, register: Any) -> None:
+            register(Queue)
+
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - {name: q, type: queue, thresholds: {fill_time_to_full: {critical: '< 1h'}}}\n")
+    _, plan = load(checks, env={}, extra_plugins=[Plugin()])
+    assert plan.checks[0].thresholds[0].measurement == "fill_time_to_full"
+    checks.write_text("checks:\n  - {name: q, type: queue, thresholds: {time_to_full: {critical: '< 1h'}}}\n")
+    with pytest.raises(ConfigErrors, match="time_to_full"):
+        load(checks, env={}, extra_plugins=[Plugin()])
