@@ -66,7 +66,6 @@ def test_status_is_one_line(notify: NotifySocket) -> None:
 def test_watchdog_pings_at_half_the_interval_as_the_loop_ticks(notify: NotifySocket) -> None:
     life = lifecycle(notify, WATCHDOG_USEC="2000000", WATCHDOG_PID=str(os.getpid()))
     assert life.watchdog == 1.0
-    assert life.wake_interval == 0.5
     life.tick(100.0)
     life.tick(100.4)
     life.tick(100.99)
@@ -81,7 +80,7 @@ def test_no_watchdog_for_another_pid_or_without_usec(notify: NotifySocket) -> No
     other = lifecycle(notify, WATCHDOG_USEC="2000000", WATCHDOG_PID=str(os.getpid() + 1))
     none = lifecycle(notify)
     for life in (other, none):
-        assert life.watchdog is None and life.wake_interval is None
+        assert life.watchdog is None
         life.tick(1.0)
         life.tick(1000.0)
     assert notify.drain() == []

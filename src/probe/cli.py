@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from probe import __version__, logs, reportcli
+from probe import __version__, logs, reportcli, scaffold
 from probe.model import Status
 
 EX_USAGE = 64
@@ -32,7 +32,8 @@ log = logging.getLogger("probe")
 class Env:
     """Options shared by every subcommand, and the config they lead to (loaded on demand)."""
 
-    def __init__(self, config: str | None, config_dir: str | None, log_level: str, log_format: str = "auto") -> None:
+    def __init__(self, config: str | None, config_dir: str | None, log_level: str | None,
+                 log_format: str = "auto") -> None:
         self.config = config
         self.config_dir = config_dir
         self.log_level = log_level
@@ -66,16 +67,17 @@ class Env:
 @click.option("--config-dir", metavar="PATH",
               help="Checks directory or a single checks file (default $PROBE_CONFIG_DIR, ./checks.d, "
                    "/etc/probe/checks.d).")
-@click.option("--log-level", default="warning", show_default=True, envvar="PROBE_LOG_LEVEL",
-              type=click.Choice(logs.LEVELS, case_sensitive=False), help="Least severe level logged to stderr.")
+@click.option("--log-level", envvar="PROBE_LOG_LEVEL", type=click.Choice(logs.LEVELS, case_sensitive=False),
+              help="Least severe level logged to stderr  [default: warning; info for the agent daemon]")
 @click.option("--log-format", default="auto", show_default=True, envvar="PROBE_LOG_FORMAT",
               type=click.Choice(logs.FORMATS, case_sensitive=False),
               help="Log lines: auto is human on a terminal, logfmt otherwise (journald-aware).")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str, log_format: str) -> None:
+def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str | None,
+        log_format: str) -> None:
     """probe: health checks, synthetic monitoring and deploy gates."""
-    logs.setup(log_level.lower(), log_format.lower())
-    ctx.obj = Env(config, config_dir, log_level.lower(), log_format.lower())
+    logs.setup((log_level or "warning").lower(), log_format.lower())
+    ctx.obj = Env(config, config_dir, log_level and log_level.lower(), log_format.lower())
 
 
 def _parse_labels(values: Sequence[str]) -> dict[str, str]:
@@ -111,13 +113,15 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
             raise click.UsageError("--check, --label, --wait, --format and --output need --once")
         from probe.agent import run_daemon
 
+        if env.log_level is None:  # a service's journal should say what it does: started, reloaded, stopped
+            logs.setup("info", env.log_format)
         registry, plan = env.load()
 
         def reload() -> tuple[Any, Any]:
             new_registry, new_plan = env.reload()
             return new_plan, new_registry
 
-        sys.exit(run_daemon(plan, registry, log_level=env.log_level, reload=reload))
+        sys.exit(run_daemon(plan, registry, log_level=env.log_level or "info", reload=reload))
     if output:
         _check_writable(output)
     registry, plan = env.load()
@@ -241,6 +245,7 @@ def plugins(env: Env, fmt: str) -> None:
 
 cli.add_command(reportcli.status)
 cli.add_command(reportcli.report)
+cli.add_command(scaffold.new_plugin)
 
 
 def _plugins_table(registry: Any) -> str:

@@ -18,6 +18,8 @@ import socket
 import time
 from collections.abc import Mapping, MutableMapping
 
+from probe.agent import Lifecycle
+
 log = logging.getLogger("probe.systemd")
 
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -116,21 +118,20 @@ def _status(text: str) -> str:
     return "STATUS=" + " ".join(text.split())
 
 
-class SystemdLifecycle:
+class SystemdLifecycle(Lifecycle):
     """The agent's Lifecycle seam, told to systemd.
 
     ``ready()`` once the first schedule runs; ``reloading()`` / ``reloaded(ok)`` around a SIGHUP reload
     (``Type=notify-reload`` holds ``systemctl reload`` open between them); ``stopping()`` on SIGTERM;
     ``tick(now)`` from every scheduler-loop iteration (``now`` in ``time.monotonic()`` seconds).
 
-    ``wake_interval`` is the longest the scheduler loop may sleep between ticks (None: no limit). It is
-    half the ping interval, so pings are at most 3/4 of ``WatchdogSec`` apart while the loop runs.
+    The agent's loop ticks at least once a second (``probe.agent.TICK``), so pings are at most half of
+    ``WatchdogSec`` plus a second apart while the loop runs: any ``WatchdogSec`` of 3 s or more holds.
     """
 
     def __init__(self, notifier: Notifier, watchdog: float | None = None) -> None:
         self.notifier = notifier
         self.watchdog = watchdog if notifier.enabled else None
-        self.wake_interval = self.watchdog / 2 if self.watchdog is not None else None
         self.pings = 0
         self._last_ping: float | None = None
 

@@ -140,13 +140,14 @@ def seed(forecaster: forecast.Forecaster, reader: HistoryReader, checks: Iterabl
 
 class AgentMetrics:
     """Feeds the Agent's own numbers to metrics: every scheduler lag sample since the last call, the checks
-    loaded, and each reload (ok or rejected) since the last call."""
+    loaded, and each reload (ok or rejected) and loop stall since the last call."""
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent
         self._lags = 0
         self._ok = 0
         self._failed = 0
+        self._stalls = 0
 
     def __call__(self, metrics: Any) -> None:
         lag = self.agent.schedule.lag
@@ -161,6 +162,9 @@ class AgentMetrics:
             found = re.match(r"(\d+) configuration error", stats.last_reload_error)
             metrics.record_agent(reload=False, config_errors=int(found.group(1)) if found else 1)
         self._ok, self._failed = stats.reloads_ok, stats.reloads_failed
+        stalls, self._stalls = stats.loop_stalls - self._stalls, stats.loop_stalls
+        if stalls:
+            metrics.record_agent(loop_stalls=stalls)
         metrics.record_agent(checks_loaded=self.agent.checks_loaded)
 
 
