@@ -118,20 +118,20 @@ def test_interpolation_expands_env_defaults_files_and_dollars(tmp_path: Path) ->
     path = tmp_path / "checks.yaml"
     path.write_text(textwrap.dedent(f"""
         checks:
-          - name: mem
-            type: memory
+          - name: echo
+            type: command
+            run: [/bin/echo, "${{file:{secret}}}", "${{API_TOKEN}}"]
             labels:
               team: ${{TEAM}}
               tier: ${{TIER:-web}}
               empty: ${{EMPTY:-fallback}}
               price: $${{not expanded}}
-              token: ${{file:{secret}}}
-              api: ${{API_TOKEN}}
         """))
     plan = load_plan(path, REGISTRY, env={"TEAM": "ops", "EMPTY": "", "API_TOKEN": "abc123"})
-    assert dict(plan.checks[0].labels) == {"team": "ops", "tier": "web", "empty": "fallback",
-                                           "price": "${not expanded}", "token": "s3cr3t", "api": "abc123"}
-    assert plan.secrets == {"s3cr3t", "abc123"}  # from a file, or from a variable named like a secret
+    (echo,) = plan.checks
+    assert dict(echo.labels) == {"team": "ops", "tier": "web", "empty": "fallback", "price": "${not expanded}"}
+    assert list(echo.options.run) == ["/bin/echo", "s3cr3t", "abc123"]
+    assert {"s3cr3t", "abc123"} <= plan.secrets  # from a file, or from a variable named like a secret
 
 
 def test_hysteresis_rules() -> None:
