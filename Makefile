@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench soak clean
+.PHONY: run test lint typecheck pytest plugins-test bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/probe --config-dir checks.d/local.yaml run --once
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint typecheck pytest plugins-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -30,6 +30,10 @@ pytest: $(STAMP)
 
 bench: $(STAMP)  # BENCH_FULL=1 make bench: the long rows at full length
 	$(BIN)/python benchmarks/bench.py
+
+# plugins/*: each package installed into the venv like a user's plugin, then its own lint, types and tests
+plugins-test: $(STAMP)
+	VENV=$(VENV) plugins/run-tests.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -71,7 +71,7 @@ def blackbox_cpu_per_probe(pid: int, port: int, module: str, target: str, runs: 
         if b"probe_success 1" not in body:
             raise RuntimeError(f"blackbox probe failed:\n{body.decode()}")
 
-    for _ in range(50):
+    for _ in range(min(50, runs)):
         probe_once()
     before = process_cpu(pid)
     for _ in range(runs):
@@ -85,7 +85,7 @@ async def probe_cpu_per_check(check_type: str, options: dict[str, Any], runs: in
                            registry.checks[check_type].Options.model_validate(options), Location("bench", 1, 1),
                            options)
     runner = Runner(registry)
-    for _ in range(50):
+    for _ in range(min(50, runs)):
         outcome = await runner.run(spec)
         if outcome.status.name != "OK":
             raise RuntimeError(outcome.result.summary)
@@ -107,6 +107,50 @@ def start_blackbox(binary: str, config: Path, port: int) -> subprocess.Popen[byt
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("blackbox_exporter did not start")
+
+
+_MEMO: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+
+
+def bench_rows(peers: Any, quick: bool, full: bool) -> list[dict[str, Any]]:
+    """The http and tcp rows for benchmarks/bench.py, against its nginx (``peers.web``), with a blackbox_exporter
+    of our own (bench.py's has only dns modules). Computed once per run: bench.py asks once per row."""
+    if peers.web in _MEMO and _MEMO[peers.web][0]["extra"].get("quick") == quick:
+        return _MEMO[peers.web]
+    rows = [{"row": name, "unit": "ms CPU/check", "target": 0.5, "peer_name": f"blackbox_exporter {name}",
+             "extra": {"quick": quick}} for name in ("http", "tcp")]
+    blackbox_bin = shutil.which("prometheus-blackbox-exporter")
+    if peers.web is None or blackbox_bin is None:
+        for row in rows:
+            row["note"] = peers.why("nginx" if peers.web is None else "prometheus-blackbox-exporter")
+        return rows
+    runs, rounds = (20, 1) if quick else (2000, 3)
+    host, port = peers.web.rsplit(":", 1)
+    checks = {"http": ("http", {"url": f"http://{peers.web}/"}, "http_2xx", f"http://{peers.web}/"),
+              "tcp": ("tcp", {"host": host, "port": int(port)}, "tcp_connect", peers.web)}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "blackbox.yml"
+        config.write_text(BLACKBOX_CONFIG.format(ca_file="/dev/null"))
+        bb_port = free_port()
+        blackbox = start_blackbox(blackbox_bin, config, bb_port)
+        try:
+            for row in rows:
+                check_type, options, module, target = checks[row["row"]]
+                ours, theirs = [], []
+                for _ in range(rounds):
+                    ours.append(asyncio.run(probe_cpu_per_check(check_type, options, runs)))
+                    theirs.append(blackbox_cpu_per_probe(blackbox.pid, bb_port, module, target, runs))
+                ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
+                ratio = statistics.median(ratios)
+                row.update(probe=statistics.median(ours) * 1e3, peer=statistics.median(theirs) * 1e3,
+                           status="pass" if ratio <= 0.5 else "fail",
+                           note=f"{runs} runs x {rounds} rounds, median ratio {ratio:.2f}, fresh connection each")
+                row["extra"].update(runs=runs, rounds=ratios)
+        finally:
+            blackbox.terminate()
+            blackbox.wait(5)
+    _MEMO[peers.web] = rows
+    return rows
 
 
 def main() -> None:

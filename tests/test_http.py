@@ -377,3 +377,12 @@ async def test_http2_over_plain_http_falls_back(nginx_server: Nginx) -> None:
 def test_bad_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         HttpCheck.Options.model_validate(options)
+
+
+async def test_ipv6_literal_url() -> None:
+    with ThreadedServer(http_server(), host="::1") as server:
+        result = await run_check("http", url=f"http://[::1]:{server.port}/health", expect={"json": {"status": "UP"}})
+        only_v4 = await run_check("http", url=f"http://[::1]:{server.port}/health", ip_version="ipv4")
+    assert result.status is probe.Status.OK, result.summary
+    assert result.details["address"] == f"[::1]:{server.port}"
+    assert only_v4.reason == "resolve_failed"

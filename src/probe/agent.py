@@ -26,6 +26,7 @@ from typing import Protocol
 from probe.config import ConfigErrors, Plan
 from probe.model import Result, Status
 from probe.plugins import Registry
+from probe.redact import Redactor, check_info
 from probe.runner import Outcome, Runner
 from probe.scheduler import Entry, Schedule
 from probe.spec import CheckSpec
@@ -259,7 +260,8 @@ class Agent:
                     log.error("sink %s failed: %s: %s", type(sink).__name__, type(exc).__name__, exc,
                               exc_info=log.isEnabledFor(logging.DEBUG))
         try:
-            self.registry.manager.hook.check_result(check=outcome.spec, result=outcome.result, state=state)
+            info = check_info(outcome.spec, Redactor(self.plan.secrets))
+            self.registry.manager.hook.check_result(check=info, result=outcome.result, state=state)
         except Exception as exc:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 

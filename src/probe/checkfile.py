@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,6 +22,8 @@ from probe.units import format_duration
 from probe.yamlsource import LocatedDict, LocatedList, Location, YamlError, load_yaml
 
 FILE_KEYS = ("defaults", "checks")
+_MAX_RETRIES = 5
+M = TypeVar("M", bound=BaseModel)
 Loaded = CheckSpec | ConfigError
 
 
@@ -88,14 +90,14 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     models: list[type[BaseModel]] = [CommonFields] + ([check_cls.Options] if check_cls is not None else [])
     common: CommonFields | None = None
     try:
-        common = CommonFields.model_validate({k: v for k, v in merged.items() if k in COMMON_KEYS})
+        common = validate(CommonFields, {k: v for k, v in merged.items() if k in COMMON_KEYS})
     except ValidationError as exc:
         errors.extend(from_pydantic(exc, merged, path, name, models, fallback=at))
     options_data = {k: v for k, v in merged.items() if k not in COMMON_KEYS}
     options: Any = None
     if check_cls is not None:
         try:
-            options = check_cls.Options.model_validate(options_data)
+            options = validate(check_cls.Options, options_data)
         except ValidationError as exc:
             errors.extend(from_pydantic(exc, merged, path, name, models, fallback=at))
     if common is not None:
@@ -126,7 +128,7 @@ def _semantics(common: CommonFields, check_cls: type[Check] | None, data: Any, p
     # A capacity's forecast (``time_to_full``) is the core's measurement: a threshold may name it even when
     # the type does not list it.
     known = None if check_cls is None or check_cls.measurements is None else \
-        check_cls.measurements | frozenset(getattr(check_cls, 'capacities', {}).values())
+        check_cls.measurements | frozenset(check_cls.capacities.values())
     for measurement, spec in common.thresholds.items():
         field = f"thresholds.{measurement}"
         if known is not None and check_cls is not None and measurement not in known:
@@ -136,10 +138,37 @@ def _semantics(common: CommonFields, check_cls: type[Check] | None, data: Any, p
             error(("thresholds", measurement), field, "needs a 'warning' or 'critical' condition", key=True)
         elif spec.clear is not None and (problem := hysteresis_problem(spec.warning, spec.critical, spec.clear)):
             error(("thresholds", measurement, "clear"), f"{field}.clear", problem)
-    for i, entry in enumerate(common.remediate):
-        if entry.action == "run" and not entry.run:
-            error(("remediate", i), f"remediate[{i}]", "needs 'run' (an argv list) or another 'action'")
     return errors
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    """``model.model_validate(data)``, reading a plain number as the text it was written as wherever a
+    string is expected (``version: 1.10`` is "1.10", ``code: 007`` is "007"). Mutates ``data``."""
+    for _ in range(_MAX_RETRIES):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            fixed = [_as_text(data, tuple(e["loc"])) for e in exc.errors() if e["type"] == "string_type"]
+            if not any(fixed):
+                raise
+    return model.model_validate(data)
+
+
+def _as_text(data: Any, loc: tuple[Any, ...]) -> bool:
+    node = data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    try:
+        text = getattr(node[loc[-1]], "text", None)
+    except (KeyError, IndexError, TypeError):
+        return False
+    if not isinstance(text, str) or not isinstance(node, dict | list):
+        return False
+    node[loc[-1]] = text
+    return True
 
 
 def merge_defaults(defaults: Mapping[str, Any], item: Mapping[str, Any]) -> Any:
@@ -185,8 +214,9 @@ def _blame_defaults(loaded: Loaded, in_defaults: set[Location]) -> Loaded:
 def unknown_type(check_type: Any, registry: Registry) -> str:
     if not isinstance(check_type, str):
         return f"must be a string naming a check type, got {check_type!r}"
-    suggestion = did_you_mean(check_type, registry.check_type_names())
-    hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+    names = registry.check_type_names()
+    suggestion = did_you_mean(check_type, names)
+    hint = f"; did you mean {suggestion!r}?" if suggestion else f"; installed types: {', '.join(names)}"
     failed = ", ".join(f"{f.plugin} ({f.error})" for f in registry.failures)
     broken = f" (plugins that failed to load: {failed})" if failed else ""
     return f"unknown check type {check_type!r}{hint}{broken}"

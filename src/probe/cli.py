@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from probe import __version__, logs, reportcli
+from probe import __version__, logs, reportcli, scaffold
 from probe.model import Status
 
 EX_USAGE = 64
@@ -245,6 +245,7 @@ def plugins(env: Env, fmt: str) -> None:
 
 cli.add_command(reportcli.status)
 cli.add_command(reportcli.report)
+cli.add_command(scaffold.new_plugin)
 
 
 def _plugins_table(registry: Any) -> str:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from probe.checkfile import load_checks_file
+from probe.checkfile import load_checks_file, validate
 from probe.configerrors import ConfigError, ConfigErrors, from_pydantic, redacted, where
 from probe.interpolation import Interpolator, interpolate
 from probe.permissions import strict_modes_apply, unsafe_file
 from probe.plugins import Registry
+from probe.redact import secret_values
 from probe.settings import AgentSettings
 from probe.spec import CheckSpec
 from probe.yamlsource import Location, YamlError, load_yaml
@@ -104,7 +105,7 @@ def load_settings(
     if not isinstance(data, dict):
         return AgentSettings(), [ConfigError(where(data, (), path), None, None, "expected a mapping of settings")]
     try:
-        return AgentSettings.model_validate(data), errors
+        return validate(AgentSettings, data), errors
     except ValidationError as exc:
         return AgentSettings(), errors + from_pydantic(exc, data, path, None, [AgentSettings])
 
@@ -172,6 +173,15 @@ def load_plan(
                 seen[loaded.name] = loaded.location
                 specs.append(loaded)
     errors += [ConfigError(Location("<plugins>", 1, 1), None, None, conflict) for conflict in registry.conflicts]
+    for spec in specs:
+        secrets |= secret_values(spec.options)
+    errors += [_secret_label(spec, key) for spec in specs for key, value in spec.labels.items()
+               if any(secret in value for secret in secrets if len(secret) >= 3)]
     if errors:
         raise ConfigErrors(redacted(errors, secrets))
     return Plan(settings, tuple(s for s in specs if s.enabled), tuple(files), frozenset(secrets))
+
+
+def _secret_label(spec: CheckSpec, key: str) -> ConfigError:
+    return ConfigError(spec.location, spec.name, f"labels.{key}",
+                       "holds a secret; labels become metric attributes and appear in every output")

@@ -92,6 +92,9 @@ def from_pydantic(exc: ValidationError, data: Any, path: Path, check: str | None
         elif err["type"] == "missing":
             errors.append(ConfigError(where(data, loc[:-1], path, fallback), check, field,
                                       f"missing required key {loc[-1]!r}"))
+        elif err["type"] == "model_type" and (keys := [k for m in models for k in fields_at(m, loc)]):
+            errors.append(ConfigError(where(data, loc, path, fallback), check, field,
+                                      f"expected a mapping with keys {', '.join(keys)}; got {short(err['input'])}"))
         else:
             errors.append(ConfigError(where(data, loc, path, fallback), check, field, message(err)))
     return errors

@@ -11,7 +11,7 @@ from probe.config import Plan
 from probe.formats import Report
 from probe.model import Result, Status
 from probe.plugins import Registry
-from probe.redact import Redactor
+from probe.redact import Redactor, check_info
 from probe.remediation import Remediator
 from probe.runner import Outcome, Runner
 from probe.spec import CheckSpec
@@ -31,17 +31,18 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     started_wall, started = time.time(), time.monotonic()
     deadline = started + wait
     runner = Runner(registry, max_threads=plan.settings.max_concurrency)
+    redact = Redactor(plan.secrets)
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
     remediator = None
     if remediate and plan.settings.remediation.enabled:
         remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
-                                redact=Redactor(plan.secrets))
+                                redact=redact)
 
     async def one(spec: CheckSpec) -> Outcome:
         async with limit:
             outcome = await runner.run(spec)
-        registry.manager.hook.check_result(check=spec, result=outcome.result, state=None)
+        registry.manager.hook.check_result(check=check_info(spec, redact), result=outcome.result, state=None)
         if metrics is not None:
             metrics.record(outcome)
         outcomes[spec.name] = outcome

@@ -43,6 +43,7 @@ __all__ = [
     "run_check",
     "run_check_sync",
     "temporary_plugin",
+    "validate_file",
 ]
 
 _ACTIVE: ContextVar[Registry | None] = ContextVar("probe_testing_registry", default=None)
@@ -107,6 +108,14 @@ def build_spec(config: Mapping[str, Any], *, registry: Registry | None = None,
     (spec,) = loaded
     assert isinstance(spec, CheckSpec)
     return spec
+
+
+def validate_file(path: str | Path, *, registry: Registry | None = None,
+                  env: Mapping[str, str] | None = None) -> tuple[CheckSpec, ...]:
+    """Validate a checks.d file (an example you ship) as ``probe validate`` would; raise ``ConfigErrors``."""
+    from probe.config import load_plan
+
+    return load_plan(Path(path), _registry(registry), env=dict(env or {})).checks
 
 
 async def run_check(config: Mapping[str, Any] | CheckSpec, *, registry: Registry | None = None,

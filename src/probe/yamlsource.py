@@ -69,10 +69,10 @@ class _Loader(yaml.SafeLoader):
             raise YamlError(_location(self, node.start_mark), f"invalid {tag} value: {exc}") from None
 
 
-
 # YAML 1.2 core schema instead of PyYAML's YAML 1.1 (see docs/configuration.md, "YAML"): only true/false
-# are booleans (`on: critical` keeps its key, `no` stays a string), no sexagesimal numbers (the Nagios
-# range 10:20 stays a string, not 620), no implicit octal (010 and 0644 stay strings), no timestamps.
+# are booleans (`on: critical` keeps its key, `country: NO` stays a string; `enabled: yes` still works, the
+# typed options accept such strings as booleans), no sexagesimal numbers (the Nagios range 10:20 stays a
+# string, not 620), no implicit octal (010 and 0644 stay strings), no timestamps.
 _Loader.yaml_implicit_resolvers = {}
 _CORE_SCHEMA = (
     ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
@@ -86,29 +86,52 @@ for _tag, _pattern, _first in _CORE_SCHEMA:
     _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
 
 
+class PlainInt(int):
+    """An integer as written in the file; ``text`` keeps the spelling for fields that expect a string."""
+
+    text: str
+
+
+class PlainFloat(float):
+    text: str
+
+
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
-    if text.startswith(("0o", "0x")):
-        return int(text[2:], 8 if text[1] == "o" else 16)
-    return int(text)
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    value = PlainInt(int(text[2:] if base != 10 else text, base))
+    value.text = text
+    return value
+
+
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
+    value = PlainFloat(loader.construct_yaml_float(node))
+    value.text = str(node.value)
+    return value
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[arg-type]
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)  # type: ignore[arg-type]
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
+    explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
+    merged = len(node.value) - explicit  # flatten_mapping puts merged (<<:) pairs first; the mapping's own win
     data = LocatedDict()
     data.location = _location(loader, node.start_mark)
     data.key_locations, data.value_locations = {}, {}
-    for key_node, value_node in node.value:
+    own: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         where = _location(loader, key_node.start_mark)
         if not isinstance(key, Hashable) or isinstance(key, list | dict):
             raise YamlError(where, "a mapping key must be a plain value")
-        if key in data:
-            first = data.key_locations[key]
-            raise YamlError(where, f"duplicate key {key!r} (first defined at line {first.line})")
+        if index >= merged:
+            if key in own:
+                first = data.key_locations[key]
+                raise YamlError(where, f"duplicate key {key!r} (first defined at {first.line}:{first.column})")
+            own.add(key)
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_locations[key] = where
         data.value_locations[key] = _location(loader, value_node.start_mark)
@@ -122,15 +145,6 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList
     return data
 
 
-# YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which turns the
-# documented ``remediate: [{on: critical}]`` key into ``True`` (and ``country: NO`` into False).
-# Values like ``enabled: yes`` still work: the typed options accept those strings as booleans.
-_BOOL = "tag:yaml.org,2002:bool"
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # type: ignore[arg-type]
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)  # type: ignore[arg-type]
 
@@ -168,7 +182,8 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
-        raise YamlError(where, f"invalid YAML: {exc.problem or exc.context}") from None
+        hint = "; indent with spaces, YAML does not allow tabs" if "'\\t'" in str(exc.problem) else ""
+        raise YamlError(where, f"invalid YAML: {exc.problem or exc.context}{hint}") from None
     except yaml.YAMLError as exc:
         raise YamlError(Location(name, 1, 1), f"invalid YAML: {exc}") from None
     except RecursionError:

@@ -28,6 +28,7 @@ from probe.checks._net import (
     facts_from_x509,
     os_failure,
     peer_facts,
+    show_address,
     unverified_context,
 )
 
@@ -88,7 +89,7 @@ class TlsCheck(probe.Check):
         except Failure as exc:
             failure = exc
         measurements = [probe.Measurement("duration", time.monotonic() - started, "s"), *timings.measurements()]
-        return _endpoint_result(f"{o.host}:{o.port}", facts, details, failure, measurements)
+        return _endpoint_result(show_address((o.host, o.port)), facts, details, failure, measurements)
 
     async def _read_unverified(self) -> tuple[CertFacts | None, dict[str, Any]]:
         """The certificate that failed verification, through a second handshake that does not verify."""
