@@ -386,3 +386,42 @@ async def test_ipv6_literal_url() -> None:
     assert result.status is probe.Status.OK, result.summary
     assert result.details["address"] == f"[::1]:{server.port}"
     assert only_v4.reason == "resolve_failed"
+
+
+async def test_head_and_no_content_have_no_body(web: str) -> None:
+    head = await run_check("http", url=f"{web}/health", method="HEAD")
+    assert head.status is probe.Status.OK, head.summary
+    assert measured(head, "body_bytes") == 0
+    empty = await run_check("http", url=f"{web}/status/204")
+    assert empty.status is probe.Status.OK, empty.summary
+    assert measured(empty, "body_bytes") == 0
+
+
+async def test_non_ascii_body_length_is_in_bytes(web: str) -> None:
+    result = await run_check("http", url=f"{web}/echo", method="POST", body="grüße",
+                             expect={"json": {"body": "grüße", "headers.content-length": "7"}})
+    assert result.status is probe.Status.OK, result.summary
+
+
+async def test_redirect_from_http_to_https(web_tls: dict[str, str], certs: Certs) -> None:
+    with ThreadedServer(redirect_to(web_tls["valid"] + "/health")) as bouncer:
+        result = await run_check("http", url=f"http://127.0.0.1:{bouncer.port}/", tls={"ca_file": str(certs.ca_file)},
+                                 expect={"json": {"status": "UP"}})
+    assert result.status is probe.Status.OK, result.summary
+    assert result.details["url"] == web_tls["valid"] + "/health"
+    assert measured(result, "tls_cert_remaining") > 0
+
+
+async def test_redirect_to_another_scheme_is_refused(web: str) -> None:
+    with ThreadedServer(redirect_to("ftp://127.0.0.1/file")) as bouncer:
+        result = await run_check("http", url=f"http://127.0.0.1:{bouncer.port}/")
+    assert result.reason == "bad_redirect"
+
+
+async def test_connect_timeout() -> None:
+    from netservers import full_backlog
+
+    with full_backlog() as port:
+        result = await run_check("http", timeout=1.0, url=f"http://127.0.0.1:{port}/")
+    assert result.reason == "timeout"
+    assert "connecting" in result.summary
