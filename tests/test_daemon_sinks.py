@@ -131,6 +131,8 @@ def test_a_filling_disk_is_cleaned_up_fixed_and_the_budget_survives_a_restart(
         assert (mount / "app.log").exists()
         assert [r.outcome for r in HistoryReader(db).remediations(0, "data-disk")] == ["fixed"]
         assert len(HistoryReader(db).remediations(0, "wedged")) == 2
+        wedged = _status_of(d, "wedged", "critical")
+        assert wedged is not None and wedged["remediation_exhausted"] is True
         dry = d.cli("check", "data-disk", "--remediate")
         assert dry.returncode == 2 and "skipped: cooling down for another" in dry.stdout, dry.stdout
         assert d.stop() == 0
