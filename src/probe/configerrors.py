@@ -30,9 +30,17 @@ class ConfigError:
         if self.check:
             parts.append(f"check {self.check!r}")
         if self.field:
-            parts.append(self.field)
-        parts.append(self.message)
+            field = self.field if self.field.strip() == self.field else repr(self.field)
+            parts.append(_one_line(field))
+        parts.append(_one_line(self.message))
         return ": ".join(parts)
+
+
+def _one_line(text: str) -> str:
+    """Keys and values come from the file: a newline or control character in one must not forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigErrors(Exception):
@@ -67,7 +75,9 @@ def where(data: Any, loc: Sequence[Any], path: Path, fallback: Location | None =
             best = locs.get(part, best)
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            best = node.item_locations[part] if isinstance(node, LocatedList) else best
+            # Lists built in code (probe.testing's dicts) have no positions.
+            positions = getattr(node, "item_locations", None) if isinstance(node, LocatedList) else None
+            best = positions[part] if positions is not None and part < len(positions) else best
             node = node[part]
         else:
             break
