@@ -30,9 +30,17 @@ class ConfigError:
         if self.check:
             parts.append(f"check {self.check!r}")
         if self.field:
-            parts.append(self.field)
-        parts.append(self.message)
+            field = self.field if self.field.strip() == self.field else repr(self.field)
+            parts.append(_one_line(field))
+        parts.append(_one_line(self.message))
         return ": ".join(parts)
+
+
+def _one_line(text: str) -> str:
+    """Keys and values come from the file: a newline or control character in one must not forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigErrors(Exception):
@@ -52,7 +60,19 @@ def redacted(errors: Iterable[ConfigError], secrets: Iterable[str]) -> list[Conf
     redact = Redactor(secrets)
     if not redact.secrets:
         return list(errors)
-    return [replace(e, message=redact(e.message)) for e in errors]
+    return [replace(e, message=_cut_secrets(redact(e.message), redact.secrets)) for e in errors]
+
+
+def _cut_secrets(message: str, secrets: Iterable[str]) -> str:
+    """Messages cut long values short (``'abcdef...'``): the start of a secret is masked too."""
+    if "..." not in message:
+        return message
+    for secret in secrets:
+        for end in range(len(secret) - 1, 2, -1):
+            if secret[:end] + "..." in message:
+                message = message.replace(secret[:end] + "...", "********...")
+                break
+    return message
 
 
 def where(data: Any, loc: Sequence[Any], path: Path, fallback: Location | None = None, *,
