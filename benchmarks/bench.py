@@ -353,12 +353,17 @@ def five_checks(peers: Peers, types: set[str]) -> tuple[str, list[str]]:
     return "checks:\n" + "\n".join(lines) + "\n", missing
 
 
-def wall_median(argv: list[str], runs: int) -> float:
+def wall_median(argv: list[str], runs: int, cpu: list[float] | None = None) -> float:
+    """Median wall time of ``runs`` runs; each run's CPU (user+system, from the children's rusage) goes to ``cpu``."""
     times = []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         times.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if cpu is not None:
+            cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return statistics.median(times)
 
 
@@ -383,12 +388,17 @@ def row_startup(peers: Peers, s: Settings) -> list[Row]:
             mine, peer = hyperfine([ours, theirs], runs)
             how = "hyperfine"
         else:
-            mine_runs, peer_runs = [], []
+            mine_runs: list[float] = []
+            peer_runs: list[float] = []
+            mine_cpu: list[float] = []
+            peer_cpu: list[float] = []
             for _ in range(s.rounds):
-                mine_runs.append(wall_median(ours, runs))
-                peer_runs.append(wall_median(theirs, runs))
+                mine_runs.append(wall_median(ours, runs, mine_cpu))
+                peer_runs.append(wall_median(theirs, runs, peer_cpu))
             mine, peer = statistics.median(mine_runs), statistics.median(peer_runs)
-            how = f"median of {runs} runs x {s.rounds} rounds"
+            cpu_ratio = statistics.median(mine_cpu) / statistics.median(peer_cpu)
+            how = (f"median of {runs} runs x {s.rounds} rounds; CPU {statistics.median(mine_cpu) * 1e3:.0f} vs "
+                   f"{statistics.median(peer_cpu) * 1e3:.1f} ms = {cpu_ratio:.1f}x")
     row.probe, row.peer = mine * 1e3, peer * 1e3
     row.extra = {"checks": 5 - len(missing), "missing_types": missing, "config": config}
     row.note = f"{5 - len(missing)} checks" + (f" (no {', '.join(missing)} yet)" if missing else "") + f"; {how}"
