@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import importlib
 import importlib.util
 import json
@@ -90,7 +89,7 @@ class Settings:
     quick: bool
     full: bool
 
-    def runs(self, normal: int, quick: int = 20) -> int:
+    def runs(self, normal: int, quick: int = 100) -> int:
         return quick if self.quick else normal
 
     @property
@@ -119,7 +118,9 @@ class Peers:
 
     unavailable: dict[str, str]
     dns: str | None = None  # host:port of dnsmasq
-    web: str | None = None  # host:port of nginx
+    web: str | None = None  # host:port of nginx, plain HTTP
+    web_tls: str | None = None  # host:port of the same nginx over TLS
+    ca_file: str | None = None  # the CA that signed nginx's certificate
     blackbox_pid: int | None = None
     blackbox_port: int | None = None
     blackbox_idle_rss: int | None = None  # bytes, before its first probe
@@ -137,59 +138,26 @@ def start_peers(install: bool) -> Iterator[Peers]:
 
             peers.dns = stack.enter_context(dnsmasq(PACKAGES["dnsmasq-base"]))
         if "nginx" not in peers.unavailable:
-            peers.web = stack.enter_context(nginx(Path(tmp) / "nginx"))
+            from netservers import Certs, nginx
+
+            certs = Certs(Path(tmp) / "certs")
+            server = stack.enter_context(nginx(PACKAGES["nginx"], Path(tmp) / "nginx", *certs.files["valid"]))
+            peers.web, peers.web_tls = f"127.0.0.1:{server.port}", f"127.0.0.1:{server.tls_port}"
+            peers.ca_file = str(certs.ca_file)
         if "prometheus-blackbox-exporter" not in peers.unavailable:
+            import bench_http
             from bench_dns import BLACKBOX_CONFIG, start_blackbox
             from dnsservers import free_port
 
             config = Path(tmp) / "blackbox.yml"
-            config.write_text(BLACKBOX_CONFIG)
+            http_modules = bench_http.BLACKBOX_CONFIG.format(ca_file=peers.ca_file or "/dev/null")
+            config.write_text(BLACKBOX_CONFIG + http_modules.split("modules:", 1)[1])
             port = free_port()
             proc = start_blackbox(PACKAGES["prometheus-blackbox-exporter"], config, port)
             stack.callback(_stop, proc)
             time.sleep(0.5)  # let it settle before reading its idle RSS
             peers.blackbox_pid, peers.blackbox_port, peers.blackbox_idle_rss = proc.pid, port, rss(proc.pid)
         yield peers
-
-
-@contextlib.contextmanager
-def nginx(prefix: Path) -> Iterator[str]:
-    """nginx on a free loopback port answering ``200 ok`` at every path; yields host:port."""
-    from dnsservers import free_port
-
-    port = free_port()
-    prefix.mkdir()
-    (prefix / "nginx.conf").write_text(f"""
-daemon off; master_process off; worker_processes 1; pid {prefix}/nginx.pid; error_log {prefix}/error.log;
-events {{ worker_connections 256; }}
-http {{
-  access_log off; client_body_temp_path {prefix}; proxy_temp_path {prefix}; fastcgi_temp_path {prefix};
-  uwsgi_temp_path {prefix}; scgi_temp_path {prefix};
-  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok\\n"; }} }}
-}}
-""")
-    proc = subprocess.Popen([PACKAGES["nginx"], "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-                             "-e", str(prefix / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_http(port, proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop(proc)
-
-
-def _wait_http(port: int, proc: subprocess.Popen[bytes]) -> None:
-    until = time.monotonic() + 10
-    while time.monotonic() < until:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nginx did not answer within 10s")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -255,7 +223,9 @@ def median_of_rounds(rounds: int, ours: Callable[[], float], theirs: Callable[[]
     for _ in range(rounds):
         mine.append(ours())
         peer.append(theirs())
-    ratios = [m / p for m, p in zip(mine, peer, strict=True)]
+    ratios = [m / p for m, p in zip(mine, peer, strict=True) if p > 0]
+    if not ratios:  # /proc/PID/stat counts whole clock ticks (10 ms)
+        raise RuntimeError("the peer's CPU was below one clock tick in every round: too few runs")
     return statistics.median(mine), statistics.median(peer), statistics.median(ratios), ratios
 
 
@@ -289,6 +259,50 @@ def dns_row(peers: Peers, s: Settings, transport: str) -> Row:
     row.probe, row.peer = mine * 1e3, peer * 1e3
     row.extra = {"runs": runs, "rounds": ratios}
     row.note = f"{runs} runs x {s.rounds} rounds, median ratio {ratio:.2f}"
+    return row.judge()
+
+
+def row_http(peers: Peers, s: Settings) -> list[Row]:
+    """CPU per HTTP check (fresh connection each) through the Runner vs blackbox_exporter's http prober, same nginx
+    (benchmarks/bench_http.py does the measuring); TLS as an extra row."""
+    return [http_row(peers, s, "http", "http", "http_2xx"), http_row(peers, s, "http/tls", "http", "https_2xx")]
+
+
+def row_tcp(peers: Peers, s: Settings) -> list[Row]:
+    """CPU per TCP connect check through the Runner vs blackbox_exporter's tcp prober, same nginx port."""
+    return [http_row(peers, s, "tcp", "tcp", "tcp_connect")]
+
+
+def http_row(peers: Peers, s: Settings, name: str, check_type: str, module: str) -> Row:
+    row = Row(name, "ms CPU/check", 0.5, peer_name=f"blackbox_exporter {module}")
+    if peers.web is None or peers.web_tls is None or peers.blackbox_pid is None:
+        row.note = peers.why("nginx" if peers.web is None else "prometheus-blackbox-exporter")
+        return row
+    if check_type not in check_types():
+        row.note = f"no {check_type} check type on this branch"
+        return row
+    from bench_http import blackbox_cpu_per_probe, probe_cpu_per_check
+
+    host, port = peers.web.rsplit(":", 1)
+    options: dict[str, object]
+    if module == "tcp_connect":
+        options, target = {"host": host, "port": int(port)}, peers.web
+    elif module == "https_2xx":
+        target = f"https://{peers.web_tls}/"
+        options = {"url": target, "tls": {"ca_file": peers.ca_file}}
+    else:
+        target = f"http://{peers.web}/"
+        options = {"url": target}
+    runs = s.runs(2000)
+    pid, bport = peers.blackbox_pid, peers.blackbox_port or 0
+    mine, peer, ratio, ratios = median_of_rounds(
+        s.rounds, lambda: asyncio.run(probe_cpu_per_check(check_type, options, runs)),
+        lambda: blackbox_cpu_per_probe(pid, bport, module, target, runs))
+    row.probe, row.peer = mine * 1e3, peer * 1e3
+    row.extra = {"runs": runs, "rounds": ratios}
+    row.note = f"{runs} runs x {s.rounds} rounds, median ratio {ratio:.2f}"
+    if name == "http/tls":
+        row.note += " (not a row of the issue: TLS handshake per check)"
     return row.judge()
 
 
@@ -357,6 +371,8 @@ def row_startup(peers: Peers, s: Settings) -> list[Row]:
         path = Path(tmp) / "five.yaml"
         path.write_text(config)
         ours = [*probe_command(), "--config-dir", str(path), "run", "--once"]
+        # Bytecode cached, as after a pip or package install: this first run writes what is missing.
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         result = subprocess.run(ours, capture_output=True, text=True, check=False)
         if result.returncode not in (0, 1):
             row.status, row.note = "error", f"probe run --once exited {result.returncode}: {result.stderr[-300:]}"
@@ -454,9 +470,8 @@ def delegated(module: str, rows: tuple[Row, ...], owner: str) -> Callable[[Peers
 
 
 ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
-    "http": delegated("bench_http", (Row("http", "ms CPU/check", 0.5, peer_name="blackbox_exporter http"),),
-                      "nethttp"),
-    "tcp": delegated("bench_http", (Row("tcp", "ms CPU/check", 0.5, peer_name="blackbox_exporter tcp"),), "nethttp"),
+    "http": row_http,
+    "tcp": row_tcp,
     "dns": row_dns,
     "disk": row_disk,
     "startup": row_startup,

@@ -7,9 +7,11 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ PY = sys.executable
 SECRET = "s3cr3t-token-4711"
 BLOCKING_PLUGIN = '''
 import time
+import urllib.request
 
 import probe
 
@@ -152,6 +155,17 @@ def test_ready_watchdog_reload_and_stop_as_systemd_sees_them(tmp_path: Path, not
     assert kinds.index("READY") < kinds.index("WATCHDOG") and "WATCHDOG" not in kinds[kinds.index("STOPPING"):]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
 def quick_name(interval: float) -> str:
     """A check name whose first run (spread over the interval by its name) comes within a second."""
     return next(n for n in (f"stuck-{i}" for i in range(1000)) if splay(n, interval) < 1.0)
@@ -167,7 +181,9 @@ def test_a_blocking_plugin_is_named_and_the_watchdog_stops_while_it_blocks(
     (checks / "stuck.yaml").write_text(json.dumps({"checks": [
         {"name": name, "type": "blocking", "seconds": 5, "interval": "30s", "timeout": "20s"}]}))
     settings = tmp_path / "probe.yaml"
-    settings.write_text(json.dumps({"state_dir": str(tmp_path / "state")}))
+    port = free_port()
+    settings.write_text(json.dumps({"state_dir": str(tmp_path / "state"),
+                                    "telemetry": {"prometheus": {"enabled": True, "port": port}}}))
     env = {**notify.env, "WATCHDOG_USEC": "2000000", "JOURNAL_STREAM": "this log"}
     d = Daemon(tmp_path, ["--config", str(settings), "--config-dir", str(checks)], env)
     daemons.append(d)
@@ -178,6 +194,9 @@ def test_a_blocking_plugin_is_named_and_the_watchdog_stops_while_it_blocks(
         assert time.monotonic() < deadline, d.text()
         notify.receive(0.2)  # receiving as they come: notify.times are arrival times
     notify.wait_for("WATCHDOG")  # pinging again once the loop runs
+    while "probe_agent_loop_stalls_total 1.0" not in scrape(port):  # the self-metric counts it
+        assert time.monotonic() < deadline, scrape(port)
+        notify.receive(0.5)
     d.signal(signal.SIGTERM)
     notify.wait_for("STOPPING")
     assert d.wait() == 0

@@ -167,3 +167,19 @@ def test_builtin_checks_run_through_the_helpers() -> None:
     outcome = run_check_sync({"type": "disk", "path": "/", "thresholds": {"utilization": {"critical": ">= 0%"}}},
                              registry=load_registry(entry_points=False))
     assert_result(outcome, "critical", reason="threshold", measurements=["utilization", "free"])
+
+
+def test_remediation_actions_are_validated_with_the_config() -> None:
+    with temporary_plugin(SleepCheck, EchoAction):
+        spec = build_spec({"type": "sleep", "remediate": [{"on": "critical", "action": "echo",
+                                                           "with": {"word": "hi"}}]})
+        assert spec.remediate[0].action == "echo"
+        with pytest.raises(ConfigErrors) as exc:
+            build_spec({"type": "sleep", "remediate": [
+                {"on": "critical", "action": "ecko", "with": {}},
+                {"on": "critical", "action": "echo", "with": {"wrd": "hi"}},
+            ]})
+    text = str(exc.value)
+    assert "remediate[0].action: unknown action type 'ecko'; did you mean 'echo'? (registered: echo, run)" in text
+    assert "remediate[1].with.word: field required" in text
+    assert "remediate[1].with.wrd: extra inputs are not permitted" in text

@@ -102,6 +102,7 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
             errors.extend(from_pydantic(exc, merged, path, name, models, fallback=at))
     if common is not None:
         errors.extend(_semantics(common, check_cls, merged, path, at))
+        errors.extend(_actions(common, registry, merged, path, at))
     if errors or common is None or check_cls is None:
         return list(errors)
     return [CheckSpec.build(common, options, at, options_data)]
@@ -138,6 +139,33 @@ def _semantics(common: CommonFields, check_cls: type[Check] | None, data: Any, p
             error(("thresholds", measurement), field, "needs a 'warning' or 'critical' condition", key=True)
         elif spec.clear is not None and (problem := hysteresis_problem(spec.warning, spec.critical, spec.clear)):
             error(("thresholds", measurement, "clear"), f"{field}.clear", problem)
+    return errors
+
+
+def _actions(common: CommonFields, registry: Registry, data: Any, path: Path, at: Location) -> list[ConfigError]:
+    """Each ``remediate`` entry names a registered action type, and its ``with:`` block is valid for it, so a
+    plugin action's bad options fail ``probe validate`` rather than the first remediation."""
+    errors = []
+    for i, entry in enumerate(common.remediate):
+        cls = registry.actions.get(entry.action)
+        if cls is None:
+            hint = did_you_mean(entry.action, registry.actions)
+            errors.append(ConfigError(
+                where(data, ("remediate", i, "action"), path, at), common.name, f"remediate[{i}].action",
+                f"unknown action type {entry.action!r}" + (f"; did you mean {hint!r}?" if hint else "")
+                + f" (registered: {', '.join(sorted(registry.actions))})"))
+            continue
+        if entry.action == "run":
+            continue  # the built-in takes its argv from 'run', checked by the model
+        try:
+            cls.Options.model_validate(dict(entry.options))
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                loc = ".".join(str(p) for p in err["loc"])
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                errors.append(ConfigError(
+                    where(data, ("remediate", i, "with", *err["loc"][:1]), path, at), common.name,
+                    f"remediate[{i}].with" + (f".{loc}" if loc else ""), msg[:1].lower() + msg[1:]))
     return errors
 
 

@@ -67,7 +67,9 @@ def where(data: Any, loc: Sequence[Any], path: Path, fallback: Location | None =
             best = locs.get(part, best)
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            best = node.item_locations[part] if isinstance(node, LocatedList) else best
+            # Lists built in code (probe.testing's dicts) have no positions.
+            positions = getattr(node, "item_locations", None) if isinstance(node, LocatedList) else None
+            best = positions[part] if positions is not None and part < len(positions) else best
             node = node[part]
         else:
             break

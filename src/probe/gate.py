@@ -6,17 +6,19 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probe.config import Plan
 from probe.formats import Report
 from probe.model import Result, Status
 from probe.plugins import Registry
 from probe.redact import Redactor, check_info
-from probe.remediation import Remediator
 from probe.runner import Outcome, Runner
 from probe.spec import CheckSpec
-from probe.telemetry import MetricsSink
 from probe.units import format_duration, format_value
+
+if TYPE_CHECKING:
+    from probe.telemetry import MetricsSink
 
 
 async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *, wait: float = 0.0,
@@ -36,6 +38,8 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     outcomes: dict[str, Outcome] = {}
     remediator = None
     if remediate and plan.settings.remediation.enabled:
+        from probe.remediation import Remediator
+
         remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
                                 redact=redact)
 
@@ -125,6 +129,7 @@ async def check_remediation(plan: Plan, registry: Registry, runner: Runner, outc
     budgets the agent saved in ``history`` count: a cooling-down entry says so); with ``dry_run=False``
     run them, re-check, and return the re-check's outcome. Runs are audited in ``history`` when it exists."""
     from probe.history import HistoryReader, HistoryStore
+    from probe.remediation import Remediator
     from probe.sinks import saved_states
 
     spec = outcome.spec

@@ -15,15 +15,17 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.check import Check, Context
-from probe.forecast import Forecaster
 from probe.model import Measurement, Result, Status
 from probe.plugins import Registry
 from probe.spec import CheckSpec
 from probe.thresholds import Verdict
 from probe.units import format_duration, format_value
+
+if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never imports the module
+    from probe.forecast import Forecaster
 
 log = logging.getLogger("probe.runner")
 

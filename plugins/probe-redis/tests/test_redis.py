@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,9 +140,6 @@ def test_the_entry_point_is_declared() -> None:
 
 def test_the_example_config_runs_through_the_real_cli(shared_redis: str) -> None:
     """The installed entry point, the example file and the probe command line, end to end."""
-    import subprocess
-    import sys
-
     example = Path(__file__).parent.parent / "checks.d" / "redis.yaml"
     done = subprocess.run([sys.executable, "-m", "probe", "--config-dir", str(example), "validate"],
                           capture_output=True, text=True, timeout=120)
@@ -148,3 +148,38 @@ def test_the_example_config_runs_through_the_real_cli(shared_redis: str) -> None
                            "--format", "json"], capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: a busy shared server may warn
     assert '"redis-cache"' in done.stdout
+
+
+def _probe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_disallowed_command_fails_probe_validate(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("checks:\n  - name: r\n    type: redis\n    remediate:\n"
+                      "      - {on: critical, action: redis-command, with: {command: [FLUSHALL]}}\n")
+    done = _probe("--config-dir", str(config), "validate")
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert "remediate[0].with.command: 'FLUSHALL' is not an allowed remediation command" in done.stdout + done.stderr
+
+
+def test_once_with_remediate_runs_the_action_and_reports_the_recovered_check(
+        redis_server: Callable[..., int], tmp_path: Path) -> None:
+    """The whole path through the real CLI: threshold breach -> redis-command action -> re-run -> OK."""
+    port = redis_server("--maxmemory", "2mb")
+    url = f"redis://127.0.0.1:{port}"
+    config = tmp_path / "redis.yaml"
+    config.write_text(f"""checks:
+  - name: tight
+    type: redis
+    url: {url}
+    thresholds: {{memory_utilization: {{critical: ">= 10%"}}}}
+    remediate:
+      - {{on: critical, action: redis-command, with: {{url: "{url}", command: [CONFIG, SET, maxmemory, 256mb]}}}}
+""")
+    done = _probe("--config-dir", str(config), "run", "--once", "--remediate", "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (check,) = json.loads(done.stdout)["checks"]
+    assert check["status"] == "ok"
+    assert check["measurements"]["maxmemory"]["value"] == 256 * 1024 * 1024  # the action's doing
+    assert "fixed (CONFIG replied OK)" in done.stderr

@@ -34,7 +34,7 @@ def _valid_dsn(value: str) -> str:
 class Expect(BaseModel):
     """What the result must look like; a mismatch is CRITICAL."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     rows: int | str | None = None
     """Row count: an exact number (``1``) or a condition that must hold (``">= 1"``, ``"== 0"``)."""
     values: dict[str, Any] = {}
@@ -53,7 +53,7 @@ class Expect(BaseModel):
 class Reconcile(BaseModel):
     """A second query whose result must match the main query's (a data-integrity check)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     query: str = Field(min_length=1)
     """The query to compare with the main one."""
     dsn: str | None = None

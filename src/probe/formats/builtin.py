@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from probe.formats import Format, Report
 from probe.formats.nagios import render_nagios
@@ -85,6 +84,8 @@ def render_json(report: Report) -> str:
 
 
 def render_junit(report: Report) -> str:
+    from xml.sax.saxutils import escape  # only junit needs it, and it pulls in urllib
+
     failures = sum(1 for o in report.outcomes if o.status in (Status.WARNING, Status.CRITICAL))
     errors = sum(1 for o in report.outcomes if o.status is Status.UNKNOWN)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
@@ -199,6 +200,8 @@ def _xml_safe(text: str) -> str:
 
 
 def _attr(text: str) -> str:
+    from xml.sax.saxutils import quoteattr
+
     return quoteattr(_xml_safe(text))
 
 
