@@ -131,6 +131,8 @@ def test_a_filling_disk_is_cleaned_up_fixed_and_the_budget_survives_a_restart(
         assert (mount / "app.log").exists()
         assert [r.outcome for r in HistoryReader(db).remediations(0, "data-disk")] == ["fixed"]
         assert len(HistoryReader(db).remediations(0, "wedged")) == 2
+        wedged = _status_of(d, "wedged", "critical")
+        assert wedged is not None and wedged["remediation_exhausted"] is True
         dry = d.cli("check", "data-disk", "--remediate")
         assert dry.returncode == 2 and "skipped: cooling down for another" in dry.stdout, dry.stdout
         assert d.stop() == 0
@@ -228,3 +230,46 @@ def test_sigterm_flushes_metrics_and_a_reload_forgets_removed_checks(tmp_path: P
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+def test_a_real_prometheus_scrapes_the_running_agent_and_promtool_accepts_its_metrics(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    import urllib.parse
+
+    from conftest import require_binary
+
+    promtool, prometheus = require_binary("promtool"), require_binary("prometheus")
+    port = _free_port()
+    d = Daemon(tmp_path, {"checks": [{"name": "mem", "type": "memory", "interval": "1s", "timeout": "900ms",
+                                      "labels": {"team": "ops"}}]},
+               {"state_dir": str(tmp_path / "state"), "telemetry": {"prometheus": {"enabled": True, "port": port}}})
+    daemons.append(d.start())
+    wait_for("the agent's self-metrics", lambda: _one(_metrics(port), "probe_agent_checks_loaded") == 1, log=d.log)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: probe\n"
+                      f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
+    listen = f"127.0.0.1:{_free_port()}"
+    with open(tmp_path / "prometheus.log", "w") as log:
+        server = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                   f"--web.listen-address={listen}"], stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        def query(expr: str) -> list[dict[str, Any]] | None:
+            url = f"http://{listen}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                result: list[dict[str, Any]] = json.load(response)["data"]["result"]
+            return result or None
+
+        [hard] = wait_for("Prometheus to scrape the hard status",
+                          lambda: query('probe_check_hard_status{check_name="mem", team="ops"}'),
+                          log=tmp_path / "prometheus.log")
+        assert hard["value"][1] == "0" and hard["metric"]["job"] == "probe"
+        [healthy] = wait_for("the history health", lambda: query("probe_agent_history_healthy"))
+        assert healthy["value"][1] == "1"
+        assert wait_for("scheduler lag", lambda: query("probe_agent_scheduler_lag_seconds_count > 0"))
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert d.stop() == 0

@@ -135,7 +135,7 @@ def history(state: Path) -> float:
                             hard_status=2 if down else 0, state_type="hard")
         store.record_result(ts, "db", "sql", 0, duration=0.2, summary="fine", hard_status=0, state_type="hard")
     store.record_remediation(start + 25 * 60, "web", "run", ["/bin/true"], "not_fixed", exit_code=0)
-    store.save_state("web", {"flapping": True})
+    store.save_state("web", {"flapping": True, "remediation": {"0": {"runs": [start], "exhausted": True}}})
     store.close()
     return start
 
@@ -148,9 +148,12 @@ def test_status_reads_the_state_dir_from_probe_yaml(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["checks"]}
     assert (rows["web"]["status"], rows["web"]["flapping"], rows["db"]["status"]) == ("ok", True, "ok")
+    assert (rows["web"]["remediation_exhausted"], rows["db"]["remediation_exhausted"]) == (True, False)
     table = probe_cli("status", "--state-dir", state)
-    assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["CHECK", "STATUS", "STATE",
-                                                                             "LAST", "RUN", "SUMMARY"]
+    lines = table.stdout.splitlines()
+    assert table.returncode == 0 and lines[0].split() == ["CHECK", "STATUS", "STATE", "LAST", "RUN", "SUMMARY"]
+    web = next(line for line in lines if line.startswith("web "))
+    assert "hard flapping remediation-exhausted" in web
 
 
 def test_status_without_history_exits_3_and_says_where_it_looked(tmp_path: Path) -> None:

@@ -72,18 +72,26 @@ def status(state_dir: str | None, fmt: str) -> None:
         rows.append({"name": name, "type": r.check_type, "status": _STATUS.get(hard, str(hard)).lower(),
                      "state_type": r.state_type or "", "last_status": _STATUS.get(r.status, "").lower(),
                      "last_run": r.ts, "age": now - r.ts, "summary": r.summary,
-                     "flapping": bool(state.get("flapping", False))})
+                     "flapping": bool(state.get("flapping", False)),
+                     "remediation_exhausted": _exhausted(state)})
     if fmt == "json":
         click.echo(json.dumps({"checks": rows}, indent=2))
         return
     table = [("CHECK", "STATUS", "STATE", "LAST RUN", "SUMMARY")]
     for row in rows:
-        flags = row["state_type"] + (" flapping" if row["flapping"] else "")
+        flags = row["state_type"] + (" flapping" if row["flapping"] else "") + \
+            (" remediation-exhausted" if row["remediation_exhausted"] else "")
         table.append((row["name"], row["status"].upper(), flags.strip(), f"{format_duration(row['age'])} ago",
                       row["summary"]))
     widths = [max(len(t[i]) for t in table) for i in range(4)]
     for t in table:
         click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(4)), t[4]]).rstrip())
+
+
+def _exhausted(state: dict[str, Any]) -> bool:
+    """Whether a remediate entry of the check has used up its runs for this episode."""
+    budgets = state.get("remediation")
+    return isinstance(budgets, dict) and any(isinstance(b, dict) and b.get("exhausted") for b in budgets.values())
 
 
 @click.command()

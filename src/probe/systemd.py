@@ -23,6 +23,8 @@ from probe.agent import Lifecycle
 log = logging.getLogger("probe.systemd")
 
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+SEND_TIMEOUT = 0.5
+"""Seconds a notification may wait for room in a full socket buffer before it is dropped (and logged)."""
 
 
 class NotifySocketError(ValueError):
@@ -97,6 +99,8 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Called from the event loop: a supervisor that stopped reading must not hold it for long.
+                self._sock.settimeout(SEND_TIMEOUT)
             self._sock.sendto(message.encode("utf-8"), self.address)
         except OSError as exc:
             if not self._failed:
@@ -162,17 +166,14 @@ class SystemdLifecycle(Lifecycle):
     def stopping(self) -> None:
         self.notifier.send("STOPPING=1", _status("stopping"))
 
-    def status(self, text: str) -> None:
-        self.notifier.send(_status(text))
-
     def tick(self, now: float) -> None:
         if self.watchdog is None:
             return
         if self._last_ping is not None and now - self._last_ping < self.watchdog:
             return
-        if self.notifier.send("WATCHDOG=1"):
+        if self.notifier.send("WATCHDOG=1"):  # a failed ping is tried again on the next tick
             self.pings += 1
-        self._last_ping = now
+            self._last_ping = now
 
     def close(self) -> None:
         self.notifier.close()
