@@ -13,9 +13,9 @@ import concurrent.futures
 import inspect
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from probe.check import Check, Context
 from probe.model import Measurement, Result, Status
@@ -50,6 +50,16 @@ class Outcome:
         return self.result.status
 
 
+@dataclass(frozen=True)
+class _Instance:
+    """A check object for one spec, with what each run needs of it, worked out once."""
+
+    spec: CheckSpec
+    check: Check
+    is_async: bool
+    logger: logging.Logger
+
+
 @dataclass
 class _Hung:
     future: concurrent.futures.Future[Any]
@@ -62,31 +72,35 @@ class Runner:
     max_threads: int = 32
     forecaster: Forecaster | None = None
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
-    _instances: dict[str, tuple[CheckSpec, Check]] = field(default_factory=dict)
+    _instances: dict[str, _Instance] = field(default_factory=dict)
     _hung: dict[str, _Hung] = field(default_factory=dict)
     _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
     _executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def instance(self, spec: CheckSpec) -> Check:
+        return self._instance(spec).check
+
+    def _instance(self, spec: CheckSpec) -> _Instance:
         cached = self._instances.get(spec.name)
-        if cached is not None and cached[0] == spec:
-            return cached[1]
+        if cached is not None and (cached.spec is spec or cached.spec == spec):  # identity first: == is costly
+            return cached
         cls = self.registry.check_type(spec.type)
         if cls is None:
             raise KeyError(f"unknown check type {spec.type!r}")
         check = cls(spec.name, spec.options)
-        self._instances[spec.name] = (spec, check)
-        return check
+        made = _Instance(spec, check, inspect.iscoroutinefunction(check.run),
+                         logging.getLogger(f"probe.check.{spec.name}"))
+        self._instances[spec.name] = made
+        return made
 
     async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
         """Run ``spec`` once. ``levels`` are the threshold levels of the previous run (for hysteresis)."""
         started_wall, started = time.time(), time.monotonic()
         deadline = started + spec.timeout
-        logger = logging.getLogger(f"probe.check.{spec.name}")
-        ctx = Context(spec.name, deadline, logger, spec.labels)
         try:
-            check = self.instance(spec)
-            raw = await self._call(check, ctx, spec)
+            made = self._instance(spec)
+            ctx = Context(spec.name, deadline, made.logger, spec.labels)
+            raw = await self._call(made, ctx, spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
             raw = _crash(spec, exc, self._who(spec))
         duration = time.monotonic() - started
@@ -107,15 +121,16 @@ class Runner:
             log.warning("forecast for %s failed: %s", spec.name, exc)
             return result
 
-    async def _call(self, check: Check, ctx: Context, spec: CheckSpec) -> Result:
+    async def _call(self, made: _Instance, ctx: Context, spec: CheckSpec) -> Result:
         hung = self._hung.get(spec.name)
         if hung is not None:
             if not hung.future.done():
                 return _timeout(spec, f"previous run has been blocked in sync code for "
                                       f"{format_duration(time.monotonic() - hung.since)}; not started again")
             del self._hung[spec.name]
-        if inspect.iscoroutinefunction(check.run):
-            task: asyncio.Task[Any] = asyncio.ensure_future(check.run(ctx))
+        check = made.check
+        if made.is_async:
+            task: asyncio.Task[Any] = asyncio.ensure_future(cast("Awaitable[Result]", check.run(ctx)))
             task.set_name(f"probe-check-{spec.name}")  # probe.stall names the check that blocks the loop
             return await self._await(task, spec)
         future = self._pool().submit(check.run, ctx)
@@ -205,7 +220,9 @@ def _validate(spec: CheckSpec, value: Any, who: str) -> Result:
 def _with_duration(result: Result, duration: float) -> Result:
     if result.measurement("duration") is not None:
         return result
-    return result.replace(measurements=(*result.measurements, Measurement("duration", duration, "s")))
+    # Not result.replace(): dataclasses.replace re-inspects the fields on every call (runs per check run).
+    return Result(result.status, result.summary, result.reason,
+                  (*result.measurements, Measurement("duration", duration, "s")), result.details)
 
 
 def apply_thresholds(spec: CheckSpec, result: Result,
