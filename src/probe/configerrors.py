@@ -30,9 +30,17 @@ class ConfigError:
         if self.check:
             parts.append(f"check {self.check!r}")
         if self.field:
-            parts.append(self.field)
-        parts.append(self.message)
+            field = self.field if self.field.strip() == self.field else repr(self.field)
+            parts.append(_one_line(field))
+        parts.append(_one_line(self.message))
         return ": ".join(parts)
+
+
+def _one_line(text: str) -> str:
+    """Keys and values come from the file: a newline or control character in one must not forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigErrors(Exception):
