@@ -60,7 +60,19 @@ def redacted(errors: Iterable[ConfigError], secrets: Iterable[str]) -> list[Conf
     redact = Redactor(secrets)
     if not redact.secrets:
         return list(errors)
-    return [replace(e, message=redact(e.message)) for e in errors]
+    return [replace(e, message=_cut_secrets(redact(e.message), redact.secrets)) for e in errors]
+
+
+def _cut_secrets(message: str, secrets: Iterable[str]) -> str:
+    """Messages cut long values short (``'abcdef...'``): the start of a secret is masked too."""
+    if "..." not in message:
+        return message
+    for secret in secrets:
+        for end in range(len(secret) - 1, 2, -1):
+            if secret[:end] + "..." in message:
+                message = message.replace(secret[:end] + "...", "********...")
+                break
+    return message
 
 
 def where(data: Any, loc: Sequence[Any], path: Path, fallback: Location | None = None, *,

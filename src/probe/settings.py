@@ -11,7 +11,7 @@ from probe.units import Duration
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PluginSettings(Strict):

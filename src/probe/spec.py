@@ -15,7 +15,7 @@ from probe.yamlsource import Location
 
 
 class ThresholdSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     warning: str | float | None = None
     critical: str | float | None = None
     clear: str | float | None = None
@@ -31,7 +31,7 @@ class ThresholdSpec(BaseModel):
 class RemediationSpec(BaseModel):
     """One ``remediate:`` entry (see docs/remediation.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     on: Literal["warning", "critical", "unknown", "problem", "recovery"]
     run: list[str] | None = Field(None, min_length=1)
     action: str = "run"
@@ -53,7 +53,7 @@ class RemediationSpec(BaseModel):
 class CommonFields(BaseModel):
     """Fields every check has, whatever its type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     name: str = Field(max_length=200)
     type: str
     interval: Duration = 60.0
