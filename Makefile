@@ -1,6 +1,7 @@
 # make run  - install into .venv and run every check in checks.d/local.yaml once
 # make test - install, then lint (ruff), type check (mypy) and test (pytest)
 # make bench - probe against real peers in one run (docs/performance.md)
+# make soak  - the agent at 200 checks/s for SOAK_SECONDS (default 300); fails on leaks (docs/reliability.md)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -30,6 +31,10 @@ pytest: $(STAMP)
 
 bench: $(STAMP)  # BENCH_FULL=1 make bench: the long rows at full length
 	$(BIN)/python benchmarks/bench.py
+
+SOAK_SECONDS ?= 300
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
 
 # plugins/*: each package installed into the venv like a user's plugin, then its own lint, types and tests
 plugins-test: $(STAMP)

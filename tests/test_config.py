@@ -11,7 +11,7 @@ from probe.config import ConfigError, ConfigErrors, load_plan
 from probe.model import Status
 from probe.plugins import load_plugins
 from probe.spec import CheckSpec
-from probe.thresholds import hysteresis_problem
+from probe.thresholds import hysteresis_problem, shadowed_warning
 from probe.yamlsource import Location, load_yaml
 
 REGISTRY = load_plugins(use_entry_points=False)
@@ -140,6 +140,16 @@ def test_hysteresis_rules() -> None:
     assert hysteresis_problem(None, "10:20", "< 5") is None  # ranges are not judged
     assert "wrong way" in (hysteresis_problem(None, "> 2s", ">= 1s") or "")
     assert "holds nothing back" in (hysteresis_problem(None, "< 3d", "> 1d") or "")
+
+
+def test_a_warning_that_critical_always_preempts_is_found() -> None:
+    assert shadowed_warning(">= 80%", ">= 90%") is None
+    assert shadowed_warning(">= 90", "> 90") is None  # 90 itself is a warning
+    assert shadowed_warning("> 90", ">= 90") and shadowed_warning("> 90", "> 90")
+    assert shadowed_warning("<= 5", "< 5") is None and shadowed_warning("< 5", "<= 5")
+    assert shadowed_warning("< 1h", "< 4h") and shadowed_warning("< 4h", "< 1h") is None
+    assert shadowed_warning(None, "< 4") is None and shadowed_warning("10:20", "> 5") is None
+    assert shadowed_warning("> 5", "< 2") is None  # opposite directions: both can fire
 
 
 def test_errors_sort_by_place_even_when_only_some_name_a_check() -> None:

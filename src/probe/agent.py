@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
+from probe import aio
 from probe.config import ConfigErrors, Plan
 from probe.model import Result, Status
 from probe.plugins import Registry
@@ -408,7 +409,7 @@ def run_daemon(plan: Plan, registry: Registry, *, log_level: str = "warning", re
     if sinks is None and states is None:
         from probe.wiring import serve
 
-        return asyncio.run(serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=[LogSink()]))
+        return aio.run(serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=[LogSink()]))
     agent = Agent(plan, registry, sinks=[LogSink()] if sinks is None else sinks, states=states,
                   lifecycle=lifecycle, reload=reload)
-    return asyncio.run(agent.run())
+    return aio.run(agent.run())

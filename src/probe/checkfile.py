@@ -17,7 +17,7 @@ from probe.configerrors import ConfigError, did_you_mean, from_pydantic, unknown
 from probe.interpolation import Interpolator, interpolate
 from probe.plugins import Registry
 from probe.spec import COMMON_KEYS, CheckSpec, CommonFields
-from probe.thresholds import hysteresis_problem
+from probe.thresholds import hysteresis_problem, shadowed_warning
 from probe.units import format_duration
 from probe.yamlsource import LocatedDict, LocatedList, Location, YamlError, load_yaml
 
@@ -137,7 +137,9 @@ def _semantics(common: CommonFields, check_cls: type[Check] | None, data: Any, p
                   key=True)
         if spec.warning is None and spec.critical is None:
             error(("thresholds", measurement), field, "needs a 'warning' or 'critical' condition", key=True)
-        elif spec.clear is not None and (problem := hysteresis_problem(spec.warning, spec.critical, spec.clear)):
+        if warning_problem := shadowed_warning(spec.warning, spec.critical):
+            error(("thresholds", measurement, "warning"), f"{field}.warning", warning_problem)
+        if spec.clear is not None and (problem := hysteresis_problem(spec.warning, spec.critical, spec.clear)):
             error(("thresholds", measurement, "clear"), f"{field}.clear", problem)
     return errors
 

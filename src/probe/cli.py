@@ -6,7 +6,6 @@ an internal error exits 3 (UNKNOWN), never 1, which would read as WARNING.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
@@ -19,7 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
-from probe import __version__, logs, reportcli, scaffold
+from probe import __version__, aio, logs, reportcli, scaffold
 from probe.model import Status
 
 EX_USAGE = 64
@@ -133,7 +132,7 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
 
     terminal = output is None and sys.stdout.isatty()
     with _once_metrics(plan) as metrics:  # exported when the run ends, before the exit
-        report = asyncio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
+        report = aio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
                                       color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
                                       hostname=socket.gethostname(), metrics=metrics))
     if terminal:
@@ -197,7 +196,7 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
 
     runner = Runner(registry)
     try:
-        text, outcome = asyncio.run(go())
+        text, outcome = aio.run(go())
     finally:
         runner.close()
     _emit(text, plan, None)

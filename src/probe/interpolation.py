@@ -35,7 +35,6 @@ class Interpolator:
 
     env: Mapping[str, str]
     secrets: set[str]
-    read_file: Callable[[str], str] | None = None
     vet_file: Callable[[Path], str | None] | None = None
 
     def expand(self, text: str) -> str:
@@ -63,8 +62,8 @@ class Interpolator:
     def _file(self, path: str) -> str:
         if not path:
             raise InterpolationError("${file:} needs a path")
-        if self.read_file is not None:
-            return self.read_file(path)
+        if not Path(path).is_absolute():  # relative to what? the daemon's cwd is /, a shell's is anywhere
+            raise InterpolationError(f"${{file:{path}}} needs an absolute path")
         if self.vet_file is not None and (problem := self.vet_file(Path(path))):
             raise InterpolationError(f"refusing secret file: {problem}")
         try:

@@ -169,3 +169,17 @@ def _comparison(condition: object) -> tuple[str, float, str] | None:
         return match.group(1), parse_quantity(match.group(2)), condition.strip()
     except ValueError:
         return None
+
+
+def shadowed_warning(warning: object, critical: object) -> str | None:
+    """Why ``warning`` can never fire (``critical`` is judged first and holds whenever it does), or None."""
+    w, c = _comparison(warning), _comparison(critical)
+    if w is None or c is None or {w[0], c[0]} & {"==", "!="}:
+        return None
+    up = w[0] in (">", ">=")
+    if up != (c[0] in (">", ">=")):
+        return None
+    beyond = w[1] > c[1] if up else w[1] < c[1]
+    if beyond or (w[1] == c[1] and (len(c[0]) == 2 or len(w[0]) == 1)):
+        return f"{w[2]!r} can never fire: critical {c[2]!r} holds whenever it does"
+    return None

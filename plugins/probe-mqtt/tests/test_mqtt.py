@@ -88,3 +88,20 @@ def test_the_entry_point_is_declared() -> None:
 
     eps = {ep.name: ep.value for ep in entry_points(group="probe")}
     assert eps.get("probe-mqtt") == "probe_mqtt", "pip install -e plugins/probe-mqtt first"
+
+
+async def test_a_silent_peer_times_out_within_the_check_timeout() -> None:
+    """A listener that accepts but never answers CONNECT: the check reports it before the core's timeout."""
+    import asyncio
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        outcome = await run_check({"type": "mqtt", "port": port, "timeout": "500ms"})
+    finally:
+        server.close()
+    assert outcome.status is probe.Status.CRITICAL
+    assert outcome.result.reason == "timeout"

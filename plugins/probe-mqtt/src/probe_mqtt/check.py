@@ -77,6 +77,8 @@ class _RoundTrip:
             client.username_pw_set(self.o.username, self.o.password)
         if self.o.tls:
             client.tls_set(ca_certs=self.o.ca_file)
+        # The TCP connect blocks this thread: bound it by the deadline so the thread ends with the run.
+        client.connect_timeout = max(self.ctx.remaining(), 0.001)
         target = f"{self.o.host}:{self.o.port}"
         started = time.perf_counter()
         try:
