@@ -353,12 +353,17 @@ def five_checks(peers: Peers, types: set[str]) -> tuple[str, list[str]]:
     return "checks:\n" + "\n".join(lines) + "\n", missing
 
 
-def wall_median(argv: list[str], runs: int) -> float:
+def wall_median(argv: list[str], runs: int, cpu: list[float] | None = None) -> float:
+    """Median wall time of ``runs`` runs; each run's CPU (user+system, from the children's rusage) goes to ``cpu``."""
     times = []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         times.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if cpu is not None:
+            cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return statistics.median(times)
 
 
@@ -383,12 +388,17 @@ def row_startup(peers: Peers, s: Settings) -> list[Row]:
             mine, peer = hyperfine([ours, theirs], runs)
             how = "hyperfine"
         else:
-            mine_runs, peer_runs = [], []
+            mine_runs: list[float] = []
+            peer_runs: list[float] = []
+            mine_cpu: list[float] = []
+            peer_cpu: list[float] = []
             for _ in range(s.rounds):
-                mine_runs.append(wall_median(ours, runs))
-                peer_runs.append(wall_median(theirs, runs))
+                mine_runs.append(wall_median(ours, runs, mine_cpu))
+                peer_runs.append(wall_median(theirs, runs, peer_cpu))
             mine, peer = statistics.median(mine_runs), statistics.median(peer_runs)
-            how = f"median of {runs} runs x {s.rounds} rounds"
+            cpu_ratio = statistics.median(mine_cpu) / statistics.median(peer_cpu)
+            how = (f"median of {runs} runs x {s.rounds} rounds; CPU {statistics.median(mine_cpu) * 1e3:.0f} vs "
+                   f"{statistics.median(peer_cpu) * 1e3:.1f} ms = {cpu_ratio:.1f}x")
     row.probe, row.peer = mine * 1e3, peer * 1e3
     row.extra = {"checks": 5 - len(missing), "missing_types": missing, "config": config}
     row.note = f"{5 - len(missing)} checks" + (f" (no {', '.join(missing)} yet)" if missing else "") + f"; {how}"
@@ -454,6 +464,74 @@ def row_rss(peers: Peers, s: Settings) -> list[Row]:
     return [row.judge()]
 
 
+SCALE_CHECKS = 10_000
+
+
+def row_scale(peers: Peers, s: Settings) -> list[Row]:
+    """10,000 dns checks at a 60 s interval against dnsmasq, in an agent wired as ``probe run`` wires it
+    (history and metrics sinks, forecasts), in a child process: its CPU (all threads) over the window, the p99
+    of how late runs started (the scheduler's own lag samples) and its RSS. 60 s by default (every check runs
+    once), 5 minutes with BENCH_FULL=1; --quick runs 1,000 checks for 5 s."""
+    row = Row("10k-checks", "% of one core", 25.0)
+    if (HERE / "scheduler_scale.py").exists():
+        return delegated("scheduler_scale", (row,), "daemon")(peers, s)
+    if peers.dns is None:
+        row.note = peers.why("dnsmasq-base")
+        return [row]
+    seconds = 5.0 if s.quick else 300.0 if s.full else 60.0
+    checks = SCALE_CHECKS // 10 if s.quick else SCALE_CHECKS
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "checks.yaml"
+        lines = ["defaults: {interval: 60s, timeout: 5s}", "checks:"]
+        lines += [f"  - {{name: dns-{i:05d}, type: dns, query: www.test, server: '{peers.dns}'}}"
+                  for i in range(checks)]
+        config.write_text("\n".join(lines) + "\n")
+        (Path(tmp) / "probe.yaml").write_text(f"state_dir: {tmp}/state\n")
+        done = subprocess.run([sys.executable, __file__, "--scale-child", tmp, str(seconds)], capture_output=True,
+                              text=True, timeout=seconds + 600, check=False)
+    if done.returncode != 0:
+        row.status, row.note = "error", f"agent child exited {done.returncode}: {done.stderr[-300:]}"
+        return [row]
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    row.probe, row.extra = m["cpu_percent"], m
+    met = {"cpu": m["cpu_percent"] <= 25.0, "p99 lateness": m["lag_p99_ms"] <= 50.0, "rss": m["rss_mib"] <= 150.0}
+    row.status = "pass" if all(met.values()) else "fail"
+    row.note = (f"{m['checks']} checks, {seconds:g} s, {m['runs']} runs: p99 start lateness "
+                f"{m['lag_p99_ms']:.1f} ms (<= 50), worst {m['lag_worst_ms']:.0f} ms;"
+                f" RSS {m['rss_mib']:.0f} MiB (<= 150)"
+                + "".join(f"; {k} not met" for k, ok in met.items() if not ok))
+    return [row]
+
+
+def scale_child(tmp: str, seconds: float) -> None:
+    """The agent side of ``row_scale``, in its own process so its CPU and memory are its own."""
+    from probe.agent import Agent
+    from probe.config import load
+    from probe.wiring import assemble
+
+    registry, plan = load(Path(tmp) / "checks.yaml", settings_path=Path(tmp) / "probe.yaml", env={})
+
+    async def measure() -> dict[str, float]:
+        parts = assemble(plan, registry, rerun=None, remediate=False, prometheus=False)
+        sinks = [sink for sink in (parts.history, parts.metrics) if sink is not None]
+        agent = Agent(plan, registry, sinks=sinks)
+        agent.runner.forecaster = parts.forecaster
+        task = asyncio.create_task(agent.run())
+        wall, cpu = time.monotonic(), time.process_time()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        lag = agent.schedule.lag
+        result = {"cpu_percent": cpu / wall * 100, "runs": lag.total, "lag_p99_ms": lag.quantile(0.99) * 1e3,
+                  "lag_worst_ms": lag.worst * 1e3, "rss_mib": rss(os.getpid()) / 2**20, "seconds": wall,
+                  "checks": len(plan.checks)}
+        agent.request_stop()
+        await task
+        await parts.aclose()
+        return result
+
+    print(json.dumps(asyncio.run(measure())))
+
+
 def delegated(module: str, rows: tuple[Row, ...], owner: str) -> Callable[[Peers, Settings], list[Row]]:
     """Rows another benchmark script owns: called when it is present, reported as skipped until then."""
 
@@ -475,7 +553,7 @@ ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
     "dns": row_dns,
     "disk": row_disk,
     "startup": row_startup,
-    "scale": delegated("scheduler_scale", (Row("10k-checks", "% of one core", 25.0),), "daemon"),
+    "scale": row_scale,
     "rss": row_rss,
     "history": row_history,
 }
@@ -548,4 +626,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["--scale-child"]:
+        scale_child(sys.argv[2], float(sys.argv[3]))
+    else:
+        sys.exit(main())
