@@ -212,21 +212,21 @@ def rows(t: Targets, tmp: Path) -> list[Row]:
         Row("tcp-connect-timeout", tcp("backlog"), "critical", ("timeout",)),
         Row("tcp-tarpit", tcp("tarpit", banner="^SSH-"), "critical", ("timeout",)),
         Row("tcp-reset", tcp("reset", send="hello\n", expect=["^ok"]), "critical", ("connection_reset",)),
-        Row("tcp-garbage", tcp("garbage", banner="^SSH-"), "critical", ("banner_mismatch", "expect_mismatch")),
+        Row("tcp-garbage", tcp("garbage", banner="^SSH-"), "critical", ("expect_mismatch",)),
         Row("tcp-endless", tcp("endless", send="hi\n", expect=["^never$"]), "critical",
-            ("expect_mismatch", "too_much_data", "timeout")),
+            ("expect_mismatch",)),
         Row("http-refused", http("refused"), "critical", ("connection_refused",)),
         Row("http-tarpit", http("tarpit"), "critical", ("timeout",)),
-        Row("http-reset", http("reset"), "critical", ("connection_reset", "malformed_response")),
-        Row("http-reset-mid-body", http("reset_mid"), "critical", ("connection_reset", "malformed_response")),
+        Row("http-reset", http("reset"), "critical", ("connection_reset",)),
+        Row("http-reset-mid-body", http("reset_mid"), "critical", ("connection_reset",)),
         Row("http-garbage", http("garbage"), "critical", ("malformed_response",)),
         Row("http-endless-body", http("endless_body", expect={"body_contains": "never"}), "critical",
-            ("body_mismatch", "body_too_large", "timeout")),
+            ("body_too_large",)),
         Row("dns-servfail", dns("servfail"), "critical", ("servfail",)),
         Row("dns-nxdomain", dns("nxdomain"), "critical", ("nxdomain",)),
         Row("dns-timeout", dns("silent"), "critical", ("timeout",)),
-        Row("dns-truncated", dns("truncate"), "critical", ("truncated", "connection_refused")),
-        Row("dns-garbage", dns("garbage"), "critical", ("timeout", "malformed_response")),
+        Row("dns-truncated", dns("truncate"), "critical", ("truncated",)),
+        Row("dns-garbage", dns("garbage"), "critical", ("malformed_response",)),
         Row("dns-bad-body", dns("bad_body"), "critical", ("malformed_response",)),
         Row("pg-down", {"type": "sql", "dsn": f"postgresql://postgres@127.0.0.1:{t.tcp['refused']}/test",
                         "query": "SELECT 1"}, "critical", ("connection_refused",)),
@@ -426,3 +426,29 @@ def test_once_exits_even_when_a_plugin_swallows_cancellation(tmp_path: Path) -> 
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout)["checks"][0]["reason"] == "timeout"
     assert "Task was destroyed" not in proc.stderr
+
+
+def test_docs_list_every_row_of_the_matrix() -> None:
+    text = (REPO / "docs" / "reliability.md").read_text()
+    missing = [name for name in ROW_NAMES if f"`{name}`" not in text]
+    assert not missing, f"docs/reliability.md does not list: {missing}"
+
+
+def test_a_row_sqlite_cannot_bind_does_not_poison_the_history(tmp_path: Path) -> None:
+    from probe.history import HistoryStore
+
+    store = HistoryStore(tmp_path / "h.sqlite3", batch_interval=0.05).open()
+    now = time.time()  # retention prunes anything older than 30 days
+    try:
+        store.record_result(now, "before", "file", 0, duration=0.1, summary="fine")
+        store.record_result(now + 1, "surrogate", "file", 2, duration=0.1, summary="bad name \udcff in a path")
+        store.record_remediation(now + 2, "huge", "run", ["x"], "failed", exit_code=2**70)
+        store.record_result(now + 3, "after", "file", 0, duration=0.1, summary="still written")
+        assert store.flush(10)
+        health = store.health()
+        assert health.healthy and health.dropped == 1 and health.written == 3
+    finally:
+        store.close()
+    rows = {r.check_name: r for r in HistoryReader(tmp_path / "h.sqlite3").results(0)}
+    assert set(rows) == {"before", "surrogate", "after"}
+    assert rows["surrogate"].summary == "bad name \\udcff in a path"
