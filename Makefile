@@ -1,11 +1,13 @@
 # make run  - install into .venv and run every check in checks.d/local.yaml once
 # make test - install, then lint (ruff), type check (mypy) and test (pytest)
+# make bench - probe against real peers in one run (docs/performance.md)
+# make soak  - the agent at 200 checks/s for SOAK_SECONDS (default 300); fails on leaks (docs/reliability.md)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench soak clean
+.PHONY: run test lint typecheck pytest plugins-test bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/probe --config-dir checks.d/local.yaml run --once
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint typecheck pytest plugins-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -26,6 +28,17 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(STAMP)  # BENCH_FULL=1 make bench: the long rows at full length
+	$(BIN)/python benchmarks/bench.py
+
+SOAK_SECONDS ?= 300
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
+
+# plugins/*: each package installed into the venv like a user's plugin, then its own lint, types and tests
+plugins-test: $(STAMP)
+	VENV=$(VENV) plugins/run-tests.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

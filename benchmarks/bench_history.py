@@ -4,6 +4,7 @@
 
 Enqueues N results (5 measurements each, one capacity sample) as fast as a producer can, then waits
 for the writer; prints the enqueue cost per result (what the event loop pays) and the sustained rate.
+``benchmarks/bench.py`` calls ``measure``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from probe.history import HistoryStore
 
 
-def main(n: int) -> None:
+def measure(n: int) -> dict[str, float]:
+    """Enqueue ``n`` results and wait for the writer: rate (results/s), enqueue_us, wall_s, cpu_s."""
     with tempfile.TemporaryDirectory() as tmp:
         store = HistoryStore(Path(tmp) / "h.db").open()
         now = time.time()
@@ -27,13 +29,19 @@ def main(n: int) -> None:
             store.record_result(now + i * 1e-3, f"check-{i % 1000}", "disk", 0, duration=0.01,
                                 summary="/ 50.0% used", measurements=measurements, samples=("utilization",))
         enqueue = time.perf_counter() - started
-        assert store.flush(timeout=600)
+        if not store.flush(timeout=600):
+            raise RuntimeError("the history writer did not drain within 600s")
         total = time.perf_counter() - started
         cpu = time.process_time() - cpu
         store.close()
-        print(f"results: {n}")
-        print(f"enqueue cost: {enqueue / n * 1e6:.1f} us/result (on the caller's thread)")
-        print(f"written: {n / total:,.0f} results/s sustained ({total:.2f}s wall, {cpu:.2f}s CPU all threads)")
+    return {"results": n, "rate": n / total, "enqueue_us": enqueue / n * 1e6, "wall_s": total, "cpu_s": cpu}
+
+
+def main(n: int) -> None:
+    m = measure(n)
+    print(f"results: {n}")
+    print(f"enqueue cost: {m['enqueue_us']:.1f} us/result (on the caller's thread)")
+    print(f"written: {m['rate']:,.0f} results/s sustained ({m['wall_s']:.2f}s wall, {m['cpu_s']:.2f}s CPU all threads)")
 
 
 if __name__ == "__main__":

@@ -36,3 +36,10 @@ def checks_dir(tmp_path: Path) -> Iterator[Path]:
     d = tmp_path / "checks.d"
     d.mkdir()
     yield d
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every probe process it starts) gets its own state dir: no test writes the real
+    /var/lib/probe, and no daemon restores another test's check state."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))

@@ -242,8 +242,7 @@ http {{
         {routes}
     }}
     server {{
-        listen 127.0.0.1:{tls_port} ssl;
-        http2 on;
+        listen 127.0.0.1:{tls_port} ssl http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         {routes}
@@ -308,3 +307,106 @@ async def run_check(check_type: str, timeout: float = 5.0, **options: object) ->
     spec = CheckSpec.build(CommonFields(name="t", type=check_type, timeout=timeout, interval=60),
                            cls.Options.model_validate(options), Location("test", 1, 1), options)
     return (await runner.run(spec)).result
+
+
+# --- a small HTTP/1.1 server with routes that misbehave on purpose -------------------------------------------
+
+HEALTH = b'{"status": "UP", "checks": [{"name": "db", "ok": true, "latency": 0.5}], "version": "1.2.3"}'
+
+
+@dataclass
+class HttpLog:
+    requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)  # method, path, hdrs, body
+
+
+def http_server(log: HttpLog | None = None) -> Handler:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = request_line.split(" ", 2)
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        if log is not None:
+            log.requests.append((method, path, headers, body))
+        await _route(method, path.split("?", 1)[0], headers, body, writer)
+        await writer.drain()
+    return handle
+
+
+def _reply(writer: asyncio.StreamWriter, status: int, body: bytes = b"", headers: tuple[str, ...] = (),
+           content_type: str = "text/plain") -> None:
+    head = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}", f"Content-Type: {content_type}",
+            "Connection: close", *headers]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+
+
+async def _route(method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> None:
+    import base64
+    import json
+
+    if path == "/health":
+        _reply(writer, 200, HEALTH, ("X-Version: 1.2.3", "Set-Cookie: a=1", "Set-Cookie: b=2"), "application/json")
+    elif path.startswith("/status/"):
+        _reply(writer, int(path.rsplit("/", 1)[1]), b"status page\n")
+    elif path.startswith("/redirect/"):  # /redirect/N -> N hops, then /health
+        n = int(path.rsplit("/", 1)[1])
+        _reply(writer, 302, b"", (f"Location: {'/health' if n <= 1 else f'/redirect/{n - 1}'}",))
+    elif path == "/see-other":
+        _reply(writer, 303, b"", ("Location: /echo",))
+    elif path == "/echo":
+        doc = {"method": method, "headers": headers, "body": body.decode("utf-8", "replace")}
+        _reply(writer, 200, json.dumps(doc).encode(), content_type="application/json")
+    elif path == "/basic":
+        good = "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
+        _reply(writer, 200 if headers.get("authorization") == good else 401, b"members only\n")
+    elif path == "/bearer":
+        _reply(writer, 200 if headers.get("authorization") == "Bearer tok-123456" else 401, b"api\n")
+    elif path == "/chunked":
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"6\r\nhello \r\n6;ext=1\r\nchunks\r\n0\r\n\r\n")
+    elif path == "/unframed":
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the server closes\n")
+    elif path == "/endless":  # chunked, never ends
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+            await writer.drain()
+    elif path == "/huge":
+        _reply(writer, 200, b"y" * (3 * 1024 * 1024))
+    elif path == "/reset-mid-body":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"z" * 1000)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        reset(writer)
+    elif path == "/short-body":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    elif path == "/tarpit":  # headers, then nothing
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(3600)
+    elif path == "/hang":
+        await asyncio.sleep(3600)
+    elif path == "/garbage":
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+    elif path == "/not-json":
+        _reply(writer, 200, b"<html>oops</html>", content_type="text/html")
+    else:
+        _reply(writer, 404, b"not found\n")
+
+
+async def forward_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A plain HTTP forward proxy: absolute-form request in, origin-form request out, response piped back."""
+    from urllib.parse import urlsplit
+
+    head = await reader.readuntil(b"\r\n\r\n")
+    request_line, rest = head.split(b"\r\n", 1)
+    method, url, version = request_line.decode().split(" ")
+    parts = urlsplit(url)
+    upstream_reader, upstream_writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    rest = rest.replace(b"\r\n\r\n", b"\r\nVia: test-proxy\r\n\r\n")
+    upstream_writer.write(f"{method} {path} {version}\r\n".encode() + rest)
+    while chunk := await upstream_reader.read(65536):
+        writer.write(chunk)
+    await writer.drain()
+    upstream_writer.close()

@@ -24,6 +24,7 @@ class NotifySocket:
             self.sock.bind(str(path))
             self.env = {"NOTIFY_SOCKET": str(path)}
         self.messages: list[dict[str, str]] = []
+        self.times: list[float] = []  # time.monotonic() at which each message arrived
 
     def receive(self, timeout: float = 10.0) -> dict[str, str] | None:
         """The next message as a dict, or None after ``timeout`` seconds."""
@@ -34,6 +35,7 @@ class NotifySocket:
             return None
         fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
         self.messages.append(fields)
+        self.times.append(time.monotonic())
         return fields
 
     def wait_for(self, key: str, value: str = "1", timeout: float = 30.0) -> dict[str, str]:

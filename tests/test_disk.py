@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
@@ -212,3 +212,37 @@ def test_bad_options_are_config_errors(tmp_path: Path, options: str, message: st
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{path}:2:") and "check 'd'" in errors[0]
     assert message in errors[0]
+
+
+def test_a_new_mount_on_the_path_is_seen_by_the_same_check_object(tmp_path: Path) -> None:
+    """The filesystem type is remembered per (mount point, device): a mount over the path is noticed."""
+    import logging
+    import time
+
+    from probe.check import Context
+    from probe.checks.disk import DiskCheck
+
+    where = tmp_path / "spot"
+    where.mkdir()
+    parent = _mount_point(where)
+    check = DiskCheck("spot", DiskCheck.Options(path=str(where)))
+    ctx = Context("spot", time.monotonic() + 10, logging.getLogger("test"))
+
+    def details() -> dict[str, str]:
+        result = check.run(ctx)
+        assert not isinstance(result, Awaitable)
+        return dict(result.details)
+
+    before = details()
+    with tmpfs(where):
+        during = details()
+    after = details()
+    assert list(before) == [parent] and f"({mounts()[parent].fstype}" in before[parent]
+    assert list(during) == [str(where)] and "(tmpfs" in during[str(where)]
+    assert after == before
+
+
+def _mount_point(path: Path) -> str:
+    while not os.path.ismount(path):
+        path = path.parent
+    return str(path)

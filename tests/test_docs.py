@@ -14,6 +14,7 @@ from conftest import REPO
 from pydantic import BaseModel
 
 from probe.check import Check
+from probe.optiondocs import option_docs
 from probe.plugins import load_plugins
 
 REGISTRY = load_plugins(use_entry_points=False)
@@ -65,7 +66,8 @@ def test_check_type_has_a_docs_page_naming_every_option_and_measurement(check_ty
 def test_every_option_has_a_docstring(check_type: str) -> None:
     """The Options class is the single source of the reference: each field says what it means."""
     cls = REGISTRY.checks[check_type]
-    undocumented = [name for name, info in cls.Options.model_fields.items() if not info.description]
+    documented = option_docs(cls.Options)
+    undocumented = [name for name in cls.Options.model_fields if not documented.get(name)]
     assert not undocumented, (f"{cls.__module__}.{cls.__name__}.Options: add a docstring under "
                               f"{', '.join(undocumented)}")
 

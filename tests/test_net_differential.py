@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import require_binary
-from netservers import ThreadedServer, banner_server, closed_port, run_check
+from netservers import Certs, ThreadedServer, banner_server, closed_port, http_server, run_check
 
 import probe
 
@@ -51,3 +51,75 @@ def test_tcp_same_verdict_as_check_tcp(check_tcp: str, greeter: ThreadedServer, 
     result = asyncio.run(run_check("tcp", **ours))
     assert result.status is expected, result.summary
     assert nagios(check_tcp, *theirs) is expected
+
+
+@pytest.fixture(scope="module")
+def check_http() -> str:
+    return require_binary("check_http")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[ThreadedServer]:
+    with ThreadedServer(http_server()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def web_expired(certs: Certs) -> Iterator[ThreadedServer]:
+    with ThreadedServer(http_server(), tls=certs.server_context("expired")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def web_valid(certs: Certs) -> Iterator[ThreadedServer]:
+    with ThreadedServer(http_server(), tls=certs.server_context("valid")) as server:
+        yield server
+
+
+HTTP_CASES = {  # name: (path, probe expect, check_http arguments, verdict)
+    "ok": ("/health", {}, ["-e", "200"], probe.Status.OK),
+    "server_error": ("/status/500", {}, ["-e", "200"], probe.Status.CRITICAL),
+    "expected_404": ("/status/404", {"status": 404}, ["-e", "404"], probe.Status.OK),
+    "body_contains": ("/health", {"body_contains": '"status": "UP"'}, ["-s", '"status": "UP"'], probe.Status.OK),
+    "body_lacks": ("/health", {"body_contains": "DOWN"}, ["-s", "DOWN"], probe.Status.CRITICAL),
+    "body_regex": ("/health", {"body_regex": r"version.: .1\.2"}, ["-r", r"version.: .1\.2"], probe.Status.OK),
+    "body_regex_fails": ("/health", {"body_regex": "^nope"}, ["-r", "^nope"], probe.Status.CRITICAL),
+    "header": ("/health", {"headers": {"X-Version": "1.2.3"}}, ["-d", "X-Version: 1.2.3"], probe.Status.OK),
+    "redirect_followed": ("/redirect/2", {"body_contains": "UP"}, ["-f", "follow", "-s", "UP"], probe.Status.OK),
+    "chunked": ("/chunked", {"body_contains": "hello chunks"}, ["-s", "hello chunks"], probe.Status.OK),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HTTP_CASES))
+def test_http_same_verdict_as_check_http(check_http: str, web: ThreadedServer, case: str) -> None:
+    path, expect, args, expected = HTTP_CASES[case]
+    result = asyncio.run(run_check("http", url=f"http://127.0.0.1:{web.port}{path}", expect=expect))
+    assert result.status is expected, result.summary
+    assert nagios(check_http, "-I", "127.0.0.1", "-p", str(web.port), "-u", path, "-t", "5", *args) is expected
+
+
+def test_http_refused_same_verdict(check_http: str) -> None:
+    port = closed_port()
+    result = asyncio.run(run_check("http", url=f"http://127.0.0.1:{port}/"))
+    assert result.status is probe.Status.CRITICAL
+    assert nagios(check_http, "-I", "127.0.0.1", "-p", str(port), "-t", "5") is probe.Status.CRITICAL
+
+
+@pytest.mark.parametrize("variant", ["valid", "expired"])
+def test_certificate_expiry_same_verdict(check_http: str, certs: Certs, web_valid: ThreadedServer,
+                                         web_expired: ThreadedServer, variant: str) -> None:
+    """check_http -C checks expiry only (no chain): compare with ``insecure`` plus a threshold-free verdict
+    on expiry, and with full verification."""
+    server = web_valid if variant == "valid" else web_expired
+    expected = probe.Status.OK if variant == "valid" else probe.Status.CRITICAL
+    url = f"https://127.0.0.1:{server.port}/health"
+    verified = asyncio.run(run_check("http", url=url, tls={"ca_file": str(certs.ca_file)}))
+    assert verified.status is expected, verified.summary
+    theirs = nagios(check_http, "-I", "127.0.0.1", "-p", str(server.port), "-S", "--sni", "-H", "localhost",
+                    "-C", "1", "-t", "5")
+    assert theirs is expected

@@ -451,3 +451,65 @@ def test_the_documented_on_key_is_a_string_not_a_yaml_1_1_boolean(tmp_path: Path
     _, plan = load(checks, env={})
     [entry] = plan.checks[0].remediate
     assert entry.on == "critical" and plan.checks[0].enabled is True
+
+
+def test_a_plugin_capacity_can_be_thresholded_by_its_forecast_without_listing_it(tmp_path: Path) -> None:
+    import probe as api
+    from probe.config import ConfigErrors, load
+
+    class Queue(api.Check):
+        type = "queue"
+        measurements = frozenset({"duration", "fill"})
+        capacities = {"fill": "fill_time_to_full"}
+
+        def run(self, ctx: api.Context) -> api.Result:
+            return api.Result.ok("ok", api.Measurement("fill", 0.5, "1"))
+
+    class Plugin:
+        @api.hookimpl
+        def register_checks(self, register: Any) -> None:
+            register(Queue)
+
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - {name: q, type: queue, thresholds: {fill_time_to_full: {critical: '< 1h'}}}\n")
+    _, plan = load(checks, env={}, extra_plugins=[Plugin()])
+    assert plan.checks[0].thresholds[0].measurement == "fill_time_to_full"
+    checks.write_text("checks:\n  - {name: q, type: queue, thresholds: {time_to_full: {critical: '< 1h'}}}\n")
+    with pytest.raises(ConfigErrors, match="time_to_full"):
+        load(checks, env={}, extra_plugins=[Plugin()])
+
+
+async def test_with_the_real_check_state_a_flapping_check_gets_no_more_actions(tmp_path: Path) -> None:
+    from probe.state import CheckState
+
+    runs = tmp_path / "runs"
+    argv = [PY, "-c", f"open({str(runs)!r}, 'a').write('x')"]
+
+    async def rerun(s: CheckSpec) -> Result:
+        return CRITICAL
+
+    sink, store, heard = remediation_sink(tmp_path, rerun)
+    history = HistorySink(store, budgets=sink.remediator.export_budgets)
+    s = spec(remediate=[{"on": "critical", "run": argv, "cooldown": "0s", "max_runs": 100}])
+    state = CheckState("data-disk", interval=1.0, failure_threshold=1)
+    fired_before_flapping = fired_while_flapping = hard_criticals_while_flapping = 0
+    now = time.time()
+    for i in range(30):  # OK, CRITICAL, OK, CRITICAL...: every CRITICAL is a hard transition
+        result = CRITICAL if i % 2 else Result.ok("fine", Measurement("utilization", 0.5, "1"))
+        transition = state.update(result, now + i)
+        for each in (sink, history):
+            each.record(outcome(s, result, now + i), state, transition)
+        await sink.wait(timeout=30)
+        fired = len(heard)
+        if state.flapping:
+            fired_while_flapping += fired - fired_before_flapping
+            hard_criticals_while_flapping += transition is not None and transition.to_status is Status.CRITICAL
+        else:
+            fired_before_flapping = fired
+    await sink.aclose()
+    await history.aclose()
+    assert fired_before_flapping >= 1 and hard_criticals_while_flapping >= 3
+    assert fired_while_flapping == 0
+    assert len(runs.read_text()) == fired_before_flapping
+    _, saved = HistoryReader(tmp_path / "h.db").states()["data-disk"]
+    assert saved["flapping"] is True and CheckState.from_dict("data-disk", saved).flapping

@@ -59,14 +59,13 @@ def test_ready_reload_and_stop_messages(notify: NotifySocket) -> None:
 
 def test_status_is_one_line(notify: NotifySocket) -> None:
     life = lifecycle(notify)
-    life.status("reload rejected:\nchecks.d/web.yaml:3:1: bad\nREADY=1")
-    assert notify.receive() == {"STATUS": "reload rejected: checks.d/web.yaml:3:1: bad READY=1"}
+    life.ready("reload rejected:\nchecks.d/web.yaml:3:1: bad\nSTOPPING=1")
+    assert notify.receive() == {"READY": "1", "STATUS": "reload rejected: checks.d/web.yaml:3:1: bad STOPPING=1"}
 
 
 def test_watchdog_pings_at_half_the_interval_as_the_loop_ticks(notify: NotifySocket) -> None:
     life = lifecycle(notify, WATCHDOG_USEC="2000000", WATCHDOG_PID=str(os.getpid()))
     assert life.watchdog == 1.0
-    assert life.wake_interval == 0.5
     life.tick(100.0)
     life.tick(100.4)
     life.tick(100.99)
@@ -81,7 +80,7 @@ def test_no_watchdog_for_another_pid_or_without_usec(notify: NotifySocket) -> No
     other = lifecycle(notify, WATCHDOG_USEC="2000000", WATCHDOG_PID=str(os.getpid() + 1))
     none = lifecycle(notify)
     for life in (other, none):
-        assert life.watchdog is None and life.wake_interval is None
+        assert life.watchdog is None
         life.tick(1.0)
         life.tick(1000.0)
     assert notify.drain() == []
@@ -157,3 +156,30 @@ def test_systemd_notify_and_probe_agree_on_the_wire(notify: NotifySocket) -> Non
     ours = notify.receive()
     assert theirs is not None and ours is not None
     assert {k: v for k, v in theirs.items() if k != "MAINPID"} == ours
+
+
+def test_a_failed_ping_is_tried_again_on_the_next_tick(tmp_path: Path) -> None:
+    life = SystemdLifecycle(Notifier(str(tmp_path / "notify.sock")), watchdog=10.0)
+    life.tick(100.0)  # nobody listens yet
+    back = NotifySocket(tmp_path)
+    try:
+        life.tick(100.1)  # not 10 s later: the missed ping is owed
+        assert back.receive() == {"WATCHDOG": "1"} and life.pings == 1
+        life.tick(100.2)
+        assert back.drain() == []
+    finally:
+        back.close()
+        life.close()
+
+
+def test_a_supervisor_that_stopped_reading_does_not_hold_the_loop(notify: NotifySocket,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The socket's queue fills (net.unix.max_dgram_qlen); then a send gives up instead of blocking."""
+    notifier = Notifier.from_environ(notify.env)
+    with caplog.at_level(logging.WARNING, "probe.systemd"):
+        sent = 0
+        while notifier.send("WATCHDOG=1"):
+            sent += 1
+            assert sent < 1_000_000, "the queue never filled"
+    notifier.close()
+    assert sent > 0 and "cannot notify systemd" in caplog.text

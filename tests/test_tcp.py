@@ -208,3 +208,10 @@ def test_bad_options(options: dict[str, object], message: str) -> None:
 def test_tls_false_is_plain() -> None:
     assert TcpCheck.Options.model_validate({"host": "h", "port": 1, "tls": False}).tls is None
     assert TcpCheck.Options.model_validate({"host": "h", "port": 1, "tls": True}).tls is not None
+
+
+async def test_ipv6() -> None:
+    with ThreadedServer(banner_server(b"hi\r\n"), host="::1") as server:
+        result = await run_check("tcp", host="::1", port=server.port, banner="^hi")
+    assert result.status is probe.Status.OK, result.summary
+    assert result.summary.startswith(f"[::1]:{server.port}: ")

@@ -80,7 +80,7 @@ def _factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> async
     return task
 
 
-def owned_task(coro: Coroutine[Any, Any, Any]) -> tuple[asyncio.Task[Any], set[asyncio.Task[Any]] | None]:
+def owned_task(coro: Coroutine[Any, Any, Any], name: str) -> tuple[asyncio.Task[Any], set[asyncio.Task[Any]] | None]:
     """``coro`` as a task, and the set that collects every task it (or its tasks) create; None when the loop
     already has another task factory (then leaks are not tracked)."""
     loop = asyncio.get_running_loop()
@@ -88,8 +88,8 @@ def owned_task(coro: Coroutine[Any, Any, Any]) -> tuple[asyncio.Task[Any], set[a
     if factory is None:
         loop.set_task_factory(_factory)  # type: ignore[arg-type]
     elif factory is not _factory:
-        return loop.create_task(coro), None
+        return loop.create_task(coro, name=name), None
     owned: set[asyncio.Task[Any]] = set()
     context = contextvars.copy_context()
     context.run(_OWNER.set, owned)
-    return loop.create_task(coro, context=context), owned
+    return loop.create_task(coro, name=name, context=context), owned

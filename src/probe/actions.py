@@ -19,7 +19,6 @@ from pydantic import Field
 from probe.check import Options
 from probe.hookspecs import hookimpl
 from probe.model import Result, Status
-from probe.subprocesses import base_env, run_argv
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,8 @@ class RunAction(Action):
 
     async def run(self, ctx: ActionContext) -> ActionResult:
         stdin = json.dumps(result_json(ctx.check, ctx.result)).encode()
+        from probe.subprocesses import base_env, run_argv  # only when an action runs
+
         done = await run_argv(self.options.argv, timeout=ctx.timeout, env=base_env(ctx.env), stdin=stdin,
                               output_limit=self.options.output_limit, run_as=ctx.run_as)
         if done.error:

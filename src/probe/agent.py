@@ -23,12 +23,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from probe import aio
 from probe.config import ConfigErrors, Plan
 from probe.model import Result, Status
 from probe.plugins import Registry
+from probe.redact import Redactor, check_info
 from probe.runner import Outcome, Runner
 from probe.scheduler import Entry, Schedule
 from probe.spec import CheckSpec
+from probe.stall import Stall, StallDetector
 from probe.state import CheckState, Transition
 from probe.units import format_duration
 
@@ -99,6 +102,7 @@ class AgentStats:
     last_reload_error: str = ""
     stale_marked: int = 0
     sink_errors: int = 0
+    loop_stalls: int = 0
 
 
 class Agent:
@@ -147,7 +151,18 @@ class Agent:
 
     # -- the loop -----------------------------------------------------------------------------------------
     async def run(self) -> int:
-        """Run until stopped; return the exit code (0)."""
+        """Run until stopped; return the exit code (0). A watcher thread reports a check that blocks the loop."""
+        detector = StallDetector(on_stall=self._stalled)
+        detector.start()
+        try:
+            return await self._loop()
+        finally:
+            detector.stop()
+
+    def _stalled(self, stall: Stall) -> None:
+        self.stats.loop_stalls += 1  # from the watcher thread, while this loop is blocked
+
+    async def _loop(self) -> int:
         self._wake = asyncio.Event()
         self._install_signals()
         self._load(self.plan.checks, time.monotonic())
@@ -261,7 +276,8 @@ class Agent:
                     log.error("sink %s failed: %s: %s", type(sink).__name__, type(exc).__name__, exc,
                               exc_info=log.isEnabledFor(logging.DEBUG))
         try:
-            self.registry.manager.hook.check_result(check=outcome.spec, result=outcome.result, state=state)
+            info = check_info(outcome.spec, Redactor(self.plan.secrets))
+            self.registry.manager.hook.check_result(check=info, result=outcome.result, state=state)
         except Exception as exc:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 
@@ -401,6 +417,14 @@ def run_daemon(plan: Plan, registry: Registry, *, log_level: str = "warning", re
     """Run the agent until SIGTERM/SIGINT; return the exit code. ``reload`` loads and validates the config
     again (raising :class:`~probe.config.ConfigErrors` when it is bad) on SIGHUP."""
     log.debug("starting the agent (log level %s)", log_level)
+    if lifecycle is None:
+        from probe.systemd import SystemdLifecycle
+
+        lifecycle = SystemdLifecycle.from_environ()  # a no-op outside systemd
+    if sinks is None and states is None:
+        from probe.wiring import serve
+
+        return aio.run(serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=[LogSink()]))
     agent = Agent(plan, registry, sinks=[LogSink()] if sinks is None else sinks, states=states,
                   lifecycle=lifecycle, reload=reload)
-    return asyncio.run(agent.run())
+    return aio.run(agent.run())

@@ -17,11 +17,12 @@ from probe.model import Result
 class Options(BaseModel):
     """Base class for a check type's options: strict (unknown keys rejected) and frozen.
 
-    Field docstrings and ``description=`` are the option reference; ``probe`` renders them into the
-    docs, so every option a user can set is documented where it is declared.
+    Field docstrings and ``description=`` are the option reference, so every option a user can set is
+    documented where it is declared; ``probe.optiondocs.option_docs`` reads them for the docs and their
+    tests (read on demand, not copied into ``FieldInfo.description`` at every start).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ an internal error exits 3 (UNKNOWN), never 1, which would read as WARNING.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
@@ -19,7 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
-from probe import __version__
+from probe import __version__, aio, logs, reportcli, scaffold
 from probe.model import Status
 
 EX_USAGE = 64
@@ -32,10 +31,12 @@ log = logging.getLogger("probe")
 class Env:
     """Options shared by every subcommand, and the config they lead to (loaded on demand)."""
 
-    def __init__(self, config: str | None, config_dir: str | None, log_level: str) -> None:
+    def __init__(self, config: str | None, config_dir: str | None, log_level: str | None,
+                 log_format: str = "auto") -> None:
         self.config = config
         self.config_dir = config_dir
         self.log_level = log_level
+        self.log_format = log_format
 
     def load(self) -> tuple[Any, Any]:
         from probe.config import ConfigErrors
@@ -54,7 +55,9 @@ class Env:
         from probe.config import find_checks_path, find_settings_path, load
 
         checks_path = find_checks_path(self.config_dir, os.environ)
-        return load(checks_path, settings_path=find_settings_path(self.config, os.environ))
+        registry, plan = load(checks_path, settings_path=find_settings_path(self.config, os.environ))
+        logs.add_secrets(plan.secrets)
+        return registry, plan
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,13 +66,17 @@ class Env:
 @click.option("--config-dir", metavar="PATH",
               help="Checks directory or a single checks file (default $PROBE_CONFIG_DIR, ./checks.d, "
                    "/etc/probe/checks.d).")
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--log-level", envvar="PROBE_LOG_LEVEL", type=click.Choice(logs.LEVELS, case_sensitive=False),
+              help="Least severe level logged to stderr  [default: warning; info for the agent daemon]")
+@click.option("--log-format", default="auto", show_default=True, envvar="PROBE_LOG_FORMAT",
+              type=click.Choice(logs.FORMATS, case_sensitive=False),
+              help="Log lines: auto is human on a terminal, logfmt otherwise (journald-aware).")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str | None,
+        log_format: str) -> None:
     """probe: health checks, synthetic monitoring and deploy gates."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.obj = Env(config, config_dir, log_level)
+    logs.setup((log_level or "warning").lower(), log_format.lower())
+    ctx.obj = Env(config, config_dir, log_level and log_level.lower(), log_format.lower())
 
 
 def _parse_labels(values: Sequence[str]) -> dict[str, str]:
@@ -105,13 +112,15 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
             raise click.UsageError("--check, --label, --wait, --format and --output need --once")
         from probe.agent import run_daemon
 
+        if env.log_level is None:  # a service's journal should say what it does: started, reloaded, stopped
+            logs.setup("info", env.log_format)
         registry, plan = env.load()
 
         def reload() -> tuple[Any, Any]:
             new_registry, new_plan = env.reload()
             return new_plan, new_registry
 
-        sys.exit(run_daemon(plan, registry, log_level=env.log_level, reload=reload))
+        sys.exit(run_daemon(plan, registry, log_level=env.log_level or "info", reload=reload))
     if output:
         _check_writable(output)
     registry, plan = env.load()
@@ -122,13 +131,26 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
     from probe.gate import run_once
 
     terminal = output is None and sys.stdout.isatty()
-    report = asyncio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
-                                  color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
-                                  hostname=socket.gethostname()))
+    with _once_metrics(plan) as metrics:  # exported when the run ends, before the exit
+        report = aio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
+                                      color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
+                                      hostname=socket.gethostname(), metrics=metrics))
     if terminal:
         report = dataclasses.replace(report, width=shutil.get_terminal_size().columns)
     _emit(registry.formats[fmt].render(report), plan, output)
     sys.exit(gate_exit_code(report.status, fail_on))
+
+
+def _once_metrics(plan: Any) -> Any:
+    """The metrics sink of ``--once`` (OTLP only); an exporter that cannot start is reported, and the checks
+    still run: a gate must not fail because the metrics pipeline is misconfigured."""
+    from probe import telemetry
+
+    try:
+        return telemetry.for_once(plan)
+    except telemetry.TelemetryError as exc:
+        click.echo(f"probe: metrics not exported: {exc}", err=True)
+        return telemetry.MetricsSink()
 
 
 def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
@@ -160,16 +182,32 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     spec = next((c for c in plan.checks if c.name == name), None)
     if spec is None:
         raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, [c.name for c in plan.checks])}")
-    from probe.gate import describe_outcome
+    from probe.gate import check_remediation, describe_outcome
     from probe.runner import Runner
+
+    async def go() -> tuple[str, Any]:
+        outcome = await runner.run(spec)
+        text = describe_outcome(outcome)
+        if remediate:
+            more, outcome = await check_remediation(plan, registry, runner, outcome, dry_run=dry_run,
+                                                    history=_history_path(plan))
+            text += more
+        return text, outcome
 
     runner = Runner(registry)
     try:
-        outcome = asyncio.run(runner.run(spec))
+        text, outcome = aio.run(go())
     finally:
         runner.close()
-    _emit(describe_outcome(outcome), plan, None)
+    _emit(text, plan, None)
     sys.exit(int(outcome.status))
+
+
+def _history_path(plan: Any) -> Path:
+    from probe.history import DB_NAME
+    from probe.wiring import state_dir
+
+    return state_dir(plan) / DB_NAME
 
 
 @cli.command()
@@ -202,6 +240,11 @@ def plugins(env: Env, fmt: str) -> None:
     else:
         click.echo(_plugins_table(registry), nl=False)
     sys.exit(1 if registry.failures or registry.conflicts else 0)
+
+
+cli.add_command(reportcli.status)
+cli.add_command(reportcli.report)
+cli.add_command(scaffold.new_plugin)
 
 
 def _plugins_table(registry: Any) -> str:

@@ -236,23 +236,32 @@ class HistoryStore:
                       samples: Iterable[str] = ()) -> None:
         values = dict(measurements or {})
         self._put("results", (ts, check_name, check_type, int(status), hard_status, state_type,
-                              self.redact(reason), self.redact(summary), duration, json.dumps(values)))
+                              self._text(reason), self._text(summary), duration, json.dumps(values)))
         for name in samples:
             if name in values:
                 self._put("samples", (ts, check_name, name, float(values[name])))
 
     def record_transition(self, ts: float, check_name: str, kind: str, from_status: int, to_status: int,
                           summary: str = "") -> None:
-        self._put("transitions", (ts, check_name, kind, int(from_status), int(to_status), self.redact(summary)))
+        self._put("transitions", (ts, check_name, kind, int(from_status), int(to_status), self._text(summary)))
 
     def record_remediation(self, ts: float, check_name: str, action: str, command: Sequence[str], outcome: str,
                            *, exit_code: int | None = None, duration: float = 0.0, dry_run: bool = False,
                            output: str = "") -> None:
-        self._put("remediations", (ts, check_name, action, self.redact(json.dumps(list(command))), outcome,
-                                   exit_code, duration, int(dry_run), self.redact(output)))
+        self._put("remediations", (ts, check_name, action, self._text(json.dumps(list(command))), outcome,
+                                   exit_code, duration, int(dry_run), self._text(output)))
 
     def save_state(self, check_name: str, state: Mapping[str, Any], ts: float | None = None) -> None:
         self._put("check_state", (check_name, time.time() if ts is None else ts, json.dumps(state)))
+
+    def _text(self, text: str) -> str:
+        """Redacted, and encodable: a lone surrogate (a file name read with surrogateescape) cannot be bound."""
+        text = self.redact(text)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text
 
     def _put(self, table: str, row: tuple[Any, ...]) -> None:
         with self._flushed:
@@ -320,11 +329,34 @@ class HistoryStore:
         except sqlite3.Error as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return False
+        except (ValueError, TypeError, OverflowError):
+            # A row SQLite cannot bind (an int past 64 bits, a surrogate in a check name) must not poison
+            # its batch and, retried for ever, every batch after it: write the others one by one.
+            return self._write_each(db, batch)
         with self._lock:
             if not self._health.healthy:
                 log.warning("history database %s is writable again; %d queued rows written", self.path, len(batch))
             self._health.healthy, self._health.last_error = True, ""
             self._health.written += len(batch)
+            self._health.pending = len(self._backlog)
+        return True
+
+    def _write_each(self, db: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> bool:
+        bad = 0
+        try:
+            with db:
+                for table, row in batch:
+                    try:
+                        db.execute(_INSERT[table], row)
+                    except (ValueError, TypeError, OverflowError) as exc:
+                        bad += 1
+                        log.error("history: dropped a %s row that cannot be stored: %s", table, exc)
+        except sqlite3.Error as exc:
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return False
+        with self._lock:
+            self._health.dropped += bad
+            self._health.written += len(batch) - bad
             self._health.pending = len(self._backlog)
         return True
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 MASK = "********"
 
@@ -37,3 +41,51 @@ class RedactingFilter(logging.Filter):
             if redacted != message:
                 record.msg, record.args = redacted, None
         return True
+
+
+def secret_values(value: Any) -> set[str]:
+    """Every ``SecretStr`` in a check's options: a password typed into the YAML is as secret as one read
+    with ``${file:...}``, so output layers mask it too."""
+    found: set[str] = set()
+    if isinstance(value, SecretStr):
+        found.add(value.get_secret_value())
+    elif isinstance(value, SecretBytes):
+        found.add(value.get_secret_value().decode("utf-8", "replace"))
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found |= secret_values(getattr(value, name, None))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            found |= secret_values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found |= secret_values(item)
+    return found
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """What an observer of results (the ``check_result`` hook) sees of a check: who it is and how it is
+    configured, with every secret masked. Never the check's Options object, which holds its secrets."""
+
+    name: str
+    type: str
+    labels: Mapping[str, str]
+    interval: float
+    timeout: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def check_info(spec: Any, redact: Callable[[str], str]) -> CheckInfo:
+    options = spec.options.model_dump(mode="json") if isinstance(spec.options, BaseModel) else {}
+    return CheckInfo(spec.name, spec.type, dict(spec.labels), spec.interval, spec.timeout, _masked(options, redact))
+
+
+def _masked(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _masked(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, redact) for v in value]
+    return value

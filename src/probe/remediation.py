@@ -167,7 +167,9 @@ class Remediator:
             return self._audit(Record(spec.name, index, entry.action, _command(action), "dry_run",
                                       f"would {action.describe()}", None, 0.0, "", True, started))
         env = action_env(spec.name, status, previous, result, self.redact)
-        ctx = ActionContext(spec.name, status, previous, result, entry.timeout, env,
+        # The result goes to the action as JSON on stdin: masked like PROBE_SUMMARY.
+        shown = result.replace(summary=self.redact(result.summary))
+        ctx = ActionContext(spec.name, status, previous, shown, entry.timeout, env,
                             logging.getLogger(f"probe.remediation.{spec.name}"), entry.run_as)
         if self._limit is None:
             self._limit = asyncio.Semaphore(self.max_concurrent)

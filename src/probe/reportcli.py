@@ -22,10 +22,25 @@ def history_path(state_dir: str | None, settings_state_dir: str | None = None) -
     return (Path(base) if base else default_state_dir()) / DB_NAME
 
 
+def _configured_state_dir() -> str | None:
+    """``state_dir`` of the probe.yaml the agent uses (``--config``, ``$PROBE_CONFIG``, /etc/probe)."""
+    from probe.config import find_settings_path, load_settings
+
+    ctx = click.get_current_context(silent=True)
+    explicit = getattr(ctx.obj if ctx else None, "config", None)
+    path = find_settings_path(explicit, os.environ)
+    if path is None:
+        return None
+    settings, errors = load_settings(path, os.environ, set())
+    for error in errors:
+        click.echo(f"warning: {error}", err=True)
+    return settings.state_dir
+
+
 def _reader(state_dir: str | None) -> object:
     from probe.history import HistoryReader
 
-    path = history_path(state_dir, os.environ.get("PROBE_STATE_DIR"))
+    path = history_path(state_dir or os.environ.get("PROBE_STATE_DIR"), _configured_state_dir())
     if not path.exists():
         click.echo(f"probe: no history at {path} (is the agent running? is --state-dir right?)", err=True)
         sys.exit(3)
@@ -57,18 +72,26 @@ def status(state_dir: str | None, fmt: str) -> None:
         rows.append({"name": name, "type": r.check_type, "status": _STATUS.get(hard, str(hard)).lower(),
                      "state_type": r.state_type or "", "last_status": _STATUS.get(r.status, "").lower(),
                      "last_run": r.ts, "age": now - r.ts, "summary": r.summary,
-                     "flapping": bool(state.get("flapping", False))})
+                     "flapping": bool(state.get("flapping", False)),
+                     "remediation_exhausted": _exhausted(state)})
     if fmt == "json":
         click.echo(json.dumps({"checks": rows}, indent=2))
         return
     table = [("CHECK", "STATUS", "STATE", "LAST RUN", "SUMMARY")]
     for row in rows:
-        flags = row["state_type"] + (" flapping" if row["flapping"] else "")
+        flags = row["state_type"] + (" flapping" if row["flapping"] else "") + \
+            (" remediation-exhausted" if row["remediation_exhausted"] else "")
         table.append((row["name"], row["status"].upper(), flags.strip(), f"{format_duration(row['age'])} ago",
                       row["summary"]))
     widths = [max(len(t[i]) for t in table) for i in range(4)]
     for t in table:
         click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(4)), t[4]]).rstrip())
+
+
+def _exhausted(state: dict[str, Any]) -> bool:
+    """Whether a remediate entry of the check has used up its runs for this episode."""
+    budgets = state.get("remediation")
+    return isinstance(budgets, dict) and any(isinstance(b, dict) and b.get("exhausted") for b in budgets.values())
 
 
 @click.command()
@@ -96,6 +119,10 @@ def report(since: str, names: tuple[str, ...], fmt: str, output: str | None, sta
         click.echo(f"probe: {exc}", err=True)
         sys.exit(3)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"probe: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(74)
     else:
         click.echo(text, nl=False)

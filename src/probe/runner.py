@@ -12,18 +12,20 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from probe._workers import DaemonThreads, owned_task
 from probe.check import Check, Context
-from probe.forecast import Forecaster
 from probe.model import Measurement, Result, Status
 from probe.plugins import Registry
 from probe.spec import CheckSpec
 from probe.thresholds import Verdict
 from probe.units import format_duration, format_value
+
+if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never imports the module
+    from probe.forecast import Forecaster
 
 log = logging.getLogger("probe.runner")
 
@@ -48,6 +50,16 @@ class Outcome:
         return self.result.status
 
 
+@dataclass(frozen=True)
+class _Instance:
+    """A check object for one spec, with what each run needs of it, worked out once."""
+
+    spec: CheckSpec
+    check: Check
+    is_async: bool
+    logger: logging.Logger
+
+
 @dataclass
 class _Hung:
     """A run that outlived its timeout: a thread still blocked in plugin code, or a task ignoring cancel."""
@@ -66,7 +78,7 @@ class Runner:
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
     leaked_tasks: int = 0
     """asyncio tasks plugins left running after their run returned (each was cancelled)."""
-    _instances: dict[str, tuple[CheckSpec, Check]] = field(default_factory=dict)
+    _instances: dict[str, _Instance] = field(default_factory=dict)
     _hung: dict[str, _Hung] = field(default_factory=dict)
     _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
     _threads: DaemonThreads = field(default_factory=DaemonThreads)
@@ -83,25 +95,31 @@ class Runner:
         return self._threads.threads
 
     def instance(self, spec: CheckSpec) -> Check:
+        return self._instance(spec).check
+
+    def _instance(self, spec: CheckSpec) -> _Instance:
         cached = self._instances.get(spec.name)
-        if cached is not None and cached[0] == spec:
-            return cached[1]
-        cls = self.registry.checks[spec.type]
+        if cached is not None and (cached.spec is spec or cached.spec == spec):  # identity first: == is costly
+            return cached
+        cls = self.registry.check_type(spec.type)
+        if cls is None:
+            raise KeyError(f"unknown check type {spec.type!r}")
         check = cls(spec.name, spec.options)
-        self._instances[spec.name] = (spec, check)
-        return check
+        made = _Instance(spec, check, inspect.iscoroutinefunction(check.run),
+                         logging.getLogger(f"probe.check.{spec.name}"))
+        self._instances[spec.name] = made
+        return made
 
     async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
         """Run ``spec`` once. ``levels`` are the threshold levels of the previous run (for hysteresis)."""
         started_wall, started = time.time(), time.monotonic()
         deadline = started + spec.timeout
-        logger = logging.getLogger(f"probe.check.{spec.name}")
-        ctx = Context(spec.name, deadline, logger, spec.labels)
         try:
-            check = self.instance(spec)
-            raw = await self._call(check, ctx, spec)
+            made = self._instance(spec)
+            ctx = Context(spec.name, deadline, made.logger, spec.labels)
+            raw = await self._call(made, ctx, spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
-            raw = _crash(spec, exc)
+            raw = _crash(spec, exc, self._who(spec))
         duration = time.monotonic() - started
         result = _with_duration(raw, duration)
         if self.forecaster is not None:
@@ -110,7 +128,7 @@ class Runner:
         return Outcome(spec, final, started_wall, duration, verdicts, raw)
 
     def _forecast(self, spec: CheckSpec, result: Result, now: float) -> Result:
-        cls = self.registry.checks.get(spec.type)
+        cls = self.registry.check_type(spec.type)
         capacities = getattr(cls, "capacities", None)
         if not capacities or self.forecaster is None:
             return result
@@ -120,14 +138,16 @@ class Runner:
             log.warning("forecast for %s failed: %s", spec.name, exc)
             return result
 
-    async def _call(self, check: Check, ctx: Context, spec: CheckSpec) -> Result:
+    async def _call(self, made: _Instance, ctx: Context, spec: CheckSpec) -> Result:
         hung = self._hung.get(spec.name)
         if hung is not None:
             if not hung.done():
-                return _still_running(spec, hung, self._plugin(spec))
+                return _still_running(hung, self._who(spec))
             del self._hung[spec.name]
-        if inspect.iscoroutinefunction(check.run):
-            task, owned = owned_task(check.run(ctx))
+        check = made.check
+        if made.is_async:
+            # Named so probe.stall can say which check blocks the loop; owned so leaked tasks are found.
+            task, owned = owned_task(cast("Coroutine[Any, Any, Result]", check.run(ctx)), f"probe-check-{spec.name}")
             try:
                 return await self._await(task, spec)
             finally:
@@ -156,8 +176,8 @@ class Runner:
         except asyncio.CancelledError:
             return _timeout(spec, "cancelled")
         except Exception as exc:
-            return _crash(spec, exc, self._plugin(spec))
-        return _validate(spec, value, self._plugin(spec))
+            return _crash(spec, exc, self._who(spec))
+        return _validate(spec, value, self._who(spec))
 
     def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[Any], owned: set[asyncio.Task[Any]]) -> None:
         leaked = [t for t in owned if t is not task and not t.done()]
@@ -168,14 +188,13 @@ class Runner:
             t.cancel()
         if spec.type not in self._leak_warned:  # once per type: it is the plugin's bug, not the check's
             self._leak_warned.add(spec.type)
-            log.warning("check %s: plugin %s left %d asyncio task(s) running after run() returned; cancelled "
-                        "them (a check must await or cancel what it starts)", spec.name, self._plugin(spec),
-                        len(leaked))
+            log.warning("check %s: %s left %d asyncio task(s) running after run() returned; cancelled them "
+                        "(a check must await or cancel what it starts)", spec.name, self._who(spec), len(leaked))
 
-    def _plugin(self, spec: CheckSpec) -> str:
-        """The plugin that registered the check type, for messages that name the culprit."""
-        owner = self.registry.owners.get(("check type", spec.type))
-        return f"{owner!r} (type {spec.type!r})" if owner and owner != spec.type else repr(spec.type)
+    def _who(self, spec: CheckSpec) -> str:
+        """How errors name the code at fault: the check type and the plugin that registered it."""
+        owner = self.registry.owner("check type", spec.type)
+        return f"check plugin {owner!r} (type {spec.type!r})" if owner else f"check plugin {spec.type!r}"
 
     def _reap(self, task: asyncio.Task[Any]) -> None:
         self._abandoned.discard(task)
@@ -187,6 +206,8 @@ class Runner:
         for name in list(self._instances):
             if name not in names:
                 del self._instances[name]
+        if self.forecaster is not None:
+            self.forecaster.forget(names)
 
     def close(self) -> None:
         """Nothing to wait for: worker threads are daemon threads, and one blocked in plugin code cannot be
@@ -197,28 +218,34 @@ def _timeout(spec: CheckSpec, detail: str) -> Result:
     return Result(spec.timeout_status, f"timed out after {format_duration(spec.timeout)}: {detail}", "timeout")
 
 
-def _still_running(spec: CheckSpec, hung: _Hung, plugin: str) -> Result:
+def _still_running(hung: _Hung, who: str) -> Result:
     blocked = format_duration(time.monotonic() - hung.since)
-    return Result.unknown(f"not started: the previous run (plugin {plugin}) is still blocked in {hung.where}, "
+    return Result.unknown(f"not started: the previous run ({who}) is still blocked in {hung.where}, "
                           f"{blocked} after its timeout", reason="still_running")
 
 
-def _crash(spec: CheckSpec, exc: BaseException, plugin: str | None = None) -> Result:
+def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
     text = str(exc).splitlines()[0] if str(exc) else ""
     log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
-    summary = f"check plugin {plugin or repr(spec.type)} raised {type(exc).__name__}" + (f": {text}" if text else "")
+    summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")
     return Result.unknown(summary[:300], reason="plugin_error")
 
 
-def _validate(spec: CheckSpec, value: Any, plugin: str | None = None) -> Result:
-    who = plugin or repr(spec.type)
+def _validate(spec: CheckSpec, value: Any, who: str) -> Result:
     if not isinstance(value, Result):
-        return Result.unknown(
-            f"check plugin {who} returned {type(value).__name__}, not probe.Result", reason="invalid_result"
-        )
-    if not isinstance(value.status, Status):
-        return Result.unknown(f"check plugin {who} returned a Result with invalid status {value.status!r}",
+        hint = "; did run() forget to return?" if value is None else ""
+        return Result.unknown(f"{who} returned {type(value).__name__}, not probe.Result{hint}",
                               reason="invalid_result")
+    if not isinstance(value.status, Status):
+        return Result.unknown(f"{who} returned a Result with invalid status {value.status!r}; "
+                              "use probe.Status or Result.ok()/warning()/critical()/unknown()",
+                              reason="invalid_result")
+    if not isinstance(value.measurements, tuple | list) or any(
+            not isinstance(m, Measurement) for m in value.measurements):
+        return Result.unknown(f"{who} returned a Result whose measurements are not probe.Measurement objects",
+                              reason="invalid_result")
+    if isinstance(value.measurements, list):
+        value = value.replace(measurements=tuple(value.measurements))
     if not isinstance(value.summary, str):
         return value.replace(summary=str(value.summary))
     return value
@@ -227,7 +254,9 @@ def _validate(spec: CheckSpec, value: Any, plugin: str | None = None) -> Result:
 def _with_duration(result: Result, duration: float) -> Result:
     if result.measurement("duration") is not None:
         return result
-    return result.replace(measurements=(*result.measurements, Measurement("duration", duration, "s")))
+    # Not result.replace(): dataclasses.replace re-inspects the fields on every call (runs per check run).
+    return Result(result.status, result.summary, result.reason,
+                  (*result.measurements, Measurement("duration", duration, "s")), result.details)
 
 
 def apply_thresholds(spec: CheckSpec, result: Result,

@@ -11,7 +11,7 @@ from probe.units import Duration
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PluginSettings(Strict):
@@ -101,3 +101,6 @@ class AgentSettings(Strict):
     forecast: ForecastSettings = ForecastSettings()
     shutdown_grace: Duration = 10.0
     """How long in-flight checks may finish after SIGTERM."""
+    strict_modes: bool = True
+    """As root, refuse checks files, plugin files and ``${file:...}`` secrets that a user other than root
+    owns or that group or others can write (like sshd's StrictModes). ``probe.yaml`` itself is always checked."""

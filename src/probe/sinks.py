@@ -65,7 +65,7 @@ class HistorySink:
     def __init__(self, store: HistoryStore, *, capacities: Mapping[str, Mapping[str, str]] | None = None,
                  budgets: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         self.store = store
-        self.capacities = dict(capacities or {})
+        self.capacities = {} if capacities is None else capacities  # may resolve types lazily: no copy
         self.budgets = budgets
         self._guard = _Guard("history sink")
 
@@ -129,9 +129,11 @@ class TelemetrySink:
     self-metrics, with the history store's health exported at most once per ``health_interval``."""
 
     def __init__(self, metrics: MetricsSink, *, history: Callable[[], Health] | None = None,
-                 health_interval: float = 5.0) -> None:
+                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0) -> None:
         self.metrics = metrics
         self.history = history
+        self.agent = agent
+        """Pushes the agent's self-metrics (scheduler lag, checks loaded, reloads) into ``metrics``."""
         self.health_interval = health_interval
         self._health_at = float("-inf")
         self._guard = _Guard("metrics sink")
@@ -161,10 +163,13 @@ class TelemetrySink:
 
     def _export_health(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.history is None or (not force and now - self._health_at < self.health_interval):
+        if not force and now - self._health_at < self.health_interval:
             return
         self._health_at = now
-        self.metrics.record_history(self.history())
+        if self.history is not None:
+            self.metrics.record_history(self.history())
+        if self.agent is not None:
+            self.agent(self.metrics)
 
     async def aclose(self) -> None:
         try:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probe.model import Status
 from probe.thresholds import Threshold, parse_condition
@@ -43,12 +43,18 @@ class RemediationSpec(BaseModel):
     run_as: str | None = None
     dry_run: bool = False
 
+    @model_validator(mode="after")
+    def _has_something_to_run(self) -> RemediationSpec:
+        if self.action == "run" and not self.run:
+            raise ValueError("needs 'run' (an argv list) or another 'action'")
+        return self
+
 
 class CommonFields(BaseModel):
     """Fields every check has, whatever its type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\s/\\]+$")
+    name: str = Field(max_length=200)
     type: str
     interval: Duration = 60.0
     timeout: Duration = 10.0
@@ -61,12 +67,28 @@ class CommonFields(BaseModel):
     remediate: list[RemediationSpec] = Field(default_factory=list)
     enabled: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_word(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        if bad := sorted({c for c in value if c.isspace() or c in "/\\"}):
+            raise ValueError(f"must not contain {' or '.join(repr(c) for c in bad)} (it names files and metrics)")
+        return value
+
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_are_strings(cls, value: object) -> object:
+        # A label value is text: ``version: 1.10`` stays "1.10" (PlainFloat keeps the spelling).
         if isinstance(value, dict):
-            return {k: v if isinstance(v, str) else str(v) for k, v in value.items()}
+            return {k: v if isinstance(v, str) else _label_text(v) for k, v in value.items()}
         return value
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return getattr(value, "text", None) or str(value)
 
 
 COMMON_KEYS = frozenset(CommonFields.model_fields)

@@ -3,7 +3,8 @@
 Used by remediation actions (and usable by any check that runs a program). On timeout the whole
 process group gets SIGTERM, then SIGKILL after a grace period, so children that the program forked
 die with it. Output beyond ``output_limit`` is read and discarded, so a flooding child can never
-block on a full pipe nor fill our memory.
+block on a full pipe nor fill our memory. When the program exits, anything it left running in its
+process group is killed too.
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ async def run_argv(
             else:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
+    # Whatever the program left behind in its group goes with it, as for a command check: an action that
+    # means to leave a process running detaches it (setsid, systemd-run).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
     exit_code = None if timed_out else proc.returncode
     return Completed(argv, exit_code, output.decode("utf-8", "replace"), truncated, time.monotonic() - started,
                      timed_out=timed_out)

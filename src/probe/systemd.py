@@ -18,9 +18,13 @@ import socket
 import time
 from collections.abc import Mapping, MutableMapping
 
+from probe.agent import Lifecycle
+
 log = logging.getLogger("probe.systemd")
 
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+SEND_TIMEOUT = 0.5
+"""Seconds a notification may wait for room in a full socket buffer before it is dropped (and logged)."""
 
 
 class NotifySocketError(ValueError):
@@ -95,6 +99,8 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Called from the event loop: a supervisor that stopped reading must not hold it for long.
+                self._sock.settimeout(SEND_TIMEOUT)
             self._sock.sendto(message.encode("utf-8"), self.address)
         except OSError as exc:
             if not self._failed:
@@ -116,21 +122,20 @@ def _status(text: str) -> str:
     return "STATUS=" + " ".join(text.split())
 
 
-class SystemdLifecycle:
+class SystemdLifecycle(Lifecycle):
     """The agent's Lifecycle seam, told to systemd.
 
     ``ready()`` once the first schedule runs; ``reloading()`` / ``reloaded(ok)`` around a SIGHUP reload
     (``Type=notify-reload`` holds ``systemctl reload`` open between them); ``stopping()`` on SIGTERM;
     ``tick(now)`` from every scheduler-loop iteration (``now`` in ``time.monotonic()`` seconds).
 
-    ``wake_interval`` is the longest the scheduler loop may sleep between ticks (None: no limit). It is
-    half the ping interval, so pings are at most 3/4 of ``WatchdogSec`` apart while the loop runs.
+    The agent's loop ticks at least once a second (``probe.agent.TICK``), so pings are at most half of
+    ``WatchdogSec`` plus a second apart while the loop runs: any ``WatchdogSec`` of 3 s or more holds.
     """
 
     def __init__(self, notifier: Notifier, watchdog: float | None = None) -> None:
         self.notifier = notifier
         self.watchdog = watchdog if notifier.enabled else None
-        self.wake_interval = self.watchdog / 2 if self.watchdog is not None else None
         self.pings = 0
         self._last_ping: float | None = None
 
@@ -161,17 +166,14 @@ class SystemdLifecycle:
     def stopping(self) -> None:
         self.notifier.send("STOPPING=1", _status("stopping"))
 
-    def status(self, text: str) -> None:
-        self.notifier.send(_status(text))
-
     def tick(self, now: float) -> None:
         if self.watchdog is None:
             return
         if self._last_ping is not None and now - self._last_ping < self.watchdog:
             return
-        if self.notifier.send("WATCHDOG=1"):
+        if self.notifier.send("WATCHDOG=1"):  # a failed ping is tried again on the next tick
             self.pings += 1
-        self._last_ping = now
+            self._last_ping = now
 
     def close(self) -> None:
         self.notifier.close()

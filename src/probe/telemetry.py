@@ -60,9 +60,11 @@ class MetricsSink:
         """One remediation attempt and how it ended: ``fixed``, ``not_fixed``, ``failed``, ``timed_out``..."""
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
-                     reload: bool | None = None, config_errors: int | None = None) -> None:
+                     reload: bool | None = None, config_errors: int | None = None,
+                     loop_stalls: int | None = None) -> None:
         """Agent self-metrics. ``reload`` is True for an applied reload, False for a rejected one;
-        ``config_errors`` is the number of errors in the latest config load (0 once it is good)."""
+        ``config_errors`` is the number of errors in the latest config load (0 once it is good);
+        ``loop_stalls`` is how many more times a check blocked the event loop (see ``probe.stall``)."""
 
     def record_history(self, health: Health) -> None:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from probe.model import Status
 from probe.units import parse_quantity
 
+_EXPECTED = "expected a condition like '> 2s' or a Nagios range like '10:20'"
+
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
     ">": operator.gt, "<": operator.lt,
@@ -42,11 +44,13 @@ class Condition:
 
 def parse_condition(text: object) -> Condition:
     if isinstance(text, bool):
-        raise ValueError(f"expected a condition like '> 2s' or a Nagios range like '10:20', got {text!r}")
+        raise ValueError(f"{_EXPECTED}, got {text!r}")
     if isinstance(text, int | float):
-        text = str(text)
+        text = _number_text(text)
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"expected a condition like '> 2s' or a Nagios range like '10:20', got {text!r}")
+        raise ValueError(f"{_EXPECTED}, got {text!r}")
+    if len(text) > 200:
+        raise ValueError(f"{_EXPECTED}, got {len(text)} characters")
     raw = text.strip()
     comparison = _COMPARISON.match(raw)
     if comparison:
@@ -59,6 +63,8 @@ def _parse_range(raw: str) -> Condition:
     """Nagios range: ``[@]start:end``; ``start`` may be ``~`` (-inf); ``10`` means ``0:10``."""
     inside = raw.startswith("@")
     body = raw[1:] if inside else raw
+    if not body.strip():
+        raise ValueError(f"{_EXPECTED}, got {raw!r}")
     if ":" in body:
         start_text, end_text = body.split(":", 1)
     else:
@@ -66,15 +72,23 @@ def _parse_range(raw: str) -> Condition:
     try:
         start = -math.inf if start_text.strip() == "~" else parse_quantity(start_text) if start_text else 0.0
         end = math.inf if end_text.strip() == "" else parse_quantity(end_text)
-    except ValueError:
-        raise ValueError(
-            f"expected a condition like '> 2s' or a Nagios range like '10:20', got {raw!r}"
-        ) from None
+    except ValueError as exc:
+        why = "; bounds must be finite" if "finite" in str(exc) else ""
+        raise ValueError(f"{_EXPECTED}, got {raw!r}{why}") from None
     if start > end:
         raise ValueError(f"range {raw!r} starts after it ends")
     if inside:
         return Condition(raw, lambda v: start <= v <= end)
     return Condition(raw, lambda v: not (start <= v <= end))
+
+
+def _number_text(number: int | float) -> str:
+    """A bare number as its condition text (``10`` means the Nagios range ``0:10``)."""
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"{_EXPECTED}, got {number!r}: must be a finite number")
+    if isinstance(number, int) and abs(number) > 10**30:
+        raise ValueError(f"{_EXPECTED}, got a number too large")
+    return str(number)
 
 
 @dataclass(frozen=True)
@@ -119,3 +133,53 @@ class Verdict:
     @property
     def missing(self) -> bool:
         return self.value is None
+
+
+def hysteresis_problem(warning: object, critical: object, clear: object) -> str | None:
+    """Why ``clear`` cannot work as the hysteresis bound of these levels, or None.
+
+    Only comparisons are judged: a level raised on ``>``/``>=`` must be cleared by ``<``/``<=`` at or below
+    the highest raising bound (and the other way round), else ``clear`` holds whenever the level would
+    drop anyway and holds nothing back.
+    """
+    levels = [c for c in (warning, critical) if c is not None]
+    lowering = _comparison(clear)
+    raising = [r for r in map(_comparison, levels) if r is not None]
+    directions = {op in (">", ">=") for op, _, _ in raising if op not in ("==", "!=")}
+    if lowering is None or len(directions) != 1 or len(raising) != len(levels):
+        return None
+    up = directions.pop()
+    if lowering[0] in ("==", "!=") or up != (lowering[0] in ("<", "<=")):
+        want = "'<' or '<='" if up else "'>' or '>='"
+        return f"{lowering[2]!r} points the wrong way: a level raised on '{'>' if up else '<'}' is cleared by {want}"
+    outer = max(raising, key=lambda r: r[1]) if up else min(raising, key=lambda r: r[1])
+    if (lowering[1] > outer[1]) if up else (lowering[1] < outer[1]):
+        side = "above" if up else "below"
+        return f"{lowering[2]!r} holds nothing back: its bound must not be {side} the bound of {outer[2]!r}"
+    return None
+
+
+def _comparison(condition: object) -> tuple[str, float, str] | None:
+    if not isinstance(condition, str):
+        return None
+    match = _COMPARISON.match(condition)
+    if not match:
+        return None
+    try:
+        return match.group(1), parse_quantity(match.group(2)), condition.strip()
+    except ValueError:
+        return None
+
+
+def shadowed_warning(warning: object, critical: object) -> str | None:
+    """Why ``warning`` can never fire (``critical`` is judged first and holds whenever it does), or None."""
+    w, c = _comparison(warning), _comparison(critical)
+    if w is None or c is None or {w[0], c[0]} & {"==", "!="}:
+        return None
+    up = w[0] in (">", ">=")
+    if up != (c[0] in (">", ">=")):
+        return None
+    beyond = w[1] > c[1] if up else w[1] < c[1]
+    if beyond or (w[1] == c[1] and (len(c[0]) == 2 or len(w[0]) == 1)):
+        return f"{w[2]!r} can never fire: critical {c[2]!r} holds whenever it does"
+    return None

@@ -7,6 +7,7 @@ or such a string, so options declare them once and get the parsing and the error
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -31,9 +32,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 5s or 2m, got {value!r}")
     if isinstance(value, int | float):
-        return _non_negative(float(value), value)
+        return _non_negative(_as_float(value), value)
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a duration like 5s or 2m, got {value!r}")
+        raise ValueError(f"expected a duration like 5s or 2m, got {_short(value)}")
     text = value.strip().replace(" ", "")
     total, pos = 0.0, 0
     for match in _PART.finditer(text):
@@ -41,14 +42,14 @@ def parse_duration(value: object) -> float:
             break
         unit = match.group(2).lower() if match.group(2) != "µs" else "µs"
         if unit == "" and match.end() == len(text) and pos == 0:
-            return _non_negative(float(match.group(1)), value)
+            return _non_negative(_finite(float(match.group(1)), value), value)
         if unit not in _DURATION_UNITS:
-            raise ValueError(f"unknown duration unit {match.group(2)!r} in {value!r}; use ms, s, m, h or d")
+            raise ValueError(f"unknown duration unit {_short(match.group(2))} in {_short(value)}; use ms, s, m, h or d")
         total += float(match.group(1)) * _DURATION_UNITS[unit]
         pos = match.end()
     if pos != len(text):
-        raise ValueError(f"expected a duration like 5s or 2m, got {value!r}")
-    return _non_negative(total, value)
+        raise ValueError(f"expected a duration like 5s or 2m, got {_short(value)}")
+    return _non_negative(_finite(total, value), value)
 
 
 def parse_size(value: object) -> float:
@@ -56,14 +57,15 @@ def parse_size(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a size like 10MiB or 2GB, got {value!r}")
     if isinstance(value, int | float):
-        return _non_negative(float(value), value)
+        return _non_negative(_as_float(value), value)
     match = _QUANTITY.match(value) if isinstance(value, str) else None
     if not match:
-        raise ValueError(f"expected a size like 10MiB or 2GB, got {value!r}")
-    unit = match.group(2).lower()
+        raise ValueError(f"expected a size like 10MiB or 2GB, got {_short(value)}")
+    unit = match.group(2).lower() or "b"  # a bare number is bytes, as a number is
     if unit not in _SIZE_UNITS:
-        raise ValueError(f"unknown size unit {match.group(2)!r} in {value!r}; use B, KiB, MiB, GiB, kB, MB, GB")
-    return _non_negative(float(match.group(1)) * _SIZE_UNITS[unit], value)
+        raise ValueError(f"unknown size unit {_short(match.group(2))} in {_short(value)}; "
+                         "use B, KiB, MiB, GiB, kB, MB, GB")
+    return _non_negative(_finite(float(match.group(1)) * _SIZE_UNITS[unit], value), value)
 
 
 def parse_ratio(value: object) -> float:
@@ -71,31 +73,33 @@ def parse_ratio(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a percentage like 90%, got {value!r}")
     if isinstance(value, int | float):
-        return float(value)
+        return _as_float(value)
     match = _QUANTITY.match(value) if isinstance(value, str) else None
     if not match or match.group(2) not in ("%", ""):
-        raise ValueError(f"expected a percentage like 90%, got {value!r}")
+        raise ValueError(f"expected a percentage like 90%, got {_short(value)}")
     number = float(match.group(1))
-    return number / 100.0 if match.group(2) == "%" else number
+    return _finite(number / 100.0 if match.group(2) == "%" else number, value)
 
 
 def parse_quantity(text: str) -> float:
     """A threshold operand in any unit: ``2s`` ``90%`` ``14d`` ``10MiB`` ``-3.5``, into base units."""
     match = _QUANTITY.match(text)
     if not match:
-        raise ValueError(f"expected a number with an optional unit, got {text!r}")
+        raise ValueError(f"expected a number with an optional unit, got {_short(text)}")
     number, unit = float(match.group(1)), match.group(2)
-    if unit == "":
-        return number
-    if unit == "%":
-        return number / 100.0
     low = unit.lower() if unit != "µs" else unit
     # "m" is minutes in a threshold: sizes need an explicit B (MiB, MB).
-    if low in _DURATION_UNITS:
-        return number * _DURATION_UNITS[low]
-    if low in _SIZE_UNITS:
-        return number * _SIZE_UNITS[low]
-    raise ValueError(f"unknown unit {unit!r} in {text!r}")
+    if unit == "":
+        factor = 1.0
+    elif unit == "%":
+        factor = 0.01
+    elif low in _DURATION_UNITS:
+        factor = _DURATION_UNITS[low]
+    elif low in _SIZE_UNITS:
+        factor = _SIZE_UNITS[low]
+    else:
+        raise ValueError(f"unknown unit {_short(unit)} in {_short(text)}")
+    return _finite(number * factor, text)
 
 
 def format_duration(seconds: float) -> str:
@@ -137,8 +141,31 @@ def format_value(value: float, unit: str) -> str:
 
 def _non_negative(number: float, original: object) -> float:
     if number < 0:
-        raise ValueError(f"must not be negative, got {original!r}")
+        raise ValueError(f"must not be negative, got {_short(original)}")
     return number
+
+
+def _as_float(value: int | float) -> float:
+    """A number from YAML or Python as a finite float: ``.nan``, ``.inf`` and 400-digit ints are errors."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("number is too large") from None
+    return _finite(number, value)
+
+
+def _finite(number: float, original: object) -> float:
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {_short(original)}")
+    return number
+
+
+def _short(value: object) -> str:
+    """``repr`` for messages, cut short: a 5000-character value must not become a 5000-character error."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return "a number too large"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -7,8 +7,9 @@ Agent, and calls :meth:`Parts.reloaded` after a reload and :meth:`Parts.aclose` 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from probe import forecast, telemetry
 from probe.config import Plan
 from probe.history import DB_NAME, HistoryReader, HistoryStore, default_state_dir
+from probe.model import Result
 from probe.plugins import Registry
 from probe.redact import Redactor
 from probe.remediation import Remediator
@@ -31,9 +33,30 @@ def state_dir(plan: Plan) -> Path:
     return Path(configured) if configured else default_state_dir()
 
 
-def capacities(registry: Registry) -> dict[str, Mapping[str, str]]:
+class Capacities(Mapping[str, Mapping[str, str]]):
+    """Capacity measurements by check type (``Check.capacities``), looked up when asked: a check type a reload
+    adds is found, and built-in check modules the config does not use are never imported for it."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def __getitem__(self, check_type: str) -> Mapping[str, str]:
+        cls = self.registry.check_type(check_type)
+        found = getattr(cls, "capacities", None)
+        if not found:
+            raise KeyError(check_type)
+        return dict(found)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name in self.registry.check_type_names() if name in self])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def capacities(registry: Registry) -> Capacities:
     """Capacity measurements by check type (``Check.capacities``)."""
-    return {name: cls.capacities for name, cls in registry.checks.items() if getattr(cls, "capacities", None)}
+    return Capacities(registry)
 
 
 def forecaster_for(plan: Plan) -> forecast.Forecaster:
@@ -113,3 +136,63 @@ def seed(forecaster: forecast.Forecaster, reader: HistoryReader, checks: Iterabl
             except Exception as exc:
                 log.warning("cannot read forecast samples of %s from history: %s", spec.name, exc)
                 return
+
+
+class AgentMetrics:
+    """Feeds the Agent's own numbers to metrics: every scheduler lag sample since the last call, the checks
+    loaded, and each reload (ok or rejected) and loop stall since the last call."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self._lags = 0
+        self._ok = 0
+        self._failed = 0
+        self._stalls = 0
+
+    def __call__(self, metrics: Any) -> None:
+        lag = self.agent.schedule.lag
+        fresh = min(lag.total - self._lags, len(lag.samples))
+        self._lags = lag.total
+        for value in list(lag.samples)[len(lag.samples) - fresh:]:
+            metrics.record_agent(scheduler_lag=value)
+        stats = self.agent.stats
+        for _ in range(stats.reloads_ok - self._ok):
+            metrics.record_agent(reload=True, config_errors=0)
+        for _ in range(stats.reloads_failed - self._failed):
+            found = re.match(r"(\d+) configuration error", stats.last_reload_error)
+            metrics.record_agent(reload=False, config_errors=int(found.group(1)) if found else 1)
+        self._ok, self._failed = stats.reloads_ok, stats.reloads_failed
+        stalls, self._stalls = stats.loop_stalls - self._stalls, stats.loop_stalls
+        if stalls:
+            metrics.record_agent(loop_stalls=stalls)
+        metrics.record_agent(checks_loaded=self.agent.checks_loaded)
+
+
+async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle: Any = None,
+                extra_sinks: Sequence[Any] = ()) -> int:
+    """The daemon with everything downstream wired: state restored from the store (so cooldowns and
+    counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code."""
+    from probe.agent import Agent
+    from probe.state import CheckState
+
+    agent: Agent | None = None
+
+    async def rerun(spec: CheckSpec) -> Result:
+        assert agent is not None
+        return await agent.rerun(spec)
+
+    parts = assemble(plan, registry, rerun=rerun)
+    states = {}
+    for name, data in parts.states.items():
+        state = CheckState.from_dict(name, data)
+        # The agent was down: that gap is unobserved, not a check gone silent. Staleness counts from now on.
+        state.last_run = None
+        states[name] = state
+    # Remediation closes first (its outcomes are audited in history), then history, then metrics.
+    sinks = [*extra_sinks, *(s for s in (parts.remediation, parts.history, parts.metrics) if s is not None)]
+    agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload)
+    agent.runner.forecaster = parts.forecaster
+    parts.metrics.agent = AgentMetrics(agent)
+    if parts.states:
+        log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))
+    return await agent.run()

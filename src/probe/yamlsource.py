@@ -1,4 +1,4 @@
-"""YAML loading that remembers where every key and item came from, plus ``${...}`` interpolation.
+"""YAML loading that remembers where every key and item came from.
 
 Config errors name ``file:line:col``; that needs positions, which plain ``yaml.safe_load`` drops. The
 loader here builds ordinary dicts and lists (subclasses that carry marks), so the rest of the code
@@ -7,9 +7,8 @@ treats them as plain data.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,20 +57,81 @@ class _Loader(yaml.SafeLoader):
     source_name = "<config>"
     nodes = 0
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag with a value it cannot hold (!!int abc, !!int '', !!timestamp 2001-02-30) raises
+        # plain ValueError, IndexError... from PyYAML: give it the node's position like every other YAML error.
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, YamlError, RecursionError):
+            raise
+        except Exception as exc:  # PyYAML's constructors also raise IndexError, AttributeError...
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise YamlError(_location(self, node.start_mark), f"invalid {tag} value: {exc}") from None
+
+
+# YAML 1.2 core schema instead of PyYAML's YAML 1.1 (see docs/configuration.md, "YAML"): only true/false
+# are booleans (`on: critical` keeps its key, `country: NO` stays a string; `enabled: yes` still works, the
+# typed options accept such strings as booleans), no sexagesimal numbers (the Nagios range 10:20 stays a
+# string, not 620), no implicit octal (010 and 0644 stay strings), no timestamps.
+_Loader.yaml_implicit_resolvers = {}
+_CORE_SCHEMA = (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("int", r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+.0123456789"),
+    ("merge", r"^<<$", "<"),
+)
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+
+
+class PlainInt(int):
+    """An integer as written in the file; ``text`` keeps the spelling for fields that expect a string."""
+
+    text: str
+
+
+class PlainFloat(float):
+    text: str
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    value = PlainInt(int(text[2:] if base != 10 else text, base))
+    value.text = text
+    return value
+
+
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
+    value = PlainFloat(loader.construct_yaml_float(node))
+    value.text = str(node.value)
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[arg-type]
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)  # type: ignore[arg-type]
+
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
+    explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
+    merged = len(node.value) - explicit  # flatten_mapping puts merged (<<:) pairs first; the mapping's own win
     data = LocatedDict()
     data.location = _location(loader, node.start_mark)
     data.key_locations, data.value_locations = {}, {}
-    for key_node, value_node in node.value:
+    own: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         where = _location(loader, key_node.start_mark)
         if not isinstance(key, Hashable) or isinstance(key, list | dict):
             raise YamlError(where, "a mapping key must be a plain value")
-        if key in data:
-            first = data.key_locations[key]
-            raise YamlError(where, f"duplicate key {key!r} (first defined at line {first.line})")
+        if index >= merged:
+            if key in own:
+                first = data.key_locations[key]
+                raise YamlError(where, f"duplicate key {key!r} (first defined at {first.line}:{first.column})")
+            own.add(key)
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_locations[key] = where
         data.value_locations[key] = _location(loader, value_node.start_mark)
@@ -85,15 +145,6 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList
     return data
 
 
-# YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which turns the
-# documented ``remediate: [{on: critical}]`` key into ``True`` (and ``country: NO`` into False).
-# Values like ``enabled: yes`` still work: the typed options accept those strings as booleans.
-_BOOL = "tag:yaml.org,2002:bool"
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # type: ignore[arg-type]
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)  # type: ignore[arg-type]
 
@@ -110,7 +161,13 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
             raise YamlError(Location(name, 1, 1), f"not valid UTF-8: {exc.reason}") from None
         except OSError as exc:
             raise YamlError(Location(name, 1, 1), f"cannot read: {exc.strerror or exc}") from None
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # the reader rejects control characters before any parsing
+        before = text[:exc.position]
+        where = Location(name, before.count("\n") + 1, len(before) - before.rfind("\n"))
+        raise YamlError(where, "invalid YAML: control character "
+                        f"{_codepoint(exc.character)} is not allowed") from None
     loader.source_name = name
     try:
         documents = []
@@ -125,13 +182,18 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
-        raise YamlError(where, f"invalid YAML: {exc.problem or exc.context}") from None
+        hint = "; indent with spaces, YAML does not allow tabs" if "'\\t'" in str(exc.problem) else ""
+        raise YamlError(where, f"invalid YAML: {exc.problem or exc.context}{hint}") from None
     except yaml.YAMLError as exc:
         raise YamlError(Location(name, 1, 1), f"invalid YAML: {exc}") from None
     except RecursionError:
         raise YamlError(Location(name, 1, 1), "YAML nesting is too deep") from None
     finally:
         loader.dispose()
+
+
+def _codepoint(character: object) -> str:
+    return f"U+{character:04X}" if isinstance(character, int) else repr(character)
 
 
 def _count_nodes(root: yaml.Node, name: str) -> None:
@@ -150,70 +212,3 @@ def _count_nodes(root: yaml.Node, name: str) -> None:
             for key, value in node.value:
                 stack.append((key, depth + 1))
                 stack.append((value, depth + 1))
-
-
-# -- interpolation ----------------------------------------------------------------------------------
-
-_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-
-
-class InterpolationError(ValueError):
-    pass
-
-
-@dataclass
-class Interpolator:
-    """Expands ``${VAR}``, ``${VAR:-default}``, ``${file:/path}`` and ``$$`` in strings.
-
-    Values read from files, and from variables whose names say they are secret, are collected in
-    ``secrets`` so output layers can redact them.
-    """
-
-    env: Mapping[str, str]
-    secrets: set[str]
-    read_file: Callable[[str], str] | None = None
-
-    def expand(self, text: str) -> str:
-        return _REFERENCE.sub(self._replace, text)
-
-    def _replace(self, match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        body = match.group(1).strip()
-        if body.startswith("file:"):
-            return self._secret(self._file(body[5:].strip()))
-        name, sep, default = body.partition(":-")
-        name = name.strip()
-        if not _ENV_NAME.match(name):
-            raise InterpolationError(
-                f"invalid reference ${{{body}}}; use ${{VAR}}, ${{VAR:-default}} or ${{file:/path}}"
-            )
-        value = self.env.get(name)
-        if value is None or (sep and value == ""):
-            if not sep:
-                raise InterpolationError(f"environment variable {name} is not set (use ${{{name}:-default}})")
-            value = default
-        return self._secret(value) if _SECRET_NAME.search(name) else value
-
-    def _file(self, path: str) -> str:
-        if not path:
-            raise InterpolationError("${file:} needs a path")
-        try:
-            if self.read_file is not None:
-                return self.read_file(path)
-            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise InterpolationError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise InterpolationError(f"secret file {path} is not valid UTF-8") from None
-
-    def _secret(self, value: str) -> str:
-        if value:
-            self.secrets.add(value)
-        return value
-
-
-def default_env() -> Mapping[str, str]:
-    return os.environ

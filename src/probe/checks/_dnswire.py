@@ -2,7 +2,7 @@
 
 dnspython builds the query (once per check) and renders the rdata types this module does not know, but
 its ``Message.from_wire`` costs about 0.17 ms for a one-answer reply: more than a whole blackbox_exporter
-probe's share of our CPU budget (docs/performance-dns.md). The reader here decodes the header, checks the
+probe's share of our CPU budget (docs/performance.md, DNS). The reader here decodes the header, checks the
 question, and renders the common record types itself; anything it cannot read is a ``Malformed`` reply.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import model_validator
 
@@ -78,6 +78,8 @@ class DiskCheck(probe.Check):
             probe.Status.parse(self.read_only)
             return self
 
+    _fstype: tuple[tuple[str, int], str] | None = None  # ((mount point, device id), fstype) of the last run
+
     def run(self, ctx: probe.Context) -> probe.Result:
         path = self.options.path
         try:
@@ -115,8 +117,12 @@ class DiskCheck(probe.Check):
 
     def _one(self, path: str) -> Usage:
         usage = measure(path)
-        mount = mounts().get(usage.mount)
-        return usage if mount is None else Usage(**{**usage.__dict__, "fstype": mount.fstype})
+        # The filesystem type of a mount point changes only with what is mounted there (a new device id):
+        # /proc/self/mounts is read again then, not on every run (reading it is most of this check's CPU).
+        key = (usage.mount, os.stat(usage.mount).st_dev)
+        if self._fstype is None or self._fstype[0] != key:
+            self._fstype = (key, fstype_of(usage.mount))
+        return replace(usage, fstype=self._fstype[1])
 
     def _all_mounts(self) -> list[Usage]:
         o = self.options
@@ -166,6 +172,18 @@ def mounts() -> dict[str, Mount]:
             out.pop(point, None)
             out[point] = Mount(point, fields[2], "ro" in fields[3].split(","))
     return out
+
+
+def fstype_of(point: str) -> str:
+    """The filesystem type mounted at ``point`` ("" if none): what ``mounts()[point].fstype`` says, without
+    building the whole table (this runs on every check of one path)."""
+    found = ""
+    with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split(None, 3)
+            if len(fields) >= 3 and (fields[1] == point or ("\\" in fields[1] and _unescape(fields[1]) == point)):
+                found = fields[2]  # a later mount on the same point hides an earlier one
+    return found
 
 
 def _unescape(field: str) -> str:

@@ -2,7 +2,7 @@
 
 The query is built once per check (dnspython) and only its id changes per run; replies are read by
 ``_dnswire`` and sent by ``_dnsclient``, which keeps a check at a fraction of blackbox_exporter's CPU
-(docs/performance-dns.md).
+(docs/performance.md, section DNS).
 """
 
 from __future__ import annotations

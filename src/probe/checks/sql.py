@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ def _valid_dsn(value: str) -> str:
 class Expect(BaseModel):
     """What the result must look like; a mismatch is CRITICAL."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     rows: int | str | None = None
     """Row count: an exact number (``1``) or a condition that must hold (``">= 1"``, ``"== 0"``)."""
     values: dict[str, Any] = {}
@@ -52,7 +53,7 @@ class Expect(BaseModel):
 class Reconcile(BaseModel):
     """A second query whose result must match the main query's (a data-integrity check)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     query: str = Field(min_length=1)
     """The query to compare with the main one."""
     dsn: str | None = None
@@ -71,7 +72,12 @@ class Reconcile(BaseModel):
     @classmethod
     def _tolerance(cls, value: float | str) -> float | str:
         text = str(value).strip()
-        number = float(text[:-1]) if text.endswith("%") else float(text)
+        try:
+            number = float(text[:-1]) if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"expected a number or a percentage like 0.5%, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"must be a finite number, got {value!r}")
         if number < 0:
             raise ValueError("must not be negative")
         return value

@@ -26,6 +26,7 @@ from probe.checks._net import (
     fetch_unverified,
     os_failure,
     peer_facts,
+    show_address,
 )
 from probe.units import Size
 
@@ -159,7 +160,7 @@ class TcpCheck(probe.Check):
     def _result(self, failure: Failure | None, stream: Stream | None, timings: Timings, talk: Conversation,
                 certificate: CertFacts | None, duration: probe.Measurement) -> probe.Result:
         o = self.options
-        target = f"{o.host}:{o.port}"
+        target = show_address((o.host, o.port))
         measurements = [duration, *timings.measurements()]
         certificate = certificate or (failure.facts if failure is not None else None)
         details: dict[str, Any] = {"address": str(stream.peer)} if stream is not None else {}

@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from probe.formats import Format, Report
 from probe.formats.nagios import render_nagios
@@ -85,18 +84,20 @@ def render_json(report: Report) -> str:
 
 
 def render_junit(report: Report) -> str:
+    from xml.sax.saxutils import escape  # only junit needs it, and it pulls in urllib
+
     failures = sum(1 for o in report.outcomes if o.status in (Status.WARNING, Status.CRITICAL))
     errors = sum(1 for o in report.outcomes if o.status is Status.UNKNOWN)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuites name="probe" tests="{len(report.outcomes)}" failures="{failures}" errors="{errors}" '
            f'time="{report.duration:.3f}">',
-           f'  <testsuite name="probe" hostname={quoteattr(report.hostname)} tests="{len(report.outcomes)}" '
+           f'  <testsuite name="probe" hostname={_attr(report.hostname)} tests="{len(report.outcomes)}" '
            f'failures="{failures}" errors="{errors}" time="{report.duration:.3f}">']
     for o in report.outcomes:
-        out.append(f'    <testcase classname={quoteattr("probe." + o.spec.type)} name={quoteattr(o.name)} '
+        out.append(f'    <testcase classname={_attr("probe." + o.spec.type)} name={_attr(o.name)} '
                    f'time="{o.duration:.3f}">')
-        message = quoteattr(_xml_safe(o.result.summary))
-        reason = quoteattr(o.result.reason or o.status.label)
+        message = _attr(o.result.summary)
+        reason = _attr(o.result.reason or o.status.label)
         if o.status in (Status.WARNING, Status.CRITICAL):
             out.append(f'      <failure message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</failure>')
         elif o.status is Status.UNKNOWN:
@@ -164,8 +165,16 @@ def render_prometheus(report: Report) -> str:
 def _labels(o: Outcome) -> str:
     pairs = {"check_name": o.name, "check_type": o.spec.type}
     for key, value in o.spec.labels.items():
-        pairs.setdefault(_METRIC_NAME.sub("_", key), value)
+        pairs.setdefault(_label_name(key), value)
     return ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs.items())
+
+
+def _label_name(key: str) -> str:
+    """A valid Prometheus label name: ``[a-zA-Z_][a-zA-Z0-9_]*``, and not ``__``-prefixed (reserved)."""
+    name = _METRIC_NAME.sub("_", key)
+    if not name or name[0].isdigit() or name.startswith("__"):
+        name = "label_" + name
+    return name
 
 
 def _escape_label(value: str) -> str:
@@ -188,6 +197,12 @@ _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def _xml_safe(text: str) -> str:
     return _XML_BAD.sub("?", text)
+
+
+def _attr(text: str) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    return quoteattr(_xml_safe(text))
 
 
 def _jsonable(value: Any) -> Any:

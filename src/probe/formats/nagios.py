@@ -7,6 +7,7 @@ seconds as ``s``; the check's thresholds become the warn and crit ranges, in Nag
 
 from __future__ import annotations
 
+import math
 import re
 
 from probe.formats import Report
@@ -15,6 +16,8 @@ from probe.runner import Outcome
 from probe.units import parse_quantity
 
 _UOM = {"s": "s", "By": "B", "1": "%"}
+# What str.splitlines() breaks on: inside a quoted perfdata label it would still end the output line.
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*$")
 # A comparison that raises the level, as the Nagios range that alerts for the same values.
 _AS_RANGE = {">": "~:{n}", ">=": "@{n}:", "<": "{n}:", "<=": "@~:{n}", "==": "@{n}:{n}", "!=": "{n}:{n}"}
@@ -25,13 +28,13 @@ def render_nagios(report: Report) -> str:
     if len(report.outcomes) == 1:
         head = one_line(report.outcomes[0].result.summary)
     elif problems:
-        head = "; ".join(f"{o.name}: {one_line(o.result.summary)}" for o in problems[:5])
+        head = "; ".join(f"{one_line(o.name)}: {one_line(o.result.summary)}" for o in problems[:5])
     else:
         head = f"{len(report.outcomes)} checks OK"
     perf = " ".join(p for o in report.outcomes for p in perfdata(o))
     lines = [f"{report.status.name} - {head}" + (f" | {perf}" if perf else "")]
     if len(report.outcomes) > 1:
-        lines += [f"[{o.status.name}] {o.name}: {one_line(o.result.summary)}" for o in report.outcomes]
+        lines += [f"[{o.status.name}] {one_line(o.name)}: {one_line(o.result.summary)}" for o in report.outcomes]
     return "\n".join(lines) + "\n"
 
 
@@ -39,15 +42,16 @@ def perfdata(o: Outcome) -> list[str]:
     thresholds = {t.measurement: t for t in o.spec.thresholds}
     parts = []
     for m in o.result.measurements:
-        scale = 100.0 if m.unit == "1" else 1.0
-        fields = [f"{plain_number(m.value * scale)}{_UOM.get(m.unit, '')}"]
+        scale = 100.0 if m.unit == "1" and math.isfinite(m.value * 100.0) else 1.0
+        uom = _UOM.get(m.unit, "") if scale == 100.0 or m.unit != "1" else ""
+        fields = [f"{plain_number(m.value * scale)}{uom}"]
         threshold = thresholds.get(m.name)
         if threshold is not None:
             fields += [nagios_range(str(c), scale) if c is not None else ""
                        for c in (threshold.warning, threshold.critical)]
         if m.unit == "1":
             fields += [""] * (3 - len(fields)) + ["0", "100"]
-        label = f"{o.name}::{m.name}".replace("'", "''")
+        label = _LINE_BREAK.sub(" ", f"{o.name}::{m.name}").replace("'", "''")
         parts.append(f"'{label}'=" + ";".join(fields))
     return parts
 

@@ -1,0 +1,261 @@
+"""http: one request (following redirects), judged on status, body, JSON values and headers.
+
+Each run opens a fresh connection, as an outside user would, and measures its phases. HTTP/1.1 goes
+through the small client in ``_http1`` (a fraction of blackbox_exporter's CPU, docs/performance.md);
+HTTP/2 and proxies through httpx (``_httpx``). The body is never read past ``max_body_size``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+import probe
+from probe.checks import _http1
+from probe.checks._http1 import BodyTooLarge, Hop, Response
+from probe.checks._http_expect import HttpExpect, problems
+from probe.checks._net import (
+    Failure,
+    IpVersion,
+    Stream,
+    TlsOptions,
+    context_for,
+    fetch_unverified,
+    os_failure,
+    peer_facts,
+)
+from probe.units import Size
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_USER_AGENT = f"probe/{probe.__version__}"
+
+
+class BasicAuth(probe.Options):
+    """HTTP basic authentication; write the password as ``${file:/run/secrets/...}`` to keep it out of config."""
+
+    username: str
+    """User name."""
+    password: str
+    """Password (a secret: never shown in output, logs or history)."""
+
+
+class HttpCheck(probe.Check):
+    """Fetch a URL and judge the response."""
+
+    type = "http"
+    measurements = frozenset({"duration", "dns", "connect", "tls", "first_byte", "transfer", "status_code",
+                              "body_bytes", "tls_cert_remaining", "redirects"})
+
+    class Options(probe.Options):
+        url: str
+        """``http://`` or ``https://`` URL."""
+        method: str = "GET"
+        """Request method."""
+        headers: dict[str, str] = {}
+        """Request headers (they replace the defaults of the same name)."""
+        body: str | None = None
+        """Request body, sent as UTF-8."""
+        basic_auth: BasicAuth | None = None
+        """``{username, password}`` for HTTP basic authentication."""
+        bearer_token: str | None = None
+        """Sent as ``Authorization: Bearer TOKEN`` (a secret: write it as ``${file:...}`` or ``${TOKEN}``)."""
+        follow_redirects: bool = True
+        """Follow 301, 302, 303, 307 and 308 responses; the final response is judged."""
+        max_redirects: int = Field(10, ge=0)
+        """Most redirects followed; one more is a failure (``too_many_redirects``)."""
+        expect: HttpExpect = HttpExpect()
+        """Conditions on the response (see below)."""
+        http2: bool = False
+        """Use HTTP/2 (through httpx; needs the ``http2`` extra). Over https the server must agree (ALPN)."""
+        proxy: str | None = None
+        """Proxy URL (``http://proxy.example.com:3128``); the request then goes through httpx."""
+        tls: TlsOptions = TlsOptions()
+        """Certificate settings for https (see below)."""
+        ip_version: IpVersion = "any"
+        """``any``, ``ipv4``, ``ipv6``, ``prefer_ipv4`` or ``prefer_ipv6``: which addresses of the host to use."""
+        max_body_size: Size = Field(1024 * 1024, gt=0)
+        """Most body bytes read (default 1MiB); a larger body fails with ``body_too_large``."""
+
+        @field_validator("url")
+        @classmethod
+        def _http_url(cls, value: str) -> str:
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r}: expected an http:// or https:// URL with a host")
+            try:
+                parts.port  # noqa: B018 (raises on a bad port)
+            except ValueError as exc:
+                raise ValueError(f"{value!r}: {exc}") from None
+            return value.strip()
+
+        @field_validator("method")
+        @classmethod
+        def _token(cls, value: str) -> str:
+            if not value.isalpha():
+                raise ValueError(f"{value!r} is not an HTTP method")
+            return value.upper()
+
+        @field_validator("proxy")
+        @classmethod
+        def _proxy_url(cls, value: str | None) -> str | None:
+            if value is not None and urlsplit(value).scheme not in ("http", "https", "socks5"):
+                raise ValueError(f"{value!r}: expected an http://, https:// or socks5:// proxy URL")
+            return value
+
+        @model_validator(mode="after")
+        def _one_auth(self) -> HttpCheck.Options:
+            if self.basic_auth is not None and self.bearer_token is not None:
+                raise ValueError("set basic_auth or bearer_token, not both")
+            return self
+
+    def __init__(self, name: str, options: HttpCheck.Options) -> None:
+        super().__init__(name, options)
+        self._headers = _request_headers(options)
+        self._body = options.body.encode() if options.body is not None else b""
+        self._via_httpx = options.http2 or options.proxy is not None
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        started = time.monotonic()
+        hops = [Hop(self.options.url)]
+        try:
+            # Stop a little before the core's deadline so our own reason (and the phase) gets reported.
+            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+                response, failure = await self._follow(hops), None
+        except TimeoutError:
+            response, failure = None, Failure("timeout", f"timed out {hops[-1].phase}")
+        except BodyTooLarge as exc:
+            response, failure = exc.response, exc
+        except Failure as exc:
+            response, failure = None, exc
+        except OSError as exc:
+            response, failure = None, os_failure(exc, hops[-1].phase)
+        duration = probe.Measurement("duration", time.monotonic() - started, "s")
+        return judge(self.options, hops, response, failure, duration)
+
+    async def _follow(self, hops: list[Hop]) -> Response:
+        o = self.options
+        method, body, headers = o.method, self._body, self._headers
+        while True:
+            hop = hops[-1]
+            response = await self._fetch(hop, method, headers, body)
+            location = response.header("location")
+            if not (o.follow_redirects and response.status in _REDIRECTS and location):
+                return response
+            if len(hops) > o.max_redirects:
+                raise Failure("too_many_redirects", f"more than {o.max_redirects} redirects (max_redirects)")
+            target = urljoin(hop.url, location)
+            if urlsplit(target).scheme not in ("http", "https"):
+                raise Failure("bad_redirect", f"redirect to {target!r}, not an http(s) URL")
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                method, body = ("HEAD" if method == "HEAD" else "GET"), b""
+                headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-type")]
+            if urlsplit(target).netloc != urlsplit(hop.url).netloc:  # credentials stay with their origin
+                headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
+            hops.append(Hop(target))
+
+    async def _fetch(self, hop: Hop, method: str, headers: list[tuple[str, str]], body: bytes) -> Response:
+        o = self.options
+        parts = urlsplit(hop.url)
+        host = parts.hostname or ""
+        headers = [("Host", parts.netloc.rsplit("@", 1)[-1]), *headers]
+        if body:
+            headers.append(("Content-Length", str(len(body))))
+        try:
+            if self._via_httpx:
+                from probe.checks import _httpx
+
+                context = context_for(o.tls, ("http/1.1", "h2") if o.http2 else ("http/1.1",))
+                return await _httpx.fetch(hop, hop.url, method, headers[1:], body, context=context, http2=o.http2,
+                                          proxy=o.proxy, server_name=o.tls.server_name,
+                                          max_body=int(o.max_body_size))
+            return await self._fetch_http1(hop, method, headers, body)
+        except Failure as failure:
+            if failure.reason.startswith("certificate_") and hop.peer is not None and o.proxy is None:
+                failure.facts = await fetch_unverified(hop.peer, o.tls.server_name or host, o.tls)
+            raise
+
+    async def _fetch_http1(self, hop: Hop, method: str, headers: list[tuple[str, str]], body: bytes) -> Response:
+        o = self.options
+        parts = urlsplit(hop.url)
+        host = parts.hostname or ""
+        https = parts.scheme == "https"
+        stream = await Stream.open(host, parts.port or (443 if https else 80), o.ip_version, hop.timings)
+        hop.peer = stream.peer
+        try:
+            if https:
+                await self._start_tls(hop, stream, host)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            request = _http1.encode_request(method, target, headers, body)
+            return await _http1.exchange(hop, stream, request, method, int(o.max_body_size))
+        finally:
+            stream.close()
+
+    async def _start_tls(self, hop: Hop, stream: Stream, host: str) -> None:
+        tls = self.options.tls
+        hop.phase = "in the TLS handshake"
+        server_name = tls.server_name or host
+        try:
+            await stream.start_tls(context_for(tls, ("http/1.1",)), server_name, hop.timings)
+        except OSError as exc:
+            raise os_failure(exc, "TLS handshake") from None
+        hop.ssl_object = stream.ssl_object
+        hop.cert = peer_facts(hop.ssl_object)
+
+
+def _request_headers(o: HttpCheck.Options) -> list[tuple[str, str]]:
+    defaults = {"user-agent": ("User-Agent", _USER_AGENT), "accept": ("Accept", "*/*"),
+                "connection": ("Connection", "close")}
+    if o.basic_auth is not None:
+        pair = f"{o.basic_auth.username}:{o.basic_auth.password}".encode()
+        defaults["authorization"] = ("Authorization", "Basic " + base64.b64encode(pair).decode())
+    elif o.bearer_token is not None:
+        defaults["authorization"] = ("Authorization", f"Bearer {o.bearer_token}")
+    for name, value in o.headers.items():
+        defaults[name.lower()] = (name, value)
+    defaults.pop("host", None)  # always from the URL, also after a redirect
+    return list(defaults.values())
+
+
+def judge(o: HttpCheck.Options, hops: list[Hop], response: Response | None, failure: Failure | None,
+          duration: probe.Measurement) -> probe.Result:
+    hop = hops[-1]
+    measurements = [duration, *hop.timings.measurements()]
+    details: dict[str, Any] = {"url": hop.url}
+    if hop.peer is not None:
+        details["address"] = str(hop.peer)
+    if hop.ssl_object is not None:
+        details["tls_version"] = hop.ssl_object.version()
+    certificate = hop.cert or (failure.facts if failure is not None else None)
+    if certificate is not None:
+        measurements.append(probe.Measurement("tls_cert_remaining", certificate.remaining(), "s"))
+        details["certificate"] = certificate.details()
+    if len(hops) > 1:
+        details["redirects"] = [h.url for h in hops[:-1]]
+        measurements.append(probe.Measurement("redirects", len(hops) - 1))
+    if response is not None:
+        measurements += [probe.Measurement(k, v, "s") for k, v in response.phases.items()]
+        measurements += [probe.Measurement("status_code", response.status),
+                         probe.Measurement("body_bytes", len(response.body), "B")]
+        details.update(status=response.status, http_version=response.version)
+    if failure is not None:
+        return probe.Result.critical(f"{o.method} {hop.url}: {failure.message}", *measurements,
+                                     reason=failure.reason, details=details)
+    assert response is not None
+    problem = problems(o.expect, response)
+    what = f"{o.method} {hop.url}: {response.status} {response.reason}".rstrip()
+    if problem is not None:
+        reason, text = problem
+        return probe.Result.critical(f"{what}: {text}", *measurements, reason=reason, details=details)
+    size = f"{len(response.body)} bytes"
+    return probe.Result.ok(f"{what}, {size} in {duration.value * 1000:.1f}ms", *measurements, details=details)
+
+
+@probe.hookimpl
+def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+    register(HttpCheck)
