@@ -187,6 +187,7 @@ class Row:
     status: str  # the status the history must show
     reasons: tuple[str, ...]  # any of these reasons is right
     also: tuple[tuple[str, str], ...] = ()  # other (status, reason) pairs that are right
+    says: str = ""  # and the summary names this
 
 
 def rows(t: Targets, tmp: Path) -> list[Row]:
@@ -210,7 +211,7 @@ def rows(t: Targets, tmp: Path) -> list[Row]:
 
     return [
         Row("tcp-refused", tcp("refused"), "critical", ("connection_refused",)),
-        Row("tcp-connect-timeout", tcp("backlog"), "critical", ("timeout",)),
+        Row("tcp-connect-timeout", tcp("backlog"), "critical", ("timeout",), "timed out connecting"),
         Row("tcp-tarpit", tcp("tarpit", banner="^SSH-"), "critical", ("timeout",)),
         Row("tcp-reset", tcp("reset", send="hello\n", expect=["^ok"]), "critical", ("connection_reset",)),
         Row("tcp-garbage", tcp("garbage", banner="^SSH-"), "critical", ("expect_mismatch",)),
@@ -346,6 +347,7 @@ def test_row_has_the_right_status_and_reason_and_loses_nothing(matrix: Run, name
     status = {0: "ok", 1: "warning", 2: "critical", 3: "unknown"}[last.status]
     right = {(row.status, r) for r in row.reasons} | set(row.also)
     assert (status, last.reason) in right, (last.summary, last.reason)
+    assert row.says in last.summary
     assert len(results) == matrix.logged_runs(name), "a result the agent logged is missing from the history"
     if name in REMEDIATION_OUTCOMES:
         audit = [r for r in matrix.remediations if r.check_name == name]
