@@ -27,7 +27,7 @@ from probe import aio
 from probe.config import ConfigErrors, Plan
 from probe.model import Result, Status
 from probe.plugins import Registry
-from probe.redact import Redactor, check_info
+from probe.redact import check_info, redactor_for
 from probe.runner import Outcome, Runner
 from probe.scheduler import Entry, Schedule
 from probe.spec import CheckSpec
@@ -276,8 +276,10 @@ class Agent:
                     log.error("sink %s failed: %s: %s", type(sink).__name__, type(exc).__name__, exc,
                               exc_info=log.isEnabledFor(logging.DEBUG))
         try:
-            info = check_info(outcome.spec, Redactor(self.plan.secrets))
-            self.registry.manager.hook.check_result(check=info, result=outcome.result, state=state)
+            hook = self.registry.manager.hook.check_result
+            if hook.get_hookimpls():  # the masked view costs a model dump: only for someone listening
+                hook(check=check_info(outcome.spec, redactor_for(self.plan.secrets)), result=outcome.result,
+                     state=state)
         except Exception as exc:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 
