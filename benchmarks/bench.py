@@ -508,7 +508,7 @@ def scale_child(tmp: str, seconds: float) -> None:
     """The agent side of ``row_scale``, in its own process so its CPU and memory are its own."""
     from probe.agent import Agent
     from probe.config import load
-    from probe.wiring import assemble
+    from probe.wiring import assemble, freeze_heap
 
     registry, plan = load(Path(tmp) / "checks.yaml", settings_path=Path(tmp) / "probe.yaml", env={})
 
@@ -517,6 +517,7 @@ def scale_child(tmp: str, seconds: float) -> None:
         sinks = [sink for sink in (parts.history, parts.metrics) if sink is not None]
         agent = Agent(plan, registry, sinks=sinks)
         agent.runner.forecaster = parts.forecaster
+        freeze_heap()  # as probe.wiring.serve does before the loop starts
         task = asyncio.create_task(agent.run())
         wall, cpu = time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)

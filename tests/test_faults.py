@@ -295,6 +295,8 @@ def rows(t: Targets, tmp: Path) -> list[Row]:
         # The first run times out; while that task still ignores its cancellation, no new one is started.
         Row("plugin-hangs-async", {"type": "fault_hang_async"}, "critical", ("timeout",),
             also=(("unknown", "still_running"),)),
+        Row("plugin-hangs-sync", {"type": "fault_hang_sync"}, "critical", ("timeout",),
+            also=(("unknown", "still_running"),)),
         Row("plugin-leaks-tasks", {"type": "fault_leak_tasks"}, "ok", ("",)),
         Row("plugin-bad-result", {"type": "fault_bad_result"}, "unknown", ("invalid_result",)),
         Row("command-exit-7", command("exit7"), "unknown", ("invalid_exit_code",)),
@@ -419,6 +421,8 @@ def test_the_agent_stays_up_and_stops_cleanly(matrix: Run) -> None:
     assert matrix.stop_seconds < 30  # the grace period is 10s; hung plugins do not hold the exit
     failed_plugin = [line for line in matrix.log if "broken" in str(line.get("msg", ""))]
     assert failed_plugin, "the plugin that fails to import was not reported"
+    leaks = [line for line in matrix.log if "left 50 asyncio task(s) running" in str(line.get("msg", ""))]
+    assert leaks and leaks[0]["level"] == "warning"  # and cancelled
 
 
 @pytest.mark.slow
