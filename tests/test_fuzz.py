@@ -391,3 +391,52 @@ def test_nagios_output_is_one_status_line_whose_perfdata_parses_back(outcomes: l
     parsed = perfdata.parse_output(text)
     assert parsed.perfdata.errors == ()
     assert [v.label for v in parsed.perfdata.values] == labels
+
+
+# -- HTTP/1.1 responses -------------------------------------------------------------------------------------------
+
+
+class _Replay:
+    """A Stream stand-in that plays back a server's bytes in the given pieces, then EOF."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+
+    async def send(self, data: bytes) -> None:
+        return None
+
+    async def recv(self, size: int) -> bytes:
+        return self.pieces.pop(0)[:size] if self.pieces else b""
+
+
+def _http_exchange(pieces: list[bytes], max_body: int = 4096) -> Any:
+    import asyncio
+
+    from probe.checks._http1 import Hop, exchange
+
+    return asyncio.run(exchange(Hop("http://fuzz.test/"), _Replay(pieces), b"GET / HTTP/1.1\r\n\r\n", "GET",
+                                max_body))  # type: ignore[arg-type]
+
+
+HTTP_PIECES = st.lists(st.sampled_from([
+    b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.0 \xb2\xb3 X\r\n", b"HTTP/1.1 \xb9 X\r\n",
+    b"Content-Length: 5\r\n", b"Content-Length: \xb2\r\n", b"Content-Length: -1\r\n",
+    b"Content-Length: 99999999999999999999\r\n", b"Transfer-Encoding: chunked\r\n", b"X: y\r\n", b"bad header\r\n",
+    b"\r\n", b"hello", b"5\r\nhello\r\n", b"0\r\n\r\n", b"-5\r\n", b"zz\r\n", b"1_0\r\n", b"\x00\xff", b"\r\n\r\n",
+]), max_size=12)
+
+
+@FUZZ
+@given(pieces=st.one_of(HTTP_PIECES, st.lists(st.binary(max_size=64), max_size=6)))
+@example(pieces=[b"HTTP/1.1 \xb2\xb3\xb9 OK\r\n\r\n"])
+@example(pieces=[b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n"])
+@example(pieces=[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"])
+def test_http1_reader_returns_a_response_or_a_failure(pieces: list[bytes]) -> None:
+    from probe.checks._net import Failure
+
+    try:
+        response = _http_exchange(pieces)
+    except Failure as exc:
+        _clear(exc)
+        return
+    assert response.status >= 0 and len(response.body) <= 4096

@@ -21,13 +21,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from probe import aio
 from probe.config import ConfigErrors, Plan
 from probe.model import Result, Status
 from probe.plugins import Registry
-from probe.redact import Redactor, check_info
+from probe.redact import check_info, redactor_for
 from probe.runner import Outcome, Runner
 from probe.scheduler import Entry, Schedule
 from probe.spec import CheckSpec
@@ -55,6 +55,9 @@ class Sink(Protocol):
 
 class Lifecycle:
     """Hooks on the agent's life; this base does nothing (see ``probe.systemd``)."""
+
+    wake_interval: float | None = None
+    """Longest the loop may go between ``tick`` calls, when it must be shorter than a second (watchdog)."""
 
     def ready(self) -> None:
         """Every check is scheduled and the loop is running."""
@@ -118,7 +121,7 @@ class Agent:
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
         self._wake: asyncio.Event | None = None
         self._stop = False
         self._force = asyncio.Event()
@@ -146,15 +149,6 @@ class Agent:
     def checks_loaded(self) -> int:
         return len(self.schedule)
 
-    async def rerun(self, spec: CheckSpec) -> Result:
-        """Run ``spec`` now, out of schedule (remediation re-checks after its action); the outcome goes
-        through the state and the sinks like any other. A check removed meanwhile only returns it."""
-        async with self._limit:
-            outcome = await self.runner.run(spec, self._levels.get(spec.name))
-        if spec.name in self.states and spec.name in self.schedule.entries:
-            self._deliver(spec, outcome)
-        return outcome.result
-
     # -- the loop -----------------------------------------------------------------------------------------
     async def run(self) -> int:
         """Run until stopped; return the exit code (0). A watcher thread reports a check that blocks the loop."""
@@ -175,6 +169,7 @@ class Agent:
         log.info("probe agent running %d checks", len(self.schedule))
         self.lifecycle.ready()
         next_sweep = time.monotonic() + STALE_SWEEP
+        tick = min(TICK, getattr(self.lifecycle, "wake_interval", None) or TICK)
         while not self._stop:
             now = time.monotonic()
             self.lifecycle.tick(now)
@@ -187,7 +182,7 @@ class Agent:
                 self._sweep_stale()
                 next_sweep = now + STALE_SWEEP
             due = self.schedule.next_due()
-            delay = TICK if due is None else min(TICK, max(0.0, due - time.monotonic()))
+            delay = tick if due is None else min(tick, max(0.0, due - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
@@ -216,13 +211,13 @@ class Agent:
         self._inflight[name] = task
         task.add_done_callback(functools.partial(self._finished, name))
 
-    def _finished(self, name: str, task: asyncio.Task[None]) -> None:
+    def _finished(self, name: str, task: asyncio.Task[Any]) -> None:
         if self._inflight.get(name) is task:
             del self._inflight[name]
         if not task.cancelled() and task.exception() is not None:
             log.error("internal error running check %s", name, exc_info=task.exception())
 
-    async def _run(self, entry: Entry, previous: asyncio.Task[None] | None) -> None:
+    async def _run(self, entry: Entry, previous: asyncio.Task[Any] | None) -> None:
         if previous is not None and not previous.done():
             # A changed check's old run is still going (reload): never two runs of one check at once.
             await asyncio.wait({previous})
@@ -237,6 +232,26 @@ class Agent:
             state = self.states.get(entry.spec.name)
             self.schedule.done(entry, time.monotonic(), retry=state is not None and state.soft_problem)
             self._poke()
+
+    async def rerun(self, spec: CheckSpec) -> Result:
+        """Run ``spec`` now, outside its schedule (after a remediation action), and record the outcome like
+        any other. Waits for a run of the same check already in flight, so runs never overlap."""
+        name = spec.name
+        previous = self._inflight.get(name)
+        task = asyncio.create_task(self._run_now(spec, previous), name=f"probe-rerun-{name}")
+        self._inflight[name] = task
+        task.add_done_callback(functools.partial(self._finished, name))
+        return await asyncio.shield(task)
+
+    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[Any] | None) -> Result:
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        async with self._limit:
+            outcome = await self.runner.run(spec, self._levels.get(spec.name))
+        entry = self.schedule.entries.get(spec.name)
+        if entry is not None and same_check(entry.spec, spec):
+            self._deliver(spec, outcome)
+        return outcome.result
 
     def _deliver(self, spec: CheckSpec, outcome: Outcome) -> None:
         self.stats.runs += 1
@@ -261,8 +276,10 @@ class Agent:
                     log.error("sink %s failed: %s: %s", type(sink).__name__, type(exc).__name__, exc,
                               exc_info=log.isEnabledFor(logging.DEBUG))
         try:
-            info = check_info(outcome.spec, Redactor(self.plan.secrets))
-            self.registry.manager.hook.check_result(check=info, result=outcome.result, state=state)
+            hook = self.registry.manager.hook.check_result
+            if hook.get_hookimpls():  # the masked view costs a model dump: only for someone listening
+                hook(check=check_info(outcome.spec, redactor_for(self.plan.secrets)), result=outcome.result,
+                     state=state)
         except Exception as exc:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 
@@ -375,7 +392,7 @@ class Agent:
         log.info("probe agent stopped")
         return 0
 
-    async def _wait_inflight(self, inflight: set[asyncio.Task[None]], grace: float) -> None:
+    async def _wait_inflight(self, inflight: set[asyncio.Task[Any]], grace: float) -> None:
         """Until every run is done, the grace period is over, or a second stop request says hurry."""
         deadline = time.monotonic() + grace
         force = asyncio.create_task(self._force.wait())

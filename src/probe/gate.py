@@ -46,7 +46,8 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     async def one(spec: CheckSpec) -> Outcome:
         async with limit:
             outcome = await runner.run(spec)
-        registry.manager.hook.check_result(check=check_info(spec, redact), result=outcome.result, state=None)
+        if registry.manager.hook.check_result.get_hookimpls():
+            registry.manager.hook.check_result(check=check_info(spec, redact), result=outcome.result, state=None)
         if metrics is not None:
             metrics.record(outcome)
         outcomes[spec.name] = outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return bool(self.secrets)
+
+
+@functools.lru_cache(maxsize=8)
+def redactor_for(secrets: frozenset[str]) -> Redactor:
+    """One Redactor per set of secrets (a plan's), built once rather than per result."""
+    return Redactor(secrets)
 
 
 class RedactingFilter(logging.Filter):

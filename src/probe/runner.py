@@ -9,14 +9,14 @@ check reports it instead of piling up more threads.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from probe._workers import DaemonThreads, owned_task
 from probe.check import Check, Context
 from probe.model import Measurement, Result, Status
 from probe.plugins import Registry
@@ -62,20 +62,37 @@ class _Instance:
 
 @dataclass
 class _Hung:
-    future: concurrent.futures.Future[Any]
+    """A run that outlived its timeout: a thread still blocked in plugin code, or a task ignoring cancel."""
+
+    done: Callable[[], bool]
     since: float
+    where: str  # "sync code" | "async code"
 
 
 @dataclass
 class Runner:
     registry: Registry
     max_threads: int = 32
+    """Unused since worker threads are started on demand (kept for callers that pass it)."""
     forecaster: Forecaster | None = None
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
+    leaked_tasks: int = 0
+    """asyncio tasks plugins left running after their run returned (each was cancelled)."""
     _instances: dict[str, _Instance] = field(default_factory=dict)
     _hung: dict[str, _Hung] = field(default_factory=dict)
     _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
-    _executor: concurrent.futures.ThreadPoolExecutor | None = None
+    _threads: DaemonThreads = field(default_factory=DaemonThreads)
+    _leak_warned: set[str] = field(default_factory=set)
+
+    @property
+    def hung(self) -> int:
+        """Runs past their timeout that still have not returned (threads or tasks), for self-metrics."""
+        return sum(1 for h in self._hung.values() if not h.done())
+
+    @property
+    def threads(self) -> int:
+        """Worker threads alive (busy, idle or blocked)."""
+        return self._threads.threads
 
     def instance(self, spec: CheckSpec) -> Check:
         return self._instance(spec).check
@@ -124,21 +141,26 @@ class Runner:
     async def _call(self, made: _Instance, ctx: Context, spec: CheckSpec) -> Result:
         hung = self._hung.get(spec.name)
         if hung is not None:
-            if not hung.future.done():
-                return _timeout(spec, f"previous run has been blocked in sync code for "
-                                      f"{format_duration(time.monotonic() - hung.since)}; not started again")
+            if not hung.done():
+                return _still_running(hung, self._who(spec))
             del self._hung[spec.name]
         check = made.check
         if made.is_async:
-            task: asyncio.Task[Any] = asyncio.ensure_future(cast("Awaitable[Result]", check.run(ctx)))
-            task.set_name(f"probe-check-{spec.name}")  # probe.stall names the check that blocks the loop
-            return await self._await(task, spec)
-        future = self._pool().submit(check.run, ctx)
+            # Named so probe.stall can say which check blocks the loop; owned so leaked tasks are found.
+            task, owned = owned_task(cast("Coroutine[Any, Any, Result]", check.run(ctx)), f"probe-check-{spec.name}")
+            try:
+                return await self._await(task, spec)
+            finally:
+                if not task.done():
+                    self._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
+                if owned:
+                    self._cancel_leaked(spec, task, owned)
+        future = self._threads.submit(check.run, ctx)
         try:
             return await self._await(asyncio.wrap_future(future), spec)
         finally:
             if not future.done():
-                self._hung[spec.name] = _Hung(future, time.monotonic())
+                self._hung[spec.name] = _Hung(future.done, time.monotonic(), "sync code")
 
     async def _await(self, task: asyncio.Future[Any], spec: CheckSpec) -> Result:
         done, _ = await asyncio.wait({task}, timeout=max(0.0, spec.timeout))
@@ -157,6 +179,18 @@ class Runner:
             return _crash(spec, exc, self._who(spec))
         return _validate(spec, value, self._who(spec))
 
+    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[Any], owned: set[asyncio.Task[Any]]) -> None:
+        leaked = [t for t in owned if t is not task and not t.done()]
+        if not leaked:
+            return
+        self.leaked_tasks += len(leaked)
+        for t in leaked:
+            t.cancel()
+        if spec.type not in self._leak_warned:  # once per type: it is the plugin's bug, not the check's
+            self._leak_warned.add(spec.type)
+            log.warning("check %s: %s left %d asyncio task(s) running after run() returned; cancelled them "
+                        "(a check must await or cancel what it starts)", spec.name, self._who(spec), len(leaked))
+
     def _who(self, spec: CheckSpec) -> str:
         """How errors name the code at fault: the check type and the plugin that registered it."""
         owner = self.registry.owner("check type", spec.type)
@@ -167,11 +201,6 @@ class Runner:
         if not task.cancelled() and task.exception() is not None:
             log.debug("check task finished after its timeout with %r", task.exception())
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix="probe-check")
-        return self._executor
-
     def forget(self, names: set[str]) -> None:
         """Drop cached instances of checks that are no longer configured."""
         for name in list(self._instances):
@@ -181,13 +210,18 @@ class Runner:
             self.forecaster.forget(names)
 
     def close(self) -> None:
-        if self._executor is not None:
-            # Threads blocked in plugin code cannot be killed; do not wait for them.
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to wait for: worker threads are daemon threads, and one blocked in plugin code cannot be
+        killed anyway; it ends with the process."""
 
 
 def _timeout(spec: CheckSpec, detail: str) -> Result:
     return Result(spec.timeout_status, f"timed out after {format_duration(spec.timeout)}: {detail}", "timeout")
+
+
+def _still_running(hung: _Hung, who: str) -> Result:
+    blocked = format_duration(time.monotonic() - hung.since)
+    return Result.unknown(f"not started: the previous run ({who}) is still blocked in {hung.where}, "
+                          f"{blocked} after its timeout", reason="still_running")
 
 
 def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:

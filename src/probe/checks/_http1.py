@@ -8,6 +8,7 @@ and httpx's pool, its per-client setup and anyio cost several times the CPU of t
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from probe.checks._net import CertFacts, Failure, Peer, Stream, Timings
 
 MAX_HEAD = 64 * 1024
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CHUNK = 65536
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -114,7 +116,7 @@ async def _head(reader: Reader) -> Response:
     del reader.buffer[:end + 4]
     status_line, *lines = head.split("\r\n")
     parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _digits(parts[1]):
         raise Failure("malformed_response", f"not an HTTP response: {status_line[:80]!r}")
     headers = []
     for line in lines:
@@ -130,7 +132,7 @@ async def _body(reader: Reader, response: Response, max_body: int) -> bytes:
         return await _chunked(reader, response, max_body)
     length_text = response.header("content-length")
     if length_text is not None:
-        if not length_text.isdigit():
+        if not _digits(length_text):
             raise Failure("malformed_response", f"bad Content-Length {length_text!r}")
         length = int(length_text)
         if length > max_body:
@@ -150,10 +152,9 @@ async def _chunked(reader: Reader, response: Response, max_body: int) -> bytes:
     body = bytearray()
     while True:
         size_text = (await reader.line(1024)).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise Failure("malformed_response", f"bad chunk size {size_text[:20]!r}") from None
+        if not _HEX.fullmatch(size_text):  # int(..., 16) would also take "-5", "0x10" and "1_0"
+            raise Failure("malformed_response", f"bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             return bytes(body)
         _limit(len(body) + size, max_body, response)
@@ -162,6 +163,11 @@ async def _chunked(reader: Reader, response: Response, max_body: int) -> bytes:
                 raise Failure("malformed_response", "the connection closed in the middle of a chunk")
         body += reader.buffer[:size]
         del reader.buffer[:size + 2]
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` then rejects."""
+    return text.isascii() and text.isdigit()
 
 
 def _limit(size: int, max_body: int, response: Response) -> None:

@@ -135,9 +135,10 @@ class TcpCheck(probe.Check):
                 if o.quit:
                     await stream.send(o.quit.encode())
         except TimeoutError:
-            failure = Failure("timeout", f"timed out {talk.doing(timings)}")
+            # timings.connect is set even when the connect itself timed out: no stream means no connection.
+            failure = Failure("timeout", f"timed out {talk.doing(timings) if stream is not None else 'connecting'}")
         except OSError as exc:
-            failure = os_failure(exc, talk.doing(timings))
+            failure = os_failure(exc, talk.doing(timings) if stream is not None else "connecting")
         except Failure as exc:
             failure = exc
         finally:

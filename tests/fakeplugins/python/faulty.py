@@ -1,0 +1,105 @@
+"""Check types that misbehave on purpose (and two that behave), for the runner and daemon fault tests.
+
+Loaded as a single-file plugin: point ``plugins.dir`` (or the ``plugins/`` beside checks.d) here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import probe
+
+RELEASE = threading.Event()
+"""Set by in-process tests to let blocked sync checks return (so their threads do not outlive the test)."""
+
+
+class Raises(probe.Check):
+    type = "fault_raises"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        raise RuntimeError("database exploded\nsecond line of the message")
+
+
+class HangsAsync(probe.Check):
+    type = "fault_hangs_async"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class IgnoresCancel(probe.Check):
+    type = "fault_ignores_cancel"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        for _ in range(2):  # swallows the first cancellation (the core's), not the second
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+        return probe.Result.ok("finally")
+
+
+class HangsSync(probe.Check):
+    type = "fault_hangs_sync"
+
+    def run(self, ctx: probe.Context) -> probe.Result:
+        RELEASE.wait(3600)
+        return probe.Result.ok("released")
+
+
+class Garbage(probe.Check):
+    type = "fault_garbage"
+
+    def run(self, ctx: probe.Context) -> probe.Result:
+        return {"status": "ok"}  # type: ignore[return-value]
+
+
+class LeaksTasks(probe.Check):
+    type = "fault_leaks_tasks"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        asyncio.ensure_future(asyncio.sleep(3600))  # noqa: RUF006 -- the leak is the point
+        asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+        return probe.Result.ok("returned with two tasks still running")
+
+
+class Noop(probe.Check):
+    """Does nothing: for scheduler benchmarks and tests that count runs."""
+
+    type = "noop"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        return probe.Result.ok("noop")
+
+
+class Sleep(probe.Check):
+    """Sleeps, then appends a line to ``file`` (when set): a check that is observably in flight."""
+
+    type = "sleep"
+
+    class Options(probe.Options):
+        seconds: float = 1.0
+        """How long to sleep."""
+        file: str | None = None
+        """Append ``start`` and ``end`` lines (with the pid) here."""
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        self._note("start")
+        await asyncio.sleep(self.options.seconds)
+        self._note("end")
+        return probe.Result.ok(f"slept {self.options.seconds}s")
+
+    def _note(self, what: str) -> None:
+        if self.options.file:
+            with Path(self.options.file).open("a") as f:
+                f.write(f"{self.name} {what} {os.getpid()} {time.time():.3f}\n")
+
+
+@probe.hookimpl
+def register_checks(register):  # type: ignore[no-untyped-def]
+    for cls in (Raises, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks, Noop, Sleep):
+        register(cls)

@@ -1,0 +1,223 @@
+"""Plugins that raise, hang (async and sync), ignore cancellation, leak tasks, return garbage or fail to
+import: the runner reports each with the right status and reason, and the daemon keeps every other check on
+schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO
+
+from probe.agent import Agent
+from probe.config import Plan, load_plan
+from probe.model import Status
+from probe.plugins import Registry, load_plugins
+from probe.runner import Runner
+
+PLUGINS = REPO / "tests" / "fakeplugins" / "python"
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return load_plugins(use_entry_points=False, plugins_dir=PLUGINS)
+
+
+def release_event(registry: Registry) -> threading.Event:
+    event: threading.Event = sys.modules[registry.checks["fault_hangs_sync"].__module__].RELEASE
+    return event
+
+
+@pytest.fixture(autouse=True)
+def release_blocked_threads(registry: Registry) -> Iterator[None]:
+    release = release_event(registry)
+    release.clear()
+    yield
+    release.set()  # let the blocked worker threads of this test return
+
+
+def plan(tmp_path: Path, registry: Registry, checks: str) -> Plan:
+    path = tmp_path / "checks.yaml"
+    path.write_text(checks)
+    return load_plan(path, registry)
+
+
+def one(tmp_path: Path, registry: Registry, check_type: str, **extra: Any) -> Plan:
+    fields = "".join(f"\n    {k}: {v}" for k, v in extra.items())
+    return plan(tmp_path, registry, f"checks:\n  - name: c\n    type: {check_type}\n    timeout: 300ms{fields}\n")
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(registry: Registry,
+                                                                      tmp_path: Path) -> None:
+    failure = next(f for f in registry.failures if f.plugin == "broken_import")
+    assert "probe_no_such_dependency" in failure.error
+    assert "noop" in registry.checks
+    from probe.config import ConfigErrors
+
+    with pytest.raises(ConfigErrors) as info:
+        plan(tmp_path, registry, "checks:\n  - name: c\n    type: broken\n")
+    assert "plugins that failed to load: broken_import (ModuleNotFoundError" in str(info.value)
+
+
+async def test_exception_is_unknown_with_a_one_line_summary(registry: Registry, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    spec = one(tmp_path, registry, "fault_raises").checks[0]
+    with caplog.at_level(logging.INFO, "probe"):
+        outcome = await Runner(registry).run(spec)
+    assert outcome.status is Status.UNKNOWN
+    assert outcome.result.reason == "plugin_error"
+    assert outcome.result.summary == ("check plugin 'faulty' (type 'fault_raises') raised RuntimeError: "
+                                      "database exploded")
+    assert "Traceback" not in caplog.text  # the traceback is for debug logs only
+
+
+async def test_exception_traceback_at_debug(registry: Registry, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    spec = one(tmp_path, registry, "fault_raises").checks[0]
+    with caplog.at_level(logging.DEBUG, "probe.runner"):
+        await Runner(registry).run(spec)
+    assert "Traceback" in caplog.text and "database exploded" in caplog.text
+
+
+async def test_garbage_is_unknown_naming_the_plugin(registry: Registry, tmp_path: Path) -> None:
+    spec = one(tmp_path, registry, "fault_garbage").checks[0]
+    outcome = await Runner(registry).run(spec)
+    assert outcome.status is Status.UNKNOWN
+    assert outcome.result.reason == "invalid_result"
+    assert outcome.result.summary == "check plugin 'faulty' (type 'fault_garbage') returned dict, not probe.Result"
+
+
+@pytest.mark.parametrize("check_type", ["fault_hangs_async", "fault_hangs_sync"])
+async def test_a_hung_check_gets_the_timeout_status(registry: Registry, tmp_path: Path, check_type: str) -> None:
+    spec = one(tmp_path, registry, check_type).checks[0]
+    outcome = await Runner(registry).run(spec)
+    assert outcome.status is Status.CRITICAL
+    assert outcome.result.reason == "timeout"
+    assert outcome.result.summary.startswith("timed out after 300")
+
+
+async def test_timeout_status_is_configurable(registry: Registry, tmp_path: Path) -> None:
+    spec = one(tmp_path, registry, "fault_hangs_async", timeout_status="warning").checks[0]
+    outcome = await Runner(registry).run(spec)
+    assert (outcome.status, outcome.result.reason) == (Status.WARNING, "timeout")
+
+
+@pytest.mark.parametrize(("check_type", "where"), [("fault_hangs_sync", "sync code"),
+                                                   ("fault_ignores_cancel", "async code")])
+async def test_a_run_still_blocked_is_not_started_again(registry: Registry, tmp_path: Path, check_type: str,
+                                                        where: str) -> None:
+    spec = one(tmp_path, registry, check_type).checks[0]
+    runner = Runner(registry)
+    first = await runner.run(spec)
+    assert first.result.reason == "timeout"
+    assert runner.hung == 1
+    threads = runner.threads
+    second = await runner.run(spec)
+    assert second.status is Status.UNKNOWN
+    assert second.result.reason == "still_running"
+    assert f"still blocked in {where}" in second.result.summary
+    assert runner.threads == threads  # no new thread piled up behind the blocked one
+
+
+async def test_a_released_check_runs_again(registry: Registry, tmp_path: Path) -> None:
+    spec = one(tmp_path, registry, "fault_hangs_sync").checks[0]
+    runner = Runner(registry)
+    await runner.run(spec)
+    release_event(registry).set()
+    for _ in range(100):
+        if runner.hung == 0:
+            break
+        await asyncio.sleep(0.05)
+    outcome = await runner.run(spec)
+    assert (outcome.status, outcome.result.summary) == (Status.OK, "released")
+
+
+async def test_leaked_tasks_are_cancelled_and_reported(registry: Registry, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    spec = one(tmp_path, registry, "fault_leaks_tasks").checks[0]
+    runner = Runner(registry)
+    before = asyncio.all_tasks()
+    with caplog.at_level(logging.WARNING, "probe.runner"):
+        outcome = await runner.run(spec)
+        await asyncio.sleep(0)
+    assert outcome.status is Status.OK  # the result stands; the leak is the plugin's bug, logged
+    assert runner.leaked_tasks == 2
+    assert "plugin 'faulty' (type 'fault_leaks_tasks') left 2 asyncio task(s) running" in caplog.text
+    assert asyncio.all_tasks() - before == set()
+
+
+def test_worker_threads_are_daemon_threads(registry: Registry, tmp_path: Path) -> None:
+    spec = one(tmp_path, registry, "fault_hangs_sync").checks[0]
+    outcome = asyncio.run(Runner(registry).run(spec))
+    assert outcome.result.reason == "timeout"
+    blocked = [t for t in threading.enumerate() if t.name.startswith("probe-check")]
+    assert blocked and all(t.daemon for t in blocked)
+
+
+FAULTY_PLAN = """
+defaults:
+  interval: 1s
+  timeout: 300ms
+  failure_threshold: 1
+checks:
+  - {name: raises, type: fault_raises}
+  - {name: hangs-async, type: fault_hangs_async}
+  - {name: hangs-sync, type: fault_hangs_sync}
+  - {name: ignores-cancel, type: fault_ignores_cancel}
+  - {name: garbage, type: fault_garbage}
+  - {name: leaks, type: fault_leaks_tasks}
+  - {name: good, type: noop, interval: 200ms, timeout: 100ms}
+"""
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.outcomes: list[Any] = []
+
+    def record(self, outcome: Any, state: Any, transition: Any) -> None:
+        self.outcomes.append((outcome, state.hard_status))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def by_name(self, name: str) -> list[Any]:
+        return [o for o, _ in self.outcomes if o.name == name]
+
+
+async def test_the_daemon_keeps_good_checks_on_schedule_beside_faulty_ones(registry: Registry,
+                                                                          tmp_path: Path) -> None:
+    recorder = Recorder()
+    agent = Agent(plan(tmp_path, registry, FAULTY_PLAN), registry, sinks=[recorder])
+    task = asyncio.create_task(agent.run())
+    # Run until every faulty check has run at least twice (the second run of a hung one is still_running).
+    for _ in range(600):
+        await asyncio.sleep(0.05)
+        if all(len(recorder.by_name(n)) >= 2 for n in ("raises", "hangs-async", "hangs-sync", "ignores-cancel",
+                                                      "garbage", "leaks")):
+            break
+    agent.request_stop()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert recorder.closed
+    reasons = {name: {o.result.reason for o in recorder.by_name(name)} for name in
+               ("raises", "hangs-async", "hangs-sync", "ignores-cancel", "garbage", "leaks")}
+    assert reasons == {
+        "raises": {"plugin_error"},
+        "hangs-async": {"timeout"},
+        "hangs-sync": {"timeout", "still_running"},
+        "ignores-cancel": {"timeout", "still_running"},
+        "garbage": {"invalid_result"},
+        "leaks": {""},
+    }
+    good = recorder.by_name("good")
+    assert good and all(o.status is Status.OK for o in good)
+    # The good check ran about every 200ms while the others hung: at least 3 runs per slowest faulty cycle.
+    assert len(good) >= 3 * min(len(recorder.by_name(n)) for n in reasons)
+    assert agent.states["raises"].hard_status is Status.UNKNOWN
+    assert agent.states["hangs-async"].hard_status is Status.CRITICAL
+    assert agent.runner.hung >= 1

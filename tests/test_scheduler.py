@@ -1,0 +1,107 @@
+"""The schedule: deterministic splay, a fixed grid, retry_interval, skipped slots, no overlap, lag."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from probe.model import Status
+from probe.scheduler import LagStats, Schedule, splay
+from probe.spec import CheckSpec
+from probe.yamlsource import Location
+
+
+def spec(name: str, interval: float = 60.0, retry: float | None = None) -> CheckSpec:
+    return CheckSpec(name=name, type="noop", interval=interval, timeout=1.0, timeout_status=Status.CRITICAL,
+                     retry_interval=retry if retry is not None else interval, failure_threshold=3,
+                     success_threshold=1, labels={}, thresholds=(), remediate=(), enabled=True, options=None,
+                     location=Location("checks.yaml", 1, 1))
+
+
+@given(st.text(min_size=1, max_size=50), st.floats(0.001, 86400.0))
+def test_splay_is_stable_and_within_the_interval(name: str, interval: float) -> None:
+    assert 0.0 <= splay(name, interval) < interval
+    assert splay(name, interval) == splay(name, interval)
+
+
+def test_splay_spreads_many_checks_over_the_interval() -> None:
+    offsets = [splay(f"check-{i}", 60.0) for i in range(6000)]
+    per_second = [0] * 60
+    for offset in offsets:
+        per_second[int(offset)] += 1
+    assert max(per_second) < 2 * 6000 / 60  # no second gets twice its share
+
+
+def test_first_runs_are_splayed_and_popped_in_order() -> None:
+    schedule = Schedule()
+    for name in ("a", "b", "c"):
+        schedule.add(spec(name), now=1000.0)
+    assert schedule.pop_due(999.0) == []
+    due = schedule.pop_due(1060.0)
+    assert [e.spec.name for e in due] == sorted("abc", key=lambda n: splay(n, 60.0))
+    assert all(e.running for e in due)
+
+
+def test_runs_stay_on_a_fixed_grid() -> None:
+    schedule = Schedule()
+    entry = schedule.add(spec("grid", 10.0), now=0.0, first=5.0)
+    [popped] = schedule.pop_due(5.2)
+    schedule.started(popped, 5.2)
+    schedule.done(popped, 7.9, retry=False)  # the run took 2.7s: the next is still at 15, not 17.9
+    assert entry.due == 15.0
+    assert schedule.lag.last == pytest.approx(0.2)
+
+
+def test_a_soft_problem_retries_at_retry_interval() -> None:
+    schedule = Schedule()
+    entry = schedule.add(spec("retry", 60.0, retry=5.0), now=0.0, first=0.0)
+    schedule.pop_due(0.0)
+    schedule.done(entry, 1.0, retry=True)
+    assert entry.due == 5.0
+
+
+def test_missed_slots_are_skipped_not_run_back_to_back() -> None:
+    schedule = Schedule()
+    entry = schedule.add(spec("late", 10.0), now=0.0, first=0.0)
+    schedule.pop_due(0.0)
+    schedule.done(entry, 35.0, retry=False)  # slots at 10, 20 and 30 passed during the run
+    assert entry.due == 30.0  # the latest missed slot runs now, late; 10 and 20 are skipped
+    assert schedule.skipped == 2
+
+
+def test_a_running_check_is_never_due_again() -> None:
+    schedule = Schedule()
+    entry = schedule.add(spec("busy", 1.0), now=0.0, first=0.0)
+    assert schedule.pop_due(0.0) == [entry]
+    assert schedule.pop_due(100.0) == []
+    assert schedule.next_due() is None
+    schedule.done(entry, 100.0, retry=False)
+    assert schedule.pop_due(100.0) == [entry]
+
+
+def test_removed_and_replaced_entries() -> None:
+    schedule = Schedule()
+    old = schedule.add(spec("x"), now=0.0, first=1.0)
+    schedule.remove("x")
+    assert schedule.pop_due(100.0) == [] and len(schedule) == 0
+    schedule.add(spec("y"), now=0.0, first=1.0)
+    moved = dataclasses.replace(spec("y"), location=Location("checks.yaml", 9, 3))
+    schedule.replace_spec(moved)
+    assert schedule.pop_due(1.0)[0].spec is moved
+    schedule.done(old, 2.0, retry=False)  # a removed entry that finishes is not scheduled again
+    assert "x" not in schedule.entries
+
+
+def test_lag_stats() -> None:
+    lag = LagStats()
+    assert lag.quantile(0.99) == 0.0
+    for value in [0.001 * i for i in range(1, 101)]:
+        lag.observe(value)
+    lag.observe(-1.0)  # early starts (coalesced) count as on time
+    assert lag.quantile(0.5) == pytest.approx(0.050)
+    assert lag.quantile(0.99) == pytest.approx(0.099)
+    assert lag.worst == pytest.approx(0.1)
+    assert lag.total == 101
