@@ -295,6 +295,8 @@ def rows(t: Targets, tmp: Path) -> list[Row]:
         # The first run times out; while that task still ignores its cancellation, no new one is started.
         Row("plugin-hangs-async", {"type": "fault_hang_async"}, "critical", ("timeout",),
             also=(("unknown", "still_running"),)),
+        Row("plugin-hangs-sync", {"type": "fault_hang_sync"}, "critical", ("timeout",),
+            also=(("unknown", "still_running"),)),
         Row("plugin-leaks-tasks", {"type": "fault_leak_tasks"}, "ok", ("",)),
         Row("plugin-bad-result", {"type": "fault_bad_result"}, "unknown", ("invalid_result",)),
         Row("command-exit-7", command("exit7"), "unknown", ("invalid_exit_code",)),
@@ -419,6 +421,8 @@ def test_the_agent_stays_up_and_stops_cleanly(matrix: Run) -> None:
     assert matrix.stop_seconds < 30  # the grace period is 10s; hung plugins do not hold the exit
     failed_plugin = [line for line in matrix.log if "broken" in str(line.get("msg", ""))]
     assert failed_plugin, "the plugin that fails to import was not reported"
+    leaks = [line for line in matrix.log if "left 50 asyncio task(s) running" in str(line.get("msg", ""))]
+    assert leaks and leaks[0]["level"] == "warning"  # and cancelled
 
 
 @pytest.mark.slow
@@ -469,7 +473,13 @@ def _alive(pid: int) -> bool:
 
 
 SWALLOWS_CANCEL = """
-import asyncio, probe
+import asyncio, time, probe
+
+class Blocks(probe.Check):
+    type = "blocks"
+
+    def run(self, ctx):
+        time.sleep(3600)
 
 class Stubborn(probe.Check):
     type = "stubborn"
@@ -484,19 +494,21 @@ class Stubborn(probe.Check):
 @probe.hookimpl
 def register_checks(register):
     register(Stubborn)
+    register(Blocks)
 """
 
 
-def test_once_exits_even_when_a_plugin_swallows_cancellation(tmp_path: Path) -> None:
+def test_once_exits_even_when_plugins_swallow_cancellation_or_block(tmp_path: Path) -> None:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "stubborn.py").write_text(SWALLOWS_CANCEL)
     (tmp_path / "probe.yaml").write_text(f"plugins: {{dir: {tmp_path / 'plugins'}}}\n")
-    (tmp_path / "checks.yaml").write_text("checks:\n  - {name: s, type: stubborn, timeout: 1s}\n")
+    (tmp_path / "checks.yaml").write_text("checks:\n  - {name: s, type: stubborn, timeout: 1s}\n"
+                                          "  - {name: b, type: blocks, timeout: 1s}\n")
     proc = subprocess.run([sys.executable, "-m", "probe", "--config", str(tmp_path / "probe.yaml"), "--config-dir",
                            str(tmp_path / "checks.yaml"), "run", "--once", "--format", "json"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert json.loads(proc.stdout)["checks"][0]["reason"] == "timeout"
+    assert [c["reason"] for c in json.loads(proc.stdout)["checks"]] == ["timeout", "timeout"]
     assert "Task was destroyed" not in proc.stderr
 
 

@@ -257,3 +257,12 @@ def test_round_trip_any_history(first: list[Status], then: list[Status]) -> None
     for i, status in enumerate(then):
         assert back.update(result(status), 100.0 + i) == state.update(result(status), 100.0 + i)
     assert back.to_dict() == state.to_dict()
+
+
+def test_telemetry_counts_hard_transitions_by_the_status_entered() -> None:
+    from probe.telemetry import transition_status
+
+    state = CheckState("t", failure_threshold=2)
+    soft, hard = feed(state, [CRIT, CRIT])
+    assert transition_status(soft) is None
+    assert transition_status(hard) is CRIT

@@ -37,7 +37,7 @@ class Entry:
 class LagStats:
     """Start lateness (actual start - due time) of recent runs, for self-metrics."""
 
-    samples: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    samples: deque[float] = field(default_factory=lambda: deque(maxlen=16384))
     total: int = 0
     worst: float = 0.0
 

@@ -154,10 +154,13 @@ def hard_status_of(state: Any) -> Status | None:
 
 
 def transition_status(transition: Any) -> Status | None:
-    """The status a transition leads to: a Status itself, or an object with ``to``/``status``/``current``."""
+    """The status a hard transition leads to: a Status itself, or an object with ``to_status`` (a
+    ``probe.state.Transition``), ``to``, ``status`` or ``current``. A soft transition counts as none."""
     if isinstance(transition, Status):
         return transition
-    for attr in ("to", "status", "current", "hard_status"):
+    if getattr(transition, "kind", "hard") != "hard":
+        return None
+    for attr in ("to_status", "to", "status", "current", "hard_status"):
         value = getattr(transition, attr, None)
         if isinstance(value, Status):
             return value
