@@ -60,6 +60,30 @@ def test_results_transitions_remediations_and_state_round_trip(tmp_path: Path) -
     assert reader.states()["web"][1] == {"hard_status": 2, "problems": 3}
 
 
+def test_reader_queries_close_their_connections(tmp_path: Path) -> None:
+    """The daemon seeds forecasts with one query per check and capacity: none may stay open."""
+    import gc
+
+    store = _store(tmp_path / "h.db")
+    store.save_state("a", {"n": 1}, ts=1.0)
+    store.flush()
+    store.close()
+    reader = HistoryReader(tmp_path / "h.db")
+
+    def open_handles() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd).startswith(str(tmp_path / "h.db")))
+
+    gc.disable()  # an unclosed connection would otherwise be closed by a collection, and hide the leak
+    try:
+        for _ in range(50):
+            reader.samples("a", "utilization", 0)
+            reader.results(0)
+        assert open_handles() == 0
+    finally:
+        gc.enable()
+
+
 def test_state_is_upserted_not_duplicated(tmp_path: Path) -> None:
     store = _store(tmp_path / "h.db")
     store.save_state("a", {"n": 1}, ts=1.0)

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,12 +450,18 @@ class HistoryReader:
 
     path: Path
 
-    def _db(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection, closed on leaving the block (a sqlite3 connection's own ``with`` only ends
+        the transaction: every query left one open, with its page cache, until garbage collection)."""
         if not self.path.exists():
             raise HistoryError(f"no history database at {self.path}")
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
-        db.row_factory = sqlite3.Row
-        return db
+        try:
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
 
     def results(self, since: float, check_name: str | None = None) -> list[ResultRow]:
         sql = "SELECT * FROM results WHERE ts >= ?" + (" AND check_name = ?" if check_name else "") + " ORDER BY ts"
