@@ -473,7 +473,13 @@ def _alive(pid: int) -> bool:
 
 
 SWALLOWS_CANCEL = """
-import asyncio, probe
+import asyncio, time, probe
+
+class Blocks(probe.Check):
+    type = "blocks"
+
+    def run(self, ctx):
+        time.sleep(3600)
 
 class Stubborn(probe.Check):
     type = "stubborn"
@@ -488,19 +494,21 @@ class Stubborn(probe.Check):
 @probe.hookimpl
 def register_checks(register):
     register(Stubborn)
+    register(Blocks)
 """
 
 
-def test_once_exits_even_when_a_plugin_swallows_cancellation(tmp_path: Path) -> None:
+def test_once_exits_even_when_plugins_swallow_cancellation_or_block(tmp_path: Path) -> None:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "stubborn.py").write_text(SWALLOWS_CANCEL)
     (tmp_path / "probe.yaml").write_text(f"plugins: {{dir: {tmp_path / 'plugins'}}}\n")
-    (tmp_path / "checks.yaml").write_text("checks:\n  - {name: s, type: stubborn, timeout: 1s}\n")
+    (tmp_path / "checks.yaml").write_text("checks:\n  - {name: s, type: stubborn, timeout: 1s}\n"
+                                          "  - {name: b, type: blocks, timeout: 1s}\n")
     proc = subprocess.run([sys.executable, "-m", "probe", "--config", str(tmp_path / "probe.yaml"), "--config-dir",
                            str(tmp_path / "checks.yaml"), "run", "--once", "--format", "json"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert json.loads(proc.stdout)["checks"][0]["reason"] == "timeout"
+    assert [c["reason"] for c in json.loads(proc.stdout)["checks"]] == ["timeout", "timeout"]
     assert "Task was destroyed" not in proc.stderr
 
 

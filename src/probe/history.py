@@ -281,7 +281,7 @@ class HistoryStore:
                 self._maybe_prune(db)
             else:
                 if db is not None:
-                    db.close()
+                    _close_quietly(db)
                     db = None
                 self._keep(batch)
             with self._flushed:
@@ -355,6 +355,7 @@ class HistoryStore:
             self._failed(f"{type(exc).__name__}: {exc}")
             return False
         with self._lock:
+            self._health.healthy, self._health.last_error = True, ""
             self._health.dropped += bad
             self._health.written += len(batch) - bad
             self._health.pending = len(self._backlog)
@@ -404,6 +405,14 @@ class HistoryStore:
 
     def reader(self) -> HistoryReader:
         return HistoryReader(self.path)
+
+
+def _close_quietly(db: sqlite3.Connection) -> None:
+    """Close after a failed write; on a full disk closing can fail too, and must not kill the writer thread."""
+    try:
+        db.close()
+    except sqlite3.Error as exc:
+        log.debug("history: closing the failed connection: %s", exc)
 
 
 def connect(path: Path) -> sqlite3.Connection:
