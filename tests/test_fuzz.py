@@ -440,3 +440,34 @@ def test_http1_reader_returns_a_response_or_a_failure(pieces: list[bytes]) -> No
         _clear(exc)
         return
     assert response.status >= 0 and len(response.body) <= 4096
+
+
+# -- state restored from a damaged store ----------------------------------------------------------------------------
+
+JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.floats(),
+                                 st.text(max_size=5)),
+                       lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                               st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                       max_leaves=10)
+STATE_KEYS = st.sampled_from(["interval", "failure_threshold", "success_threshold", "status", "hard_status",
+                              "state_type", "reason", "failures", "successes", "history", "flapping", "last_run",
+                              "last_change", "last_hard_change", "runs", "exhausted", "0", "1"])
+SAVED = st.dictionaries(STATE_KEYS, JSONISH, max_size=8)
+
+
+@FUZZ
+@given(saved=SAVED, budgets=st.dictionaries(st.one_of(st.sampled_from(["0", "1"]), st.text(max_size=3)),
+                                            st.one_of(SAVED, JSONISH), max_size=3))
+@example(saved={}, budgets={"0": {"runs": None}})
+@example(saved={}, budgets={"0": {"runs": [1e400, True, "x", 5.0], "exhausted": "no"}})
+def test_state_and_budgets_from_a_damaged_store_never_raise(saved: dict[str, Any], budgets: dict[str, Any]) -> None:
+    from probe.remediation import Remediator
+    from probe.state import CheckState
+
+    state = CheckState.from_dict("restored", saved)
+    json.dumps(state.to_dict())
+    remediator = Remediator({})
+    remediator.restore_budgets("restored", budgets)
+    for budget in remediator.budgets["restored"].values():
+        assert all(isinstance(t, float) and math.isfinite(t) for t in budget.runs)
+        assert budget.exhausted in (True, False)

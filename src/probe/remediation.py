@@ -46,8 +46,14 @@ class Budget:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Budget:
-        runs = [float(t) for t in data.get("runs", []) if isinstance(t, int | float)]
-        return cls(runs, bool(data.get("exhausted", False)))
+        # From the state store, which may be damaged: anything odd counts as no run, never an error.
+        raw = data.get("runs")
+        runs = [float(t) for t in raw if _timestamp(t)] if isinstance(raw, list) else []
+        return cls(runs, data.get("exhausted") is True)
+
+
+def _timestamp(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e12
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""The agent in-process: what a reload keeps, restarts and drops; sinks and hooks that fail; staleness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO
+
+from probe.agent import Agent, LogSink, same_check
+from probe.config import ConfigErrors, Plan, load_plan
+from probe.model import Result, Status
+from probe.plugins import Registry, load_plugins
+from probe.runner import Outcome
+from probe.state import CheckState
+
+PLUGINS = REPO / "tests" / "fakeplugins" / "python"
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return load_plugins(use_entry_points=False, plugins_dir=PLUGINS)
+
+
+def plan(tmp_path: Path, registry: Registry, body: str, name: str = "checks.yaml") -> Plan:
+    path = tmp_path / name
+    path.write_text("checks:\n" + body)
+    return load_plan(path, registry)
+
+
+KEEP = "  - {name: keep, type: noop, interval: 30s}\n"
+CHANGE = "  - {name: change, type: noop, interval: 30s}\n"
+DROP = "  - {name: drop, type: noop, interval: 30s}\n"
+
+
+def test_reload_keeps_unchanged_restarts_changed_drops_removed(tmp_path: Path, registry: Registry) -> None:
+    agent = Agent(plan(tmp_path, registry, KEEP + CHANGE + DROP), registry)
+    agent._load(agent.plan.checks, 0.0)
+    for state in agent.states.values():
+        state.update(Result.critical("down"), 1.0)
+    kept_state, kept_due = agent.states["keep"], agent.schedule.entries["keep"].due
+
+    new = plan(tmp_path, registry, "# moved down a line\n" + KEEP + CHANGE.replace("30s", "20s") +
+               "  - {name: new, type: noop}\n", "new.yaml")
+    agent.apply(new, registry)
+
+    assert set(agent.states) == set(agent.schedule.entries) == {"keep", "change", "new"}
+    assert agent.states["keep"] is kept_state and kept_state.failures == 1
+    assert agent.schedule.entries["keep"].due == kept_due
+    assert agent.states["change"].status is None and agent.states["change"].interval == 20.0
+    assert agent.plan is new
+
+
+def test_same_check_ignores_where_it_is_defined(tmp_path: Path, registry: Registry) -> None:
+    a = plan(tmp_path, registry, KEEP).checks[0]
+    b = plan(tmp_path, registry, "\n\n" + KEEP, "b.yaml").checks[0]
+    assert a.location != b.location and same_check(a, b)
+    c = plan(tmp_path, registry, KEEP.replace("30s", "31s"), "c.yaml").checks[0]
+    assert not same_check(a, c)
+
+
+class Exploding:
+    def record(self, outcome: Any, state: Any, transition: Any) -> None:
+        raise RuntimeError("sink bug")
+
+    async def aclose(self) -> None:
+        raise RuntimeError("close bug")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, Any]] = []
+
+    def record(self, outcome: Outcome, state: CheckState, transition: Any) -> None:
+        self.seen.append((outcome.name, outcome.result.reason, transition))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_failing_sink_never_stops_the_others_or_the_loop(tmp_path: Path, registry: Registry,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    recorder = Recorder()
+    agent = Agent(plan(tmp_path, registry, "  - {name: fast, type: noop, interval: 100ms, timeout: 50ms}\n"),
+                  registry, sinks=[Exploding(), recorder, LogSink()])
+    task = asyncio.create_task(agent.run())
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if len(recorder.seen) >= 3:
+            break
+    agent.request_stop()
+    with caplog.at_level(logging.ERROR, "probe.agent"):
+        assert await asyncio.wait_for(task, 30) == 0
+    assert len(recorder.seen) >= 3 and recorder.closed
+    assert agent.stats.sink_errors >= 3
+    assert "sink Exploding failed to close: RuntimeError: close bug" in caplog.text
+
+
+async def test_a_stale_check_goes_unknown_through_the_sinks(tmp_path: Path, registry: Registry) -> None:
+    recorder = Recorder()
+    agent = Agent(plan(tmp_path, registry, "  - {name: quiet, type: noop, interval: 1h}\n"), registry,
+                  sinks=[recorder])
+    agent._load(agent.plan.checks, 0.0)
+    state = agent.states["quiet"]
+    state.update(Result.ok("fine"), 1000.0)  # long ago: more than two intervals
+    agent._sweep_stale()
+    name, reason, transition = recorder.seen[-1]
+    assert (name, reason) == ("quiet", "stale")
+    assert transition.to_status is Status.UNKNOWN and transition.kind == "hard"
+    assert state.hard_status is Status.UNKNOWN and agent.stats.stale_marked == 1
+
+
+async def test_a_rejected_reload_keeps_the_running_config(tmp_path: Path, registry: Registry) -> None:
+    first = plan(tmp_path, registry, KEEP)
+
+    def broken() -> tuple[Plan, Registry]:
+        return plan(tmp_path, registry, "  - {name: bad, type: noop, interval: nope}\n", "bad.yaml"), registry
+
+    agent = Agent(first, registry, reload=broken)
+    agent._load(first.checks, 0.0)
+    with pytest.raises(ConfigErrors):
+        broken()
+    await agent._reload()
+    assert agent.plan is first and set(agent.schedule.entries) == {"keep"}
+    assert agent.stats.reloads_failed == 1 and agent.stats.reloads_ok == 0
+    assert agent.stats.last_reload_error == "1 configuration error"
