@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from typing import Any
 
 import otlp_receiver
 import pytest
-from conftest import require
 from hostfs import run_checks, tmpfs
 
 from probe import telemetry
@@ -136,15 +134,8 @@ def test_a_store_that_cannot_open_runs_degraded_and_recovers(tmp_path: Path) -> 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB tmpfs, so the database really hits ENOSPC."""
-    require(os.geteuid() == 0, "mounting a tmpfs needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    require(proc.returncode == 0, f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", size="1m", inodes=1024) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def test_history_on_a_full_filesystem_keeps_checks_running_and_reports_health(

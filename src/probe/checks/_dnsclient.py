@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from probe.checks._dnswire import TC, Malformed, NotOurs, Query, Response, read_response
+from probe.checks._net import literal_family
 from probe.units import format_duration
 
 DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
@@ -51,7 +52,7 @@ def parse_server(text: str, transport: str) -> Server:
         parts = urlsplit(text)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"{text!r}: DNS over HTTPS needs a URL like https://127.0.0.1/dns-query")
-        return Server(parts.hostname, parts.port or 443, _family(parts.hostname), text)
+        return Server(parts.hostname, parts.port or 443, literal_family(parts.hostname), text)
     port: str | None = None
     if text.startswith("["):
         match = _BRACKETED.fullmatch(text)
@@ -67,17 +68,7 @@ def parse_server(text: str, transport: str) -> Server:
     number = DEFAULT_PORTS[transport] if port is None else int(port) if port.isdigit() else -1
     if not 0 < number < 65536:
         raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
-    return Server(host, number, _family(host))
-
-
-def _family(host: str) -> int:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return family
-    return 0
+    return Server(host, number, literal_family(host))
 
 
 @dataclass(frozen=True)
