@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,24 @@ async def test_dnsmasq_answers(dnsmasq_server: str, query: str, rtype: str, expe
     assert result.measurement("answer_count").value == len(expected)  # type: ignore[union-attr]
     assert result.details["rcode"] == "NOERROR"
 
+
+
+def test_a_dns_check_runs_without_importing_dnspython(dnsmasq_server: str, tmp_path: Path) -> None:
+    """dnspython costs ~2 MiB and ~30 ms of start-up (docs/performance.md): a plain config never loads it."""
+    config = tmp_path / "checks.yaml"
+    config.write_text(f"checks:\n  - {{name: d, type: dns, query: www.test, record_type: aaaa, "
+                      f"server: '{dnsmasq_server}', expect: {{rcode: [noerror], answers: ['::10']}}}}\n")
+    code = textwrap.dedent(f"""
+        import asyncio, sys
+        from pathlib import Path
+        from probe.config import load
+        from probe.runner import Runner
+        registry, plan = load(Path({str(config)!r}), env={{}})
+        outcome = asyncio.run(Runner(registry).run(plan.checks[0]))
+        print(outcome.status.name, sorted(m for m in sys.modules if m == "dns" or m.startswith("dns.")))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split(None, 1) == ["OK", "[]\n"]
 
 async def test_cname_chain_is_in_details(dnsmasq_server: str) -> None:
     result = await run(query="alias.test", server=dnsmasq_server)

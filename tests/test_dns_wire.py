@@ -8,6 +8,7 @@ import ipaddress
 import dns.message
 import dns.rdatatype
 import dns.rrset
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,3 +105,88 @@ def test_extended_rcode_from_opt() -> None:
     response.set_rcode(16)  # BADVERS lives partly in the OPT record
     ours = _dnswire.read_response(response.to_wire(), query.id, _query_of(query))
     assert _dnswire.rcode_name(ours.rcode) == "BADVERS"
+
+
+# -- the query side: our tables and query bytes agree with dnspython, which stays the fallback ---------------
+
+
+def test_every_table_entry_reads_and_prints_as_in_dnspython() -> None:
+    import dns.rcode
+    import dns.rdataclass
+
+    for name, code in _dnswire.RDATATYPES.items():
+        assert (dns.rdatatype.from_text(name), dns.rdatatype.to_text(code)) == (code, name)
+        assert _dnswire.rdatatype(f" {name.lower()} ") == (name, code)
+    for name, code in _dnswire.RDATACLASSES.items():
+        assert (dns.rdataclass.from_text(name), dns.rdataclass.to_text(code)) == (code, name)
+        assert _dnswire.rdataclass(name.lower()) == (name, code)
+    for code in (*range(11), 16):
+        name = dns.rcode.to_text(dns.rcode.Rcode.make(code))
+        assert _dnswire.rcode_name(code) == name
+        assert _dnswire.rcode_canonical(name.lower()) == name
+
+
+def test_names_outside_the_tables_go_to_dnspython() -> None:
+    assert _dnswire.rdatatype("TYPE65280") == ("TYPE65280", 65280)
+    assert _dnswire.rdatatype("ZONEMD") == ("ZONEMD", 63)
+    assert _dnswire.rdataclass("CHAOS") == ("CH", 3)
+    assert _dnswire.rcode_canonical("BADSIG") == "BADVERS"  # one code, two names: dnspython prints BADVERS
+    for call, text in ((_dnswire.rdatatype, "BOGUS"), (_dnswire.rdataclass, "XX"), (_dnswire.rcode_canonical, "NOPE")):
+        try:
+            call(text)
+        except ValueError as exc:
+            assert repr(text) in str(exc)
+        else:
+            raise AssertionError(f"{call.__name__}({text!r}) was accepted")
+
+
+SIMPLE_LABEL = st.text("abcXYZ019-_*", min_size=1, max_size=63)
+
+
+@settings(max_examples=300, deadline=None)
+@given(labels=st.lists(SIMPLE_LABEL, max_size=5), dot=st.booleans(),
+       rdtype=st.sampled_from(sorted(_dnswire.RDATATYPES.values())),
+       rdclass=st.sampled_from(sorted(_dnswire.RDATACLASSES.values())), rd=st.booleans(), dnssec=st.booleans())
+def test_query_bytes_are_dnspythons(labels: list[str], dot: bool, rdtype: int, rdclass: int, rd: bool,
+                                    dnssec: bool) -> None:
+    import dns.exception
+    import dns.flags
+    import dns.name
+
+    name = ".".join(labels) + ("." if dot or not labels else "")
+    try:
+        dns.name.from_text(name)
+    except dns.exception.DNSException:  # over 255 octets: both refuse it
+        try:
+            _dnswire.make_query(name, rdtype, rdclass, recursion_desired=rd, dnssec=dnssec)
+        except ValueError:
+            return
+        raise AssertionError(f"{name!r} was accepted") from None
+    theirs = dns.message.make_query(name, rdtype, rdclass, use_edns=0, payload=1232, want_dnssec=dnssec)
+    theirs.id = 0
+    if not rd:
+        theirs.flags &= ~dns.flags.RD
+    if dnssec:
+        theirs.flags |= dns.flags.AD
+    ours = _dnswire.make_query(name, rdtype, rdclass, recursion_desired=rd, dnssec=dnssec)
+    assert ours.wire == theirs.to_wire()
+    assert ours.rdtype == rdtype
+
+
+@pytest.mark.parametrize("name", ["bücher.test", r"a\.b.test", r"tab\009.test", "xn--bcher-kva.test", "@"])
+def test_escaped_and_international_names_are_dnspythons(name: str) -> None:
+    import dns.name
+
+    assert _dnswire.name_wire(name) == dns.name.from_text(name).to_wire()
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("a" * 64 + ".test", "at most 63"),
+    (".".join(["a" * 60] * 5), "at most 255"),
+    ("a..test", "empty"),
+    ("..", "empty"),
+])
+def test_invalid_names_are_refused(name: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        _dnswire.name_wire(name)
+

@@ -1,9 +1,15 @@
 """DNS wire format for the dns check: the query bytes, and a fast reader for responses.
 
-dnspython builds the query (once per check) and renders the rdata types this module does not know, but
-its ``Message.from_wire`` costs about 0.17 ms for a one-answer reply: more than a whole blackbox_exporter
-probe's share of our CPU budget (docs/performance.md, DNS). The reader here decodes the header, checks the
-question, and renders the common record types itself; anything it cannot read is a ``Malformed`` reply.
+dnspython's ``Message.from_wire`` costs about 0.17 ms for a one-answer reply: more than a whole
+blackbox_exporter probe's share of our CPU budget (docs/performance.md, DNS). The reader here decodes the
+header, checks the question, and renders the common record types itself; anything it cannot read is a
+``Malformed`` reply.
+
+Importing dnspython costs about 2 MiB of the agent's memory and 30 ms of ``probe run --once``
+(docs/performance.md, Start-up), so the names, types, classes and rcodes configs use, and the query itself,
+are handled here too. dnspython stays the reference and the fallback: for names with escapes or non-ASCII
+(IDNA) characters, record types outside the table below, and the rdata types the reader does not know.
+tests/test_dns_wire.py checks every table entry and the query bytes against it.
 """
 
 from __future__ import annotations
@@ -70,23 +76,100 @@ class Query:
         return qid.to_bytes(2, "big") + self.wire[2:]
 
 
-def make_query(name: str, rdtype: int, rdclass: int, *, recursion_desired: bool, dnssec: bool) -> Query:
-    import dns.flags
-    import dns.message
-    import dns.rdataclass
+RDATATYPES = {
+    "A": A, "NS": NS, "CNAME": CNAME, "SOA": 6, "PTR": PTR, "HINFO": 13, "MX": MX, "TXT": TXT, "AAAA": AAAA,
+    "LOC": 29, "SRV": 33, "NAPTR": 35, "DNAME": DNAME, "DS": 43, "SSHFP": 44, "RRSIG": 46, "NSEC": 47,
+    "DNSKEY": 48, "NSEC3": 50, "NSEC3PARAM": 51, "TLSA": 52, "CDS": 59, "CDNSKEY": 60, "OPENPGPKEY": 61,
+    "SVCB": 64, "HTTPS": 65, "SPF": SPF, "ANY": ANY, "URI": 256, "CAA": 257,
+}
+"""Record types by the name dnspython prints; others (``TYPE65280``, rare types) are looked up in dnspython."""
+RDATACLASSES = {"IN": 1, "CH": 3, "HS": 4, "ANY": 255}
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN",
+           7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS"}
+_RCODE_NAMES = {name: code for code, name in _RCODES.items()}
+
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*\.?|\.")
+_QUESTION = struct.Struct("!HH")
+_OPT = struct.Struct("!BHHIH")
+EDNS_PAYLOAD = 1232
+"""The EDNS buffer size we advertise (the DNS flag day 2020 value, as dnspython's ``make_query``)."""
+_DO = 0x8000
+
+
+def rdatatype(text: str) -> tuple[str, int]:
+    """The canonical name and code of a record type (``aaaa`` -> ``("AAAA", 28)``); ValueError if unknown."""
+    name = text.strip().upper()
+    if name in RDATATYPES:
+        return name, RDATATYPES[name]
     import dns.rdatatype
 
-    message = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype),
-                                     dns.rdataclass.RdataClass.make(rdclass), use_edns=0, payload=1232,
-                                     want_dnssec=dnssec)
-    message.id = 0
-    if not recursion_desired:
-        message.flags &= ~dns.flags.RD
-    if dnssec:
-        message.flags |= dns.flags.AD  # RFC 6840 5.7: ask a validating resolver to report AD
-    wire = message.to_wire()
-    end = _skip_name(wire, 12) + 4
-    return Query(wire, _question_key(wire[12:end]), rdtype)
+    try:
+        code = dns.rdatatype.from_text(name)
+    except dns.rdatatype.UnknownRdatatype:
+        raise ValueError(f"unknown record type {text!r}") from None
+    return str(dns.rdatatype.to_text(code)), int(code)
+
+
+def rdataclass(text: str) -> tuple[str, int]:
+    """The canonical name and code of a record class (``in`` -> ``("IN", 1)``); ValueError if unknown."""
+    name = text.strip().upper()
+    if name in RDATACLASSES:
+        return name, RDATACLASSES[name]
+    import dns.rdataclass
+
+    try:
+        code = dns.rdataclass.from_text(name)
+    except dns.rdataclass.UnknownRdataclass:
+        raise ValueError(f"unknown record class {text!r}") from None
+    return str(dns.rdataclass.to_text(code)), int(code)
+
+
+def rcode_canonical(text: str) -> str:
+    """The canonical name of an rcode (``nxdomain`` -> ``NXDOMAIN``); ValueError if unknown."""
+    name = text.strip().upper()
+    if name in _RCODE_NAMES:
+        return name
+    import dns.rcode
+
+    try:
+        return str(dns.rcode.to_text(dns.rcode.from_text(name)))
+    except dns.rcode.UnknownRcode:
+        raise ValueError(f"unknown rcode {text!r}") from None
+
+
+def name_wire(text: str) -> bytes:
+    """``text`` as an absolute name in wire form (no search domains). Raises ValueError for an invalid name."""
+    if not _SIMPLE_NAME.fullmatch(text):
+        return _dnspython_name_wire(text)  # escapes, IDNA, empty labels: dnspython's rules and messages
+    wire = bytearray()
+    for label in text.rstrip(".").split(".") if text != "." else ():
+        if len(label) > 63:
+            raise ValueError(f"label {label[:20]}... is {len(label)} octets long; at most 63")
+        wire += bytes((len(label),)) + label.encode("ascii")
+    wire += b"\x00"
+    if len(wire) > 255:
+        raise ValueError(f"name is {len(wire)} octets long; at most 255")
+    return bytes(wire)
+
+
+def _dnspython_name_wire(text: str) -> bytes:
+    import dns.exception
+    import dns.name
+
+    try:
+        return bytes(dns.name.from_text(text).to_wire() or b"")
+    except dns.exception.DNSException as exc:
+        raise ValueError(str(exc)) from None
+
+
+def make_query(name: str, rdtype: int, rdclass: int, *, recursion_desired: bool, dnssec: bool) -> Query:
+    """The query dnspython's ``make_query(name, rdtype, rdclass, use_edns=0, payload=1232, want_dnssec=dnssec)``
+    sends, with id 0: RD unless ``recursion_desired`` is off; DO, and AD (RFC 6840 5.7: ask a validating
+    resolver to report AD), when ``dnssec``."""
+    flags = (RD if recursion_desired else 0) | (AD if dnssec else 0)
+    question = name_wire(name) + _QUESTION.pack(rdtype, rdclass)
+    opt = _OPT.pack(0, OPT, EDNS_PAYLOAD, _DO if dnssec else 0, 0)
+    return Query(_HEADER.pack(0, flags, 1, 0, 0, 1) + question + opt, _question_key(question), rdtype)
 
 
 def read_response(data: bytes, qid: int, query: Query) -> Response:
@@ -246,9 +329,6 @@ def _skip_name(data: bytes, offset: int) -> int:
 
 def _question_key(question: bytes) -> bytes:
     return question[:-4].lower() + question[-4:]
-
-
-_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
 def rcode_name(rcode: int) -> str:

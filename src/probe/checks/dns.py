@@ -1,8 +1,8 @@
 """dns: ask a DNS server one question and judge the reply's rcode, flags and answers.
 
-The query is built once per check (dnspython) and only its id changes per run; replies are read by
+The query is built once per check and only its id changes per run; queries are built and replies read by
 ``_dnswire`` and sent by ``_dnsclient``, which keeps a check at a fraction of blackbox_exporter's CPU
-(docs/performance.md, section DNS).
+(docs/performance.md, section DNS) and dnspython out of the process unless a config needs it.
 """
 
 from __future__ import annotations
@@ -51,17 +51,14 @@ class DnsExpect(probe.Options):
     @field_validator("rcode")
     @classmethod
     def _known_rcodes(cls, value: list[str]) -> list[str]:
-        import dns.rcode
-
         if not value:
             raise ValueError("list at least one rcode")
         names = []
         for text in value:
             try:
-                names.append(dns.rcode.to_text(dns.rcode.from_text(text.strip())))
-            except dns.rcode.UnknownRcode:
-                raise ValueError(f"unknown rcode {text!r}; expected NOERROR, NXDOMAIN, SERVFAIL, REFUSED, "
-                                 "...") from None
+                names.append(_dnswire.rcode_canonical(text))
+            except ValueError as exc:
+                raise ValueError(f"{exc}; expected NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...") from None
         return names
 
     @field_validator("answers_regex", "answers_not_regex")
@@ -131,32 +128,25 @@ class DnsCheck(probe.Check):
         @field_validator("record_type")
         @classmethod
         def _known_type(cls, value: str) -> str:
-            import dns.rdatatype
-
             try:
-                return str(dns.rdatatype.to_text(dns.rdatatype.from_text(value.strip())))
-            except dns.rdatatype.UnknownRdatatype:
-                raise ValueError(f"unknown record type {value!r}; expected A, AAAA, MX, TXT, ...") from None
+                return _dnswire.rdatatype(value)[0]
+            except ValueError as exc:
+                raise ValueError(f"{exc}; expected A, AAAA, MX, TXT, ...") from None
 
         @field_validator("record_class")
         @classmethod
         def _known_class(cls, value: str) -> str:
-            import dns.rdataclass
-
             try:
-                return str(dns.rdataclass.to_text(dns.rdataclass.from_text(value.strip())))
-            except dns.rdataclass.UnknownRdataclass:
-                raise ValueError(f"unknown record class {value!r}; expected IN, CH or HS") from None
+                return _dnswire.rdataclass(value)[0]
+            except ValueError as exc:
+                raise ValueError(f"{exc}; expected IN, CH or HS") from None
 
         @field_validator("query")
         @classmethod
         def _valid_name(cls, value: str) -> str:
-            import dns.exception
-            import dns.name
-
             try:
-                dns.name.from_text(value.strip())
-            except dns.exception.DNSException as exc:
+                _dnswire.name_wire(value.strip())
+            except ValueError as exc:
                 raise ValueError(f"invalid name {value!r}: {exc}") from None
             return value.strip()
 
@@ -173,7 +163,7 @@ class DnsCheck(probe.Check):
         self._tls: ssl.SSLContext | None = None
 
     async def run(self, ctx: probe.Context) -> probe.Result:
-        # The first run imports dnspython and builds the query (tens of ms); that is not the server's time.
+        # The first run builds the query (and imports dnspython for an unusual name); not the server's time.
         query = self._query or self._prepare()
         started = time.monotonic()
         result = await self._ask(ctx, query)
@@ -201,12 +191,9 @@ class DnsCheck(probe.Check):
         return _all_failed(failures)
 
     def _prepare(self) -> _dnswire.Query:
-        import dns.rdataclass
-        import dns.rdatatype
-
         o = self.options
         self._query = _dnswire.make_query(
-            o.query, dns.rdatatype.from_text(o.record_type), dns.rdataclass.from_text(o.record_class),
+            o.query, _dnswire.rdatatype(o.record_type)[1], _dnswire.rdataclass(o.record_class)[1],
             recursion_desired=o.recursion_desired, dnssec=o.expect.authenticated)
         if o.transport in ("tls", "https"):
             self._tls = tls_context(o.tls)
