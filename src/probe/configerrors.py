@@ -6,7 +6,6 @@ the offending key or value and a did-you-mean for unknown keys.
 
 from __future__ import annotations
 
-import difflib
 import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -188,6 +187,8 @@ def field_name(loc: Sequence[Any]) -> str:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    import difflib  # only a bad config needs it (~140 KiB of the agent's memory otherwise)
+
     found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -7,7 +7,6 @@ run before pluggy sees the plugin, so an author reads what is wrong and what the
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ import pluggy
 
 from probe import hookspecs
 from probe.check import Check, Options
+from probe.configerrors import did_you_mean
 
 
 class PluginContractError(Exception):
@@ -46,8 +46,8 @@ def check_hookimpls(manager: pluggy.PluginManager, plugin: object, plugin_name: 
         marked += 1
         hook = opts.get("specname") or attr
         if hook not in specs:
-            close = difflib.get_close_matches(hook, list(specs), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            close = did_you_mean(hook, specs)
+            hint = f"did you mean {close!r}? " if close else ""
             problems.append(f"@probe.hookimpl {attr}() implements no probe hook; {hint}hooks are: {', '.join(specs)}")
             continue
         problem = _argument_problem(hook, fn, specs[hook])
