@@ -275,15 +275,16 @@ class HistoryStore:
         stopping = False
         while not stopping:
             batch, fresh, stopping = self._take_batch()
-            if db is None:
-                db = self._try_connect()
-            if db is not None and self._write(db, batch):
-                self._maybe_prune(db)
-            else:
-                if db is not None:
-                    _close_quietly(db)
-                    db = None
-                self._keep(batch)
+            if batch:  # connect only to write: an idle writer must not report on a disk it does not use
+                if db is None:
+                    db = self._try_connect()
+                if db is not None and self._write(db, batch):
+                    self._maybe_prune(db)
+                else:
+                    if db is not None:
+                        _close_quietly(db)
+                        db = None
+                    self._keep(batch)
             with self._flushed:
                 self._done += fresh
                 self._flushed.notify_all()
