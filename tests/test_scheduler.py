@@ -95,6 +95,31 @@ def test_removed_and_replaced_entries() -> None:
     assert "x" not in schedule.entries
 
 
+
+def test_reloads_do_not_pile_up_dead_entries() -> None:
+    """Every reload replaces the changed checks; their old heap items must not wait for their due time."""
+    schedule = Schedule()
+    for round_ in range(20):  # 20 reloads in a row, each changing all 500 hourly checks
+        for i in range(500):
+            schedule.add(spec(f"c{i}", interval=3600.0 + round_), now=float(round_))
+        assert len(schedule) == 500
+        assert schedule.heap_size <= 2 * 500 + 64
+    due = schedule.pop_due(now=1e9)
+    assert sorted(e.spec.name for e in due) == sorted(f"c{i}" for i in range(500))
+    assert {e.spec.interval for e in due} == {3619.0}  # only the latest definitions run
+
+
+def test_a_check_removed_while_running_is_not_rescheduled_and_counts_nothing() -> None:
+    schedule = Schedule()
+    schedule.add(spec("a"), now=0.0, first=0.0)
+    [entry] = schedule.pop_due(now=1.0)
+    schedule.remove("a")  # removed mid-run: its item already left the heap
+    for i in range(200):  # then enough churn to compact
+        schedule.add(spec(f"x{i}"), now=0.0)
+        schedule.remove(f"x{i}")
+    schedule.done(entry, now=2.0, retry=False)
+    assert schedule.next_due() is None and schedule.heap_size == 0
+
 def test_lag_stats() -> None:
     lag = LagStats()
     assert lag.quantile(0.99) == 0.0

@@ -65,6 +65,7 @@ class Schedule:
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = 0
+        self._stale = 0  # removed entries still in the heap
         self.entries: dict[str, Entry] = {}
         self.skipped = 0  # slots missed because a run (or the wait for a slot) overran
         self.lag = LagStats()
@@ -80,8 +81,20 @@ class Schedule:
     def remove(self, name: str) -> Entry | None:
         entry = self.entries.pop(name, None)
         if entry is not None:
-            entry.removed = True  # its heap item is dropped when it surfaces
+            entry.removed = True  # its heap item is dropped when it surfaces, or by _compact
+            if not entry.running:  # a running entry is out of the heap until done() (which drops it)
+                self._stale += 1
+                if self._stale > 64 and self._stale * 2 > len(self._heap):
+                    self._compact()
         return entry
+
+    def _compact(self) -> None:
+        """Drop removed entries now. Each reload replaces every changed check, and a removed entry would
+        otherwise stay until its due time: reloads every few seconds with hourly checks piled up thousands of
+        dead entries per check (the heap's size is what a reload leaves behind, not only what is scheduled)."""
+        self._heap = [item for item in self._heap if not item[2].removed]
+        heapq.heapify(self._heap)
+        self._stale = 0
 
     def replace_spec(self, spec: CheckSpec) -> None:
         """Same check, equivalent definition (e.g. moved within its file): keep the schedule."""
@@ -89,7 +102,7 @@ class Schedule:
 
     def next_due(self) -> float | None:
         while self._heap and (self._heap[0][2].removed or self._heap[0][2].running):
-            heapq.heappop(self._heap)
+            self._drop(heapq.heappop(self._heap)[2])
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> list[Entry]:
@@ -98,6 +111,7 @@ class Schedule:
         while self._heap and self._heap[0][0] <= now:
             _, _, entry = heapq.heappop(self._heap)
             if entry.removed or entry.running:
+                self._drop(entry)
                 continue
             entry.running = True
             due.append(entry)
@@ -120,6 +134,15 @@ class Schedule:
             following += missed * step
         entry.due = following
         self._push(entry)
+
+    def _drop(self, entry: Entry) -> None:
+        if entry.removed:
+            self._stale -= 1
+
+    @property
+    def heap_size(self) -> int:
+        """Items in the heap, dead ones included (self-metrics and tests)."""
+        return len(self._heap)
 
     def _push(self, entry: Entry) -> None:
         self._seq += 1
