@@ -6,7 +6,6 @@ Agent, and calls :meth:`Parts.reloaded` after a reload and :meth:`Parts.aclose` 
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import time
@@ -173,7 +172,7 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
                 extra_sinks: Sequence[Any] = ()) -> int:
     """The daemon with everything downstream wired: state restored from the store (so cooldowns and
     counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code."""
-    from probe.agent import Agent
+    from probe.agent import Agent, freeze_heap
     from probe.state import CheckState
 
     agent: Agent | None = None
@@ -191,20 +190,11 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
         states[name] = state
     # Remediation closes first (its outcomes are audited in history), then history, then metrics.
     sinks = [*extra_sinks, *(s for s in (parts.remediation, parts.history, parts.metrics) if s is not None)]
-    agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload)
+    agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload,
+                  freeze=True)
     agent.runner.forecaster = parts.forecaster
     parts.metrics.agent = AgentMetrics(agent)
     if parts.states:
         log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))
     freeze_heap()
     return await agent.run()
-
-
-def freeze_heap() -> None:
-    """Move everything built so far (modules, plugins, the plan, the states) out of the cyclic GC's reach.
-
-    It lives as long as the process, yet every full collection walked all of it: with 10,000 checks a
-    full collection paused the event loop for 270-490 ms, the whole p99 start lateness of the 10k-checks
-    benchmark (docs/performance.md). Frozen, the pause was 67-109 ms and the p99 5-52 ms."""
-    gc.collect()
-    gc.freeze()
