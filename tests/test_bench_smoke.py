@@ -73,3 +73,12 @@ def test_an_unknown_row_is_a_usage_error() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "unknown rows: nope" in done.stderr
+
+
+def test_the_forecast_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import bench_forecast
+
+    numbers = bench_forecast.main(checks=2, samples=200)
+    assert set(numbers) == {"plain_bytes", "plain_ms", "window_bytes", "window_ms"}
+    assert all(value > 0 for value in numbers.values())
+    assert "ratio: memory" in capsys.readouterr().out

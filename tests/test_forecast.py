@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.forecast import Forecaster, ForecastSettings, time_to_full
+from probe.forecast import Forecaster, ForecastSettings, Window, time_to_full
 from probe.model import Measurement, Result
 
 S = ForecastSettings(window=3600, min_samples=3, min_span=60)
@@ -64,3 +64,49 @@ def test_forecaster_is_seeded_from_history_and_forgets_removed_checks() -> None:
 def test_never_raises_and_never_negative(samples: list[tuple[float, float]], now: float) -> None:
     eta = time_to_full(sorted(samples), now, S)
     assert eta is None or eta >= 0
+
+
+STEPS = st.lists(st.tuples(st.floats(0.5, 400.0), st.floats(0.0, 1.0)), min_size=1, max_size=400)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=STEPS, window=st.sampled_from([300.0, 3600.0, 21600.0]), max_samples=st.integers(5, 300),
+       back=st.sets(st.integers(0, 399), max_size=40))
+def test_the_window_gives_what_the_definition_gives(steps: list[tuple[float, float]], window: float,
+                                                     max_samples: int, back: set[int]) -> None:
+    """The O(1) running-sum fit equals time_to_full over the samples it holds, run after run: through
+    trimming, the max_samples cap, compaction, and samples that go back in time (a clock stepped back)."""
+    settings_ = ForecastSettings(window=window, min_samples=5, min_span=60.0)
+    w = Window(max_samples)
+    kept: list[tuple[float, float]] = []
+    now = 1.7e9
+    for i, (gap, value) in enumerate(steps):
+        now += -gap if i in back else gap
+        w.add(now, value)
+        kept = [*kept, (now, value)][-max_samples:]
+        w.trim(now - window)
+        while kept and kept[0][0] < now - window:
+            kept.pop(0)
+        assert list(w) == kept
+        mine, reference = w.time_to_full(now, settings_), time_to_full(kept, now, settings_)
+        if reference is None or mine is None:
+            assert mine == reference
+        else:
+            assert mine == pytest.approx(reference, rel=1e-6, abs=1e-3)
+
+
+def test_a_full_window_of_samples_is_small() -> None:
+    """6 h of samples at a 10 s interval: 2,000 samples of one capacity held as floats, not objects."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        w = Window(2000)
+        for i in range(4000):
+            w.add(1.7e9 + 10 * i, 0.5 + i * 1e-6)
+        size = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(w) == 2000
+    assert size < 2000 * 40  # 16 bytes a sample and the arrays' slack; tuples in a deque took ~110
