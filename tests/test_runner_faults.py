@@ -65,14 +65,15 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(registry:
     assert "plugins that failed to load: broken_import (ModuleNotFoundError" in str(info.value)
 
 
+@pytest.mark.parametrize("check_type", ["fault_raises", "fault_raises_sync"])
 async def test_exception_is_unknown_with_a_one_line_summary(registry: Registry, tmp_path: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
-    spec = one(tmp_path, registry, "fault_raises").checks[0]
+                                                            caplog: pytest.LogCaptureFixture, check_type: str) -> None:
+    spec = one(tmp_path, registry, check_type).checks[0]
     with caplog.at_level(logging.INFO, "probe"):
         outcome = await Runner(registry).run(spec)
     assert outcome.status is Status.UNKNOWN
     assert outcome.result.reason == "plugin_error"
-    assert outcome.result.summary == ("check plugin 'faulty' (type 'fault_raises') raised RuntimeError: "
+    assert outcome.result.summary == (f"check plugin 'faulty' (type {check_type!r}) raised RuntimeError: "
                                       "database exploded")
     assert "Traceback" not in caplog.text  # the traceback is for debug logs only
 
@@ -151,6 +152,17 @@ async def test_leaked_tasks_are_cancelled_and_reported(registry: Registry, tmp_p
     assert "plugin 'faulty' (type 'fault_leaks_tasks') left 2 asyncio task(s) running" in caplog.text
     assert asyncio.all_tasks() - before == set()
 
+
+
+async def test_back_to_back_sync_runs_reuse_one_worker_thread(registry: Registry, tmp_path: Path) -> None:
+    """The worker counts itself idle before the loop hears the result, so the next run takes it (a thread
+    started per run would cost more than the check)."""
+    spec = one(tmp_path, registry, "disk", path="/").checks[0]
+    runner = Runner(registry)
+    for _ in range(50):
+        outcome = await runner.run(spec)
+        assert outcome.result.reason != "plugin_error", outcome.result.summary
+    assert runner.threads == 1
 
 def test_worker_threads_are_daemon_threads(registry: Registry, tmp_path: Path) -> None:
     spec = one(tmp_path, registry, "fault_hangs_sync").checks[0]

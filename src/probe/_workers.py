@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import contextvars
 import queue
 import threading
@@ -20,6 +20,47 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 IDLE_TIMEOUT = 30.0
+
+
+class Call:
+    """One sync call handed to a worker thread; its outcome lands in ``future`` on the event loop.
+
+    Lighter than a ``concurrent.futures.Future`` chained with ``asyncio.wrap_future`` (no condition
+    variable, no callbacks in both directions): on this project's 2-vCPU test machine a thread hop is most of
+    a sync check's cost (docs/performance.md, Disk). ``finished`` says whether the function has returned,
+    whatever happened to ``future`` (a timed-out call may still be running: see the runner's hung checks).
+    """
+
+    __slots__ = ("arg", "finished", "fn", "future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.loop, self.fn, self.arg = loop, fn, arg
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.finished = False
+
+    def is_finished(self) -> bool:
+        return self.finished
+
+    def run(self) -> Callable[[], None]:
+        """Call the function (in a worker thread); return what hands its outcome to the loop."""
+        try:
+            value, error = self.fn(self.arg), None
+        except BaseException as exc:  # the plugin's problem, reported through the future
+            value, error = None, exc
+        self.finished = True
+        return lambda: self._deliver(value, error)
+
+    def _deliver(self, value: Any, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self.loop.call_soon_threadsafe(self._resolve, value, error)
+
+    def _resolve(self, value: Any, error: BaseException | None) -> None:
+        if self.future.done():  # timed out or cancelled meanwhile
+            return
+        if error is None:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(error)
 
 
 class DaemonThreads:
@@ -30,28 +71,28 @@ class DaemonThreads:
         self.idle_timeout = idle_timeout
         self.threads = 0  # alive, busy or idle
         self._idle = 0  # waiting for a job and not yet promised one
-        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[Any], Any], Any]] = (
-            queue.SimpleQueue())
+        self._jobs: queue.SimpleQueue[Call] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0
 
-    def submit(self, fn: Callable[[Any], Any], arg: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._jobs.put((future, fn, arg))
+    def call(self, fn: Callable[[Any], Any], arg: Any) -> Call:
+        """Start ``fn(arg)`` in a worker thread; await ``.future`` on the running loop for its outcome."""
+        job = Call(asyncio.get_running_loop(), fn, arg)
+        self._jobs.put(job)
         with self._lock:
             if self._idle > 0:
                 self._idle -= 1  # that idle thread will take the job
-                return future
+                return job
             self.threads += 1
             self._started += 1
             number = self._started
         threading.Thread(target=self._work, name=f"{self.name}-{number}", daemon=True).start()
-        return future
+        return job
 
     def _work(self) -> None:
         while True:
             try:
-                future, fn, arg = self._jobs.get(timeout=self.idle_timeout)
+                job = self._jobs.get(timeout=self.idle_timeout)
             except queue.Empty:
                 with self._lock:
                     if self._idle > 0:  # nobody promised us a job: leave
@@ -59,14 +100,13 @@ class DaemonThreads:
                         self.threads -= 1
                         return
                 continue  # a job was promised to an idle thread, maybe us: take it
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(arg))
-                except BaseException as exc:  # the plugin's problem, reported through the future
-                    future.set_exception(exc)
-            del future, fn, arg
+            deliver = job.run()
+            del job
             with self._lock:
+                # Idle before the loop hears of the result: the next job it hands out takes this thread
+                # instead of starting another one.
                 self._idle += 1
+            deliver()
 
 
 _OWNER: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = contextvars.ContextVar("probe_owner", default=None)

@@ -30,6 +30,15 @@ if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never impo
 log = logging.getLogger("probe.runner")
 
 
+class _Expired(Exception):
+    """A sync check's time ran out (set on its future by the timer)."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One run of one check: the final result (after thresholds) and how it was reached."""
@@ -155,12 +164,12 @@ class Runner:
                     self._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
                 if owned:
                     self._cancel_leaked(spec, task, owned)
-        future = self._threads.submit(check.run, ctx)
+        call = self._threads.call(check.run, ctx)
         try:
-            return await self._await(asyncio.wrap_future(future), spec)
+            return await self._await_call(call.future, spec)
         finally:
-            if not future.done():
-                self._hung[spec.name] = _Hung(future.done, time.monotonic(), "sync code")
+            if not call.finished:
+                self._hung[spec.name] = _Hung(call.is_finished, time.monotonic(), "sync code")
 
     async def _await(self, task: asyncio.Future[Any], spec: CheckSpec) -> Result:
         done, _ = await asyncio.wait({task}, timeout=max(0.0, spec.timeout))
@@ -177,6 +186,21 @@ class Runner:
             return _timeout(spec, "cancelled")
         except Exception as exc:
             return _crash(spec, exc, self._who(spec))
+        return _validate(spec, value, self._who(spec))
+
+    async def _await_call(self, future: asyncio.Future[Any], spec: CheckSpec) -> Result:
+        """A worker thread's outcome, or a timeout: the future and one timer. ``_await``'s ``asyncio.wait``
+        is for tasks that may swallow cancellation; this future is ours (and a cancelled caller still
+        raises CancelledError from here)."""
+        timer = asyncio.get_running_loop().call_later(max(0.0, spec.timeout), _expire, future)
+        try:
+            value = await future
+        except _Expired:
+            return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
+        except Exception as exc:
+            return _crash(spec, exc, self._who(spec))
+        finally:
+            timer.cancel()
         return _validate(spec, value, self._who(spec))
 
     def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[Any], owned: set[asyncio.Task[Any]]) -> None:

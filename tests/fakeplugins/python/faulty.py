@@ -25,6 +25,13 @@ class Raises(probe.Check):
         raise RuntimeError("database exploded\nsecond line of the message")
 
 
+class RaisesSync(probe.Check):
+    type = "fault_raises_sync"
+
+    def run(self, ctx: probe.Context) -> probe.Result:
+        raise RuntimeError("database exploded\nin a worker thread")
+
+
 class HangsAsync(probe.Check):
     type = "fault_hangs_async"
 
@@ -101,5 +108,5 @@ class Sleep(probe.Check):
 
 @probe.hookimpl
 def register_checks(register):  # type: ignore[no-untyped-def]
-    for cls in (Raises, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks, Noop, Sleep):
+    for cls in (Raises, RaisesSync, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks, Noop, Sleep):
         register(cls)
