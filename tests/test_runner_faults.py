@@ -78,6 +78,14 @@ async def test_exception_is_unknown_with_a_one_line_summary(registry: Registry, 
     assert "Traceback" not in caplog.text  # the traceback is for debug logs only
 
 
+
+@pytest.mark.parametrize(("check_type", "code"), [("fault_exits_sync", 3), ("fault_exits_async", 5)])
+async def test_sys_exit_in_a_check_ends_its_run_not_the_agent(registry: Registry, tmp_path: Path,
+                                                              check_type: str, code: int) -> None:
+    outcome = await Runner(registry).run(one(tmp_path, registry, check_type).checks[0])
+    assert (outcome.status, outcome.result.reason) == (Status.UNKNOWN, "plugin_error")
+    assert outcome.result.summary == f"check plugin 'faulty' (type {check_type!r}) raised SystemExit: {code}"
+
 async def test_exception_traceback_at_debug(registry: Registry, tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     spec = one(tmp_path, registry, "fault_raises").checks[0]

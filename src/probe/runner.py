@@ -30,6 +30,22 @@ if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never impo
 log = logging.getLogger("probe.runner")
 
 
+class _PluginExit(Exception):
+    """``sys.exit()`` in an async check: asyncio would re-raise SystemExit out of the event loop and end the
+    agent; carried as an ordinary exception it ends only that run (reported as the SystemExit it was)."""
+
+    def __init__(self, exit: SystemExit) -> None:
+        super().__init__(str(exit))
+        self.exit = exit
+
+
+async def _contained(coro: Coroutine[Any, Any, Result]) -> Result:
+    try:
+        return await coro
+    except SystemExit as exc:
+        raise _PluginExit(exc) from exc
+
+
 class _Expired(Exception):
     """A sync check's time ran out (set on its future by the timer)."""
 
@@ -156,7 +172,8 @@ class Runner:
         check = made.check
         if made.is_async:
             # Named so probe.stall can say which check blocks the loop; owned so leaked tasks are found.
-            task, owned = owned_task(cast("Coroutine[Any, Any, Result]", check.run(ctx)), f"probe-check-{spec.name}")
+            coro = _contained(cast("Coroutine[Any, Any, Result]", check.run(ctx)))
+            task, owned = owned_task(coro, f"probe-check-{spec.name}")
             try:
                 return await self._await(task, spec)
             finally:
@@ -197,7 +214,7 @@ class Runner:
             value = await future
         except _Expired:
             return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends its run, not the agent
             return _crash(spec, exc, self._who(spec))
         finally:
             timer.cancel()
@@ -249,6 +266,8 @@ def _still_running(hung: _Hung, who: str) -> Result:
 
 
 def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
+    if isinstance(exc, _PluginExit):
+        exc = exc.exit
     text = str(exc).splitlines()[0] if str(exc) else ""
     log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
     summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")

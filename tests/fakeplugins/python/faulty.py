@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,21 @@ class RaisesSync(probe.Check):
 
     def run(self, ctx: probe.Context) -> probe.Result:
         raise RuntimeError("database exploded\nin a worker thread")
+
+
+class ExitsSync(probe.Check):
+    type = "fault_exits_sync"
+
+    def run(self, ctx: probe.Context) -> probe.Result:
+        sys.exit(3)
+
+
+class ExitsAsync(probe.Check):
+    type = "fault_exits_async"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        await asyncio.sleep(0)
+        sys.exit(5)
 
 
 class HangsAsync(probe.Check):
@@ -108,5 +124,6 @@ class Sleep(probe.Check):
 
 @probe.hookimpl
 def register_checks(register):  # type: ignore[no-untyped-def]
-    for cls in (Raises, RaisesSync, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks, Noop, Sleep):
+    for cls in (Raises, RaisesSync, ExitsSync, ExitsAsync, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks,
+                Noop, Sleep):
         register(cls)
