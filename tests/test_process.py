@@ -106,8 +106,10 @@ async def test_user_by_name_and_uid(tmp_path: Path, sleeper: Path, spawn: Spawn)
           - {{name: uid, type: process, process_name: {sleeper.name}, user: "65534"}}
           - {{name: root, type: process, process_name: {sleeper.name}, user: root}}
           - {{name: daemon, type: process, process_name: {sleeper.name}, user: daemon}}
+          - {{name: nosuch, type: process, process_name: {sleeper.name}, user: no-such-user-here}}
     """)
-    assert [values(outcomes[n])["count"] for n in ("nobody", "uid", "root", "daemon")] == [1, 1, 1, 0]
+    assert [values(outcomes[n])["count"] for n in ("nobody", "uid", "root", "daemon", "nosuch")] == [1, 1, 1, 0, 0]
+    assert values(outcomes["nobody"])["rss"] > 0 and values(outcomes["root"])["cpu_time"] >= 0
     assert outcomes["daemon"].result.reason == "not_running"
     assert outcomes["daemon"].result.summary == (f"0 processes named {sleeper.name!r} of user daemon, "
                                                  "expected at least 1")

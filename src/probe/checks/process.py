@@ -7,6 +7,7 @@ over from a crash: neither counts as running, and each has its own reason.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from probe.units import format_duration, format_size
 
 _PID_MAX = 2**22  # the kernel's limit for /proc/sys/kernel/pid_max
 _ATTRS = ["pid", "name", "cmdline", "username", "uids", "status", "memory_info", "cpu_times"]
+_USAGE = ["memory_info", "cpu_times"]
+"""Read only for the processes that match: every attribute is a /proc read per process, and a check that
+looks for one daemon among hundreds of processes need not read the memory and CPU of all of them."""
 
 
 class Problem(Exception):
@@ -111,21 +115,31 @@ class ProcessCheck(probe.Check):
     def _match(self, pid: int | None) -> Matches:
         o = self.options
         pattern = re.compile(o.cmdline, re.DOTALL) if o.cmdline else None  # argv may hold newlines
+        uid = _uid(o.user) if o.user else None
         if pid is not None:
             candidates = [_one(pid, o.pidfile or "")]
         else:
-            candidates = [p for p in psutil.process_iter(_ATTRS) if p.pid != os.getpid()]
+            wanted = ["pid", "status", *(["name"] * bool(o.process_name)), *(["cmdline"] * bool(pattern)),
+                      *(["uids"] * bool(o.user))]
+            candidates = [p for p in psutil.process_iter(wanted) if p.pid != os.getpid()]
         found = Matches([], [])
         for proc in candidates:
             info = proc.info
-            if (o.process_name and info["name"] != o.process_name) or (o.user and not _user_matches(info, o.user)):
+            if o.process_name and info["name"] != o.process_name:
+                continue
+            if o.user and (info["uids"] is None or info["uids"].real != uid):
                 continue
             if pattern and not pattern.search(" ".join(info["cmdline"] or [])):
                 continue
             if info["status"] == psutil.STATUS_ZOMBIE:
                 found.zombies.append(info["pid"])
-            else:
+            elif pid is not None:
                 found.running.append(info)
+            else:
+                try:
+                    found.running.append(info | proc.as_dict(_USAGE))
+                except psutil.NoSuchProcess:  # exited since it was matched: it is not running
+                    continue
         if pid is not None and not (found.running or found.zombies):
             raise Problem(probe.Result.critical(
                 f"pid {pid} from {o.pidfile} is alive but does not match ({candidates[0].info['name']!r}); "
@@ -164,10 +178,14 @@ def _one(pid: int, pidfile: str) -> psutil.Process:
     return proc
 
 
-def _user_matches(info: dict[str, Any], user: str) -> bool:
+def _uid(user: str) -> int | None:
+    """The uid ``user`` names (a number, or a name looked up once per run); None when no such user exists."""
     if user.isdigit():
-        return info["uids"] is not None and info["uids"].real == int(user)
-    return bool(info["username"] == user)
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 def _zombie_note(zombies: int) -> str:
