@@ -54,6 +54,19 @@ def fill(directory: Path, nbytes: int, name: str = "fill") -> Path:
     return path
 
 
+def fill_up(directory: Path, name: str = "filler") -> Path:
+    """Write until the filesystem is full (ENOSPC), as a runaway log would; delete the file to free it."""
+    path = directory / name
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"x" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return path
+
+
 async def run_checks(tmp_path: Path, yaml_text: str) -> dict[str, Outcome]:
     """Load ``yaml_text`` as a checks file with the built-in plugins, run every check once through the
     real runner (timeouts, thresholds and all), and return the outcomes by check name."""

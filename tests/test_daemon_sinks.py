@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hostfs import fill, probe_cli, tmpfs
+from hostfs import fill, fill_up, probe_cli, tmpfs
 
 from probe.history import HistoryReader
 
@@ -177,14 +177,7 @@ def test_a_full_state_filesystem_never_stops_the_checks_and_history_recovers(
         daemons.append(d.start())
         db = state / "history.sqlite3"
         wait_for("history to be written", lambda: HistoryReader(db).results(0, "mem"), log=d.log)
-        filler = state / "filler"
-        with open(filler, "wb") as f:  # something else fills the state filesystem
-            try:
-                while True:
-                    f.write(b"x" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        filler = fill_up(state)  # something else fills the state filesystem
         wait_for("the history health metric to go to 0",
                  lambda: _one(_metrics(port), "probe_agent_history_healthy") == 0, log=d.log)
         runs = _one(_metrics(port), "probe_check_runs_total") or 0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require
+from hostfs import fill_up, tmpfs
 
 from probe.history import (
     SCHEMA_VERSION,
@@ -197,26 +196,13 @@ def test_backlog_is_bounded_and_drops_are_counted(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB tmpfs, so the database hits ENOSPC for real."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    require(proc.returncode == 0, f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", size="1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_never_loses_queued_results_once_space_returns(tiny_fs: Path) -> None:
     store = _store(tiny_fs / "h.db")
-    filler = tiny_fs / "filler"
-    with open(filler, "wb") as f:  # fill what is left, like a runaway log would
-        try:
-            while True:
-                f.write(b"x" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    filler = fill_up(tiny_fs)
     payload = "y" * 2000
     for i in range(200):
         _result(store, float(i), summary=payload)

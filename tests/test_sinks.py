@@ -16,7 +16,7 @@ from typing import Any
 
 import otlp_receiver
 import pytest
-from hostfs import run_checks, tmpfs
+from hostfs import fill_up, run_checks, tmpfs
 
 from probe import telemetry
 from probe.actions import RunAction
@@ -147,7 +147,7 @@ async def test_history_on_a_full_filesystem_keeps_checks_running_and_reports_hea
             {"otlp": {"enabled": True, "endpoint": receiver.endpoint, "interval": "1h", "timeout": "2s"}}))
         history = HistorySink(store)
         tm = TelemetrySink(metrics, history=history.health, health_interval=0)
-        filler = _fill(tiny_fs)
+        filler = fill_up(tiny_fs)
         outcomes = await run_checks(tmp_path, f"checks:\n  - {{name: tmp, type: disk, path: {tmp_path}}}\n")
         real = outcomes["tmp"]
         deadline = time.monotonic() + 20
@@ -177,25 +177,13 @@ async def test_history_on_a_full_filesystem_keeps_checks_running_and_reports_hea
 
 
 
-def _fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"x" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return filler
-
-
 def test_an_idle_writer_does_not_report_a_full_disk_it_has_not_written_to(tiny_fs: Path) -> None:
     """The disk fills before the first result: health stays true until a write fails, then a write that
     succeeds again after space returns makes it true again (once, the writer reported a failed connect on
     an empty batch and never recovered, since only a written batch marks it healthy)."""
     store = HistoryStore(tiny_fs / "h.db", batch_interval=0.05).open()
     try:
-        filler = _fill(tiny_fs)
+        filler = fill_up(tiny_fs)
         time.sleep(0.5)  # several idle batches
         assert store.health().healthy and store.health().write_errors == 0
         deadline = time.monotonic() + 20
