@@ -31,36 +31,37 @@ class Call:
     whatever happened to ``future`` (a timed-out call may still be running: see the runner's hung checks).
     """
 
-    __slots__ = ("arg", "finished", "fn", "future", "loop")
+    __slots__ = ("_error", "_value", "arg", "finished", "fn", "future", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], Any], arg: Any) -> None:
         self.loop, self.fn, self.arg = loop, fn, arg
         self.future: asyncio.Future[Any] = loop.create_future()
         self.finished = False
+        self._value: Any = None
+        self._error: BaseException | None = None
 
     def is_finished(self) -> bool:
         return self.finished
 
-    def run(self) -> Callable[[], None]:
-        """Call the function (in a worker thread); return what hands its outcome to the loop."""
+    def run(self) -> None:
+        """Call the function (in a worker thread); :meth:`deliver` then hands its outcome to the loop."""
         try:
-            value, error = self.fn(self.arg), None
+            self._value = self.fn(self.arg)
         except BaseException as exc:  # the plugin's problem, reported through the future
-            value, error = None, exc
+            self._error = exc
         self.finished = True
-        return lambda: self._deliver(value, error)
 
-    def _deliver(self, value: Any, error: BaseException | None) -> None:
+    def deliver(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            self.loop.call_soon_threadsafe(self._resolve, value, error)
+            self.loop.call_soon_threadsafe(self._resolve)
 
-    def _resolve(self, value: Any, error: BaseException | None) -> None:
+    def _resolve(self) -> None:
         if self.future.done():  # timed out or cancelled meanwhile
             return
-        if error is None:
-            self.future.set_result(value)
+        if self._error is None:
+            self.future.set_result(self._value)
         else:
-            self.future.set_exception(error)
+            self.future.set_exception(self._error)
 
 
 class DaemonThreads:
@@ -100,13 +101,13 @@ class DaemonThreads:
                         self.threads -= 1
                         return
                 continue  # a job was promised to an idle thread, maybe us: take it
-            deliver = job.run()
-            del job
+            job.run()
             with self._lock:
                 # Idle before the loop hears of the result: the next job it hands out takes this thread
                 # instead of starting another one.
                 self._idle += 1
-            deliver()
+            job.deliver()
+            del job
 
 
 _OWNER: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = contextvars.ContextVar("probe_owner", default=None)

@@ -113,7 +113,7 @@ class Agent:
                  states: Mapping[str, CheckState] | None = None, lifecycle: Lifecycle | None = None,
                  reload: ReloadFn | None = None, freeze: bool = False) -> None:
         self.plan, self.registry = plan, registry
-        self.freeze = freeze  # freeze the heap again after a reload (see freeze_heap); the daemon's agent does
+        self.freeze = freeze  # freeze the heap at start and after each reload (see freeze_heap); the daemon does
         self.sinks = list(sinks)
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
@@ -154,6 +154,8 @@ class Agent:
     # -- the loop -----------------------------------------------------------------------------------------
     async def run(self) -> int:
         """Run until stopped; return the exit code (0). A watcher thread reports a check that blocks the loop."""
+        if self.freeze:
+            freeze_heap()
         detector = StallDetector(on_stall=self._stalled)
         detector.start()
         try:
@@ -314,7 +316,6 @@ class Agent:
                 self._reload_failed(exc)
                 return
             self.apply(plan, registry)
-            del plan, registry
             if self.freeze:
                 freeze_heap(again=True)
             self.stats.reloads_ok += 1

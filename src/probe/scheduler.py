@@ -141,7 +141,7 @@ class Schedule:
 
     @property
     def heap_size(self) -> int:
-        """Items in the heap, dead ones included (self-metrics and tests)."""
+        """Items in the heap, dead ones included (for tests: what reloads leave behind)."""
         return len(self._heap)
 
     def _push(self, entry: Entry) -> None:

@@ -172,7 +172,7 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
                 extra_sinks: Sequence[Any] = ()) -> int:
     """The daemon with everything downstream wired: state restored from the store (so cooldowns and
     counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code."""
-    from probe.agent import Agent, freeze_heap
+    from probe.agent import Agent
     from probe.state import CheckState
 
     agent: Agent | None = None
@@ -196,5 +196,4 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
     parts.metrics.agent = AgentMetrics(agent)
     if parts.states:
         log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))
-    freeze_heap()
-    return await agent.run()
+    return await agent.run()  # freezes the heap as the loop starts (freeze=True)

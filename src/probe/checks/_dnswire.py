@@ -98,43 +98,34 @@ _DO = 0x8000
 
 def rdatatype(text: str) -> tuple[str, int]:
     """The canonical name and code of a record type (``aaaa`` -> ``("AAAA", 28)``); ValueError if unknown."""
-    name = text.strip().upper()
-    if name in RDATATYPES:
-        return name, RDATATYPES[name]
-    import dns.rdatatype
-
-    try:
-        code = dns.rdatatype.from_text(name)
-    except dns.rdatatype.UnknownRdatatype:
-        raise ValueError(f"unknown record type {text!r}") from None
-    return str(dns.rdatatype.to_text(code)), int(code)
+    return _canonical(text, RDATATYPES, "record type", "dns.rdatatype")
 
 
 def rdataclass(text: str) -> tuple[str, int]:
     """The canonical name and code of a record class (``in`` -> ``("IN", 1)``); ValueError if unknown."""
-    name = text.strip().upper()
-    if name in RDATACLASSES:
-        return name, RDATACLASSES[name]
-    import dns.rdataclass
-
-    try:
-        code = dns.rdataclass.from_text(name)
-    except dns.rdataclass.UnknownRdataclass:
-        raise ValueError(f"unknown record class {text!r}") from None
-    return str(dns.rdataclass.to_text(code)), int(code)
+    return _canonical(text, RDATACLASSES, "record class", "dns.rdataclass")
 
 
 def rcode_canonical(text: str) -> str:
     """The canonical name of an rcode (``nxdomain`` -> ``NXDOMAIN``); ValueError if unknown."""
-    name = text.strip().upper()
-    if name in _RCODE_NAMES:
-        return name
-    import dns.rcode
+    return _canonical(text, _RCODE_NAMES, "rcode", "dns.rcode")[0]
 
+
+def _canonical(text: str, table: dict[str, int], what: str, module: str) -> tuple[str, int]:
+    """``text`` looked up in ``table``, else in dnspython's ``module`` (its from_text/to_text)."""
+    name = text.strip().upper()
+    if name in table:
+        return name, table[name]
+    import importlib
+
+    import dns.exception
+
+    names = importlib.import_module(module)
     try:
-        return str(dns.rcode.to_text(dns.rcode.from_text(name)))
-    except dns.rcode.UnknownRcode:
-        raise ValueError(f"unknown rcode {text!r}") from None
+        code = names.from_text(name)
+    except (dns.exception.DNSException, ValueError):
+        raise ValueError(f"unknown {what} {text!r}") from None
+    return str(names.to_text(code)), int(code)
 
 
 def name_wire(text: str) -> bytes:

@@ -20,7 +20,7 @@ import probe
 from probe.units import format_duration, format_size
 
 _PID_MAX = 2**22  # the kernel's limit for /proc/sys/kernel/pid_max
-_ATTRS = ["pid", "name", "cmdline", "username", "uids", "status", "memory_info", "cpu_times"]
+_ATTRS = ["pid", "name", "cmdline", "uids", "status", "memory_info", "cpu_times"]
 _USAGE = ["memory_info", "cpu_times"]
 """Read only for the processes that match: every attribute is a /proc read per process, and a check that
 looks for one daemon among hundreds of processes need not read the memory and CPU of all of them."""
