@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import math
 from collections import deque
@@ -18,10 +17,15 @@ from dataclasses import dataclass, field
 
 from probe.spec import CheckSpec
 
+try:  # hashlib's own blake2b, without hashlib, which loads OpenSSL (probe._deferred)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter without the module
+    from hashlib import blake2b
+
 
 def splay(name: str, interval: float) -> float:
     """A stable offset in ``[0, interval)`` for ``name``."""
-    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    digest = blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 * interval
 
 

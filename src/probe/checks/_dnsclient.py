@@ -8,8 +8,8 @@ Every failure is a ``Failure`` carrying the check's machine reason.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
-import secrets
 import socket
 import ssl
 from dataclasses import dataclass
@@ -21,6 +21,8 @@ from probe.units import format_duration
 
 DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
+# Query ids from the OS's CSPRNG, as secrets.randbits does, without loading OpenSSL (probe._deferred).
+_random_bits = random.SystemRandom().getrandbits
 
 
 class Failure(Exception):
@@ -110,7 +112,7 @@ async def _address(server: Server) -> tuple[int, tuple[str, int]]:
 async def _udp(query: Query, server: Server, family: int, address: tuple[str, int], deadline: float) -> Response:
     loop = asyncio.get_running_loop()
     started = loop.time()
-    qid = secrets.randbits(16)
+    qid = _random_bits(16)
     ignored: list[str] = []
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -145,7 +147,7 @@ async def _stream(query: Query, server: Server, address: tuple[str, int], deadli
     """TCP and DNS over TLS: the message framed by a two-byte length (RFC 1035 4.2.2, RFC 7858)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    qid = secrets.randbits(16)
+    qid = _random_bits(16)
     wire = query.with_id(qid)
     framed = len(wire).to_bytes(2, "big") + wire
     try:
