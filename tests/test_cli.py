@@ -271,6 +271,37 @@ def test_plugins_lists_builtins_and_failures(tmp_path: Path, inproc: Callable[..
     assert inproc("--config-dir", checks, "plugins").returncode == 0
 
 
+def test_plugins_lists_what_the_settings_load(tmp_path: Path, inproc: Callable[..., Result]) -> None:
+    checks, elsewhere = tmp_path / "checks.d", tmp_path / "site-plugins"
+    checks.mkdir()
+    elsewhere.mkdir()
+    (tmp_path / "plugins").mkdir()
+    plugin = ("import probe\n"
+              "class C(probe.Check):\n"
+              "    type = {name!r}\n"
+              "    def run(self, ctx):\n"
+              "        return probe.Result.ok('hi')\n"
+              "@probe.hookimpl\n"
+              "def register_checks(register):\n"
+              "    register(C)\n")
+    # The default directory: not used once plugins.dir is set.
+    (tmp_path / "plugins" / "beside.py").write_text(plugin.format(name="beside"))
+    for name in ("wanted", "unwanted"):
+        (elsewhere / f"{name}.py").write_text(plugin.format(name=name))
+    settings = tmp_path / "probe.yaml"
+    settings.write_text(f"plugins: {{dir: '{elsewhere}', allow: [wanted], entry_points: false}}\n")
+    doc = json.loads(inproc("--config", settings, "--config-dir", checks, "plugins", "--format", "json").stdout)
+    loaded = {p["name"]: (p["source"], p["check_types"]) for p in doc["plugins"] if p["source"] != "builtin"}
+    assert loaded == {"wanted": (str(elsewhere / "wanted.py"), ["wanted"])}  # no entry points, no unwanted
+    assert doc["failures"] == []
+    assert {p["name"] for p in doc["plugins"]} >= {"probe.checks.disk", "probe.checks.http"}  # all built-ins
+
+    settings.write_text("plugins:\n  entry_points: sometimes\n")
+    proc = inproc("--config", settings, "--config-dir", checks, "plugins")
+    assert proc.returncode == 78 and proc.stdout == ""
+    assert f"{settings}:2:" in proc.stderr and "entry_points" in proc.stderr
+
+
 def test_validate_warns_about_a_failed_plugin_but_passes(tmp_path: Path) -> None:
     checks = tmp_path / "checks.d"
     checks.mkdir()

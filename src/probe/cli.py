@@ -44,11 +44,23 @@ class Env:
         try:
             return self.reload()
         except ConfigErrors as exc:
-            for error in exc.errors:
-                click.echo(str(error), err=True)
-            noun = "error" if len(exc.errors) == 1 else "errors"
-            click.echo(f"probe: configuration invalid: {len(exc.errors)} {noun}", err=True)
-            sys.exit(EX_CONFIG)
+            self._invalid(exc.errors)
+
+    def registry(self) -> Any:
+        """Every plugin the settings ask for, loaded now (nothing deferred); exits 78 when the settings are bad."""
+        from probe.config import find_checks_path, find_settings_path, load_registry, load_settings
+
+        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, set())
+        if errors:
+            self._invalid(errors)
+        return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
+
+    def _invalid(self, errors: Sequence[Any]) -> NoReturn:
+        for error in errors:
+            click.echo(str(error), err=True)
+        noun = "error" if len(errors) == 1 else "errors"
+        click.echo(f"probe: configuration invalid: {len(errors)} {noun}", err=True)
+        sys.exit(EX_CONFIG)
 
     def reload(self) -> tuple[Any, Any]:
         """(registry, plan) from the config files as they are now; raises ConfigErrors when they are bad."""
@@ -225,10 +237,9 @@ def validate(env: Env) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def plugins(env: Env, fmt: str) -> None:
-    """List installed plugins, their check types, and any that failed to load."""
-    from probe.plugins import load_plugins
-
-    registry = load_plugins(plugins_dir=_plugins_dir(env))
+    """List the plugins the agent would load (probe.yaml's plugins settings apply), their check types, and
+    any that failed to load."""
+    registry = env.registry()
     if fmt == "json":
         import json
 
@@ -263,13 +274,6 @@ def _plugins_table(registry: Any) -> str:
     lines = ["  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows]
     lines += [f"CONFLICT: {conflict}" for conflict in registry.conflicts]
     return "\n".join(lines) + "\n"
-
-
-def _plugins_dir(env: Env) -> Path | None:
-    from probe.config import find_checks_path
-
-    checks = find_checks_path(env.config_dir, os.environ)
-    return (checks if checks.is_dir() else checks.parent).parent / "plugins"
 
 
 def _did_you_mean(name: str, known: Sequence[str]) -> str:

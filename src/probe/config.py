@@ -118,23 +118,36 @@ def load(
     extra_plugins: Iterable[object] = (),
 ) -> tuple[Registry, Plan]:
     """Settings first (they say which plugins to load), then plugins, then the checks."""
-    from probe.plugins import load_plugins
-
     env = os.environ if env is None else env
     secrets: set[str] = set()
     settings, errors = load_settings(settings_path, env, secrets)
-    plugins_dir = Path(settings.plugins.dir) if settings.plugins.dir else checks_path.parent / "plugins"
-    if checks_path.is_file() and not settings.plugins.dir:
-        plugins_dir = checks_path.parent.parent / "plugins" if checks_path.parent.name == "checks.d" else plugins_dir
-    registry = load_plugins(
+    registry = load_registry(settings, checks_path, extra_plugins=extra_plugins)
+    return registry, load_plan(checks_path, registry, settings=settings, errors=errors, env=env, secrets=secrets)
+
+
+def load_registry(settings: AgentSettings, checks_path: Path, *, extra_plugins: Iterable[object] = (),
+                  lazy: bool = True) -> Registry:
+    """The plugins ``settings`` ask for (directory, allow-list, entry points, file modes), as every command
+    loads them. ``lazy``: built-in check modules are imported when their type is first used."""
+    from probe.plugins import load_plugins
+
+    return load_plugins(
         use_entry_points=settings.plugins.entry_points,
-        plugins_dir=plugins_dir,
+        plugins_dir=plugins_dir(settings, checks_path),
         allow=settings.plugins.allow,
         extra=extra_plugins,
-        lazy=True,
+        lazy=lazy,
         strict_modes=settings.strict_modes and strict_modes_apply(),
     )
-    return registry, load_plan(checks_path, registry, settings=settings, errors=errors, env=env, secrets=secrets)
+
+
+def plugins_dir(settings: AgentSettings, checks_path: Path) -> Path:
+    """``plugins.dir``, else ``plugins/`` beside the checks directory (or beside ``checks.d`` for a file in it)."""
+    if settings.plugins.dir:
+        return Path(settings.plugins.dir)
+    if checks_path.is_file() and checks_path.parent.name == "checks.d":
+        return checks_path.parent.parent / "plugins"
+    return checks_path.parent / "plugins"
 
 
 def load_plan(
