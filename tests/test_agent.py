@@ -15,6 +15,7 @@ from probe.config import ConfigErrors, Plan, load_plan
 from probe.model import Result, Status
 from probe.plugins import Registry, load_plugins
 from probe.runner import Outcome
+from probe.settings import AgentSettings
 from probe.state import CheckState
 
 PLUGINS = REPO / "tests" / "fakeplugins" / "python"
@@ -52,6 +53,32 @@ def test_reload_keeps_unchanged_restarts_changed_drops_removed(tmp_path: Path, r
     assert agent.schedule.entries["keep"].due == kept_due
     assert agent.states["change"].status is None and agent.states["change"].interval == 20.0
     assert agent.plan is new
+
+
+def test_settings_wired_at_start_keep_their_running_values_on_reload(
+        tmp_path: Path, registry: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    first = plan(tmp_path, registry, KEEP)
+    agent = Agent(first, registry)
+    agent._load(first.checks, 0.0)
+    path = tmp_path / "new.yaml"
+    path.write_text("checks:\n" + KEEP + CHANGE)
+    changed = AgentSettings.model_validate({"history": {"retention": "1d"}, "telemetry": {"prometheus": {
+        "enabled": True}}, "max_concurrency": 3, "shutdown_grace": "2s"})
+    with caplog.at_level(logging.WARNING, logger="probe"):
+        agent.apply(load_plan(path, registry, settings=changed), registry)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["reload: telemetry, history changed in the agent settings; the running agent keeps the "
+                        "previous values until it is restarted"]
+    running = agent.plan.settings
+    assert running.history == first.settings.history and running.telemetry == first.settings.telemetry
+    assert (running.max_concurrency, running.shutdown_grace) == (3, 2.0)  # these apply on reload
+    assert set(agent.schedule.entries) == {"keep", "change"}  # and the checks were reloaded
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="probe"):
+        agent.apply(load_plan(path, registry, settings=running), registry)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 def test_same_check_ignores_where_it_is_defined(tmp_path: Path, registry: Registry) -> None:

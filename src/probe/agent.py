@@ -93,6 +93,12 @@ class LogSink:
         return None
 
 
+# Agent settings read once, when the agent is wired (probe.wiring): a reload cannot change them. The rest
+# apply on reload: plugins and strict_modes when the config is loaded, max_concurrency and shutdown_grace
+# where the agent reads them.
+WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast")
+
+
 @dataclasses.dataclass
 class AgentStats:
     """Self-metrics of the daemon (read by telemetry; see docs/scheduling.md)."""
@@ -340,7 +346,9 @@ class Agent:
 
     def apply(self, plan: Plan, registry: Registry) -> None:
         """Switch to a validated config: unchanged checks keep state and schedule, changed ones restart,
-        removed ones are dropped."""
+        removed ones are dropped. Settings the agent was wired with at start keep their running values
+        (``self.plan`` says what is in effect), with a warning naming them."""
+        plan = self._keep_wired_settings(plan)
         now = time.monotonic()
         wanted = {spec.name: spec for spec in plan.checks}
         removed = [name for name in self.schedule.entries if name not in wanted]
@@ -372,6 +380,16 @@ class Agent:
                 forget(set(wanted))
         log.info("configuration reloaded: %d checks (%d unchanged, %d changed, %d added, %d removed)",
                  len(wanted), kept, len(changed), len(added), len(removed))
+
+    def _keep_wired_settings(self, plan: Plan) -> Plan:
+        running, new = self.plan.settings, plan.settings
+        pending = [name for name in WIRED_AT_START if getattr(running, name) != getattr(new, name)]
+        if not pending:
+            return plan
+        log.warning("reload: %s changed in the agent settings; the running agent keeps the previous values "
+                    "until it is restarted", ", ".join(pending))
+        kept = new.model_copy(update={name: getattr(running, name) for name in pending})
+        return dataclasses.replace(plan, settings=kept)
 
     # -- shutdown ----------------------------------------------------------------------------------------
     async def _shutdown(self) -> int:
