@@ -1,147 +1,24 @@
-"""The history store: results, transitions, remediation audit and check state in SQLite.
-
-Writes never happen on the event loop: ``record_*`` only appends to a queue, and one writer thread
-commits batches. A full disk, a locked or a corrupt database never stops the checks: the writer keeps
-what it could not write in memory (bounded, oldest dropped first and counted), reports itself unhealthy
-through ``health()`` (a self-metric), and retries until it can write again.
-"""
+"""The writer: ``record_*`` only appends to a queue; one thread commits batches and rides out a bad disk."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe.history.reader import HistoryReader
+from probe.history.schema import INSERT, HistoryError, connect, migrate, prune
+
 log = logging.getLogger("probe.history")
-
-SCHEMA_VERSION = 1
-DB_NAME = "history.sqlite3"
-
-# Each entry migrates from version i to i+1. Never edit a released entry: append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE results (
-        id INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        check_name TEXT NOT NULL,
-        check_type TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        hard_status INTEGER,
-        state_type TEXT,
-        reason TEXT NOT NULL DEFAULT '',
-        summary TEXT NOT NULL DEFAULT '',
-        duration REAL NOT NULL,
-        measurements TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX results_check_ts ON results (check_name, ts);
-    CREATE INDEX results_ts ON results (ts);
-    CREATE TABLE samples (
-        ts REAL NOT NULL,
-        check_name TEXT NOT NULL,
-        name TEXT NOT NULL,
-        value REAL NOT NULL
-    );
-    CREATE INDEX samples_key ON samples (check_name, name, ts);
-    CREATE TABLE transitions (
-        id INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        check_name TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        from_status INTEGER NOT NULL,
-        to_status INTEGER NOT NULL,
-        summary TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX transitions_check_ts ON transitions (check_name, ts);
-    CREATE TABLE remediations (
-        id INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        check_name TEXT NOT NULL,
-        action TEXT NOT NULL,
-        command TEXT NOT NULL DEFAULT '[]',
-        outcome TEXT NOT NULL,
-        exit_code INTEGER,
-        duration REAL NOT NULL DEFAULT 0,
-        dry_run INTEGER NOT NULL DEFAULT 0,
-        output TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX remediations_check_ts ON remediations (check_name, ts);
-    CREATE TABLE check_state (
-        check_name TEXT PRIMARY KEY,
-        updated REAL NOT NULL,
-        state TEXT NOT NULL
-    );
-    """,
-)
-
-_INSERT = {
-    "results": "INSERT INTO results (ts, check_name, check_type, status, hard_status, state_type, reason, summary, "
-               "duration, measurements) VALUES (?,?,?,?,?,?,?,?,?,?)",
-    "samples": "INSERT INTO samples (ts, check_name, name, value) VALUES (?,?,?,?)",
-    "transitions": "INSERT INTO transitions (ts, check_name, kind, from_status, to_status, summary) "
-                   "VALUES (?,?,?,?,?,?)",
-    "remediations": "INSERT INTO remediations (ts, check_name, action, command, outcome, exit_code, duration, "
-                    "dry_run, output) VALUES (?,?,?,?,?,?,?,?,?)",
-    "check_state": "INSERT INTO check_state (check_name, updated, state) VALUES (?,?,?) "
-                   "ON CONFLICT(check_name) DO UPDATE SET updated=excluded.updated, state=excluded.state",
-}
-
-
-def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$STATE_DIRECTORY`` (systemd), else /var/lib/probe as root, else the user's state dir."""
-    env = os.environ if env is None else env
-    if env.get("STATE_DIRECTORY"):
-        return Path(env["STATE_DIRECTORY"].split(":")[0])
-    if os.geteuid() == 0:
-        return Path("/var/lib/probe")
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "probe"
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    ts: float
-    check_name: str
-    check_type: str
-    status: int
-    hard_status: int | None
-    state_type: str | None
-    reason: str
-    summary: str
-    duration: float
-    measurements: dict[str, float]
-
-
-@dataclass(frozen=True)
-class TransitionRow:
-    ts: float
-    check_name: str
-    kind: str
-    from_status: int
-    to_status: int
-    summary: str
-
-
-@dataclass(frozen=True)
-class RemediationRow:
-    ts: float
-    check_name: str
-    action: str
-    command: list[str]
-    outcome: str
-    exit_code: int | None
-    duration: float
-    dry_run: bool
-    output: str
 
 
 @dataclass
@@ -154,10 +31,6 @@ class Health:
     dropped: int = 0
     pending: int = 0
     written: int = 0
-
-
-class HistoryError(Exception):
-    pass
 
 
 @dataclass
@@ -323,10 +196,10 @@ class HistoryStore:
             return True
         try:
             with db:
-                for table in _INSERT:
+                for table in INSERT:
                     rows = [row for t, row in batch if t == table]
                     if rows:
-                        db.executemany(_INSERT[table], rows)
+                        db.executemany(INSERT[table], rows)
         except sqlite3.Error as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return False
@@ -348,7 +221,7 @@ class HistoryStore:
             with db:
                 for table, row in batch:
                     try:
-                        db.execute(_INSERT[table], row)
+                        db.execute(INSERT[table], row)
                     except (ValueError, TypeError, OverflowError) as exc:
                         bad += 1
                         log.error("history: dropped a %s row that cannot be stored: %s", table, exc)
@@ -414,97 +287,3 @@ def _close_quietly(db: sqlite3.Connection) -> None:
         db.close()
     except sqlite3.Error as exc:
         log.debug("history: closing the failed connection: %s", exc)
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=2.0, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=2000")
-    return db
-
-
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the schema to SCHEMA_VERSION; refuse a database from a newer probe."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
-            f"history schema version {version} is newer than this probe understands ({SCHEMA_VERSION})"
-        )
-    for target in range(version, SCHEMA_VERSION):
-        with db:
-            db.executescript(f"BEGIN; {MIGRATIONS[target]}; PRAGMA user_version = {target + 1}; COMMIT;")
-    return SCHEMA_VERSION
-
-
-def prune(db: sqlite3.Connection, before: float) -> int:
-    deleted = 0
-    with db:
-        for table in ("results", "samples", "transitions", "remediations"):
-            deleted += db.execute(f"DELETE FROM {table} WHERE ts < ?", (before,)).rowcount
-    return deleted
-
-
-@dataclass
-class HistoryReader:
-    """Read-only queries. Opens the database read-only, so `probe report` never writes or locks it."""
-
-    path: Path
-
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """A read-only connection, closed on leaving the block (a sqlite3 connection's own ``with`` only ends
-        the transaction: every query left one open, with its page cache, until garbage collection)."""
-        if not self.path.exists():
-            raise HistoryError(f"no history database at {self.path}")
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
-        try:
-            db.row_factory = sqlite3.Row
-            yield db
-        finally:
-            db.close()
-
-    def results(self, since: float, check_name: str | None = None) -> list[ResultRow]:
-        sql = "SELECT * FROM results WHERE ts >= ?" + (" AND check_name = ?" if check_name else "") + " ORDER BY ts"
-        args: tuple[Any, ...] = (since, check_name) if check_name else (since,)
-        with self._db() as db:
-            return [ResultRow(r["ts"], r["check_name"], r["check_type"], r["status"], r["hard_status"],
-                              r["state_type"], r["reason"], r["summary"], r["duration"],
-                              json.loads(r["measurements"])) for r in db.execute(sql, args)]
-
-    def latest(self) -> dict[str, ResultRow]:
-        """The most recent result of every check."""
-        with self._db() as db:
-            rows = db.execute("SELECT * FROM results WHERE id IN (SELECT MAX(id) FROM results GROUP BY check_name)")
-            return {r["check_name"]: ResultRow(r["ts"], r["check_name"], r["check_type"], r["status"],
-                                               r["hard_status"], r["state_type"], r["reason"], r["summary"],
-                                               r["duration"], json.loads(r["measurements"])) for r in rows}
-
-    def samples(self, check_name: str, name: str, since: float) -> list[tuple[float, float]]:
-        with self._db() as db:
-            return [(r[0], r[1]) for r in db.execute(
-                "SELECT ts, value FROM samples WHERE check_name = ? AND name = ? AND ts >= ? ORDER BY ts",
-                (check_name, name, since))]
-
-    def transitions(self, since: float, check_name: str | None = None) -> list[TransitionRow]:
-        sql = "SELECT * FROM transitions WHERE ts >= ?" + (" AND check_name = ?" if check_name else "") + \
-            " ORDER BY ts, id"
-        args: tuple[Any, ...] = (since, check_name) if check_name else (since,)
-        with self._db() as db:
-            return [TransitionRow(r["ts"], r["check_name"], r["kind"], r["from_status"], r["to_status"],
-                                  r["summary"]) for r in db.execute(sql, args)]
-
-    def remediations(self, since: float, check_name: str | None = None) -> list[RemediationRow]:
-        sql = "SELECT * FROM remediations WHERE ts >= ?" + (" AND check_name = ?" if check_name else "") + \
-            " ORDER BY ts, id"
-        args: tuple[Any, ...] = (since, check_name) if check_name else (since,)
-        with self._db() as db:
-            return [RemediationRow(r["ts"], r["check_name"], r["action"], json.loads(r["command"]), r["outcome"],
-                                   r["exit_code"], r["duration"], bool(r["dry_run"]), r["output"])
-                    for r in db.execute(sql, args)]
-
-    def states(self) -> dict[str, tuple[float, dict[str, Any]]]:
-        """Saved check state by check name: (when saved, the state dict)."""
-        with self._db() as db:
-            return {r["check_name"]: (r["updated"], json.loads(r["state"]))
-                    for r in db.execute("SELECT check_name, updated, state FROM check_state")}
