@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
-from probe import __version__, aio, logs, reportcli, scaffold
+from probe import __version__, logs, reportcli, scaffold
 from probe.model import Status
 
 EX_USAGE = 64
@@ -144,6 +144,8 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
 
     terminal = output is None and sys.stdout.isatty()
     with _once_metrics(plan) as metrics:  # exported when the run ends, before the exit
+        from probe import aio
+
         report = aio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
                                       color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
                                       hostname=socket.gethostname(), metrics=metrics))
@@ -208,6 +210,8 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
 
     runner = Runner(registry)
     try:
+        from probe import aio
+
         text, outcome = aio.run(go())
     finally:
         runner.close()

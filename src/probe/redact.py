@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, SecretBytes, SecretStr
-
 MASK = "********"
 
 
@@ -53,6 +51,8 @@ class RedactingFilter(logging.Filter):
 def secret_values(value: Any) -> set[str]:
     """Every ``SecretStr`` in a check's options: a password typed into the YAML is as secret as one read
     with ``${file:...}``, so output layers mask it too."""
+    from pydantic import BaseModel, SecretBytes, SecretStr  # here: logging (this module) must not need pydantic
+
     found: set[str] = set()
     if isinstance(value, SecretStr):
         found.add(value.get_secret_value())
@@ -84,7 +84,8 @@ class CheckInfo:
 
 
 def check_info(spec: Any, redact: Callable[[str], str]) -> CheckInfo:
-    options = spec.options.model_dump(mode="json") if isinstance(spec.options, BaseModel) else {}
+    dump = getattr(spec.options, "model_dump", None)
+    options = dump(mode="json") if callable(dump) else {}
     return CheckInfo(spec.name, spec.type, dict(spec.labels), spec.interval, spec.timeout, _masked(options, redact))
 
 

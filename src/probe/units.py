@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated
-
-from pydantic import BeforeValidator
+from typing import Annotated, Any
 
 _DURATION_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
@@ -168,6 +166,20 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[float, BeforeValidator(parse_size)]
-Ratio = Annotated[float, BeforeValidator(parse_ratio)]
+class _ParsedFirst:
+    """``Annotated`` metadata: pydantic runs ``parse`` on the input, then validates the float (what
+    ``pydantic.BeforeValidator`` does). Written out so that importing this module does not import pydantic:
+    the command line formats and parses durations before, or without, loading any options model."""
+
+    def __init__(self, parse: Any) -> None:
+        self.parse = parse
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self.parse, handler(source))
+
+
+Duration = Annotated[float, _ParsedFirst(parse_duration)]
+Size = Annotated[float, _ParsedFirst(parse_size)]
+Ratio = Annotated[float, _ParsedFirst(parse_ratio)]
