@@ -30,7 +30,7 @@ import pytest
 import yaml
 from conftest import REPO, require
 from dnsservers import DnsServer
-from netservers import ThreadedServer, closed_port, full_backlog, reset, silent
+from netservers import Certs, ThreadedServer, banner_server, closed_port, full_backlog, reset, silent
 
 from probe.history import HistoryReader, RemediationRow, ResultRow
 
@@ -195,10 +195,11 @@ class Targets:
     tcp: dict[str, int] = field(default_factory=dict)
     dns: dict[str, int] = field(default_factory=dict)
     database: Proxy | None = None
+    ca_file: str = ""
 
 
 @contextlib.contextmanager
-def targets() -> Iterator[Targets]:
+def targets(tmp: Path) -> Iterator[Targets]:
     t = Targets()
     loop = LoopThread()
     dns_servers = []
@@ -209,6 +210,10 @@ def targets() -> Iterator[Targets]:
             t.tcp[name] = stack.enter_context(ThreadedServer(handler)).port
         t.tcp["refused"] = closed_port()
         t.tcp["backlog"] = stack.enter_context(full_backlog())
+        certs = Certs(tmp / "certs")
+        t.ca_file = str(certs.ca_file)
+        t.tcp["expired_tls"] = stack.enter_context(
+            ThreadedServer(banner_server(b""), tls=certs.server_context("expired"))).port
         for behaviour in ("servfail", "nxdomain", "silent", "truncate", "garbage", "bad_body"):
             server = DnsServer({("www.test", "A"): ["192.0.2.1"]}, behaviour=behaviour, tcp=behaviour != "truncate")
             loop.run(server.start())
@@ -249,6 +254,12 @@ def rows(t: Targets, tmp: Path) -> list[Row]:
     def http(port: str, **more: Any) -> dict[str, Any]:
         return {"type": "http", "url": f"http://127.0.0.1:{t.tcp[port]}/", **more}
 
+    def tls(port: str, **more: Any) -> dict[str, Any]:
+        return {"type": "tls", "host": "127.0.0.1", "port": t.tcp[port], "tls": {"ca_file": t.ca_file}, **more}
+
+    def https(port: str) -> dict[str, Any]:
+        return {"type": "http", "url": f"https://127.0.0.1:{t.tcp[port]}/", "tls": {"ca_file": t.ca_file}}
+
     def dns(behaviour: str) -> dict[str, Any]:
         return {"type": "dns", "query": "www.test", "server": f"127.0.0.1:{t.dns[behaviour]}"}
 
@@ -274,6 +285,12 @@ def rows(t: Targets, tmp: Path) -> list[Row]:
         Row("http-garbage", http("garbage"), "critical", ("malformed_response",)),
         Row("http-endless-body", http("endless_body", expect={"body_contains": "never"}), "critical",
             ("body_too_large",)),
+        # TLS: the daemon loads ssl only when the first of these runs (probe._deferred).
+        Row("tls-handshake-tarpit", tls("tarpit"), "critical", ("timeout",)),
+        Row("tls-garbage", tls("garbage"), "critical", ("tls_error",), says="WRONG_VERSION_NUMBER"),
+        Row("https-reset-in-handshake", https("reset"), "critical", ("connection_reset",)),
+        Row("https-expired-certificate", https("expired_tls"), "critical", ("certificate_expired",),
+            says="certificate has expired"),
         Row("dns-servfail", dns("servfail"), "critical", ("servfail",)),
         Row("dns-nxdomain", dns("nxdomain"), "critical", ("nxdomain",)),
         Row("dns-timeout", dns("silent"), "critical", ("timeout",)),
@@ -351,7 +368,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     (tmp / "plugins").mkdir()
     (tmp / "plugins" / "faulty.py").write_text(PLUGINS)
     (tmp / "plugins" / "broken.py").write_text('raise ImportError("a dependency this plugin needs is missing")\n')
-    with targets() as t:
+    with targets(tmp) as t:
         table = rows(t, tmp)
         checks = [{"name": "canary", "type": "memory", "interval": f"{CANARY_INTERVAL}s", "timeout": "0.9s"}]
         checks += [{"name": row.name, **FAULT, **row.check} for row in table]
