@@ -466,3 +466,28 @@ checks:
     assert info.options["password"] != SQL_PASSWORD
     assert_clean(json.dumps(info.options), "check_info")
 
+
+def test_a_reload_masks_the_new_configurations_secrets_in_history(tmp_path: Path) -> None:
+    """The history store and the remediator are wired with the first configuration's secrets; a reload that
+    brings a new secret adds it (wiring.masking_reload)."""
+    from probe.history import HistoryReader
+    from probe.wiring import masking_reload
+
+    (tmp_path / "probe.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks: [{name: m, type: memory}]\n")
+    registry, first = load(checks, settings_path=tmp_path / "probe.yaml", env={})
+    parts = assemble(first, registry, rerun=None, prometheus=False)
+    checks.write_text("checks: [{name: m, type: command, run: [/bin/true], env: {KEY: '${NEW_API_KEY}'}}]\n")
+    reload = masking_reload(lambda: load(checks, settings_path=tmp_path / "probe.yaml",
+                                         env={"NEW_API_KEY": "rotated-key-4711"})[::-1], parts.redact)
+    second, _ = reload()
+    assert "rotated-key-4711" in second.secrets
+    assert parts.history is not None
+    parts.history.store.record_result(time.time(), "m", "memory", 2, duration=0.1,
+                                      summary="login with rotated-key-4711 failed")
+    assert parts.history.store.flush(10)
+    parts.history.store.close()
+    rows = HistoryReader(tmp_path / "state" / "history.sqlite3").results(0)
+    assert [r.summary for r in rows] == [f"login with {MASK} failed"]
+

@@ -13,8 +13,12 @@ MASK = "********"
 
 class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret containing another is masked whole.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        self.secrets = _longest_first(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these as well from now on (a reloaded configuration's); the earlier ones stay masked: a
+        rotated password is still a password. Safe while other threads redact (one attribute swap)."""
+        self.secrets = _longest_first([*self.secrets, *secrets])
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
@@ -26,9 +30,15 @@ class Redactor:
         return bool(self.secrets)
 
 
+def _longest_first(secrets: Iterable[str]) -> list[str]:
+    # Longest first, so a secret containing another is masked whole.
+    return sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+
+
 @functools.lru_cache(maxsize=8)
 def redactor_for(secrets: frozenset[str]) -> Redactor:
-    """One Redactor per set of secrets (a plan's), built once rather than per result."""
+    """One Redactor per set of secrets (a plan's), built once rather than per result. Shared: never ``add``
+    to one."""
     return Redactor(secrets)
 
 

@@ -1,7 +1,8 @@
 """Assembling the daemon's downstream parts from a plan: history, metrics, remediation and forecasts.
 
 ``run_daemon`` calls :func:`assemble` once at start, hands ``parts.sinks`` and the restored states to the
-Agent, and calls :meth:`Parts.reloaded` after a reload and :meth:`Parts.aclose` on the way out.
+Agent (with the reload function wrapped by :func:`masking_reload`), and calls :meth:`Parts.aclose` on the way
+out. What a reload changes downstream the Agent tells the sinks itself (``forget``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,17 +75,14 @@ class Parts:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Saved state by check name, for ``CheckState.from_dict`` (remediation budgets already restored)."""
 
+    redact: Redactor = field(default_factory=Redactor)
+    """Masks secrets in what the parts write (history, remediation output); a reload adds the new
+    configuration's (see :func:`masking_reload`). Metrics carry no free text: labels holding a secret are a
+    config error."""
+
     @property
     def sinks(self) -> list[Any]:
         return [s for s in (self.history, self.metrics, self.remediation) if s is not None]
-
-    def reloaded(self, checks: Sequence[CheckSpec]) -> None:
-        """After a reload: forget what belonged to removed checks."""
-        keep = {c.name for c in checks}
-        self.metrics.forget(keep)
-        self.forecaster.forget(keep)
-        if self.remediation is not None:
-            self.remediation.forget(keep)
 
     async def aclose(self) -> None:
         """Remediation first (its outcomes go to history and metrics), then history, then metrics."""
@@ -106,7 +104,7 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
     remediator = Remediator(registry.actions, max_concurrent=settings.remediation.max_concurrent, redact=redact,
                             dry_run=dry_run)
     parts = Parts(TelemetrySink(telemetry.build(settings.telemetry, prometheus=prometheus, atexit=False)),
-                  forecaster_for(plan), remediator)
+                  forecaster_for(plan), remediator, redact=redact)
     names = [c.name for c in plan.checks]
     if history and settings.history.enabled:
         path = state_dir(plan) / DB_NAME
@@ -182,6 +180,8 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
         return await agent.rerun(spec)
 
     parts = assemble(plan, registry, rerun=rerun)
+    if reload is not None:
+        reload = masking_reload(reload, parts.redact)
     states = {}
     for name, data in parts.states.items():
         state = CheckState.from_dict(name, data)
@@ -197,3 +197,18 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
     if parts.states:
         log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))
     return await agent.run()  # freezes the heap as the loop starts (freeze=True)
+
+
+Reload = Callable[[], tuple[Plan, Registry]]
+
+
+def masking_reload(reload: Reload, redact: Redactor) -> Reload:
+    """``reload``, and the new configuration's secrets masked in everything the parts write from then on
+    (the history store and the remediator were wired with the first configuration's)."""
+
+    def reloaded() -> tuple[Plan, Registry]:
+        plan, registry = reload()
+        redact.add(plan.secrets)
+        return plan, registry
+
+    return reloaded
