@@ -60,7 +60,7 @@ class Formatter(logging.Formatter):
             raise ValueError(f"unknown log format {style!r}; choose from {', '.join(FORMATS)}")
         self.style = style
         self.journal = journal
-        self.redactor = redactor or Redactor()
+        self.redactor = Redactor() if redactor is None else redactor  # an empty one is falsy: keep it
 
     def format(self, record: logging.LogRecord) -> str:
         redact = self.redactor
@@ -161,9 +161,4 @@ def setup(level: str = "warning", fmt: str = "auto", *, stream: TextIO | None = 
 def add_secrets(secrets: Iterable[str]) -> None:
     """Mask these values in every line logged from now on (a loaded configuration's secrets). Secrets of a
     configuration replaced by a reload stay masked: a rotated password is still a password."""
-    global _redactor
-    _redactor = Redactor([*_redactor.secrets, *secrets])
-    for handler in logging.getLogger().handlers:
-        formatter = handler.formatter
-        if isinstance(formatter, Formatter):
-            formatter.redactor = _redactor
+    _redactor.add(secrets)  # every Formatter setup() made holds this one
