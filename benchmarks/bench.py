@@ -181,7 +181,7 @@ def rss(pid: int) -> int:
 
 def load_specs(yaml_text: str) -> tuple[object, tuple[object, ...]]:
     """Registry and check specs from a checks file, through the same loader ``probe`` uses."""
-    from probe.config import load
+    from probe.config.load import load
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
@@ -191,14 +191,14 @@ def load_specs(yaml_text: str) -> tuple[object, tuple[object, ...]]:
 
 
 def check_types() -> set[str]:
-    from probe.plugins import load_plugins
+    from probe.plugins.manager import load_plugins
 
     return set(load_plugins(use_entry_points=False).checks)
 
 
 async def runner_cpu_per_check(yaml_text: str, runs: int, warmup: int = 20) -> float:
-    """CPU seconds per run of the file's first check through ``probe.runner.Runner`` (all threads)."""
-    from probe.runner import Runner
+    """CPU seconds per run of the file's first check through ``probe.engine.runner.Runner`` (all threads)."""
+    from probe.engine.runner import Runner
 
     registry, specs = load_specs(yaml_text)
     spec = specs[0]
@@ -434,8 +434,8 @@ def row_rss(peers: Peers, s: Settings) -> list[Row]:
     if peers.blackbox_idle_rss is None:
         row.note = peers.why("prometheus-blackbox-exporter")
         return [row]
-    if importlib.util.find_spec("probe.agent") is None:
-        row.note = "probe.agent (the daemon) is not on this branch yet"
+    if importlib.util.find_spec("probe.engine.agent") is None:
+        row.note = "probe.engine.agent (the daemon) is not on this branch yet"
         return [row]
     config, missing = five_checks(peers, check_types())
     kinds = [k for k in ("http", "dns", "tcp", "disk", "process") if k not in missing]
@@ -506,9 +506,9 @@ def row_scale(peers: Peers, s: Settings) -> list[Row]:
 
 def scale_child(tmp: str, seconds: float) -> None:
     """The agent side of ``row_scale``, in its own process so its CPU and memory are its own."""
-    from probe.agent import Agent
-    from probe.config import load
-    from probe.wiring import assemble, freeze_heap
+    from probe.config.load import load
+    from probe.daemon.wiring import assemble, freeze_heap
+    from probe.engine.agent import Agent
 
     registry, plan = load(Path(tmp) / "checks.yaml", settings_path=Path(tmp) / "probe.yaml", env={})
 
@@ -517,7 +517,7 @@ def scale_child(tmp: str, seconds: float) -> None:
         sinks = [sink for sink in (parts.history, parts.metrics) if sink is not None]
         agent = Agent(plan, registry, sinks=sinks)
         agent.runner.forecaster = parts.forecaster
-        freeze_heap()  # as probe.wiring.serve does before the loop starts
+        freeze_heap()  # as probe.daemon.wiring.serve does before the loop starts
         task = asyncio.create_task(agent.run())
         wall, cpu = time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_dns.py [--runs 2000] [--rounds 3]
 
 Target: a loopback dnsmasq (tests/dnsservers.py; never forwards). probe: ``time.process_time()`` around
-N runs of one check through ``probe.runner.Runner`` in this process (the runner's own overhead included).
+N runs of one check through ``probe.engine.runner.Runner`` in this process (the runner's own overhead included).
 blackbox_exporter: user+system CPU of its process from /proc/PID/stat before and after N ``/probe``
 requests over one keep-alive connection (its HTTP handling is part of its cost per probe, as it is in
 production). Rounds alternate between the two; the median ratio is reported. Needs Debian's
@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from dnsservers import dnsmasq, free_port
 
 from probe.checks.dns import DnsCheck
-from probe.plugins import load_plugins
-from probe.runner import Runner
-from probe.spec import CheckSpec, CommonFields
-from probe.yamlsource import Location
+from probe.config.spec import CheckSpec, CommonFields
+from probe.config.yamlsource import Location
+from probe.engine.runner import Runner
+from probe.plugins.manager import load_plugins
 
 BLACKBOX_CONFIG = """
 modules:

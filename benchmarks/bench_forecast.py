@@ -5,9 +5,9 @@
 A disk check forecasts two capacities (utilization, inodes); at a 10 s interval the 6 h window holds
 2,000 samples of each (``Forecaster.max_samples``). Both sides hold CHECKS x 2 full windows of SAMPLES:
 
-- plain: tuples in a ``deque(maxlen=SAMPLES)`` and :func:`probe.forecast.time_to_full` over the window on
+- plain: tuples in a ``deque(maxlen=SAMPLES)`` and :func:`probe.engine.forecast.time_to_full` over the window on
   every run (how the Forecaster worked before ``Window``);
-- window: :class:`probe.forecast.Window`, two float arrays and running sums.
+- window: :class:`probe.engine.forecast.Window`, two float arrays and running sums.
 
 Memory is what tracemalloc sees for the windows; CPU is ``time.process_time`` over one more run of every
 window (add, trim, forecast). Prints both and the ratios.
@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from probe.forecast import ForecastSettings, Window, time_to_full
+from probe.engine.forecast import ForecastSettings, Window, time_to_full
 
 SETTINGS = ForecastSettings()
 START = 1.7e9

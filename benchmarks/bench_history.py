@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from probe.history import HistoryStore
+from probe.sinks.history import HistoryStore
 
 
 def measure(n: int) -> dict[str, float]:

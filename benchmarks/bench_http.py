@@ -4,7 +4,7 @@
 
 Target: nginx from Debian on loopback (tests/netservers.py: a plain port, and a TLS port with a trustme
 certificate), answering ``GET /`` with a short text. Every check and every probe opens a fresh connection.
-probe: ``time.process_time()`` around N runs of one check through ``probe.runner.Runner`` in this process
+probe: ``time.process_time()`` around N runs of one check through ``probe.engine.runner.Runner`` in this process
 (the runner's own overhead included). blackbox_exporter: user+system CPU of its process from
 /proc/PID/stat before and after N ``/probe`` requests over one keep-alive connection (its HTTP handling
 and metrics rendering are part of its cost per probe, as they are in production). Rounds alternate
@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from netservers import Certs, free_port, nginx
 
-from probe.plugins import load_plugins
-from probe.runner import Runner
-from probe.spec import CheckSpec, CommonFields
-from probe.yamlsource import Location
+from probe.config.spec import CheckSpec, CommonFields
+from probe.config.yamlsource import Location
+from probe.engine.runner import Runner
+from probe.plugins.manager import load_plugins
 
 BLACKBOX_CONFIG = """
 modules:

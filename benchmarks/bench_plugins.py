@@ -55,7 +55,7 @@ async def main(runs: int) -> None:
     import probe_rabbitmq
     import probe_redis
 
-    from probe.runner import Runner
+    from probe.engine.runner import Runner
     from probe.testing import build_spec, load_registry
 
     registry = load_registry(probe_redis, probe_mqtt, probe_rabbitmq, entry_points=False)

@@ -4,7 +4,7 @@
 
 Reports what the agent itself costs with checks that cost nothing (the ``noop`` type from
 tests/fakeplugins/python), wired as ``probe run`` wires it (history and metrics sinks from
-``probe.wiring.assemble``, state in a temporary dir; ``--bare`` leaves them out): CPU % of one core
+``probe.daemon.wiring.assemble``, state in a temporary dir; ``--bare`` leaves them out): CPU % of one core
 (``time.process_time`` over wall time: loop, runner, state, sinks and the history writer thread),
 start lateness (actual start - due time; p50/p99/max over every run), runs done vs runs due, resident memory
 (VmRSS after the run, and its growth over the run), and how long loading and validating the config took.
@@ -50,10 +50,10 @@ async def measure(checks: int, interval: float, seconds: float, *, wired: bool =
 
 
 async def _measure(tmp: Path, checks: int, interval: float, seconds: float, wired: bool) -> dict[str, Any]:
-    from probe.agent import Agent
-    from probe.config import load_plan
-    from probe.plugins import load_plugins
-    from probe.settings import AgentSettings
+    from probe.config.load import load_plan
+    from probe.config.settings import AgentSettings
+    from probe.engine.agent import Agent
+    from probe.plugins.manager import load_plugins
 
     path = tmp / "checks.yaml"
     body = "".join(f"  - {{name: noop-{i}, type: noop}}\n" for i in range(checks))
@@ -65,7 +65,7 @@ async def _measure(tmp: Path, checks: int, interval: float, seconds: float, wire
     counter = Counter()
     sinks: list[Any] = [counter]
     if wired:
-        from probe.wiring import assemble
+        from probe.daemon.wiring import assemble
 
         parts = assemble(plan, registry, rerun=None)
         sinks += parts.sinks

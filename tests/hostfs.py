@@ -14,7 +14,7 @@ import pytest
 from conftest import require
 
 if TYPE_CHECKING:
-    from probe.runner import Outcome
+    from probe.engine.interfaces import Outcome
 
 
 def _mount(*args: str) -> None:
@@ -70,9 +70,9 @@ def fill_up(directory: Path, name: str = "filler") -> Path:
 async def run_checks(tmp_path: Path, yaml_text: str) -> dict[str, Outcome]:
     """Load ``yaml_text`` as a checks file with the built-in plugins, run every check once through the
     real runner (timeouts, thresholds and all), and return the outcomes by check name."""
-    from probe.config import load_plan
-    from probe.plugins import load_plugins
-    from probe.runner import Runner
+    from probe.config.load import load_plan
+    from probe.engine.runner import Runner
+    from probe.plugins.manager import load_plugins
 
     path = tmp_path / "checks.yaml"
     path.write_text(textwrap.dedent(yaml_text), encoding="utf-8")
@@ -117,11 +117,11 @@ def probe_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | 
 
 
 def probe_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``probe.cli.main`` in this process (same code path, no interpreter start-up); the result has
+    """Run ``probe.cli.commands.main`` in this process (same code path, no interpreter start-up); the result has
     the shape of ``probe_cli``'s. For tests about output and exit codes, not about process boundaries."""
     import logging
 
-    from probe.cli import main
+    from probe.cli.commands import main
 
     capsys.readouterr()
     root = logging.getLogger()
@@ -131,7 +131,7 @@ def probe_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> subproc
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     else:
-        raise AssertionError("probe.cli.main returned instead of exiting")
+        raise AssertionError("probe.cli.commands.main returned instead of exiting")
     finally:
         # main() configures logging onto this test's captured stderr; later tests must not inherit it.
         root.handlers[:], root.level = handlers, level

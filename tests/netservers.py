@@ -24,10 +24,10 @@ from pathlib import Path
 import trustme
 
 import probe
-from probe.plugins import load_plugins
-from probe.runner import Runner
-from probe.spec import CheckSpec, CommonFields
-from probe.yamlsource import Location
+from probe.config.spec import CheckSpec, CommonFields
+from probe.config.yamlsource import Location
+from probe.engine.runner import Runner
+from probe.plugins.manager import load_plugins
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 NOW = datetime.datetime.now(datetime.UTC)

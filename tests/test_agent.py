@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-from probe.agent import Agent, LogSink, same_check
-from probe.config import ConfigErrors, Plan, load_plan
+from probe.config.load import ConfigErrors, Plan, load_plan
+from probe.config.settings import AgentSettings
+from probe.engine.agent import Agent, LogSink, same_check
+from probe.engine.interfaces import Outcome
+from probe.engine.state import CheckState
 from probe.model import Result, Status
-from probe.plugins import Registry, load_plugins
-from probe.runner import Outcome
-from probe.settings import AgentSettings
-from probe.state import CheckState
+from probe.plugins.manager import Registry, load_plugins
 
 PLUGINS = REPO / "tests" / "fakeplugins" / "python"
 

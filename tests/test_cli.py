@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hostfs import STATUS_CHECKS, fill, probe_cli, probe_main, tmpfs
 
-from probe.cli import gate_exit_code
+from probe.cli.commands import gate_exit_code
 from probe.model import Status
 
 Result = subprocess.CompletedProcess[str]
@@ -38,7 +38,7 @@ def once(checks: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def quick(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """``probe run --once`` through ``probe.cli.main`` in this process."""
+    """``probe run --once`` through ``probe.cli.commands.main`` in this process."""
     for key in [k for k in os.environ if k.startswith("PROBE_")]:
         monkeypatch.delenv(key)
 
@@ -50,7 +50,7 @@ def quick(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def inproc(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """Any ``probe`` command line through ``probe.cli.main`` in this process."""
+    """Any ``probe`` command line through ``probe.cli.commands.main`` in this process."""
     for key in [k for k in os.environ if k.startswith("PROBE_")]:
         monkeypatch.delenv(key)
     return lambda *args: probe_main(capsys, *args)

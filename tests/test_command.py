@@ -13,10 +13,11 @@ import pytest
 import yaml
 from conftest import REPO, require_binary
 
-from probe.config import ConfigErrors, load_plan
+from probe.config.load import ConfigErrors, load_plan
+from probe.engine.interfaces import Outcome
+from probe.engine.runner import Runner
 from probe.model import Status
-from probe.plugins import load_plugins
-from probe.runner import Outcome, Runner
+from probe.plugins.manager import load_plugins
 
 FAKE = REPO / "tests" / "fakeplugins"
 

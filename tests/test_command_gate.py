@@ -15,8 +15,8 @@ import pytest
 import yaml
 from conftest import REPO, require_binary
 
-from probe.config import load_plan
-from probe.plugins import load_plugins
+from probe.config.load import load_plan
+from probe.plugins.manager import load_plugins
 
 EXAMPLES = ["sql.yaml", "postgresql.yaml", "mariadb.yaml", "command.yaml", "file.yaml", "backups.yaml"]
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from probe.config import ConfigError, ConfigErrors, load_plan
+from probe.config.load import ConfigError, ConfigErrors, load_plan
+from probe.config.spec import CheckSpec
+from probe.config.thresholds import hysteresis_problem, shadowed_warning
+from probe.config.yamlsource import Location, load_yaml
 from probe.model import Status
-from probe.plugins import load_plugins
-from probe.spec import CheckSpec
-from probe.thresholds import hysteresis_problem, shadowed_warning
-from probe.yamlsource import Location, load_yaml
+from probe.plugins.manager import load_plugins
 
 REGISTRY = load_plugins(use_entry_points=False)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hostfs import probe_main
 
-from probe.plugins import load_plugins
+from probe.plugins.manager import load_plugins
 
 INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(p.name.removesuffix(".yaml") for p in INVALID.iterdir() if p.suffix == ".yaml" or p.is_dir())

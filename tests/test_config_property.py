@@ -15,8 +15,8 @@ from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.config import ConfigErrors, Plan, load_plan, load_settings
-from probe.plugins import load_plugins
+from probe.config.load import ConfigErrors, Plan, load_plan, load_settings
+from probe.plugins.manager import load_plugins
 
 REGISTRY = load_plugins(use_entry_points=False)
 SHAPE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): \S")

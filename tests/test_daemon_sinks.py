@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 from hostfs import fill, fill_up, probe_cli, tmpfs
 
-from probe.history import HistoryReader
+from probe.sinks.history import HistoryReader
 
 pytestmark = pytest.mark.slow
 

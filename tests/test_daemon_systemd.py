@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from notifysocket import NotifySocket
 
-from probe.scheduler import splay
-from probe.systemd import monotonic_usec
+from probe.daemon.systemd import monotonic_usec
+from probe.engine.scheduler import splay
 
 pytestmark = pytest.mark.slow
 

@@ -201,8 +201,8 @@ def test_unreadable_path_is_permission_denied(tmp_path: Path) -> None:
     ("path: /, include_fs: ext4", "input should be a valid list, got 'ext4'"),
 ])
 def test_bad_options_are_config_errors(tmp_path: Path, options: str, message: str) -> None:
-    from probe.config import ConfigErrors, load_plan
-    from probe.plugins import load_plugins
+    from probe.config.load import ConfigErrors, load_plan
+    from probe.plugins.manager import load_plugins
 
     path = tmp_path / "bad.yaml"
     path.write_text(f"checks:\n  - {{name: d, type: disk, {options}}}\n", encoding="utf-8")

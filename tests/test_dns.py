@@ -18,10 +18,10 @@ from pydantic import ValidationError
 
 import probe
 from probe.checks.dns import DnsCheck
-from probe.plugins import load_plugins
-from probe.runner import Runner
-from probe.spec import CheckSpec, CommonFields
-from probe.yamlsource import Location
+from probe.config.spec import CheckSpec, CommonFields
+from probe.config.yamlsource import Location
+from probe.engine.runner import Runner
+from probe.plugins.manager import load_plugins
 
 RECORDS = {
     ("www.test", "A"): ["127.0.0.10", "127.0.0.11"],
@@ -79,8 +79,8 @@ def test_a_dns_check_runs_without_importing_dnspython(dnsmasq_server: str, tmp_p
     code = textwrap.dedent(f"""
         import asyncio, sys
         from pathlib import Path
-        from probe.config import load
-        from probe.runner import Runner
+        from probe.config.load import load
+        from probe.engine.runner import Runner
         registry, plan = load(Path({str(config)!r}), env={{}})
         outcome = asyncio.run(Runner(registry).run(plan.checks[0]))
         print(outcome.status.name, sorted(m for m in sys.modules if m == "dns" or m.startswith("dns.")))
@@ -291,8 +291,9 @@ async def test_ipv6_server() -> None:
 
 
 async def test_thresholds_on_answer_count(server: DnsServer) -> None:
-    from probe.runner import apply_thresholds
-    from probe.thresholds import Threshold, parse_condition
+    from probe.conditions import parse_condition
+    from probe.config.thresholds import Threshold
+    from probe.engine.runner import apply_thresholds
 
     result = await run(query="www.test", server=server.address)
     spec = CheckSpec.build(CommonFields(name="t", type="dns"), None, Location("t", 1, 1), {})
@@ -352,7 +353,7 @@ def test_bad_options_are_rejected(options: dict[str, Any], message: str) -> None
 
 
 def test_bad_config_file_reports_position(tmp_path: Path) -> None:
-    from probe.config import ConfigErrors, load_plan
+    from probe.config.load import ConfigErrors, load_plan
 
     checks = tmp_path / "checks.d"
     checks.mkdir()
@@ -367,7 +368,7 @@ def test_bad_config_file_reports_position(tmp_path: Path) -> None:
 
 
 def test_server_parsing() -> None:
-    from probe.checks._dnsclient import parse_server
+    from probe.checks.net.dnsclient import parse_server
 
     assert str(parse_server("::1", "udp")) == "[::1]:53"
     assert str(parse_server("[::1]:5353", "tcp")) == "[::1]:5353"

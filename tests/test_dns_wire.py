@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.checks import _dnswire
+from probe.checks.net import dnswire
 
 LABEL = st.text("abcXYZ019-_", min_size=1, max_size=12) | st.binary(min_size=1, max_size=8).map(
     lambda b: "".join(f"\\{c:03d}" for c in b))
@@ -52,7 +52,7 @@ def test_reader_agrees_with_dnspython(qname: str, records: list[tuple[str, tuple
     for owner, (rtype, text) in records:
         response.answer.append(dns.rrset.from_text(owner, 300, "IN", rtype, text))
     wire = response.to_wire()
-    ours = _dnswire.read_response(wire, query.id, _query_of(query))
+    ours = dnswire.read_response(wire, query.id, _query_of(query))
     theirs = dns.message.from_wire(wire)
     expected = [(rrset.name.to_text(), int(rrset.rdtype), _expected_text(rrset, rd))
                 for rrset in theirs.answer for rd in rrset]
@@ -66,12 +66,12 @@ def test_reader_agrees_with_dnspython(qname: str, records: list[tuple[str, tuple
     assert ours.rcode == theirs.rcode() and ours.flags == theirs.flags
 
 
-def _query_of(message: dns.message.Message) -> _dnswire.Query:
-    q = _dnswire.make_query(message.question[0].name.to_text(), 1, 1, recursion_desired=True, dnssec=False)
+def _query_of(message: dns.message.Message) -> dnswire.Query:
+    q = dnswire.make_query(message.question[0].name.to_text(), 1, 1, recursion_desired=True, dnssec=False)
     return q
 
 
-GARBAGE_QUERY = _dnswire.make_query("www.test", 1, 1, recursion_desired=True, dnssec=False)
+GARBAGE_QUERY = dnswire.make_query("www.test", 1, 1, recursion_desired=True, dnssec=False)
 
 
 @settings(max_examples=300, deadline=None)
@@ -81,19 +81,19 @@ def test_garbage_is_only_ever_notours_or_malformed(data: bytes, flip: int) -> No
     good = bytearray(query.with_id(7))
     good[2] |= 0x80
     for candidate in (data, bytes(good[:flip]) + data[:3] + bytes(good[flip + 3:])):
-        with contextlib.suppress(_dnswire.NotOurs, _dnswire.Malformed):
-            _dnswire.read_response(candidate, 7, query)
+        with contextlib.suppress(dnswire.NotOurs, dnswire.Malformed):
+            dnswire.read_response(candidate, 7, query)
 
 
 def test_compression_loop_is_malformed() -> None:
-    query = _dnswire.make_query("a.test", 1, 1, recursion_desired=True, dnssec=False)
+    query = dnswire.make_query("a.test", 1, 1, recursion_desired=True, dnssec=False)
     header = bytes.fromhex("0007 8180 0001 0001 0000 0000")
     question = query.wire[12:12 + len(b"\x01a\x04test\x00") + 4]
     pointer_to_itself = (0xC000 | (12 + len(question))).to_bytes(2, "big")
     wire = header + question + pointer_to_itself + bytes.fromhex("0001 0001 0000003c 0004 7f000001")
     try:
-        _dnswire.read_response(wire, 7, query)
-    except _dnswire.Malformed as exc:
+        dnswire.read_response(wire, 7, query)
+    except dnswire.Malformed as exc:
         assert "pointer" in str(exc)
     else:
         raise AssertionError("a self-referencing name was accepted")
@@ -103,8 +103,8 @@ def test_extended_rcode_from_opt() -> None:
     query = dns.message.make_query("www.test", "A", use_edns=0)
     response = dns.message.make_response(query)
     response.set_rcode(16)  # BADVERS lives partly in the OPT record
-    ours = _dnswire.read_response(response.to_wire(), query.id, _query_of(query))
-    assert _dnswire.rcode_name(ours.rcode) == "BADVERS"
+    ours = dnswire.read_response(response.to_wire(), query.id, _query_of(query))
+    assert dnswire.rcode_name(ours.rcode) == "BADVERS"
 
 
 # -- the query side: our tables and query bytes agree with dnspython, which stays the fallback ---------------
@@ -114,24 +114,24 @@ def test_every_table_entry_reads_and_prints_as_in_dnspython() -> None:
     import dns.rcode
     import dns.rdataclass
 
-    for name, code in _dnswire.RDATATYPES.items():
+    for name, code in dnswire.RDATATYPES.items():
         assert (dns.rdatatype.from_text(name), dns.rdatatype.to_text(code)) == (code, name)
-        assert _dnswire.rdatatype(f" {name.lower()} ") == (name, code)
-    for name, code in _dnswire.RDATACLASSES.items():
+        assert dnswire.rdatatype(f" {name.lower()} ") == (name, code)
+    for name, code in dnswire.RDATACLASSES.items():
         assert (dns.rdataclass.from_text(name), dns.rdataclass.to_text(code)) == (code, name)
-        assert _dnswire.rdataclass(name.lower()) == (name, code)
+        assert dnswire.rdataclass(name.lower()) == (name, code)
     for code in (*range(11), 16):
         name = dns.rcode.to_text(dns.rcode.Rcode.make(code))
-        assert _dnswire.rcode_name(code) == name
-        assert _dnswire.rcode_canonical(name.lower()) == name
+        assert dnswire.rcode_name(code) == name
+        assert dnswire.rcode_canonical(name.lower()) == name
 
 
 def test_names_outside_the_tables_go_to_dnspython() -> None:
-    assert _dnswire.rdatatype("TYPE65280") == ("TYPE65280", 65280)
-    assert _dnswire.rdatatype("ZONEMD") == ("ZONEMD", 63)
-    assert _dnswire.rdataclass("CHAOS") == ("CH", 3)
-    assert _dnswire.rcode_canonical("BADSIG") == "BADVERS"  # one code, two names: dnspython prints BADVERS
-    for call, text in ((_dnswire.rdatatype, "BOGUS"), (_dnswire.rdataclass, "XX"), (_dnswire.rcode_canonical, "NOPE")):
+    assert dnswire.rdatatype("TYPE65280") == ("TYPE65280", 65280)
+    assert dnswire.rdatatype("ZONEMD") == ("ZONEMD", 63)
+    assert dnswire.rdataclass("CHAOS") == ("CH", 3)
+    assert dnswire.rcode_canonical("BADSIG") == "BADVERS"  # one code, two names: dnspython prints BADVERS
+    for call, text in ((dnswire.rdatatype, "BOGUS"), (dnswire.rdataclass, "XX"), (dnswire.rcode_canonical, "NOPE")):
         try:
             call(text)
         except ValueError as exc:
@@ -145,8 +145,8 @@ SIMPLE_LABEL = st.text("abcXYZ019-_*", min_size=1, max_size=63)
 
 @settings(max_examples=300, deadline=None)
 @given(labels=st.lists(SIMPLE_LABEL, max_size=5), dot=st.booleans(),
-       rdtype=st.sampled_from(sorted(_dnswire.RDATATYPES.values())),
-       rdclass=st.sampled_from(sorted(_dnswire.RDATACLASSES.values())), rd=st.booleans(), dnssec=st.booleans())
+       rdtype=st.sampled_from(sorted(dnswire.RDATATYPES.values())),
+       rdclass=st.sampled_from(sorted(dnswire.RDATACLASSES.values())), rd=st.booleans(), dnssec=st.booleans())
 def test_query_bytes_are_dnspythons(labels: list[str], dot: bool, rdtype: int, rdclass: int, rd: bool,
                                     dnssec: bool) -> None:
     import dns.exception
@@ -158,7 +158,7 @@ def test_query_bytes_are_dnspythons(labels: list[str], dot: bool, rdtype: int, r
         dns.name.from_text(name)
     except dns.exception.DNSException:  # over 255 octets: both refuse it
         try:
-            _dnswire.make_query(name, rdtype, rdclass, recursion_desired=rd, dnssec=dnssec)
+            dnswire.make_query(name, rdtype, rdclass, recursion_desired=rd, dnssec=dnssec)
         except ValueError:
             return
         raise AssertionError(f"{name!r} was accepted") from None
@@ -168,7 +168,7 @@ def test_query_bytes_are_dnspythons(labels: list[str], dot: bool, rdtype: int, r
         theirs.flags &= ~dns.flags.RD
     if dnssec:
         theirs.flags |= dns.flags.AD
-    ours = _dnswire.make_query(name, rdtype, rdclass, recursion_desired=rd, dnssec=dnssec)
+    ours = dnswire.make_query(name, rdtype, rdclass, recursion_desired=rd, dnssec=dnssec)
     assert ours.wire == theirs.to_wire()
     assert ours.rdtype == rdtype
 
@@ -177,7 +177,7 @@ def test_query_bytes_are_dnspythons(labels: list[str], dot: bool, rdtype: int, r
 def test_escaped_and_international_names_are_dnspythons(name: str) -> None:
     import dns.name
 
-    assert _dnswire.name_wire(name) == dns.name.from_text(name).to_wire()
+    assert dnswire.name_wire(name) == dns.name.from_text(name).to_wire()
 
 
 @pytest.mark.parametrize(("name", "problem"), [
@@ -188,5 +188,5 @@ def test_escaped_and_international_names_are_dnspythons(name: str) -> None:
 ])
 def test_invalid_names_are_refused(name: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        _dnswire.name_wire(name)
+        dnswire.name_wire(name)
 

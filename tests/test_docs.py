@@ -14,8 +14,8 @@ from conftest import REPO
 from pydantic import BaseModel
 
 from probe.check import Check
-from probe.optiondocs import option_docs
-from probe.plugins import load_plugins
+from probe.plugins.manager import load_plugins
+from probe.plugins.optiondocs import option_docs
 
 REGISTRY = load_plugins(use_entry_points=False)
 TYPES = sorted(REGISTRY.checks)
@@ -89,7 +89,7 @@ def test_helpers_find_nested_options() -> None:
 def test_cli_reference_names_every_command_option_exit_code_and_format() -> None:
     import click
 
-    from probe.cli import cli
+    from probe.cli.commands import cli
 
     text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
     missing = []

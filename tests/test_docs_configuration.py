@@ -13,11 +13,11 @@ from conftest import REPO
 from hostfs import probe_main
 from pydantic import BaseModel
 
-from probe.config import ConfigErrors, load_plan, load_settings
-from probe.permissions import unsafe_file
-from probe.plugins import load_plugins
-from probe.settings import AgentSettings
-from probe.spec import CommonFields, RemediationSpec
+from probe._permissions import unsafe_file
+from probe.config.load import ConfigErrors, load_plan, load_settings
+from probe.config.settings import AgentSettings
+from probe.config.spec import CommonFields, RemediationSpec
+from probe.plugins.manager import load_plugins
 
 PAGE = REPO / "docs" / "configuration.md"
 TEXT = PAGE.read_text(encoding="utf-8")

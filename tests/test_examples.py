@@ -16,8 +16,8 @@ import yaml
 from conftest import REPO
 from hostfs import probe_cli
 
-from probe.config import ConfigErrors, load_plan
-from probe.plugins import load_plugins
+from probe.config.load import ConfigErrors, load_plan
+from probe.plugins.manager import load_plugins
 
 REGISTRY = load_plugins(use_entry_points=False)
 EXAMPLES = sorted((REPO / "checks.d").glob("*.y*ml"))

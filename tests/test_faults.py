@@ -32,7 +32,7 @@ from conftest import REPO, require
 from dnsservers import DnsServer
 from netservers import Certs, ThreadedServer, banner_server, closed_port, full_backlog, reset, silent
 
-from probe.history import HistoryReader, RemediationRow, ResultRow
+from probe.sinks.history import HistoryReader, RemediationRow, ResultRow
 
 FAKE = REPO / "tests" / "fakeplugins"
 RUN_SECONDS = 24.0
@@ -536,7 +536,7 @@ def test_docs_list_every_row_of_the_matrix() -> None:
 
 
 def test_a_row_sqlite_cannot_bind_does_not_poison_the_history(tmp_path: Path) -> None:
-    from probe.history import HistoryStore
+    from probe.sinks.history import HistoryStore
 
     store = HistoryStore(tmp_path / "h.sqlite3", batch_interval=0.05).open()
     now = time.time()  # retention prunes anything older than 30 days

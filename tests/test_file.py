@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from probe.config import ConfigErrors, load_plan
+from probe.config.load import ConfigErrors, load_plan
+from probe.engine.interfaces import Outcome
+from probe.engine.runner import Runner
 from probe.model import Status
-from probe.plugins import load_plugins
-from probe.runner import Outcome, Runner
+from probe.plugins.manager import load_plugins
 
 
 async def run_once(tmp_path: Path, **check: Any) -> Outcome:

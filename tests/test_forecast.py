@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.forecast import Forecaster, ForecastSettings, Window, time_to_full
+from probe.engine.forecast import Forecaster, ForecastSettings, Window, time_to_full
 from probe.model import Measurement, Result
 
 S = ForecastSettings(window=3600, min_samples=3, min_span=60)

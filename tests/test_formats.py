@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from probe.formats import Report
 from probe.model import Status
-from probe.plugins import load_plugins
+from probe.plugins.manager import load_plugins
 
 # Besides one check per status: a process check (counts, seconds), a summary with characters that each
 # format must escape, and a label value with quotes, a backslash and a newline.
@@ -203,8 +203,8 @@ def test_secrets_never_appear_in_any_format(tmp_path: Path, capsys: pytest.Captu
 ])
 def test_thresholds_become_nagios_ranges_that_alert_for_the_same_values(condition: str, scale: float,
                                                                         expected: str) -> None:
+    from probe.conditions import parse_condition
     from probe.formats.nagios import nagios_range
-    from probe.thresholds import parse_condition
 
     assert nagios_range(condition, scale) == expected
     # Cross-check: the range, read back by probe's own Nagios range parser, alerts exactly when the

@@ -7,9 +7,9 @@ import gc
 import weakref
 from pathlib import Path
 
-from probe.agent import Agent, freeze_heap
-from probe.config import Plan, load_plan
-from probe.plugins import Registry, load_plugins
+from probe.config.load import Plan, load_plan
+from probe.engine.agent import Agent, freeze_heap
+from probe.plugins.manager import Registry, load_plugins
 
 
 def test_freeze_heap_moves_what_exists_out_of_the_collectors_reach() -> None:

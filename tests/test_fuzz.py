@@ -23,18 +23,19 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from probe import perfdata, units
-from probe.checks import _dnswire
-from probe.config import ConfigErrors, load_plan
+from probe import units
+from probe.checks import _perfdata as perfdata
+from probe.checks.net import dnswire
+from probe.conditions import parse_condition
+from probe.config.load import ConfigErrors, load_plan
+from probe.config.spec import CheckSpec, CommonFields
+from probe.config.yamlsource import Location, YamlError, load_yaml
+from probe.engine.interfaces import Outcome
 from probe.formats import Report
 from probe.formats.builtin import render_human, render_json, render_junit, render_prometheus, render_tap
 from probe.formats.nagios import render_nagios
 from probe.model import Measurement, Result, Status
-from probe.plugins import load_plugins
-from probe.runner import Outcome
-from probe.spec import CheckSpec, CommonFields
-from probe.thresholds import parse_condition
-from probe.yamlsource import Location, YamlError, load_yaml
+from probe.plugins.manager import load_plugins
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MESSAGE_LIMIT = 400  # an error message names the bad value, it does not echo a megabyte of it
@@ -197,7 +198,7 @@ def test_perfdata_round_trips_through_quoted_labels(items: dict[str, float]) -> 
 
 # -- DNS replies --------------------------------------------------------------------------------------------------
 
-QUERY = _dnswire.make_query("fuzz.test", 1, 1, recursion_desired=True, dnssec=False)
+QUERY = dnswire.make_query("fuzz.test", 1, 1, recursion_desired=True, dnssec=False)
 QUESTION = QUERY.wire[12:]
 RDTYPES = [1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 39, 41, 43, 46, 48, 99, 257, 65280]
 
@@ -218,13 +219,13 @@ VALID_REPLY = _valid_reply()
 
 def _read(data: bytes) -> None:
     try:
-        response = _dnswire.read_response(data, 7, QUERY)
-    except (_dnswire.NotOurs, _dnswire.Malformed) as exc:
+        response = dnswire.read_response(data, 7, QUERY)
+    except (dnswire.NotOurs, dnswire.Malformed) as exc:
         _clear(exc)
         return
     for record in response.answers:
         assert isinstance(record.text, str) and isinstance(record.name, str)
-    _dnswire.rcode_name(response.rcode)
+    dnswire.rcode_name(response.rcode)
 
 
 @FUZZ
@@ -255,7 +256,7 @@ def test_structured_garbage_records_are_read_or_malformed(records: list[tuple[by
 @FUZZ
 @given(rcode=st.integers(0, 4095))
 def test_every_extended_rcode_has_a_name(rcode: int) -> None:
-    assert _dnswire.rcode_name(rcode)
+    assert dnswire.rcode_name(rcode)
 
 
 # -- the config loader --------------------------------------------------------------------------------------------
@@ -412,7 +413,7 @@ class _Replay:
 def _http_exchange(pieces: list[bytes], max_body: int = 4096) -> Any:
     import asyncio
 
-    from probe.checks._http1 import Hop, exchange
+    from probe.checks.net.http1 import Hop, exchange
 
     return asyncio.run(exchange(Hop("http://fuzz.test/"), _Replay(pieces), b"GET / HTTP/1.1\r\n\r\n", "GET",
                                 max_body))  # type: ignore[arg-type]
@@ -432,7 +433,7 @@ HTTP_PIECES = st.lists(st.sampled_from([
 @example(pieces=[b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n"])
 @example(pieces=[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"])
 def test_http1_reader_returns_a_response_or_a_failure(pieces: list[bytes]) -> None:
-    from probe.checks._net import Failure
+    from probe.checks.net.conn import Failure
 
     try:
         response = _http_exchange(pieces)
@@ -461,8 +462,8 @@ SAVED = st.dictionaries(STATE_KEYS, JSONISH, max_size=8)
 @example(saved={}, budgets={"0": {"runs": None}})
 @example(saved={}, budgets={"0": {"runs": [1e400, True, "x", 5.0], "exhausted": "no"}})
 def test_state_and_budgets_from_a_damaged_store_never_raise(saved: dict[str, Any], budgets: dict[str, Any]) -> None:
-    from probe.remediation import Remediator
-    from probe.state import CheckState
+    from probe.engine.state import CheckState
+    from probe.sinks.remediation.remediator import Remediator
 
     state = CheckState.from_dict("restored", saved)
     json.dumps(state.to_dict())

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from hostfs import fill_up, tmpfs
 
-from probe.history import (
+from probe.config.redact import Redactor
+from probe.sinks.history import (
     SCHEMA_VERSION,
     HistoryError,
     HistoryReader,
@@ -20,7 +21,6 @@ from probe.history import (
     migrate,
     prune,
 )
-from probe.redact import Redactor
 
 T0 = time.time() - 3600  # recent: rows older than the retention are pruned at the first write
 

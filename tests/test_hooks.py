@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from probe.plugincontract import hook_signatures
+from probe.plugins.contract import hook_signatures
 
 PLUGIN = '''
 import json, os

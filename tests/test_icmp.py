@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 import probe
 from probe.checks.icmp import IcmpCheck, Session, rtt_stats, verdict
-from probe.plugins import load_plugins
-from probe.runner import Runner
-from probe.spec import CheckSpec, CommonFields
-from probe.yamlsource import Location
+from probe.config.spec import CheckSpec, CommonFields
+from probe.config.yamlsource import Location
+from probe.engine.runner import Runner
+from probe.plugins.manager import load_plugins
 
 FAST = {"count": 3, "packet_interval": 0.02, "packet_timeout": 0.5}
 
@@ -86,7 +86,7 @@ async def test_timeout_cuts_the_series_short_but_still_reports() -> None:
 
 def test_yaml_keys_reach_the_check(tmp_path: Path) -> None:
     """``interval`` is the common schedule field; the gap between packets is ``packet_interval``."""
-    from probe.config import load_plan
+    from probe.config.load import load_plan
 
     path = tmp_path / "icmp.yaml"
     path.write_text("checks:\n  - {name: p, type: icmp, host: 127.0.0.1, interval: 30s, packet_interval: 50ms,"
@@ -135,10 +135,10 @@ def test_bad_options(options: dict[str, Any], message: str) -> None:
 SCRIPT = """
 import asyncio, json, sys
 from probe.checks.icmp import IcmpCheck
-from probe.plugins import load_plugins
-from probe.runner import Runner
-from probe.spec import CheckSpec, CommonFields
-from probe.yamlsource import Location
+from probe.plugins.manager import load_plugins
+from probe.engine.runner import Runner
+from probe.config.spec import CheckSpec, CommonFields
+from probe.config.yamlsource import Location
 options = json.loads(sys.argv[1])
 spec = CheckSpec.build(CommonFields(name="t", type="icmp", timeout=2, interval=60),
                        IcmpCheck.Options.model_validate(options), Location("t", 1, 1), options)

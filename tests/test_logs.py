@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO
 from hostfs import probe_cli
 
-from probe import logs
-from probe.redact import MASK
+from probe.cli import logs
+from probe.config.redact import MASK
 
 
 @pytest.fixture

@@ -138,8 +138,8 @@ def test_garbled_meminfo_is_unknown(tmp_path: Path) -> None:
 
 
 def test_memory_takes_no_options(tmp_path: Path) -> None:
-    from probe.config import ConfigErrors, load_plan
-    from probe.plugins import load_plugins
+    from probe.config.load import ConfigErrors, load_plan
+    from probe.plugins.manager import load_plugins
 
     path = tmp_path / "bad.yaml"
     path.write_text("checks:\n  - {name: mem, type: memory, swap: true}\n")

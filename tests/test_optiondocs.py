@@ -6,7 +6,7 @@ from pydantic import Field
 
 import probe
 from probe.checks.disk import DiskCheck
-from probe.optiondocs import option_docs
+from probe.plugins.optiondocs import option_docs
 
 
 class Base(probe.Options):

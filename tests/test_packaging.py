@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import REPO, require, require_binary
 
-from probe.config import load
+from probe.config.load import load
 
 PACKAGING = REPO / "packaging"
 UNIT = PACKAGING / "probe.service"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.perfdata import MAX_ITEMS, PerfValue, parse, parse_output
+from probe.checks._perfdata import MAX_ITEMS, PerfValue, parse, parse_output
 
 
 def one(text: str) -> PerfValue:

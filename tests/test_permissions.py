@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from hostfs import probe_main
 
-from probe.config import ConfigErrors, load
-from probe.permissions import strict_modes_apply, unsafe_file
+from probe._permissions import strict_modes_apply, unsafe_file
+from probe.config.load import ConfigErrors, load
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="StrictModes guard root; these tests need root")
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ConfigDict
 
 import probe
-from probe.plugins import load_plugins
-from probe.runner import Runner
+from probe.engine.runner import Runner
+from probe.plugins.manager import load_plugins
 from probe.testing import build_spec
 
 
@@ -159,7 +159,7 @@ def test_two_plugins_with_one_type_name_name_both_and_fail_validation(tmp_path: 
     assert registry.conflicts == [
         "check type 'echo' is registered by both plugin 'acme_echo' and plugin 'other_echo'; "
         "uninstall one, or list only one in the plugins allow-list"]
-    from probe.config import ConfigErrors
+    from probe.config.load import ConfigErrors
 
     with pytest.raises(ConfigErrors, match="both plugin 'acme_echo' and plugin 'other_echo'"):
         build_spec({"type": "echo"}, registry=registry)

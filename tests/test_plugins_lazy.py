@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import probe
-from probe.config import ConfigErrors, load
-from probe.plugins import BUILTINS, CHECKS_PACKAGE, load_plugins
-from probe.wiring import capacities
+from probe.config.load import ConfigErrors, load
+from probe.daemon.wiring import capacities
+from probe.plugins.manager import BUILTINS, CHECKS_PACKAGE, load_plugins
 
 CHECK_MODULES = [m for m in BUILTINS if m.startswith(CHECKS_PACKAGE)]
 
@@ -88,7 +88,7 @@ def test_a_config_loads_only_the_check_modules_it_names(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from probe.config import load
+        from probe.config.load import load
         registry, plan = load(Path({str(config)!r}), env={{}})
         print(sorted(m for m in sys.modules if m.startswith("probe.checks.") and not m.split(".")[-1][0] == "_"))
     """)

@@ -204,8 +204,8 @@ async def test_pidfiles(tmp_path: Path, sleeper: Path, spawn: Spawn) -> None:
     ("process_name: x, pid: 3", "pid: unknown key 'pid'; did you mean 'pidfile'?"),
 ])
 def test_bad_options_are_config_errors(tmp_path: Path, options: str, message: str) -> None:
-    from probe.config import ConfigErrors, load_plan
-    from probe.plugins import load_plugins
+    from probe.config.load import ConfigErrors, load_plan
+    from probe.plugins.manager import load_plugins
 
     path = tmp_path / "bad.yaml"
     path.write_text(f"checks:\n  - {{name: p, type: process, {options}}}\n")

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from probe.actions import RunAction
-from probe.history import HistoryReader, HistoryStore
+from probe.config.spec import CheckSpec, CommonFields, RemediationSpec
+from probe.config.yamlsource import Location
 from probe.model import Measurement, Result, Status
-from probe.remediation import Budget, Remediator, decide
-from probe.spec import CheckSpec, CommonFields, RemediationSpec
-from probe.yamlsource import Location
+from probe.sinks.history import HistoryReader, HistoryStore
+from probe.sinks.remediation.remediator import Budget, Remediator, decide
 
 PY = sys.executable
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from probe.history import HistoryReader, HistoryStore
-from probe.report import build, percentile
-from probe.report_render import render_html, render_json, render_table
+from probe.cli.report.compute import build, percentile
+from probe.cli.report.render import render_html, render_json, render_table
+from probe.sinks.history import HistoryReader, HistoryStore
 
 T0 = float(int(time.time()) - 7200)
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-from probe.agent import Agent
-from probe.config import Plan, load_plan
+from probe.config.load import Plan, load_plan
+from probe.engine.agent import Agent
+from probe.engine.runner import Runner
 from probe.model import Status
-from probe.plugins import Registry, load_plugins
-from probe.runner import Runner
+from probe.plugins.manager import Registry, load_plugins
 
 PLUGINS = REPO / "tests" / "fakeplugins" / "python"
 
@@ -58,7 +58,7 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(registry:
     failure = next(f for f in registry.failures if f.plugin == "broken_import")
     assert "probe_no_such_dependency" in failure.error
     assert "noop" in registry.checks
-    from probe.config import ConfigErrors
+    from probe.config.load import ConfigErrors
 
     with pytest.raises(ConfigErrors) as info:
         plan(tmp_path, registry, "checks:\n  - name: c\n    type: broken\n")

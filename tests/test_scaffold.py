@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.scaffold import ScaffoldError, generate, names
+from probe.plugins.scaffold import ScaffoldError, generate, names
 
 BIN = Path(sys.executable).parent
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from probe.config.spec import CheckSpec
+from probe.config.yamlsource import Location
+from probe.engine.scheduler import LagStats, Schedule, splay
 from probe.model import Status
-from probe.scheduler import LagStats, Schedule, splay
-from probe.spec import CheckSpec
-from probe.yamlsource import Location
 
 
 def spec(name: str, interval: float = 60.0, retry: float | None = None) -> CheckSpec:

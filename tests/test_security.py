@@ -31,17 +31,17 @@ import pytest
 from conftest import require
 
 import probe
-from probe import logs
-from probe.config import ConfigErrors, Plan, load, load_plan
+from probe._subprocesses import run_argv
+from probe.cli import logs
+from probe.config.load import ConfigErrors, Plan, load, load_plan
+from probe.config.redact import MASK, check_info
+from probe.config.settings import PrometheusSettings
+from probe.daemon.wiring import assemble
+from probe.engine.runner import Runner
+from probe.engine.state import CheckState
 from probe.model import Status
-from probe.plugins import Registry, load_plugins
-from probe.redact import MASK, check_info
-from probe.remediation import Remediator
-from probe.runner import Runner
-from probe.settings import PrometheusSettings
-from probe.state import CheckState
-from probe.subprocesses import run_argv
-from probe.wiring import assemble
+from probe.plugins.manager import Registry, load_plugins
+from probe.sinks.remediation.remediator import Remediator
 
 TOKEN = "tok-" + secrets.token_hex(12)
 FILE_SECRET = "file-" + secrets.token_hex(12)
@@ -231,7 +231,7 @@ async def test_history_metrics_remediation_audit_and_logs_hold_no_secret(
     assert db_files
     for path in db_files:
         assert_clean(path.read_bytes(), path.name)
-    from probe.history import HistoryReader
+    from probe.sinks.history import HistoryReader
 
     reader = HistoryReader(planted["state"] / "history.sqlite3")
     rows = reader.results(0)
@@ -335,8 +335,8 @@ checks:
 
 def test_listeners_bind_loopback_by_default() -> None:
     assert PrometheusSettings().host == "127.0.0.1"
-    from probe import telemetry
-    from probe.settings import TelemetrySettings
+    from probe.config.settings import TelemetrySettings
+    from probe.sinks import telemetry
 
     sink = telemetry.build(TelemetrySettings.model_validate({"prometheus": {"enabled": True, "port": 0}}),
                            atexit=False)
@@ -434,7 +434,7 @@ checks:
 """)
     registry: Registry = load_plugins(use_entry_points=False, extra=[Observer()])
     plan: Plan = load_plan(tmp_path / "c.yaml", registry, env={"API_TOKEN": TOKEN})
-    from probe.gate import run_once
+    from probe.engine.once import run_once
 
     SEEN.clear()
     await run_once(plan, registry, plan.checks)
@@ -459,7 +459,7 @@ checks:
     query: "SELECT '${{API_TOKEN}}'"
 """)
     plan = load_plan(tmp_path / "c.yaml", load_plugins(use_entry_points=False), env={"API_TOKEN": TOKEN})
-    from probe.redact import Redactor
+    from probe.config.redact import Redactor
 
     info = check_info(plan.checks[0], Redactor(plan.secrets))
     assert info.options["query"] == f"SELECT '{MASK}'"
@@ -470,8 +470,8 @@ checks:
 def test_a_reload_masks_the_new_configurations_secrets_in_history(tmp_path: Path) -> None:
     """The history store and the remediator are wired with the first configuration's secrets; a reload that
     brings a new secret adds it (wiring.masking_reload)."""
-    from probe.history import HistoryReader
-    from probe.wiring import masking_reload
+    from probe.daemon.wiring import masking_reload
+    from probe.sinks.history import HistoryReader
 
     (tmp_path / "probe.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
     checks = tmp_path / "checks.yaml"

@@ -18,16 +18,18 @@ import otlp_receiver
 import pytest
 from hostfs import fill_up, run_checks, tmpfs
 
-from probe import telemetry
 from probe.actions import RunAction
-from probe.forecast import Forecaster, ForecastSettings
-from probe.history import HistoryReader, HistoryStore
+from probe.config.settings import TelemetrySettings
+from probe.config.spec import CheckSpec, CommonFields
+from probe.engine.forecast import Forecaster, ForecastSettings
+from probe.engine.interfaces import Outcome
 from probe.model import Measurement, Result, Status
-from probe.remediation import Record, Remediator
-from probe.runner import Outcome
-from probe.settings import TelemetrySettings
-from probe.sinks import HistorySink, RemediationSink, TelemetrySink, saved_states
-from probe.spec import CheckSpec, CommonFields
+from probe.sinks import telemetry
+from probe.sinks.history import HistoryReader, HistoryStore
+from probe.sinks.history.sink import HistorySink, saved_states
+from probe.sinks.remediation.remediator import Record, Remediator
+from probe.sinks.remediation.sink import RemediationSink
+from probe.sinks.telemetry.sink import TelemetrySink
 
 PY = sys.executable
 T0 = time.time() - 3600  # recent: older rows would be pruned by retention
@@ -57,7 +59,7 @@ class Transition:
 
 
 def spec(name: str = "data-disk", *, remediate: list[dict[str, Any]] | None = None) -> CheckSpec:
-    from probe.yamlsource import Location
+    from probe.config.yamlsource import Location
 
     common = CommonFields.model_validate({"name": name, "type": "disk", "remediate": remediate or []})
     return CheckSpec.build(common, None, Location("t.yaml", 1, 1), {})
@@ -339,10 +341,10 @@ def _alive(pid: int) -> bool:
 # -- forecasts ---------------------------------------------------------------------------------------------
 
 async def test_time_to_full_from_history_samples_fires_a_threshold_before_the_disk_is_full(tmp_path: Path) -> None:
-    from probe.config import load_plan
-    from probe.plugins import load_plugins
-    from probe.runner import Runner
-    from probe.wiring import capacities, seed
+    from probe.config.load import load_plan
+    from probe.daemon.wiring import capacities, seed
+    from probe.engine.runner import Runner
+    from probe.plugins.manager import load_plugins
 
     checks = tmp_path / "checks.yaml"
     checks.write_text(f"checks:\n  - name: data\n    type: disk\n    path: {tmp_path}\n"
@@ -378,9 +380,9 @@ async def test_time_to_full_from_history_samples_fires_a_threshold_before_the_di
 
 
 async def test_flat_usage_has_no_forecast_and_the_threshold_is_not_evaluated(tmp_path: Path) -> None:
-    from probe.config import load_plan
-    from probe.plugins import load_plugins
-    from probe.runner import Runner
+    from probe.config.load import load_plan
+    from probe.engine.runner import Runner
+    from probe.plugins.manager import load_plugins
 
     quiet = tmp_path / "quiet"
     checks = tmp_path / "checks.yaml"
@@ -401,8 +403,8 @@ async def test_flat_usage_has_no_forecast_and_the_threshold_is_not_evaluated(tmp
 # -- assembling the parts ------------------------------------------------------------------------------------
 
 async def test_assemble_builds_from_probe_yaml_and_restores_state_on_the_next_start(tmp_path: Path) -> None:
-    from probe.config import load
-    from probe.wiring import assemble
+    from probe.config.load import load
+    from probe.daemon.wiring import assemble
 
     settings = tmp_path / "probe.yaml"
     settings.write_text(f"state_dir: {tmp_path / 'state'}\nforecast: {{window: 2h, min_samples: 3}}\n")
@@ -435,8 +437,8 @@ async def test_assemble_builds_from_probe_yaml_and_restores_state_on_the_next_st
 
 
 async def test_assemble_without_a_usable_state_dir_still_runs(tmp_path: Path) -> None:
-    from probe.config import load
-    from probe.wiring import assemble
+    from probe.config.load import load
+    from probe.daemon.wiring import assemble
 
     (tmp_path / "file").write_text("not a directory")
     settings = tmp_path / "probe.yaml"
@@ -451,7 +453,7 @@ async def test_assemble_without_a_usable_state_dir_still_runs(tmp_path: Path) ->
 
 
 def test_the_documented_on_key_is_a_string_not_a_yaml_1_1_boolean(tmp_path: Path) -> None:
-    from probe.config import load
+    from probe.config.load import load
 
     checks = tmp_path / "checks.yaml"
     checks.write_text("checks:\n  - name: data\n    type: disk\n    path: /\n    enabled: yes\n    remediate:\n"
@@ -463,7 +465,7 @@ def test_the_documented_on_key_is_a_string_not_a_yaml_1_1_boolean(tmp_path: Path
 
 def test_a_plugin_capacity_can_be_thresholded_by_its_forecast_without_listing_it(tmp_path: Path) -> None:
     import probe as api
-    from probe.config import ConfigErrors, load
+    from probe.config.load import ConfigErrors, load
 
     class Queue(api.Check):
         type = "queue"
@@ -488,7 +490,7 @@ def test_a_plugin_capacity_can_be_thresholded_by_its_forecast_without_listing_it
 
 
 async def test_with_the_real_check_state_a_flapping_check_gets_no_more_actions(tmp_path: Path) -> None:
-    from probe.state import CheckState
+    from probe.engine.state import CheckState
 
     runs = tmp_path / "runs"
     argv = [PY, "-c", f"open({str(runs)!r}, 'a').write('x')"]

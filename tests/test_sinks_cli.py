@@ -14,7 +14,7 @@ import otlp_receiver
 import pytest
 from hostfs import probe_cli
 
-from probe.history import HistoryReader, HistoryStore
+from probe.sinks.history import HistoryReader, HistoryStore
 
 PY = sys.executable
 

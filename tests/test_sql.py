@@ -14,10 +14,11 @@ import pytest
 import yaml
 from conftest import require
 
-from probe.config import ConfigErrors, load_plan
+from probe.config.load import ConfigErrors, load_plan
+from probe.engine.interfaces import Outcome
+from probe.engine.runner import Runner
 from probe.model import Status
-from probe.plugins import load_plugins
-from probe.runner import Outcome, Runner
+from probe.plugins.manager import load_plugins
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 MY = "mysql://root@127.0.0.1:3306/test"

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from probe.checks._sql_drivers import kind_of, safe_dsn
-from probe.config import load_plan
+from probe.checks.net.sqldrivers import kind_of, safe_dsn
+from probe.config.load import load_plan
+from probe.engine.interfaces import Outcome
+from probe.engine.runner import Runner
 from probe.model import Status
-from probe.plugins import load_plugins
-from probe.runner import Outcome, Runner
+from probe.plugins.manager import load_plugins
 
 
 async def run_once(tmp_path: Path, **check: Any) -> Outcome:

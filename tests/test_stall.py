@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from probe.stall import Stall, StallDetector, inspect_stack
+from probe.engine.stall import Stall, StallDetector, inspect_stack
 
 BLOCKING_PLUGIN = '''
 import time
@@ -64,8 +64,8 @@ def fetch(seconds):
 
 @pytest.fixture
 def plugin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
-    from probe.config import load_plan
-    from probe.plugins import load_plugins
+    from probe.config.load import load_plan
+    from probe.plugins.manager import load_plugins
 
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -87,7 +87,7 @@ def plugin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, An
 
 def run_in_loop_thread(registry: Any, plan: Any, names: list[str], detector: StallDetector) -> list[Any]:
     """Run the checks concurrently on an event loop of its own thread, as the agent does."""
-    from probe.runner import Runner
+    from probe.engine.runner import Runner
 
     outcomes: list[Any] = []
 

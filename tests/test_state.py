@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from probe.engine.state import FLAP_SAMPLES, CheckState, Transition, flap_percent
 from probe.model import Result, Status
-from probe.state import FLAP_SAMPLES, CheckState, Transition, flap_percent
 
 OK, WARN, CRIT, UNK = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
 
@@ -260,7 +260,7 @@ def test_round_trip_any_history(first: list[Status], then: list[Status]) -> None
 
 
 def test_telemetry_counts_hard_transitions_by_the_status_entered() -> None:
-    from probe.telemetry import transition_status
+    from probe.sinks.telemetry.metrics import transition_status
 
     state = CheckState("t", failure_threshold=2)
     soft, hard = feed(state, [CRIT, CRIT])

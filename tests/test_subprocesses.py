@@ -12,7 +12,7 @@ import psutil
 import pytest
 from conftest import require
 
-from probe.subprocesses import base_env, run_argv
+from probe._subprocesses import base_env, run_argv
 
 PY = sys.executable
 

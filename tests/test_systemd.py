@@ -12,7 +12,7 @@ import pytest
 from conftest import require_binary
 from notifysocket import NotifySocket
 
-from probe.systemd import (
+from probe.daemon.systemd import (
     Notifier,
     NotifySocketError,
     SystemdLifecycle,

@@ -16,11 +16,12 @@ import otlp_receiver
 import pytest
 
 import probe
-from probe import telemetry
-from probe.config import ConfigErrors, load
+from probe.config.load import ConfigErrors, load
+from probe.config.settings import TelemetrySettings
+from probe.engine.interfaces import Outcome
+from probe.engine.runner import Runner
 from probe.model import Result, Status
-from probe.runner import Outcome, Runner
-from probe.settings import TelemetrySettings
+from probe.sinks import telemetry
 
 CHECKS = """
 defaults:
@@ -151,9 +152,9 @@ async def test_probe_yaml_headers_win_and_an_explicit_disable_beats_the_environm
 def test_no_exporter_means_a_no_op_sink_and_no_sdk_import() -> None:
     code = (
         "import sys\n"
-        "from probe import telemetry\n"
-        "from probe.settings import TelemetrySettings\n"
-        "import probe.cli, probe.gate, probe.runner\n"
+        "from probe.sinks import telemetry\n"
+        "from probe.config.settings import TelemetrySettings\n"
+        "import probe.cli.commands, probe.engine.once, probe.engine.runner\n"
         "sink = telemetry.build(TelemetrySettings())\n"
         "sink.record(None); sink.record_agent(checks_loaded=3); sink.flush(); sink.shutdown()\n"
         "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'prometheus_client'))))\n"
@@ -284,7 +285,7 @@ async def test_forget_drops_the_gauges_of_removed_checks(tmp_path: Path, receive
 
 
 def test_measurement_names_are_valid_and_avoid_prometheus_suffixes() -> None:
-    from probe._otel_sink import measurement_instrument
+    from probe.sinks.telemetry.otel import measurement_instrument
 
     assert measurement_instrument("http", "tls_cert_remaining", "s") == "probe.http.tls_cert_remaining"
     assert measurement_instrument("process", "count") == "probe.process.count.value"

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from conftest import require_binary
 
-from probe import telemetry
-from probe.config import load
+from probe.config.load import load
+from probe.config.settings import TelemetrySettings
+from probe.engine.interfaces import Outcome
+from probe.engine.runner import Runner
 from probe.model import Result
-from probe.runner import Outcome, Runner
-from probe.settings import TelemetrySettings
+from probe.sinks import telemetry
 
 CHECKS = """
 checks:

@@ -11,7 +11,7 @@ import pytest
 
 import probe
 from probe.actions import Action, ActionContext, ActionResult
-from probe.config import ConfigErrors
+from probe.config.load import ConfigErrors
 from probe.testing import (
     PluginLoadError,
     assert_result,

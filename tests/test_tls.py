@@ -77,10 +77,10 @@ async def test_endpoint_insecure_measures_only(endpoints: dict[str, int]) -> Non
 
 
 async def test_thresholds_on_remaining(certs: Certs, endpoints: dict[str, int]) -> None:
-    from probe.plugins import load_plugins
-    from probe.runner import Runner
-    from probe.spec import CheckSpec, CommonFields
-    from probe.yamlsource import Location
+    from probe.config.spec import CheckSpec, CommonFields
+    from probe.config.yamlsource import Location
+    from probe.engine.runner import Runner
+    from probe.plugins.manager import load_plugins
 
     options = {"host": "127.0.0.1", "port": endpoints["valid"], "tls": {"ca_file": str(certs.ca_file)}}
     common = CommonFields.model_validate({"name": "t", "type": "tls", "thresholds": {

@@ -7,6 +7,6 @@ def main() -> None:
     from probe import _deferred
 
     _deferred.install()  # before anything imports asyncio or pydantic
-    from probe.cli import main as cli
+    from probe.cli.commands import main as cli
 
     cli()

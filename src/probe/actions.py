@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from probe.check import Options
-from probe.hookspecs import hookimpl
+from probe.hookspecs import ActionRegistrar, hookimpl
 from probe.model import Result, Status
 
 
@@ -80,7 +80,7 @@ class RunAction(Action):
 
     async def run(self, ctx: ActionContext) -> ActionResult:
         stdin = json.dumps(result_json(ctx.check, ctx.result)).encode()
-        from probe.subprocesses import base_env, run_argv  # only when an action runs
+        from probe._subprocesses import base_env, run_argv  # only when an action runs
 
         done = await run_argv(self.options.argv, timeout=ctx.timeout, env=base_env(ctx.env), stdin=stdin,
                               output_limit=self.options.output_limit, run_as=ctx.run_as)
@@ -127,5 +127,5 @@ def _quote(arg: str) -> str:
 
 
 @hookimpl
-def register_actions(register: Callable[[type[Action]], None]) -> None:
+def register_actions(register: ActionRegistrar) -> None:
     register(RunAction)

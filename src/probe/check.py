@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar, Generic, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,7 +18,7 @@ class Options(BaseModel):
     """Base class for a check type's options: strict (unknown keys rejected) and frozen.
 
     Field docstrings and ``description=`` are the option reference, so every option a user can set is
-    documented where it is declared; ``probe.optiondocs.option_docs`` reads them for the docs and their
+    documented where it is declared; ``probe.plugins.optiondocs.option_docs`` reads them for the docs and their
     tests (read on demand, not copied into ``FieldInfo.description`` at every start).
     """
 
@@ -42,13 +42,19 @@ class Context:
         return max(0.0, self.deadline - time.monotonic())
 
 
-class Check:
-    """Base class of every check type, built-in or third-party.
+OptionsT = TypeVar("OptionsT", bound=Options)
 
-    Subclasses set ``type``, an ``Options`` model, the names of the ``measurements`` they report (so a
-    threshold on a measurement the type never reports is a config error; ``None`` means the names depend
-    on the config, as for SQL columns), and implement ``run`` as ``async def`` or plain ``def`` (then it
-    runs in a worker thread).
+
+class Check(Generic[OptionsT]):
+    """Base class of every check type, built-in or third-party, generic over its options model.
+
+    ``class RedisCheck(probe.Check[RedisOptions])`` declares the options (``Options`` is set from the type
+    argument) and lets a type checker see ``self.options.url`` as a ``str`` and ``self.options.ulr`` as an
+    error. A nested ``class Options(probe.Options)`` in an unparameterised ``probe.Check`` still works.
+
+    Subclasses set ``type``, the names of the ``measurements`` they report (so a threshold on a measurement
+    the type never reports is a config error; ``None`` means the names depend on the config, as for SQL
+    columns), and implement ``run`` as ``async def`` or plain ``def`` (then it runs in a worker thread).
     """
 
     type: ClassVar[str] = ""
@@ -57,9 +63,19 @@ class Check:
     # Ratio measurements the core forecasts (measurement -> name of the forecast, in seconds until full).
     capacities: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, name: str, options: Any) -> None:
+    def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name
-        self.options = options
+        self.options: OptionsT = options
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Options" in cls.__dict__:
+            return
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            for arg in get_args(base):
+                if isinstance(arg, builtins.type) and issubclass(arg, Options):
+                    cls.Options = arg
+                    return
 
     def run(self, ctx: Context) -> Result | Awaitable[Result]:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")

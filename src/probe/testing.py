@@ -10,7 +10,7 @@
         assert_result(outcome, "ok", measurements=["duration"])
 
 Nothing here fakes the core: a config dict goes through the same validation as a checks.d file (so a
-bad option fails the way a user would see it), and the run goes through ``probe.runner.Runner`` (timeout,
+bad option fails the way a user would see it), and the run goes through ``probe.engine.runner.Runner`` (timeout,
 exception containment, thresholds). ``temporary_plugin`` registers classes or modules for the duration of
 a ``with`` block, so a test needs no installed entry point.
 """
@@ -28,11 +28,12 @@ from typing import Any
 
 from probe.actions import Action, ActionContext, ActionResult, action_env
 from probe.check import Check
+from probe.config.spec import CheckSpec
+from probe.engine.interfaces import Outcome
+from probe.engine.runner import Runner
 from probe.hookspecs import hookimpl
 from probe.model import Result, Status
-from probe.plugins import Registry, load_plugins
-from probe.runner import Outcome, Runner
-from probe.spec import CheckSpec
+from probe.plugins.manager import Registry, load_plugins
 
 __all__ = [
     "PluginLoadError",
@@ -90,10 +91,10 @@ def build_spec(config: Mapping[str, Any], *, registry: Registry | None = None,
 
     ``name`` defaults to ``test-<type>``; ``${VAR}`` references are expanded from ``env`` (default: none).
     """
-    from probe.checkfile import load_check
-    from probe.config import ConfigError, ConfigErrors
-    from probe.interpolation import Interpolator
-    from probe.yamlsource import Location
+    from probe.config.checkfile import load_check
+    from probe.config.interpolation import Interpolator
+    from probe.config.load import ConfigError, ConfigErrors
+    from probe.config.yamlsource import Location
 
     registry = _registry(registry)
     item = dict(config)
@@ -113,7 +114,7 @@ def build_spec(config: Mapping[str, Any], *, registry: Registry | None = None,
 def validate_file(path: str | Path, *, registry: Registry | None = None,
                   env: Mapping[str, str] | None = None) -> tuple[CheckSpec, ...]:
     """Validate a checks.d file (an example you ship) as ``probe validate`` would; raise ``ConfigErrors``."""
-    from probe.config import load_plan
+    from probe.config.load import load_plan
 
     return load_plan(Path(path), _registry(registry), env=dict(env or {})).checks
 
@@ -193,7 +194,7 @@ def _registry(registry: Registry | None) -> Registry:
     return _ACTIVE.get() or load_registry()
 
 
-def _check_declared(cls: type[Check], outcome: Outcome) -> None:
+def _check_declared(cls: type[Check[Any]], outcome: Outcome) -> None:
     declared = cls.measurements
     raw = outcome.plugin_result
     if declared is None or raw is None:

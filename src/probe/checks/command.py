@@ -14,14 +14,14 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, field_validator
 
 import probe
-from probe.perfdata import parse_output
+from probe.checks._perfdata import parse_output
+from probe.hookspecs import CheckRegistrar
 from probe.units import Duration, Size
 
 PLUGIN_DIRS = "/usr/lib/nagios/plugins:/usr/lib/monitoring-plugins"
@@ -33,37 +33,38 @@ _CHUNK = 65536
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-class CommandCheck(probe.Check):
+class CommandOptions(probe.Options):
+    run: list[str] = Field(min_length=1)
+    """The plugin and its arguments, as an argv list (never passed to a shell). A bare name is looked
+    up in the ``PATH`` of the plugin's environment, which includes the monitoring-plugins directories."""
+    env: dict[str, str] = {}
+    """Extra environment variables for the plugin, on top of the minimal default environment."""
+    pass_env: list[str] = []
+    """Names of variables to copy from probe's own environment (``HOME``, ``http_proxy``)."""
+    cwd: str | None = None
+    """Working directory of the plugin (default: probe's)."""
+    max_output: Size = 65536
+    """Most stdout kept (further output is read and discarded, so the plugin never blocks on it)."""
+    kill_grace: Duration = 1.0
+    """After the timeout, how long the process group has between SIGTERM and SIGKILL."""
+    linger: Duration = 0.5
+    """After the plugin exits, how long to wait for children still holding its output before they
+    are killed."""
+
+    @field_validator("run")
+    @classmethod
+    def _no_empty_program(cls, value: list[str]) -> list[str]:
+        if not value[0]:
+            raise ValueError("the program (first item) must not be empty")
+        return value
+
+
+class CommandCheck(probe.Check[CommandOptions]):
     """Runs a monitoring plugin: exit code 0..3 is the status, the first line the summary, perfdata the
     measurements (names are the perfdata labels, so they depend on the plugin: ``measurements = None``)."""
 
     type = "command"
     measurements = None
-
-    class Options(probe.Options):
-        run: list[str] = Field(min_length=1)
-        """The plugin and its arguments, as an argv list (never passed to a shell). A bare name is looked
-        up in the ``PATH`` of the plugin's environment, which includes the monitoring-plugins directories."""
-        env: dict[str, str] = {}
-        """Extra environment variables for the plugin, on top of the minimal default environment."""
-        pass_env: list[str] = []
-        """Names of variables to copy from probe's own environment (``HOME``, ``http_proxy``)."""
-        cwd: str | None = None
-        """Working directory of the plugin (default: probe's)."""
-        max_output: Size = 65536
-        """Most stdout kept (further output is read and discarded, so the plugin never blocks on it)."""
-        kill_grace: Duration = 1.0
-        """After the timeout, how long the process group has between SIGTERM and SIGKILL."""
-        linger: Duration = 0.5
-        """After the plugin exits, how long to wait for children still holding its output before they
-        are killed."""
-
-        @field_validator("run")
-        @classmethod
-        def _no_empty_program(cls, value: list[str]) -> list[str]:
-            if not value[0]:
-                raise ValueError("the program (first item) must not be empty")
-            return value
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
@@ -247,5 +248,5 @@ def _signal_name(number: int) -> str:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(CommandCheck)

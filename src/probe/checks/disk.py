@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pydantic import model_validator
 
 import probe
+from probe.hookspecs import CheckRegistrar
 from probe.units import format_size
 
 # Pseudo and virtual filesystems that have no capacity to run out of.
@@ -42,7 +42,34 @@ class Usage:
     read_only: bool
 
 
-class DiskCheck(probe.Check):
+class DiskOptions(probe.Options):
+    path: str | None = None
+    """A path on the filesystem to check (any path; the filesystem it lives on is measured)."""
+    include: list[str] = []
+    """Mount points to check, as shell globs (``/``, ``/srv/*``). Used when ``path`` is not set; empty
+    means every mounted real filesystem."""
+    exclude: list[str] = []
+    """Mount points to skip, as shell globs."""
+    include_fs: list[str] = []
+    """Filesystem types to check (``ext4``, ``xfs``); empty means every real (non-pseudo) filesystem."""
+    exclude_fs: list[str] = []
+    """Filesystem types to skip."""
+    read_only: str = "critical"
+    """Status when a mount that should be writable is mounted read-only: ``ok``, ``warning``, ``critical``."""
+    expect_read_only: bool = False
+    """Set when the mount is read-only on purpose; then read-only is never a problem."""
+
+    @model_validator(mode="after")
+    def _path_or_mounts(self) -> DiskOptions:
+        if self.path is not None and (self.include or self.exclude or self.include_fs or self.exclude_fs):
+            raise ValueError("set either 'path' or 'include'/'exclude'/'include_fs'/'exclude_fs', not both")
+        if self.path == "":
+            raise ValueError("'path' must not be empty")
+        probe.Status.parse(self.read_only)
+        return self
+
+
+class DiskCheck(probe.Check[DiskOptions]):
     """Space and inode use. With several mounts the fullest one is reported (each is in details)."""
 
     type = "disk"
@@ -51,32 +78,6 @@ class DiskCheck(probe.Check):
     measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization",
                               "inodes_free", "time_to_full", "inode_time_to_full"})
     capacities = {"utilization": "time_to_full", "inode_utilization": "inode_time_to_full"}
-
-    class Options(probe.Options):
-        path: str | None = None
-        """A path on the filesystem to check (any path; the filesystem it lives on is measured)."""
-        include: list[str] = []
-        """Mount points to check, as shell globs (``/``, ``/srv/*``). Used when ``path`` is not set; empty
-        means every mounted real filesystem."""
-        exclude: list[str] = []
-        """Mount points to skip, as shell globs."""
-        include_fs: list[str] = []
-        """Filesystem types to check (``ext4``, ``xfs``); empty means every real (non-pseudo) filesystem."""
-        exclude_fs: list[str] = []
-        """Filesystem types to skip."""
-        read_only: str = "critical"
-        """Status when a mount that should be writable is mounted read-only: ``ok``, ``warning``, ``critical``."""
-        expect_read_only: bool = False
-        """Set when the mount is read-only on purpose; then read-only is never a problem."""
-
-        @model_validator(mode="after")
-        def _path_or_mounts(self) -> DiskCheck.Options:
-            if self.path is not None and (self.include or self.exclude or self.include_fs or self.exclude_fs):
-                raise ValueError("set either 'path' or 'include'/'exclude'/'include_fs'/'exclude_fs', not both")
-            if self.path == "":
-                raise ValueError("'path' must not be empty")
-            probe.Status.parse(self.read_only)
-            return self
 
     _fstype: tuple[tuple[str, int], str] | None = None  # ((mount point, device id), fstype) of the last run
 
@@ -207,5 +208,5 @@ def _describe(u: Usage) -> str:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(DiskCheck)

@@ -1,7 +1,7 @@
 """dns: ask a DNS server one question and judge the reply's rcode, flags and answers.
 
 The query is built once per check and only its id changes per run; queries are built and replies read by
-``_dnswire`` and sent by ``_dnsclient``, which keeps a check at a fraction of blackbox_exporter's CPU
+``dnswire`` and sent by ``dnsclient``, which keeps a check at a fraction of blackbox_exporter's CPU
 (docs/performance.md, section DNS) and dnspython out of the process unless a config needs it.
 """
 
@@ -11,15 +11,15 @@ import ipaddress
 import re
 import ssl
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
 import probe
-from probe.checks import _dnswire
-from probe.checks._dnsclient import Exchange, Failure, Server, exchange, parse_server
+from probe.checks.net import dnswire
+from probe.checks.net.dnsclient import Exchange, Failure, Server, exchange, parse_server
+from probe.hookspecs import CheckRegistrar
 
 _RCODE_REASONS = {"NXDOMAIN": "nxdomain", "SERVFAIL": "servfail", "REFUSED": "refused"}
 _SHOWN_ANSWERS = 3
@@ -56,7 +56,7 @@ class DnsExpect(probe.Options):
         names = []
         for text in value:
             try:
-                names.append(_dnswire.rcode_canonical(text))
+                names.append(dnswire.rcode_canonical(text))
             except ValueError as exc:
                 raise ValueError(f"{exc}; expected NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...") from None
         return names
@@ -83,82 +83,83 @@ class DnsTls(probe.Options):
     """Skip certificate verification (still encrypted, not authenticated)."""
 
 
-class DnsCheck(probe.Check):
+class DnsOptions(probe.Options):
+    query: str
+    """The name to look up, e.g. ``www.example.com`` (always absolute: no search domains)."""
+    record_type: str = "A"
+    """Record type: ``A``, ``AAAA``, ``MX``, ``TXT``, ``CNAME``, ``NS``, ``SOA``, ``SRV``, ``PTR``, ..."""
+    record_class: str = "IN"
+    """Record class; ``CH`` for ``version.bind``-style queries."""
+    transport: Literal["udp", "tcp", "tls", "https"] = "udp"
+    """``udp`` (retried over TCP when the reply is truncated), ``tcp``, ``tls`` (DoT, RFC 7858) or
+    ``https`` (DoH, RFC 8484)."""
+    server: list[str] | None = None
+    """``host``, ``host:port``, ``[ipv6]:port``, or a list tried in order; an ``https://`` URL for DoH.
+    Default: the nameservers in ``resolv_conf``."""
+    resolv_conf: str = "/etc/resolv.conf"
+    """Where the system's nameservers are read from when ``server`` is not set."""
+    recursion_desired: bool = True
+    """Set the RD flag; turn off to ask an authoritative server about its own zone only."""
+    expect: DnsExpect = DnsExpect()
+    """Conditions on the reply (see below)."""
+    tls: DnsTls = DnsTls()
+    """Certificate settings for DoT and DoH."""
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("server")
+    @classmethod
+    def _servers_parse(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("list at least one server, or leave it out to use resolv_conf")
+        for text in value or ():
+            parse_server(text, info.data.get("transport", "udp"))
+        return value
+
+    @field_validator("record_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        try:
+            return dnswire.rdatatype(value)[0]
+        except ValueError as exc:
+            raise ValueError(f"{exc}; expected A, AAAA, MX, TXT, ...") from None
+
+    @field_validator("record_class")
+    @classmethod
+    def _known_class(cls, value: str) -> str:
+        try:
+            return dnswire.rdataclass(value)[0]
+        except ValueError as exc:
+            raise ValueError(f"{exc}; expected IN, CH or HS") from None
+
+    @field_validator("query")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        try:
+            dnswire.name_wire(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"invalid name {value!r}: {exc}") from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _https_needs_url(self) -> DnsOptions:
+        if self.transport == "https" and not self.server:
+            raise ValueError("transport https needs server: an https:// URL")
+        return self
+
+
+class DnsCheck(probe.Check[DnsOptions]):
     """One DNS question to a server (or the resolv.conf nameservers, in order, until one answers)."""
 
     type = "dns"
     measurements = frozenset({"duration", "answer_count"})
 
-    class Options(probe.Options):
-        query: str
-        """The name to look up, e.g. ``www.example.com`` (always absolute: no search domains)."""
-        record_type: str = "A"
-        """Record type: ``A``, ``AAAA``, ``MX``, ``TXT``, ``CNAME``, ``NS``, ``SOA``, ``SRV``, ``PTR``, ..."""
-        record_class: str = "IN"
-        """Record class; ``CH`` for ``version.bind``-style queries."""
-        transport: Literal["udp", "tcp", "tls", "https"] = "udp"
-        """``udp`` (retried over TCP when the reply is truncated), ``tcp``, ``tls`` (DoT, RFC 7858) or
-        ``https`` (DoH, RFC 8484)."""
-        server: list[str] | None = None
-        """``host``, ``host:port``, ``[ipv6]:port``, or a list tried in order; an ``https://`` URL for DoH.
-        Default: the nameservers in ``resolv_conf``."""
-        resolv_conf: str = "/etc/resolv.conf"
-        """Where the system's nameservers are read from when ``server`` is not set."""
-        recursion_desired: bool = True
-        """Set the RD flag; turn off to ask an authoritative server about its own zone only."""
-        expect: DnsExpect = DnsExpect()
-        """Conditions on the reply (see below)."""
-        tls: DnsTls = DnsTls()
-        """Certificate settings for DoT and DoH."""
-
-        @field_validator("server", mode="before")
-        @classmethod
-        def _one_or_many(cls, value: object) -> object:
-            return [value] if isinstance(value, str) else value
-
-        @field_validator("server")
-        @classmethod
-        def _servers_parse(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-            if value is not None and not value:
-                raise ValueError("list at least one server, or leave it out to use resolv_conf")
-            for text in value or ():
-                parse_server(text, info.data.get("transport", "udp"))
-            return value
-
-        @field_validator("record_type")
-        @classmethod
-        def _known_type(cls, value: str) -> str:
-            try:
-                return _dnswire.rdatatype(value)[0]
-            except ValueError as exc:
-                raise ValueError(f"{exc}; expected A, AAAA, MX, TXT, ...") from None
-
-        @field_validator("record_class")
-        @classmethod
-        def _known_class(cls, value: str) -> str:
-            try:
-                return _dnswire.rdataclass(value)[0]
-            except ValueError as exc:
-                raise ValueError(f"{exc}; expected IN, CH or HS") from None
-
-        @field_validator("query")
-        @classmethod
-        def _valid_name(cls, value: str) -> str:
-            try:
-                _dnswire.name_wire(value.strip())
-            except ValueError as exc:
-                raise ValueError(f"invalid name {value!r}: {exc}") from None
-            return value.strip()
-
-        @model_validator(mode="after")
-        def _https_needs_url(self) -> DnsCheck.Options:
-            if self.transport == "https" and not self.server:
-                raise ValueError("transport https needs server: an https:// URL")
-            return self
-
-    def __init__(self, name: str, options: DnsCheck.Options) -> None:
+    def __init__(self, name: str, options: DnsOptions) -> None:
         super().__init__(name, options)
-        self._query: _dnswire.Query | None = None
+        self._query: dnswire.Query | None = None
         self._servers = [parse_server(s, options.transport) for s in options.server or ()]
         self._tls: ssl.SSLContext | None = None
 
@@ -170,7 +171,7 @@ class DnsCheck(probe.Check):
         duration = probe.Measurement("duration", time.monotonic() - started, "s")
         return result.replace(measurements=(*result.measurements, duration))
 
-    async def _ask(self, ctx: probe.Context, query: _dnswire.Query) -> probe.Result:
+    async def _ask(self, ctx: probe.Context, query: dnswire.Query) -> probe.Result:
         o = self.options
         try:
             servers = self._servers or system_servers(o.resolv_conf, o.transport)
@@ -190,10 +191,10 @@ class DnsCheck(probe.Check):
             return judge(o, query.rdtype, answer, server, failures)
         return _all_failed(failures)
 
-    def _prepare(self) -> _dnswire.Query:
+    def _prepare(self) -> dnswire.Query:
         o = self.options
-        self._query = _dnswire.make_query(
-            o.query, _dnswire.rdatatype(o.record_type)[1], _dnswire.rdataclass(o.record_class)[1],
+        self._query = dnswire.make_query(
+            o.query, dnswire.rdatatype(o.record_type)[1], dnswire.rdataclass(o.record_class)[1],
             recursion_desired=o.recursion_desired, dnssec=o.expect.authenticated)
         if o.transport in ("tls", "https"):
             self._tls = tls_context(o.tls)
@@ -228,14 +229,14 @@ def system_servers(path: str, transport: str) -> list[Server]:
     return servers
 
 
-def judge(o: DnsCheck.Options, qtype: int, answer: Exchange, server: Server,
+def judge(o: DnsOptions, qtype: int, answer: Exchange, server: Server,
           failures: list[tuple[Server, Failure]]) -> probe.Result:
     response = answer.response
-    values = [r.text for r in response.answers if qtype in (_dnswire.ANY, r.rdtype)]
-    rcode = _dnswire.rcode_name(response.rcode)
+    values = [r.text for r in response.answers if qtype in (dnswire.ANY, r.rdtype)]
+    rcode = dnswire.rcode_name(response.rcode)
     details: dict[str, object] = {"server": str(server), "transport": answer.transport, "rcode": rcode,
                                   "flags": response.flag_names(), "answers": values}
-    cnames = [r.text for r in response.answers if r.rdtype == _dnswire.CNAME and qtype != _dnswire.CNAME]
+    cnames = [r.text for r in response.answers if r.rdtype == dnswire.CNAME and qtype != dnswire.CNAME]
     if cnames:
         details["cnames"] = cnames
     if answer.tcp_fallback:
@@ -253,14 +254,14 @@ def judge(o: DnsCheck.Options, qtype: int, answer: Exchange, server: Server,
     return probe.Result.ok(f"{what}: {shown or rcode} from {server}", count, details=details)
 
 
-def _problem(o: DnsCheck.Options, rcode: str, response: _dnswire.Response,
+def _problem(o: DnsOptions, rcode: str, response: dnswire.Response,
              values: list[str]) -> tuple[str, str] | None:
     e = o.expect
     if rcode not in e.rcode:
         return _RCODE_REASONS.get(rcode, "rcode_mismatch"), f"rcode {rcode}, expected {' or '.join(e.rcode)}"
-    if e.authoritative and not response.has(_dnswire.AA):
+    if e.authoritative and not response.has(dnswire.AA):
         return "not_authoritative", "reply is not authoritative (AA flag not set)"
-    if e.authenticated and not response.has(_dnswire.AD):
+    if e.authenticated and not response.has(dnswire.AD):
         return "not_authenticated", "reply is not DNSSEC-authenticated (AD flag not set)"
     if rcode == "NOERROR" and not values and e.answers is None:
         return "no_answer", f"no {o.record_type} record (NOERROR, empty answer)"
@@ -312,5 +313,5 @@ def _all_failed(failures: list[tuple[Server, Failure]]) -> probe.Result:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(DnsCheck)

@@ -15,54 +15,56 @@ from typing import Any
 from pydantic import field_validator
 
 import probe
+from probe.hookspecs import CheckRegistrar
 from probe.units import Size, format_duration, format_size
 
 _GLOB_CHARS = frozenset("*?[")
 
 
-class FileCheck(probe.Check):
+class FileOptions(probe.Options):
+    path: str
+    """A path, or a glob (``/var/backups/db-*.sql.gz``, ``**`` recurses): the newest match is checked."""
+    exists: bool = True
+    """Set to false to require that nothing matches (a stale lock file, a maintenance flag)."""
+    content: str | None = None
+    """A regular expression that must occur in the file (searched in the first ``max_read`` bytes)."""
+    max_read: Size = 1024 * 1024
+    """How much of the file ``content`` is searched in."""
+    owner: str | None = None
+    """Required owner, as a user name or numeric uid."""
+    group: str | None = None
+    """Required group, as a group name or numeric gid."""
+    mode: str | None = None
+    """Required permission bits, in octal (``"0640"``); quote it in YAML so it stays a string."""
+
+    @field_validator("content")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML read 0640 as decimal 640 or octal 416; only the written digits are meaningful.
+            raise ValueError(f"quote the mode so YAML keeps it octal, e.g. mode: \"0{value:o}\" or \"{value}\"")
+        if isinstance(value, str) and not re.fullmatch(r"0?[0-7]{3,4}", value):
+            raise ValueError(f"expected octal permission bits like \"0640\", got {value!r}")
+        return value
+
+
+class FileCheck(probe.Check[FileOptions]):
     """Checks one file, or the newest of the files a glob matches (backups, dumps, rotated exports).
 
     Age and size are measurements, so "newer than 26h" and "bigger than 1MiB" are thresholds."""
 
     type = "file"
     measurements = frozenset({"duration", "age", "size", "count"})
-
-    class Options(probe.Options):
-        path: str
-        """A path, or a glob (``/var/backups/db-*.sql.gz``, ``**`` recurses): the newest match is checked."""
-        exists: bool = True
-        """Set to false to require that nothing matches (a stale lock file, a maintenance flag)."""
-        content: str | None = None
-        """A regular expression that must occur in the file (searched in the first ``max_read`` bytes)."""
-        max_read: Size = 1024 * 1024
-        """How much of the file ``content`` is searched in."""
-        owner: str | None = None
-        """Required owner, as a user name or numeric uid."""
-        group: str | None = None
-        """Required group, as a group name or numeric gid."""
-        mode: str | None = None
-        """Required permission bits, in octal (``"0640"``); quote it in YAML so it stays a string."""
-
-        @field_validator("content")
-        @classmethod
-        def _regex(cls, value: str | None) -> str | None:
-            if value is not None:
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    raise ValueError(f"invalid regular expression: {exc}") from None
-            return value
-
-        @field_validator("mode", mode="before")
-        @classmethod
-        def _octal(cls, value: object) -> object:
-            if isinstance(value, int) and not isinstance(value, bool):
-                # YAML read 0640 as decimal 640 or octal 416; only the written digits are meaningful.
-                raise ValueError(f"quote the mode so YAML keeps it octal, e.g. mode: \"0{value:o}\" or \"{value}\"")
-            if isinstance(value, str) and not re.fullmatch(r"0?[0-7]{3,4}", value):
-                raise ValueError(f"expected octal permission bits like \"0640\", got {value!r}")
-            return value
 
     def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
@@ -166,5 +168,5 @@ def _group(gid: int) -> str:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(FileCheck)

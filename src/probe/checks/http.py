@@ -1,8 +1,8 @@
 """http: one request (following redirects), judged on status, body, JSON values and headers.
 
 Each run opens a fresh connection, as an outside user would, and measures its phases. HTTP/1.1 goes
-through the small client in ``_http1`` (a fraction of blackbox_exporter's CPU, docs/performance.md);
-HTTP/2 and proxies through httpx (``_httpx``). The body is never read past ``max_body_size``.
+through the small client in ``http1`` (a fraction of blackbox_exporter's CPU, docs/performance.md);
+HTTP/2 and proxies through httpx (``httpclient``). The body is never read past ``max_body_size``.
 """
 
 from __future__ import annotations
@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 import probe
-from probe.checks import _http1
-from probe.checks._http1 import BodyTooLarge, Hop, Response
-from probe.checks._http_expect import HttpExpect, problems
-from probe.checks._net import (
+from probe.checks.net import http1
+from probe.checks.net.conn import (
     Failure,
     IpVersion,
     Stream,
@@ -30,6 +27,9 @@ from probe.checks._net import (
     os_failure,
     peer_facts,
 )
+from probe.checks.net.http1 import BodyTooLarge, Hop, Response
+from probe.checks.net.http_expect import HttpExpect, problems
+from probe.hookspecs import CheckRegistrar
 from probe.units import Size
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -45,76 +45,77 @@ class BasicAuth(probe.Options):
     """Password (a secret: never shown in output, logs or history)."""
 
 
-class HttpCheck(probe.Check):
+class HttpOptions(probe.Options):
+    url: str
+    """``http://`` or ``https://`` URL."""
+    method: str = "GET"
+    """Request method."""
+    headers: dict[str, str] = {}
+    """Request headers (they replace the defaults of the same name)."""
+    body: str | None = None
+    """Request body, sent as UTF-8."""
+    basic_auth: BasicAuth | None = None
+    """``{username, password}`` for HTTP basic authentication."""
+    bearer_token: str | None = None
+    """Sent as ``Authorization: Bearer TOKEN`` (a secret: write it as ``${file:...}`` or ``${TOKEN}``)."""
+    follow_redirects: bool = True
+    """Follow 301, 302, 303, 307 and 308 responses; the final response is judged."""
+    max_redirects: int = Field(10, ge=0)
+    """Most redirects followed; one more is a failure (``too_many_redirects``)."""
+    expect: HttpExpect = HttpExpect()
+    """Conditions on the response (see below)."""
+    http2: bool = False
+    """Use HTTP/2 (through httpx; needs the ``http2`` extra). Over https the server must agree (ALPN)."""
+    proxy: str | None = None
+    """Proxy URL (``http://proxy.example.com:3128``); the request then goes through httpx."""
+    tls: TlsOptions = TlsOptions()
+    """Certificate settings for https (see below)."""
+    ip_version: IpVersion = "any"
+    """``any``, ``ipv4``, ``ipv6``, ``prefer_ipv4`` or ``prefer_ipv6``: which addresses of the host to use."""
+    max_body_size: Size = Field(1024 * 1024, gt=0)
+    """Most body bytes read (default 1MiB); a larger body fails with ``body_too_large``."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r}: expected an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 (raises on a bad port)
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
+        return value.strip()
+
+    @field_validator("method")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if not value.isalpha():
+            raise ValueError(f"{value!r} is not an HTTP method")
+        return value.upper()
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https", "socks5"):
+            raise ValueError(f"{value!r}: expected an http://, https:// or socks5:// proxy URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> HttpOptions:
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("set basic_auth or bearer_token, not both")
+        return self
+
+
+class HttpCheck(probe.Check[HttpOptions]):
     """Fetch a URL and judge the response."""
 
     type = "http"
     measurements = frozenset({"duration", "dns", "connect", "tls", "first_byte", "transfer", "status_code",
                               "body_bytes", "tls_cert_remaining", "redirects"})
 
-    class Options(probe.Options):
-        url: str
-        """``http://`` or ``https://`` URL."""
-        method: str = "GET"
-        """Request method."""
-        headers: dict[str, str] = {}
-        """Request headers (they replace the defaults of the same name)."""
-        body: str | None = None
-        """Request body, sent as UTF-8."""
-        basic_auth: BasicAuth | None = None
-        """``{username, password}`` for HTTP basic authentication."""
-        bearer_token: str | None = None
-        """Sent as ``Authorization: Bearer TOKEN`` (a secret: write it as ``${file:...}`` or ``${TOKEN}``)."""
-        follow_redirects: bool = True
-        """Follow 301, 302, 303, 307 and 308 responses; the final response is judged."""
-        max_redirects: int = Field(10, ge=0)
-        """Most redirects followed; one more is a failure (``too_many_redirects``)."""
-        expect: HttpExpect = HttpExpect()
-        """Conditions on the response (see below)."""
-        http2: bool = False
-        """Use HTTP/2 (through httpx; needs the ``http2`` extra). Over https the server must agree (ALPN)."""
-        proxy: str | None = None
-        """Proxy URL (``http://proxy.example.com:3128``); the request then goes through httpx."""
-        tls: TlsOptions = TlsOptions()
-        """Certificate settings for https (see below)."""
-        ip_version: IpVersion = "any"
-        """``any``, ``ipv4``, ``ipv6``, ``prefer_ipv4`` or ``prefer_ipv6``: which addresses of the host to use."""
-        max_body_size: Size = Field(1024 * 1024, gt=0)
-        """Most body bytes read (default 1MiB); a larger body fails with ``body_too_large``."""
-
-        @field_validator("url")
-        @classmethod
-        def _http_url(cls, value: str) -> str:
-            parts = urlsplit(value.strip())
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{value!r}: expected an http:// or https:// URL with a host")
-            try:
-                parts.port  # noqa: B018 (raises on a bad port)
-            except ValueError as exc:
-                raise ValueError(f"{value!r}: {exc}") from None
-            return value.strip()
-
-        @field_validator("method")
-        @classmethod
-        def _token(cls, value: str) -> str:
-            if not value.isalpha():
-                raise ValueError(f"{value!r} is not an HTTP method")
-            return value.upper()
-
-        @field_validator("proxy")
-        @classmethod
-        def _proxy_url(cls, value: str | None) -> str | None:
-            if value is not None and urlsplit(value).scheme not in ("http", "https", "socks5"):
-                raise ValueError(f"{value!r}: expected an http://, https:// or socks5:// proxy URL")
-            return value
-
-        @model_validator(mode="after")
-        def _one_auth(self) -> HttpCheck.Options:
-            if self.basic_auth is not None and self.bearer_token is not None:
-                raise ValueError("set basic_auth or bearer_token, not both")
-            return self
-
-    def __init__(self, name: str, options: HttpCheck.Options) -> None:
+    def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
         self._headers = _request_headers(options)
         self._body = options.body.encode() if options.body is not None else b""
@@ -168,10 +169,10 @@ class HttpCheck(probe.Check):
             headers.append(("Content-Length", str(len(body))))
         try:
             if self._via_httpx:
-                from probe.checks import _httpx
+                from probe.checks.net import httpclient
 
                 context = context_for(o.tls, ("http/1.1", "h2") if o.http2 else ("http/1.1",))
-                return await _httpx.fetch(hop, hop.url, method, headers[1:], body, context=context, http2=o.http2,
+                return await httpclient.fetch(hop, hop.url, method, headers[1:], body, context=context, http2=o.http2,
                                           proxy=o.proxy, server_name=o.tls.server_name,
                                           max_body=int(o.max_body_size))
             return await self._fetch_http1(hop, method, headers, body)
@@ -191,8 +192,8 @@ class HttpCheck(probe.Check):
             if https:
                 await self._start_tls(hop, stream, host)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            request = _http1.encode_request(method, target, headers, body)
-            return await _http1.exchange(hop, stream, request, method, int(o.max_body_size))
+            request = http1.encode_request(method, target, headers, body)
+            return await http1.exchange(hop, stream, request, method, int(o.max_body_size))
         finally:
             stream.close()
 
@@ -208,7 +209,7 @@ class HttpCheck(probe.Check):
         hop.cert = peer_facts(hop.ssl_object)
 
 
-def _request_headers(o: HttpCheck.Options) -> list[tuple[str, str]]:
+def _request_headers(o: HttpOptions) -> list[tuple[str, str]]:
     defaults = {"user-agent": ("User-Agent", _USER_AGENT), "accept": ("Accept", "*/*"),
                 "connection": ("Connection", "close")}
     if o.basic_auth is not None:
@@ -222,7 +223,7 @@ def _request_headers(o: HttpCheck.Options) -> list[tuple[str, str]]:
     return list(defaults.values())
 
 
-def judge(o: HttpCheck.Options, hops: list[Hop], response: Response | None, failure: Failure | None,
+def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: Failure | None,
           duration: probe.Measurement) -> probe.Result:
     hop = hops[-1]
     measurements = [duration, *hop.timings.measurements()]
@@ -257,5 +258,5 @@ def judge(o: HttpCheck.Options, hops: list[Hop], response: Response | None, fail
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(HttpCheck)

@@ -15,13 +15,13 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import Field
 
 import probe
+from probe.hookspecs import CheckRegistrar
 from probe.units import Duration, Size, format_duration
 
 _ECHO: dict[int, tuple[int, int]] = {socket.AF_INET: (8, 0), socket.AF_INET6: (128, 129)}  # request, reply
@@ -35,25 +35,26 @@ class NoPermission(Exception):
     pass
 
 
-class IcmpCheck(probe.Check):
+class IcmpOptions(probe.Options):
+    host: str
+    """Address (IPv4 or IPv6) or name of the host to ping."""
+    count: int = Field(3, ge=1, le=1000)
+    """Echo requests to send."""
+    packet_interval: Duration = Field(1.0, ge=0.01)
+    """Time between requests (at least 10ms). Not `interval`: that is how often the check runs."""
+    packet_timeout: Duration = Field(2.0, gt=0)
+    """How long to wait for each reply; a later reply counts as lost."""
+    size: Size = Field(56, ge=0, le=65000)
+    """Payload bytes per request (56 like ping, giving 64-byte ICMP packets)."""
+    ip_version: Literal[4, 6] | None = None
+    """For a host name: resolve to IPv4 (``4``) or IPv6 (``6``) only. Default: the first address."""
+
+
+class IcmpCheck(probe.Check[IcmpOptions]):
     """Ping: ``count`` echo requests ``packet_interval`` apart; a reply later than ``packet_timeout`` is lost."""
 
     type = "icmp"
     measurements = frozenset({"duration", "loss", "rtt_min", "rtt_avg", "rtt_max", "rtt_stddev", "jitter"})
-
-    class Options(probe.Options):
-        host: str
-        """Address (IPv4 or IPv6) or name of the host to ping."""
-        count: int = Field(3, ge=1, le=1000)
-        """Echo requests to send."""
-        packet_interval: Duration = Field(1.0, ge=0.01)
-        """Time between requests (at least 10ms). Not `interval`: that is how often the check runs."""
-        packet_timeout: Duration = Field(2.0, gt=0)
-        """How long to wait for each reply; a later reply counts as lost."""
-        size: Size = Field(56, ge=0, le=65000)
-        """Payload bytes per request (56 like ping, giving 64-byte ICMP packets)."""
-        ip_version: Literal[4, 6] | None = None
-        """For a host name: resolve to IPv4 (``4``) or IPv6 (``6``) only. Default: the first address."""
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
@@ -202,7 +203,7 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def verdict(o: IcmpCheck.Options, session: Session, address: str) -> probe.Result:
+def verdict(o: IcmpOptions, session: Session, address: str) -> probe.Result:
     sent = len(session.sent)
     rtts = [rtt for seq, rtt in sorted(session.rtts.items()) if rtt <= o.packet_timeout]
     details: dict[str, object] = {"address": address, "socket": "raw" if session.raw else "datagram",
@@ -239,5 +240,5 @@ def rtt_stats(rtts: list[float]) -> dict[str, float]:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(IcmpCheck)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import probe
+from probe.hookspecs import CheckRegistrar
 from probe.units import format_size
 
 MEMINFO = "/proc/meminfo"
 
 
-class MemoryCheck(probe.Check):
+class MemoryOptions(probe.Options):
+    pass
+
+
+class MemoryCheck(probe.Check[MemoryOptions]):
     """How much memory is in use. ``available`` is the kernel's MemAvailable estimate (what can be
     allocated without swapping, reclaimable page cache included), so ``utilization`` = 1 - available /
     total: what ``free`` shows as available and what matters for the OOM killer, unlike "free" memory,
@@ -21,9 +24,6 @@ class MemoryCheck(probe.Check):
     measurements = frozenset({"duration", "utilization", "available", "used", "total",
                               "swap_utilization", "swap_used", "swap_free", "swap_total", "time_to_full"})
     capacities = {"utilization": "time_to_full"}
-
-    class Options(probe.Options):
-        pass
 
     def run(self, ctx: probe.Context) -> probe.Result:
         try:
@@ -78,5 +78,5 @@ def available_bytes(info: dict[str, float]) -> float:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(MemoryCheck)

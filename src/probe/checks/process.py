@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import psutil
 from pydantic import Field, model_validator
 
 import probe
+from probe.hookspecs import CheckRegistrar
 from probe.units import format_duration, format_size
 
 _PID_MAX = 2**22  # the kernel's limit for /proc/sys/kernel/pid_max
@@ -40,7 +40,39 @@ class Matches:
     zombies: list[int]
 
 
-class ProcessCheck(probe.Check):
+class ProcessOptions(probe.Options):
+    process_name: str | None = None
+    """Process name, exact match (as ``pgrep -x`` and ``ps -o comm`` see it). Not ``name``, which every
+    check has for its own name."""
+    cmdline: str | None = None
+    """Regular expression searched anywhere in the full command line (arguments joined by spaces; ``.``
+    also matches newlines inside arguments)."""
+    user: str | None = None
+    """Only processes whose real user is this (a user name or a numeric uid)."""
+    pidfile: str | None = None
+    """Path of a pidfile: the process it names must be alive (and match the other criteria, if given).
+    A pidfile naming a dead pid is ``stale_pidfile``; one that names a zombie is ``zombie``."""
+    min_count: int = Field(1, ge=0)
+    """Fewer running (non-zombie) matching processes than this is CRITICAL."""
+    max_count: int | None = Field(None, ge=1)
+    """More matching processes than this is CRITICAL (a fork bomb, a duplicate daemon)."""
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> ProcessOptions:
+        if not (self.process_name or self.cmdline or self.pidfile or self.user):
+            raise ValueError("set at least one of process_name, cmdline, user or pidfile "
+                             "('name' is the check's own name)")
+        if self.cmdline:
+            try:
+                re.compile(self.cmdline)
+            except re.error as exc:
+                raise ValueError(f"cmdline is not a valid regular expression: {exc}") from None
+        if self.max_count is not None and self.max_count < self.min_count:
+            raise ValueError(f"max_count ({self.max_count}) is less than min_count ({self.min_count})")
+        return self
+
+
+class ProcessCheck(probe.Check[ProcessOptions]):
     """Counts the processes that match every criterion given (process_name, cmdline, user, pidfile) and sums
     their resident memory and CPU time. ``cpu_time`` is the user + system CPU seconds the matched
     processes have used since they started: it means something after one run (a value that keeps rising
@@ -48,37 +80,6 @@ class ProcessCheck(probe.Check):
 
     type = "process"
     measurements = frozenset({"duration", "count", "rss", "cpu_time", "zombies"})
-
-    class Options(probe.Options):
-        process_name: str | None = None
-        """Process name, exact match (as ``pgrep -x`` and ``ps -o comm`` see it). Not ``name``, which every
-        check has for its own name."""
-        cmdline: str | None = None
-        """Regular expression searched anywhere in the full command line (arguments joined by spaces; ``.``
-        also matches newlines inside arguments)."""
-        user: str | None = None
-        """Only processes whose real user is this (a user name or a numeric uid)."""
-        pidfile: str | None = None
-        """Path of a pidfile: the process it names must be alive (and match the other criteria, if given).
-        A pidfile naming a dead pid is ``stale_pidfile``; one that names a zombie is ``zombie``."""
-        min_count: int = Field(1, ge=0)
-        """Fewer running (non-zombie) matching processes than this is CRITICAL."""
-        max_count: int | None = Field(None, ge=1)
-        """More matching processes than this is CRITICAL (a fork bomb, a duplicate daemon)."""
-
-        @model_validator(mode="after")
-        def _something_to_match(self) -> ProcessCheck.Options:
-            if not (self.process_name or self.cmdline or self.pidfile or self.user):
-                raise ValueError("set at least one of process_name, cmdline, user or pidfile "
-                                 "('name' is the check's own name)")
-            if self.cmdline:
-                try:
-                    re.compile(self.cmdline)
-                except re.error as exc:
-                    raise ValueError(f"cmdline is not a valid regular expression: {exc}") from None
-            if self.max_count is not None and self.max_count < self.min_count:
-                raise ValueError(f"max_count ({self.max_count}) is less than min_count ({self.min_count})")
-            return self
 
     def run(self, ctx: probe.Context) -> probe.Result:
         try:
@@ -192,12 +193,12 @@ def _zombie_note(zombies: int) -> str:
     return f" ({zombies} zombie{'s' * (zombies != 1)} not counted)" if zombies else ""
 
 
-def _describe(o: ProcessCheck.Options) -> str:
+def _describe(o: ProcessOptions) -> str:
     parts = [f"named {o.process_name!r}"] * bool(o.process_name) + [f"matching /{o.cmdline}/"] * bool(o.cmdline)
     parts += [f"of user {o.user}"] * bool(o.user) + [f"from {o.pidfile}"] * bool(o.pidfile)
     return " ".join(parts)
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(ProcessCheck)

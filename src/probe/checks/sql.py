@@ -11,14 +11,15 @@ import asyncio
 import datetime
 import decimal
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 import probe
-from probe.checks._sql_drivers import Fetched, SqlError, fetch, first_row_values, kind_of, numeric, safe_dsn
-from probe.thresholds import Condition, parse_condition
+from probe.checks.net.sqldrivers import Fetched, SqlError, fetch, first_row_values, kind_of, numeric, safe_dsn
+from probe.conditions import Condition, parse_condition
+from probe.hookspecs import CheckRegistrar
 from probe.units import format_duration
 
 # Measurement names the check itself reports; a column with one of these names is not a measurement.
@@ -83,30 +84,31 @@ class Reconcile(BaseModel):
         return value
 
 
-class SqlCheck(probe.Check):
+class SqlOptions(probe.Options):
+    dsn: str
+    """``postgresql://user@host:5432/db``, ``mysql://user@host:3306/db`` (or ``mariadb://``), or
+    ``sqlite:///path/to/file.db``. Query parameters such as ``?sslmode=require`` pass to the driver."""
+    query: str = Field(min_length=1)
+    """One SQL statement, run in a read-only transaction that is always rolled back."""
+    password: SecretStr | None = None
+    """The password, kept out of the DSN: use ``${file:/run/secrets/db}`` or a ``${..._PASSWORD}``
+    variable. It is never printed, logged or stored."""
+    expect: Expect = Expect()
+    """Expectations on the result: ``rows`` and ``values`` (see below)."""
+    reconcile: Reconcile | None = None
+    """A second query whose result must match this one (see below)."""
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str) -> str:
+        return _valid_dsn(value)
+
+
+class SqlCheck(probe.Check[SqlOptions]):
     """One read-only query; its first row's numeric columns are measurements (so ``measurements = None``)."""
 
     type = "sql"
     measurements = None
-
-    class Options(probe.Options):
-        dsn: str
-        """``postgresql://user@host:5432/db``, ``mysql://user@host:3306/db`` (or ``mariadb://``), or
-        ``sqlite:///path/to/file.db``. Query parameters such as ``?sslmode=require`` pass to the driver."""
-        query: str = Field(min_length=1)
-        """One SQL statement, run in a read-only transaction that is always rolled back."""
-        password: SecretStr | None = None
-        """The password, kept out of the DSN: use ``${file:/run/secrets/db}`` or a ``${..._PASSWORD}``
-        variable. It is never printed, logged or stored."""
-        expect: Expect = Expect()
-        """Expectations on the result: ``rows`` and ``values`` (see below)."""
-        reconcile: Reconcile | None = None
-        """A second query whose result must match this one (see below)."""
-
-        @field_validator("dsn")
-        @classmethod
-        def _dsn(cls, value: str) -> str:
-            return _valid_dsn(value)
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
@@ -259,5 +261,5 @@ def _show_number(number: float) -> str:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(SqlCheck)

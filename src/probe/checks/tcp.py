@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 import probe
-from probe.checks._net import (
+from probe.checks.net.conn import (
     CertFacts,
     Failure,
     IpVersion,
@@ -28,6 +27,7 @@ from probe.checks._net import (
     peer_facts,
     show_address,
 )
+from probe.hookspecs import CheckRegistrar
 from probe.units import Size
 
 _SHOWN = 120
@@ -64,55 +64,56 @@ def tls_option(value: object) -> object:
     return None if value is False else value
 
 
-class TcpCheck(probe.Check):
+class TcpOptions(probe.Options):
+    host: str
+    """Host name or address to connect to."""
+    port: int = Field(ge=1, le=65535)
+    """TCP port."""
+    ip_version: IpVersion = "any"
+    """``any`` (resolver order), ``ipv4``/``ipv6`` (only that family), ``prefer_ipv4``/``prefer_ipv6``."""
+    tls: TlsOptions | None = None
+    """``true`` or TLS settings to talk TLS right after connecting (see below)."""
+    banner: str | None = None
+    """Regular expression the server's greeting must match, before anything is sent."""
+    send: str | None = None
+    """Text to send after the banner (if any)."""
+    expect: list[str] = []
+    """Regular expressions the data received after ``send`` must match, each after the previous one."""
+    steps: list[TcpStep] = []
+    """A longer conversation, after ``banner``/``send``/``expect``: a list of ``{send: ...}`` and
+    ``{expect: ...}``."""
+    quit: str | None = None
+    """Text sent before closing (e.g. ``"QUIT\\r\\n"``), so the server logs a clean goodbye."""
+    max_bytes: Size = Field(65536, gt=0)
+    """Most bytes read while waiting for a match (default 64KiB); never read unbounded."""
+
+    _tls_option = field_validator("tls", mode="before")(tls_option)
+
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("banner", "expect")
+    @classmethod
+    def _compiles(cls, value: Any) -> Any:
+        for pattern in [value] if isinstance(value, str) else value or ():
+            _compile(pattern)
+        return value
+
+    def conversation(self) -> list[TcpStep]:
+        steps = [TcpStep(expect=self.banner)] if self.banner is not None else []
+        steps += [TcpStep(send=self.send)] if self.send is not None else []
+        return steps + [TcpStep(expect=p) for p in self.expect] + list(self.steps)
+
+
+class TcpCheck(probe.Check[TcpOptions]):
     """Connect, optionally upgrade to TLS, then banner / send / expect, in that order."""
 
     type = "tcp"
     measurements = frozenset({"duration", "dns", "connect", "tls", "tls_cert_remaining"})
 
-    class Options(probe.Options):
-        host: str
-        """Host name or address to connect to."""
-        port: int = Field(ge=1, le=65535)
-        """TCP port."""
-        ip_version: IpVersion = "any"
-        """``any`` (resolver order), ``ipv4``/``ipv6`` (only that family), ``prefer_ipv4``/``prefer_ipv6``."""
-        tls: TlsOptions | None = None
-        """``true`` or TLS settings to talk TLS right after connecting (see below)."""
-        banner: str | None = None
-        """Regular expression the server's greeting must match, before anything is sent."""
-        send: str | None = None
-        """Text to send after the banner (if any)."""
-        expect: list[str] = []
-        """Regular expressions the data received after ``send`` must match, each after the previous one."""
-        steps: list[TcpStep] = []
-        """A longer conversation, after ``banner``/``send``/``expect``: a list of ``{send: ...}`` and
-        ``{expect: ...}``."""
-        quit: str | None = None
-        """Text sent before closing (e.g. ``"QUIT\\r\\n"``), so the server logs a clean goodbye."""
-        max_bytes: Size = Field(65536, gt=0)
-        """Most bytes read while waiting for a match (default 64KiB); never read unbounded."""
-
-        _tls_option = field_validator("tls", mode="before")(tls_option)
-
-        @field_validator("expect", mode="before")
-        @classmethod
-        def _one_or_many(cls, value: object) -> object:
-            return [value] if isinstance(value, str) else value
-
-        @field_validator("banner", "expect")
-        @classmethod
-        def _compiles(cls, value: Any) -> Any:
-            for pattern in [value] if isinstance(value, str) else value or ():
-                _compile(pattern)
-            return value
-
-        def conversation(self) -> list[TcpStep]:
-            steps = [TcpStep(expect=self.banner)] if self.banner is not None else []
-            steps += [TcpStep(send=self.send)] if self.send is not None else []
-            return steps + [TcpStep(expect=p) for p in self.expect] + list(self.steps)
-
-    def __init__(self, name: str, options: TcpCheck.Options) -> None:
+    def __init__(self, name: str, options: TcpOptions) -> None:
         super().__init__(name, options)
         self._steps = options.conversation()
 
@@ -231,5 +232,5 @@ class Conversation:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(TcpCheck)

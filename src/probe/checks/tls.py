@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 import probe
-from probe.checks._net import (
+from probe.checks.net.conn import (
     CertFacts,
     Failure,
     IpVersion,
@@ -31,41 +30,43 @@ from probe.checks._net import (
     show_address,
     unverified_context,
 )
+from probe.hookspecs import CheckRegistrar
 
 _REPLY_LIMIT = 16 * 1024
 
 
-class TlsCheck(probe.Check):
+class TlsCheckOptions(probe.Options):
+    host: str | None = None
+    """Endpoint to connect to (with ``port``); or set ``file``."""
+    port: int = Field(443, ge=1, le=65535)
+    """Endpoint port."""
+    starttls: Literal["smtp"] | None = None
+    """Speak this protocol in clear first and upgrade with STARTTLS (``smtp``: ports 25 and 587)."""
+    ip_version: IpVersion = "any"
+    """``any``, ``ipv4``, ``ipv6``, ``prefer_ipv4`` or ``prefer_ipv6``."""
+    tls: TlsOptions = TlsOptions()
+    """Verification settings; ``tls.ca_file`` also anchors the chain of a ``file``."""
+    file: str | None = None
+    """PEM file on disk: a certificate, optionally followed by its intermediates (leaf first)."""
+    key_file: str | None = None
+    """With ``file``: the private key that must belong to the certificate."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TlsCheckOptions:
+        if (self.host is None) == (self.file is None):
+            raise ValueError("set host (and port) for an endpoint, or file for certificates on disk")
+        if self.key_file is not None and self.file is None:
+            raise ValueError("key_file goes with file")
+        if self.starttls is not None and self.host is None:
+            raise ValueError("starttls needs host")
+        return self
+
+
+class TlsCheck(probe.Check[TlsCheckOptions]):
     """A TLS endpoint's certificate, or certificate files on disk."""
 
     type = "tls"
     measurements = frozenset({"duration", "dns", "connect", "tls", "cert_remaining"})
-
-    class Options(probe.Options):
-        host: str | None = None
-        """Endpoint to connect to (with ``port``); or set ``file``."""
-        port: int = Field(443, ge=1, le=65535)
-        """Endpoint port."""
-        starttls: Literal["smtp"] | None = None
-        """Speak this protocol in clear first and upgrade with STARTTLS (``smtp``: ports 25 and 587)."""
-        ip_version: IpVersion = "any"
-        """``any``, ``ipv4``, ``ipv6``, ``prefer_ipv4`` or ``prefer_ipv6``."""
-        tls: TlsOptions = TlsOptions()
-        """Verification settings; ``tls.ca_file`` also anchors the chain of a ``file``."""
-        file: str | None = None
-        """PEM file on disk: a certificate, optionally followed by its intermediates (leaf first)."""
-        key_file: str | None = None
-        """With ``file``: the private key that must belong to the certificate."""
-
-        @model_validator(mode="after")
-        def _one_target(self) -> TlsCheck.Options:
-            if (self.host is None) == (self.file is None):
-                raise ValueError("set host (and port) for an endpoint, or file for certificates on disk")
-            if self.key_file is not None and self.file is None:
-                raise ValueError("key_file goes with file")
-            if self.starttls is not None and self.host is None:
-                raise ValueError("starttls needs host")
-            return self
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
@@ -175,7 +176,7 @@ async def _smtp_reply(stream: Stream, code: str, after: str) -> list[str]:
 
 # --- certificate files -------------------------------------------------------------------------------------
 
-def check_files(o: TlsCheck.Options) -> probe.Result:
+def check_files(o: TlsCheckOptions) -> probe.Result:
     """A PEM file: each certificate's dates, each issued by the next, the last anchored in ``tls.ca_file``."""
     assert o.file is not None
     started = time.monotonic()
@@ -196,7 +197,7 @@ def check_files(o: TlsCheck.Options) -> probe.Result:
                            f"{soonest.details()['not_after']} ({_days(remaining)})", *measurements, details=details)
 
 
-def _examine(o: TlsCheck.Options) -> tuple[list[Any], tuple[str, str] | None]:
+def _examine(o: TlsCheckOptions) -> tuple[list[Any], tuple[str, str] | None]:
     x509 = _x509()
     assert o.file is not None
     data = _read(o.file)
@@ -267,5 +268,5 @@ def _x509() -> Any:
 
 
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register(TlsCheck)

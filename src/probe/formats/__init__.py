@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from probe.engine.interfaces import Outcome
 from probe.model import Status
-from probe.runner import Outcome
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from probe.engine.interfaces import Outcome
 from probe.formats import Format, Report
 from probe.formats.nagios import render_nagios
-from probe.hookspecs import hookimpl
+from probe.hookspecs import FormatRegistrar, hookimpl
 from probe.model import Status
-from probe.runner import Outcome
 from probe.units import format_duration, format_value
 
 _COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
@@ -226,6 +226,6 @@ FORMATS: tuple[tuple[str, Callable[[Report], str], str], ...] = (
 
 
 @hookimpl
-def register_formats(register: Callable[[Format], None]) -> None:
+def register_formats(register: FormatRegistrar) -> None:
     for name, render, description in FORMATS:
         register(Format(name, render, description))

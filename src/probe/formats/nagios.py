@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import re
 
+from probe.engine.interfaces import Outcome
 from probe.formats import Report
 from probe.model import Status
-from probe.runner import Outcome
 from probe.units import parse_quantity
 
 _UOM = {"s": "s", "By": "B", "1": "%"}

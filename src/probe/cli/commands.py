@@ -1,0 +1,352 @@
+"""The ``probe`` command line.
+
+Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage, 74 report not writable, 78 config;
+an internal error exits 3 (UNKNOWN), never 1, which would read as WARNING.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from probe import __version__
+from probe.cli import logs
+from probe.cli.report import commands as reportcli
+from probe.model import Status
+from probe.plugins import scaffold
+
+EX_USAGE = 64
+EX_IOERR = 74
+EX_CONFIG = 78
+
+log = logging.getLogger("probe")
+
+
+class Env:
+    """Options shared by every subcommand, and the config they lead to (loaded on demand)."""
+
+    def __init__(self, config: str | None, config_dir: str | None, log_level: str | None,
+                 log_format: str = "auto") -> None:
+        self.config = config
+        self.config_dir = config_dir
+        self.log_level = log_level
+        self.log_format = log_format
+
+    def load(self) -> tuple[Any, Any]:
+        from probe.config.load import ConfigErrors
+
+        try:
+            return self.reload()
+        except ConfigErrors as exc:
+            self._invalid(exc.errors)
+
+    def registry(self) -> Any:
+        """Every plugin the settings ask for, loaded now (nothing deferred); exits 78 when the settings are bad."""
+        from probe.config.load import find_checks_path, find_settings_path, load_registry, load_settings
+
+        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, set())
+        if errors:
+            self._invalid(errors)
+        return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
+
+    def _invalid(self, errors: Sequence[Any]) -> NoReturn:
+        for error in errors:
+            click.echo(str(error), err=True)
+        noun = "error" if len(errors) == 1 else "errors"
+        click.echo(f"probe: configuration invalid: {len(errors)} {noun}", err=True)
+        sys.exit(EX_CONFIG)
+
+    def reload(self) -> tuple[Any, Any]:
+        """(registry, plan) from the config files as they are now; raises ConfigErrors when they are bad."""
+        from probe.config.load import find_checks_path, find_settings_path, load
+
+        checks_path = find_checks_path(self.config_dir, os.environ)
+        registry, plan = load(checks_path, settings_path=find_settings_path(self.config, os.environ))
+        logs.add_secrets(plan.secrets)
+        return registry, plan
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="probe")
+@click.option("--config", metavar="FILE", help="Agent settings file (default $PROBE_CONFIG, /etc/probe/probe.yaml).")
+@click.option("--config-dir", metavar="PATH",
+              help="Checks directory or a single checks file (default $PROBE_CONFIG_DIR, ./checks.d, "
+                   "/etc/probe/checks.d).")
+@click.option("--log-level", envvar="PROBE_LOG_LEVEL", type=click.Choice(logs.LEVELS, case_sensitive=False),
+              help="Least severe level logged to stderr  [default: warning; info for the agent daemon]")
+@click.option("--log-format", default="auto", show_default=True, envvar="PROBE_LOG_FORMAT",
+              type=click.Choice(logs.FORMATS, case_sensitive=False),
+              help="Log lines: auto is human on a terminal, logfmt otherwise (journald-aware).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str | None,
+        log_format: str) -> None:
+    """probe: health checks, synthetic monitoring and deploy gates."""
+    logs.setup((log_level or "warning").lower(), log_format.lower())
+    ctx.obj = Env(config, config_dir, log_level and log_level.lower(), log_format.lower())
+
+
+def _parse_labels(values: Sequence[str]) -> dict[str, str]:
+    labels = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected k=v, got {value!r}", param_hint="--label")
+        labels[key] = val
+    return labels
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run the checks once and exit with the worst status.")
+@click.option("--check", "names", multiple=True, metavar="NAME", help="Only this check (repeatable).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Only checks with this label (repeatable).")
+@click.option("--format", "fmt", default="human", show_default=True, metavar="FORMAT",
+              help="Output for --once: human, json, junit, tap, nagios, prometheus (or a plugin's).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option("--fail-on", type=click.Choice(["warning", "critical"]), default="warning", show_default=True,
+              help="With --once: the lowest status that makes the exit code non-zero.")
+@click.option("--wait", "wait", metavar="DURATION", help="With --once: re-run failing checks until they pass "
+              "or this deadline passes (deploy gates).")
+@click.option("--remediate", is_flag=True, help="With --once: allow remediation actions to run.")
+@click.pass_obj
+def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], fmt: str, output: str | None,
+        fail_on: str, wait: str | None, remediate: bool) -> None:
+    """Run the agent, or with --once run every check once (a deploy gate)."""
+    label_filter = _parse_labels(labels)
+    wait_seconds = _duration_option(wait, "--wait") if wait else 0.0
+    if not once:
+        if wait or names or labels or output or fmt != "human":
+            raise click.UsageError("--check, --label, --wait, --format and --output need --once")
+        from probe.daemon.run import run_daemon
+
+        if env.log_level is None:  # a service's journal should say what it does: started, reloaded, stopped
+            logs.setup("info", env.log_format)
+        registry, plan = env.load()
+
+        def reload() -> tuple[Any, Any]:
+            new_registry, new_plan = env.reload()
+            return new_plan, new_registry
+
+        sys.exit(run_daemon(plan, registry, reload=reload))
+    if output:
+        _check_writable(output)
+    registry, plan = env.load()
+    if fmt not in registry.formats:
+        raise click.BadParameter(f"unknown format {fmt!r}; choose from {', '.join(sorted(registry.formats))}",
+                                 param_hint="--format")
+    selected = _select(plan, names, label_filter)
+    from probe.engine.once import run_once
+
+    terminal = output is None and sys.stdout.isatty()
+    with _once_metrics(plan) as metrics:  # exported when the run ends, before the exit
+        from probe.engine import aio
+
+        report = aio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
+                                      color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
+                                      hostname=socket.gethostname(), metrics=metrics))
+    if terminal:
+        report = dataclasses.replace(report, width=shutil.get_terminal_size().columns)
+    _emit(registry.formats[fmt].render(report), plan, output)
+    sys.exit(gate_exit_code(report.status, fail_on))
+
+
+def _once_metrics(plan: Any) -> Any:
+    """The metrics sink of ``--once`` (OTLP only); an exporter that cannot start is reported, and the checks
+    still run: a gate must not fail because the metrics pipeline is misconfigured."""
+    from probe.sinks import telemetry
+
+    try:
+        return telemetry.for_once(plan)
+    except telemetry.TelemetryError as exc:
+        click.echo(f"probe: metrics not exported: {exc}", err=True)
+        return telemetry.MetricsSink()
+
+
+def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
+    known = [c.name for c in plan.checks]
+    for name in names:
+        if name not in known:
+            raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, known)}")
+    selected = plan.select(names, labels)
+    if not selected:
+        raise click.UsageError("no checks match the selection")
+    return selected
+
+
+def gate_exit_code(status: Status, fail_on: str) -> int:
+    """With ``--fail-on critical`` a WARNING run exits 0; UNKNOWN and CRITICAL always fail."""
+    if fail_on == "critical" and status is Status.WARNING:
+        return 0
+    return int(status)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--remediate", is_flag=True, help="Show (and with --no-dry-run, run) remediation.")
+@click.option("--dry-run/--no-dry-run", default=True, show_default=True)
+@click.pass_obj
+def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
+    """Run one check verbosely: measurements, threshold verdicts, details."""
+    registry, plan = env.load()
+    spec = next((c for c in plan.checks if c.name == name), None)
+    if spec is None:
+        raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, [c.name for c in plan.checks])}")
+    from probe.engine.once import check_remediation, describe_outcome
+    from probe.engine.runner import Runner
+
+    async def go() -> tuple[str, Any]:
+        outcome = await runner.run(spec)
+        text = describe_outcome(outcome)
+        if remediate:
+            more, outcome = await check_remediation(plan, registry, runner, outcome, dry_run=dry_run,
+                                                    history=_history_path(plan))
+            text += more
+        return text, outcome
+
+    runner = Runner(registry)
+    try:
+        from probe.engine import aio
+
+        text, outcome = aio.run(go())
+    finally:
+        runner.close()
+    _emit(text, plan, None)
+    sys.exit(int(outcome.status))
+
+
+def _history_path(plan: Any) -> Path:
+    from probe.daemon.wiring import state_dir
+    from probe.sinks.history import DB_NAME
+
+    return state_dir(plan) / DB_NAME
+
+
+@cli.command()
+@click.pass_obj
+def validate(env: Env) -> None:
+    """Validate the configuration and plugins; exit 0 or 78."""
+    registry, plan = env.load()
+    for failure in registry.failures:
+        click.echo(f"warning: plugin {failure.plugin} ({failure.source}) failed to load: {failure.error}", err=True)
+    files = ", ".join(str(f) for f in plan.files) or "no files"
+    click.echo(f"configuration OK: {len(plan.checks)} checks from {files}")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def plugins(env: Env, fmt: str) -> None:
+    """List the plugins the agent would load (probe.yaml's plugins settings apply), their check types, and
+    any that failed to load."""
+    registry = env.registry()
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps({
+            "plugins": [vars(p) for p in registry.plugins.values()],
+            "failures": [{"plugin": f.plugin, "source": f.source, "error": f.error} for f in registry.failures],
+            "conflicts": registry.conflicts,
+        }, indent=2))
+    else:
+        click.echo(_plugins_table(registry), nl=False)
+    sys.exit(1 if registry.failures or registry.conflicts else 0)
+
+
+cli.add_command(reportcli.status)
+cli.add_command(reportcli.report)
+cli.add_command(scaffold.new_plugin)
+
+
+def _plugins_table(registry: Any) -> str:
+    rows = [("PLUGIN", "VERSION", "SOURCE", "PROVIDES")]
+    for info in registry.plugins.values():
+        provides = "; ".join(
+            f"{kind}: {', '.join(names)}"
+            for kind, names in (("checks", info.check_types), ("actions", info.action_types),
+                                ("formats", info.formats))
+            if names
+        )
+        rows.append((info.name, info.version or "-", info.source, provides or "-"))
+    for failure in registry.failures:
+        rows.append((failure.plugin, "-", failure.source, f"FAILED: {failure.error}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows]
+    lines += [f"CONFLICT: {conflict}" for conflict in registry.conflicts]
+    return "\n".join(lines) + "\n"
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_writable(output: str) -> None:
+    """Fail before running anything, not after, when the report could not be written."""
+    parent = Path(output).resolve().parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--output")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"directory {str(parent)!r} is not writable", param_hint="--output")
+
+
+def _duration_option(text: str, name: str) -> float:
+    from probe.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def _emit(text: str, plan: Any, output: str | None) -> None:
+    from probe.config.redact import Redactor
+
+    text = Redactor(plan.secrets)(text)
+    if output:
+        tmp = f"{output}.tmp{os.getpid()}"
+        try:
+            Path(tmp).write_text(text, encoding="utf-8")
+            os.replace(tmp, output)  # atomic, for node_exporter's textfile collector
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            click.echo(f"probe: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(EX_IOERR)
+        return
+    try:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (| head) has gone; what it took is what it wanted. The exit code still counts.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        click.echo(f"probe: cannot write the report: {exc.strerror or exc}", err=True)
+        sys.exit(EX_IOERR)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: click's usage errors exit 64 (EX_USAGE), not 2, which would read as CRITICAL."""
+    try:
+        cli.main(args=argv, prog_name="probe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EX_USAGE)  # every ClickException is about how probe was invoked
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug in probe: a gate must read it as UNKNOWN, not as 1 (WARNING)
+        log.debug("internal error", exc_info=exc)
+        click.echo(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)", err=True)
+        sys.exit(int(Status.UNKNOWN))
+    sys.exit(0)

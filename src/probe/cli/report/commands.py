@@ -1,0 +1,128 @@
+"""``probe status`` and ``probe report``: read the history store the agent writes (read-only)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from probe.units import format_duration, parse_duration
+
+_STATUS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+
+
+def history_path(state_dir: str | None, settings_state_dir: str | None = None) -> Path:
+    from probe.sinks.history import DB_NAME, default_state_dir
+
+    base = state_dir or settings_state_dir
+    return (Path(base) if base else default_state_dir()) / DB_NAME
+
+
+def _configured_state_dir() -> str | None:
+    """``state_dir`` of the probe.yaml the agent uses (``--config``, ``$PROBE_CONFIG``, /etc/probe)."""
+    from probe.config.load import find_settings_path, load_settings
+
+    ctx = click.get_current_context(silent=True)
+    explicit = getattr(ctx.obj if ctx else None, "config", None)
+    path = find_settings_path(explicit, os.environ)
+    if path is None:
+        return None
+    settings, errors = load_settings(path, os.environ, set())
+    for error in errors:
+        click.echo(f"warning: {error}", err=True)
+    return settings.state_dir
+
+
+def _reader(state_dir: str | None) -> object:
+    from probe.sinks.history import HistoryReader
+
+    path = history_path(state_dir or os.environ.get("PROBE_STATE_DIR"), _configured_state_dir())
+    if not path.exists():
+        click.echo(f"probe: no history at {path} (is the agent running? is --state-dir right?)", err=True)
+        sys.exit(3)
+    return HistoryReader(path)
+
+
+@click.command()
+@click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(state_dir: str | None, fmt: str) -> None:
+    """Current state of every check, from the running agent's state store."""
+    import json
+
+    from probe.sinks.history import HistoryError, HistoryReader
+
+    reader = _reader(state_dir)
+    assert isinstance(reader, HistoryReader)
+    try:
+        latest, states = reader.latest(), reader.states()
+    except HistoryError as exc:
+        click.echo(f"probe: {exc}", err=True)
+        sys.exit(3)
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    for name in sorted(latest):
+        r = latest[name]
+        state = states.get(name, (0.0, {}))[1]
+        hard = r.hard_status if r.hard_status is not None else r.status
+        rows.append({"name": name, "type": r.check_type, "status": _STATUS.get(hard, str(hard)).lower(),
+                     "state_type": r.state_type or "", "last_status": _STATUS.get(r.status, "").lower(),
+                     "last_run": r.ts, "age": now - r.ts, "summary": r.summary,
+                     "flapping": bool(state.get("flapping", False)),
+                     "remediation_exhausted": _exhausted(state)})
+    if fmt == "json":
+        click.echo(json.dumps({"checks": rows}, indent=2))
+        return
+    table = [("CHECK", "STATUS", "STATE", "LAST RUN", "SUMMARY")]
+    for row in rows:
+        flags = row["state_type"] + (" flapping" if row["flapping"] else "") + \
+            (" remediation-exhausted" if row["remediation_exhausted"] else "")
+        table.append((row["name"], row["status"].upper(), flags.strip(), f"{format_duration(row['age'])} ago",
+                      row["summary"]))
+    widths = [max(len(t[i]) for t in table) for i in range(4)]
+    for t in table:
+        click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(4)), t[4]]).rstrip())
+
+
+def _exhausted(state: dict[str, Any]) -> bool:
+    """Whether a remediate entry of the check has used up its runs for this episode."""
+    budgets = state.get("remediation")
+    return isinstance(budgets, dict) and any(isinstance(b, dict) and b.get("exhausted") for b in budgets.values())
+
+
+@click.command()
+@click.option("--since", default="7d", show_default=True, help="How far back, as a duration (7d, 24h).")
+@click.option("--check", "names", multiple=True, metavar="NAME", help="Only this check (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to this file.")
+@click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
+def report(since: str, names: tuple[str, ...], fmt: str, output: str | None, state_dir: str | None) -> None:
+    """Availability, incidents, MTTR/MTBF, p50/p95 duration and remediation runs per check."""
+    from probe.cli.report.compute import build
+    from probe.cli.report.render import RENDERERS
+    from probe.sinks.history import HistoryError, HistoryReader
+
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    reader = _reader(state_dir)
+    assert isinstance(reader, HistoryReader)
+    now = time.time()
+    try:
+        text = RENDERERS[fmt](build(reader, now - window, now, names))
+    except HistoryError as exc:
+        click.echo(f"probe: {exc}", err=True)
+        sys.exit(3)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"probe: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(74)
+    else:
+        click.echo(text, nl=False)

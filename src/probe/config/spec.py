@@ -1,0 +1,146 @@
+"""The common fields every check has, and the validated form the scheduler and runner use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from probe.conditions import parse_condition
+from probe.config.thresholds import Threshold
+from probe.config.yamlsource import Location
+from probe.model import Status
+from probe.units import Duration
+
+
+class ThresholdSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    warning: str | float | None = None
+    critical: str | float | None = None
+    clear: str | float | None = None
+
+    @field_validator("warning", "critical", "clear")
+    @classmethod
+    def _parses(cls, value: object) -> object:
+        if value is not None:
+            parse_condition(value)
+        return value
+
+
+class RemediationSpec(BaseModel):
+    """One ``remediate:`` entry (see docs/remediation.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    on: Literal["warning", "critical", "unknown", "problem", "recovery"]
+    run: list[str] | None = Field(None, min_length=1)
+    action: str = "run"
+    options: dict[str, Any] = Field(default_factory=dict, alias="with")
+    timeout: Duration = 60.0
+    cooldown: Duration = 900.0
+    max_runs: int = Field(3, ge=1)
+    window: Duration = 6 * 3600.0
+    run_as: str | None = None
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _has_something_to_run(self) -> RemediationSpec:
+        if self.action == "run" and not self.run:
+            raise ValueError("needs 'run' (an argv list) or another 'action'")
+        return self
+
+
+class CommonFields(BaseModel):
+    """Fields every check has, whatever its type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str = Field(max_length=200)
+    type: str
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    timeout_status: Literal["ok", "warning", "critical", "unknown"] = "critical"
+    retry_interval: Duration | None = None
+    failure_threshold: int = Field(3, ge=1)
+    success_threshold: int = Field(1, ge=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    thresholds: dict[str, ThresholdSpec] = Field(default_factory=dict)
+    remediate: list[RemediationSpec] = Field(default_factory=list)
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_word(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        if bad := sorted({c for c in value if c.isspace() or c in "/\\"}):
+            raise ValueError(f"must not contain {' or '.join(repr(c) for c in bad)} (it names files and metrics)")
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_are_strings(cls, value: object) -> object:
+        # A label value is text: ``version: 1.10`` stays "1.10" (PlainFloat keeps the spelling).
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, str) else _label_text(v) for k, v in value.items()}
+        return value
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return getattr(value, "text", None) or str(value)
+
+
+COMMON_KEYS = frozenset(CommonFields.model_fields)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A fully validated check definition: common fields, the type's Options, and where it came from."""
+
+    name: str
+    type: str
+    interval: float
+    timeout: float
+    timeout_status: Status
+    retry_interval: float
+    failure_threshold: int
+    success_threshold: int
+    labels: Mapping[str, str]
+    thresholds: tuple[Threshold, ...]
+    remediate: tuple[RemediationSpec, ...]
+    enabled: bool
+    options: Any
+    location: Location
+    raw_options: Mapping[str, Any] = field(default_factory=dict, compare=True, repr=False)
+
+    @classmethod
+    def build(cls, common: CommonFields, options: Any, location: Location,
+              raw_options: Mapping[str, Any]) -> CheckSpec:
+        thresholds = tuple(
+            Threshold(
+                measurement,
+                parse_condition(t.warning) if t.warning is not None else None,
+                parse_condition(t.critical) if t.critical is not None else None,
+                parse_condition(t.clear) if t.clear is not None else None,
+            )
+            for measurement, t in common.thresholds.items()
+        )
+        return cls(
+            name=common.name,
+            type=common.type,
+            interval=common.interval,
+            timeout=common.timeout,
+            timeout_status=Status.parse(common.timeout_status),
+            retry_interval=common.retry_interval if common.retry_interval is not None else common.interval,
+            failure_threshold=common.failure_threshold,
+            success_threshold=common.success_threshold,
+            labels=dict(common.labels),
+            thresholds=thresholds,
+            remediate=tuple(common.remediate),
+            enabled=common.enabled,
+            options=options,
+            location=location,
+            raw_options=raw_options,
+        )

@@ -1,0 +1,25 @@
+"""``probe run``: the composition root of the daemon.
+
+:func:`run_daemon` wires the agent (``probe.daemon.wiring.serve``: state restored from the store, history,
+metrics, remediation, forecasts), tells systemd about its life (``probe.daemon.systemd``) and runs the loop
+until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+from probe.config.load import Plan
+from probe.daemon.systemd import SystemdLifecycle
+from probe.daemon.wiring import Reload, serve
+from probe.engine import aio
+from probe.engine.agent import LogSink
+from probe.engine.interfaces import Lifecycle
+from probe.plugins.manager import Registry
+
+
+def run_daemon(plan: Plan, registry: Registry, *, reload: Reload | None = None,
+               lifecycle: Lifecycle | None = None) -> int:
+    """Run the agent until SIGTERM/SIGINT; return the exit code. ``reload`` loads and validates the config
+    again (raising :class:`~probe.config.ConfigErrors` when it is bad) on SIGHUP."""
+    if lifecycle is None:
+        lifecycle = SystemdLifecycle.from_environ()  # a no-op outside systemd
+    return aio.run(serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=[LogSink()]))

@@ -1,0 +1,310 @@
+"""Runs one check once: the core owns the timeout, timing, errors and thresholds, never the plugin.
+
+A check's ``run`` may be ``async def`` (awaited on the loop) or plain ``def`` (run in a worker thread,
+so blocking code never stalls the loop). Either way the runner returns within the timeout: a task that
+ignores cancellation is abandoned, and a thread that never returns is remembered so the next run of that
+check reports it instead of piling up more threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from probe.check import Check, Context
+from probe.config.spec import CheckSpec
+from probe.config.thresholds import Verdict
+from probe.engine.interfaces import Outcome
+from probe.engine.workers import DaemonThreads, owned_task
+from probe.model import Measurement, Result, Status
+from probe.plugins.manager import Registry
+from probe.units import format_duration, format_value
+
+if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never imports the module
+    from probe.engine.forecast import Forecaster
+
+log = logging.getLogger("probe.runner")
+
+
+class _PluginExit(Exception):
+    """``sys.exit()`` in an async check: asyncio would re-raise SystemExit out of the event loop and end the
+    agent; carried as an ordinary exception it ends only that run (reported as the SystemExit it was)."""
+
+    def __init__(self, exit: SystemExit) -> None:
+        super().__init__(str(exit))
+        self.exit = exit
+
+
+async def _contained(coro: Coroutine[Any, Any, Result]) -> Result:
+    try:
+        return await coro
+    except SystemExit as exc:
+        raise _PluginExit(exc) from exc
+
+
+class _Expired(Exception):
+    """A sync check's time ran out (set on its future by the timer)."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
+@dataclass(frozen=True)
+class _Instance:
+    """A check object for one spec, with what each run needs of it, worked out once."""
+
+    spec: CheckSpec
+    check: Check[Any]
+    is_async: bool
+    logger: logging.Logger
+
+
+@dataclass
+class _Hung:
+    """A run that outlived its timeout: a thread still blocked in plugin code, or a task ignoring cancel."""
+
+    done: Callable[[], bool]
+    since: float
+    where: str  # "sync code" | "async code"
+
+
+@dataclass
+class Runner:
+    registry: Registry
+    max_threads: int = 32
+    """Unused since worker threads are started on demand (kept for callers that pass it)."""
+    forecaster: Forecaster | None = None
+    """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
+    leaked_tasks: int = 0
+    """asyncio tasks plugins left running after their run returned (each was cancelled)."""
+    _instances: dict[str, _Instance] = field(default_factory=dict)
+    _hung: dict[str, _Hung] = field(default_factory=dict)
+    _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
+    _threads: DaemonThreads = field(default_factory=DaemonThreads)
+    _leak_warned: set[str] = field(default_factory=set)
+
+    @property
+    def hung(self) -> int:
+        """Runs past their timeout that still have not returned (threads or tasks), for self-metrics."""
+        return sum(1 for h in self._hung.values() if not h.done())
+
+    @property
+    def threads(self) -> int:
+        """Worker threads alive (busy, idle or blocked)."""
+        return self._threads.threads
+
+    def instance(self, spec: CheckSpec) -> Check[Any]:
+        return self._instance(spec).check
+
+    def _instance(self, spec: CheckSpec) -> _Instance:
+        cached = self._instances.get(spec.name)
+        if cached is not None and (cached.spec is spec or cached.spec == spec):  # identity first: == is costly
+            return cached
+        cls = self.registry.check_type(spec.type)
+        if cls is None:
+            raise KeyError(f"unknown check type {spec.type!r}")
+        check = cls(spec.name, spec.options)
+        made = _Instance(spec, check, inspect.iscoroutinefunction(check.run),
+                         logging.getLogger(f"probe.check.{spec.name}"))
+        self._instances[spec.name] = made
+        return made
+
+    async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
+        """Run ``spec`` once. ``levels`` are the threshold levels of the previous run (for hysteresis)."""
+        started_wall, started = time.time(), time.monotonic()
+        deadline = started + spec.timeout
+        try:
+            made = self._instance(spec)
+            ctx = Context(spec.name, deadline, made.logger, spec.labels)
+            raw = await self._call(made, ctx, spec)
+        except Exception as exc:  # construction failure: a plugin bug, contained
+            raw = _crash(spec, exc, self._who(spec))
+        duration = time.monotonic() - started
+        result = _with_duration(raw, duration)
+        if self.forecaster is not None:
+            result = self._forecast(spec, result, started_wall)
+        final, verdicts = apply_thresholds(spec, result, levels or {})
+        return Outcome(spec, final, started_wall, duration, verdicts, raw)
+
+    def _forecast(self, spec: CheckSpec, result: Result, now: float) -> Result:
+        cls = self.registry.check_type(spec.type)
+        capacities = getattr(cls, "capacities", None)
+        if not capacities or self.forecaster is None:
+            return result
+        try:
+            return self.forecaster.augment(spec.name, capacities, result, now)
+        except Exception as exc:  # a forecast is a bonus; it never costs the result
+            log.warning("forecast for %s failed: %s", spec.name, exc)
+            return result
+
+    async def _call(self, made: _Instance, ctx: Context, spec: CheckSpec) -> Result:
+        hung = self._hung.get(spec.name)
+        if hung is not None:
+            if not hung.done():
+                return _still_running(hung, self._who(spec))
+            del self._hung[spec.name]
+        check = made.check
+        if made.is_async:
+            # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
+            coro = _contained(cast("Coroutine[Any, Any, Result]", check.run(ctx)))
+            task, owned = owned_task(coro, f"probe-check-{spec.name}")
+            try:
+                return await self._await(task, spec)
+            finally:
+                if not task.done():
+                    self._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
+                if owned:
+                    self._cancel_leaked(spec, task, owned)
+        call = self._threads.call(check.run, ctx)
+        try:
+            return await self._await_call(call.future, spec)
+        finally:
+            if not call.finished:
+                self._hung[spec.name] = _Hung(call.is_finished, time.monotonic(), "sync code")
+
+    async def _await(self, task: asyncio.Future[Any], spec: CheckSpec) -> Result:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, spec.timeout))
+        if not done:
+            task.cancel()
+            if isinstance(task, asyncio.Task):
+                # Not awaited: a plugin that swallows cancellation must not hold us past the deadline.
+                self._abandoned.add(task)
+                task.add_done_callback(self._reap)
+            return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
+        try:
+            value = task.result()
+        except asyncio.CancelledError:
+            return _timeout(spec, "cancelled")
+        except Exception as exc:
+            return _crash(spec, exc, self._who(spec))
+        return _validate(spec, value, self._who(spec))
+
+    async def _await_call(self, future: asyncio.Future[Any], spec: CheckSpec) -> Result:
+        """A worker thread's outcome, or a timeout: the future and one timer. ``_await``'s ``asyncio.wait``
+        is for tasks that may swallow cancellation; this future is ours (and a cancelled caller still
+        raises CancelledError from here)."""
+        timer = asyncio.get_running_loop().call_later(max(0.0, spec.timeout), _expire, future)
+        try:
+            value = await future
+        except _Expired:
+            return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends its run, not the agent
+            return _crash(spec, exc, self._who(spec))
+        finally:
+            timer.cancel()
+        return _validate(spec, value, self._who(spec))
+
+    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[Any], owned: set[asyncio.Task[Any]]) -> None:
+        leaked = [t for t in owned if t is not task and not t.done()]
+        if not leaked:
+            return
+        self.leaked_tasks += len(leaked)
+        for t in leaked:
+            t.cancel()
+        if spec.type not in self._leak_warned:  # once per type: it is the plugin's bug, not the check's
+            self._leak_warned.add(spec.type)
+            log.warning("check %s: %s left %d asyncio task(s) running after run() returned; cancelled them "
+                        "(a check must await or cancel what it starts)", spec.name, self._who(spec), len(leaked))
+
+    def _who(self, spec: CheckSpec) -> str:
+        """How errors name the code at fault: the check type and the plugin that registered it."""
+        owner = self.registry.owner("check type", spec.type)
+        return f"check plugin {owner!r} (type {spec.type!r})" if owner else f"check plugin {spec.type!r}"
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("check task finished after its timeout with %r", task.exception())
+
+    def forget(self, names: set[str]) -> None:
+        """Drop cached instances of checks that are no longer configured."""
+        for name in list(self._instances):
+            if name not in names:
+                del self._instances[name]
+        if self.forecaster is not None:
+            self.forecaster.forget(names)
+
+    def close(self) -> None:
+        """Nothing to wait for: worker threads are daemon threads, and one blocked in plugin code cannot be
+        killed anyway; it ends with the process."""
+
+
+def _timeout(spec: CheckSpec, detail: str) -> Result:
+    return Result(spec.timeout_status, f"timed out after {format_duration(spec.timeout)}: {detail}", "timeout")
+
+
+def _still_running(hung: _Hung, who: str) -> Result:
+    blocked = format_duration(time.monotonic() - hung.since)
+    return Result.unknown(f"not started: the previous run ({who}) is still blocked in {hung.where}, "
+                          f"{blocked} after its timeout", reason="still_running")
+
+
+def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
+    if isinstance(exc, _PluginExit):
+        exc = exc.exit
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
+    summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")
+    return Result.unknown(summary[:300], reason="plugin_error")
+
+
+def _validate(spec: CheckSpec, value: Any, who: str) -> Result:
+    if not isinstance(value, Result):
+        hint = "; did run() forget to return?" if value is None else ""
+        return Result.unknown(f"{who} returned {type(value).__name__}, not probe.Result{hint}",
+                              reason="invalid_result")
+    if not isinstance(value.status, Status):
+        return Result.unknown(f"{who} returned a Result with invalid status {value.status!r}; "
+                              "use probe.Status or Result.ok()/warning()/critical()/unknown()",
+                              reason="invalid_result")
+    if not isinstance(value.measurements, tuple | list) or any(
+            not isinstance(m, Measurement) for m in value.measurements):
+        return Result.unknown(f"{who} returned a Result whose measurements are not probe.Measurement objects",
+                              reason="invalid_result")
+    if isinstance(value.measurements, list):
+        value = value.replace(measurements=tuple(value.measurements))
+    if not isinstance(value.summary, str):
+        return value.replace(summary=str(value.summary))
+    return value
+
+
+def _with_duration(result: Result, duration: float) -> Result:
+    if result.measurement("duration") is not None:
+        return result
+    # Not result.replace(): dataclasses.replace re-inspects the fields on every call (runs per check run).
+    return Result(result.status, result.summary, result.reason,
+                  (*result.measurements, Measurement("duration", duration, "s")), result.details)
+
+
+def apply_thresholds(spec: CheckSpec, result: Result,
+                     levels: Mapping[str, Status]) -> tuple[Result, tuple[Verdict, ...]]:
+    """Evaluate every threshold; the final status is the worst of the plugin's and the thresholds'."""
+    verdicts = []
+    for threshold in spec.thresholds:
+        m = result.measurement(threshold.measurement)
+        if m is None:
+            verdicts.append(Verdict(threshold.measurement, None, Status.OK, ""))
+            continue
+        status = threshold.evaluate(m.value, levels.get(threshold.measurement, Status.OK))
+        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status)))
+    raised = [v for v in verdicts if v.status is not Status.OK]
+    if not raised:
+        return result, tuple(verdicts)
+    worst = Status.worst(v.status for v in raised)
+    if worst.severity <= result.status.severity:
+        return result, tuple(verdicts)
+    units = {m.name: m.unit for m in result.measurements}
+    breaches = "; ".join(
+        f"{v.measurement} {format_value(v.value or 0.0, units.get(v.measurement, ''))}"
+        + (f" {v.condition}" if v.condition else " (holding until clear)")
+        for v in raised if v.status is worst
+    )
+    summary = f"{breaches} — {result.summary}" if result.summary else breaches
+    return result.replace(status=worst, summary=summary, reason="threshold"), tuple(verdicts)

@@ -1,0 +1,90 @@
+"""The history sink: every result (with the hard status and state type), every transition, and each check's
+state (with its remediation budgets) go to the store; :func:`saved_states` reads them back at start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from probe.engine.interfaces import Outcome
+from probe.sinks.guard import Guard, status_of
+from probe.sinks.history.reader import HistoryReader
+from probe.sinks.history.store import Health, HistoryStore
+from probe.sinks.remediation.remediator import Remediator
+
+log = logging.getLogger("probe.sinks")
+
+REMEDIATION_KEY = "remediation"
+"""Where the remediation budgets live inside a saved check state."""
+
+
+class HistorySink:
+    """Every result (with the hard status and state type), every transition, and the check's state.
+
+    ``capacities`` maps a check type to its capacity measurements (``Check.capacities``); their values are
+    also kept as samples, which seed the forecaster after a restart. ``budgets`` returns a check's
+    remediation budgets, saved inside its state so a restart never re-fires an action that is cooling down.
+    """
+
+    def __init__(self, store: HistoryStore, *, capacities: Mapping[str, Mapping[str, str]] | None = None,
+                 budgets: Callable[[str], Mapping[str, Any]] | None = None) -> None:
+        self.store = store
+        self.capacities = {} if capacities is None else capacities  # may resolve types lazily: no copy
+        self.budgets = budgets
+        self._guard = Guard("history sink")
+
+    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+        try:
+            self._record(outcome, state, transition)
+        except Exception as exc:  # the store itself never raises; this guards against odd state objects
+            self._guard.failed(exc)
+
+    def _record(self, outcome: Outcome, state: Any, transition: Any) -> None:
+        spec, r = outcome.spec, outcome.result
+        hard = status_of(getattr(state, "hard_status", None))
+        self.store.record_result(
+            outcome.started, spec.name, spec.type, int(r.status), duration=outcome.duration, reason=r.reason,
+            summary=r.summary, hard_status=None if hard is None else int(hard),
+            state_type=getattr(state, "state_type", None), measurements={m.name: m.value for m in r.measurements},
+            samples=self.capacities.get(spec.type, {}).keys())
+        if transition is not None:
+            self.store.record_transition(float(getattr(transition, "at", outcome.started)), spec.name,
+                                         str(transition.kind), int(transition.from_status),
+                                         int(transition.to_status), r.summary)
+        if state is not None:
+            self.save_state(spec.name, state)
+
+    def save_state(self, name: str, state: Any) -> None:
+        """Save ``state`` (a CheckState) with the check's remediation budgets."""
+        try:
+            data = dict(state.to_dict())
+            if self.budgets is not None:
+                data[REMEDIATION_KEY] = dict(self.budgets(name))
+            self.store.save_state(name, data)
+        except Exception as exc:
+            self._guard.failed(exc)
+
+    def health(self) -> Health:
+        return self.store.health()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.store.close)
+
+
+def saved_states(reader: HistoryReader, names: Iterable[str],
+                 remediator: Remediator | None = None) -> dict[str, dict[str, Any]]:
+    """The saved state of each of ``names`` that has one (for ``CheckState.from_dict``), with the
+    remediation budgets handed to ``remediator``. An unreadable store means no saved state (logged)."""
+    wanted = set(names)
+    try:
+        saved = {name: dict(data) for name, (_, data) in reader.states().items() if name in wanted}
+    except Exception as exc:  # a corrupt or missing store must not stop the agent from starting
+        log.warning("cannot restore check state from %s: %s", reader.path, exc)
+        return {}
+    for name, data in saved.items():
+        budgets = data.pop(REMEDIATION_KEY, None)
+        if remediator is not None and isinstance(budgets, Mapping):
+            remediator.restore_budgets(name, budgets)
+    return saved

@@ -1,0 +1,1 @@
+"""Remediation: running a check's ``remediate`` actions, bounded by cooldown, max_runs/window and timeout."""

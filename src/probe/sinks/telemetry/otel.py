@@ -1,0 +1,283 @@
+"""The exporting sink: an OpenTelemetry SDK MeterProvider fed by check outcomes. Imported only when an
+exporter is configured (see :func:`probe.sinks.telemetry.build`)."""
+
+from __future__ import annotations
+
+import atexit as _atexit
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+
+from probe import __version__
+from probe.model import Status
+from probe.sinks.telemetry.exporters import PrometheusEndpoint, make_resource, otlp_reader, prometheus_endpoint
+from probe.sinks.telemetry.metrics import LabelLimiter, MetricsSink, check_attributes, hard_status_of, transition_status
+
+if TYPE_CHECKING:
+    from probe.config.settings import TelemetrySettings
+    from probe.config.spec import CheckSpec
+    from probe.engine.interfaces import Outcome
+    from probe.sinks.history import Health
+
+log = logging.getLogger("probe.telemetry")
+
+# Check durations run from sub-millisecond (memory, disk) to the timeout (default 10s, minutes for commands).
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Scheduler lag is healthy in milliseconds; seconds mean a blocked loop or an overloaded host.
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_INVALID = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+# The runner's timing is already the probe.check.duration histogram; a gauge of it would only duplicate it.
+SKIPPED_MEASUREMENTS = frozenset({"duration"})
+
+
+# Prometheus reserves these suffixes for counters, histograms and summaries; a gauge named so (a process
+# check's "count") would fail `promtool check metrics` and confuse PromQL, so it gets ".value" appended.
+_RESERVED_SUFFIX = re.compile(r"(^|[._])(count|sum|bucket|total)$")
+
+
+def measurement_instrument(check_type: str, measurement: str, unit: str = "") -> str:
+    """``probe.<type>.<measurement>``, with characters OpenTelemetry rejects in names replaced by ``_``."""
+    name = _INVALID.sub("_", f"probe.{check_type}.{measurement}")[:240]
+    dimensionless = unit in ("", "1") or unit.startswith("{")  # no unit suffix follows in Prometheus
+    return f"{name}.value" if dimensionless and _RESERVED_SUFFIX.search(measurement) else name
+
+
+@dataclass
+class _Latest:
+    """What the gauges report for one check: its most recent run."""
+
+    attributes: dict[str, str]
+    status: Status
+    hard_status: Status | None = None
+    flapping: bool | None = None
+    measurements: dict[str, float] = field(default_factory=dict)
+
+
+class OtelSink(MetricsSink):
+    def __init__(self, settings: TelemetrySettings, *, otlp: bool, prometheus: bool, atexit: bool = True) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()  # guards the data below; gauge callbacks read it from exporter threads
+        self._create_lock = threading.Lock()  # never held while the SDK calls back into us (see _gauge_for)
+        self._latest: dict[str, _Latest] = {}
+        self._agent: dict[str, float] = {}
+        self._units: dict[str, str] = {}
+        self._warned: set[str] = set()
+        self._limit = LabelLimiter(settings.max_label_values)
+        self._closed = False
+        self._prometheus: PrometheusEndpoint | None = prometheus_endpoint(settings.prometheus) if prometheus else None
+        try:
+            readers = [self._prometheus.reader] if self._prometheus else []
+            if otlp:
+                readers.append(otlp_reader(settings.otlp))
+            self._provider = MeterProvider(metric_readers=readers, resource=make_resource(settings),
+                                           shutdown_on_exit=False)
+            self._meter = self._provider.get_meter("probe", __version__)
+            self._instruments()
+        except BaseException:
+            if self._prometheus:  # a half-built sink must not keep the port
+                self._prometheus.stop()
+            raise
+        if atexit:
+            _atexit.register(self.shutdown)
+
+    def _instruments(self) -> None:
+        m = self._meter
+        self._runs = m.create_counter("probe.check.runs", "{run}", "Check runs, by status")
+        self._duration = m.create_histogram("probe.check.duration", "s", "How long each check run took",
+                                            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+        self._transitions = m.create_counter("probe.check.transitions", "{transition}",
+                                             "Hard state changes, by the status entered")
+        self._remediations = m.create_counter("probe.remediation.runs", "{run}",
+                                              "Remediation actions run, by outcome")
+        self._reloads = m.create_counter("probe.agent.reloads", "{reload}", "Config reloads, by result")
+        self._stalls = m.create_counter("probe.agent.loop.stalls", "{stall}",
+                                        "Times a check blocked the event loop for more than a second")
+        self._lag = m.create_histogram("probe.agent.scheduler.lag", "s",
+                                       "How late checks started compared to their schedule",
+                                       explicit_bucket_boundaries_advisory=LAG_BUCKETS)
+        self._gauge("probe.check.status", "", "Status of the latest run: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+                    lambda s: float(s.status))
+        self._gauge("probe.check.up", "", "1 when the latest run was OK, else 0",
+                    lambda s: float(s.status is Status.OK))
+        self._gauge("probe.check.hard_status", "", "Hard (confirmed) status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+                    lambda s: None if s.hard_status is None else float(s.hard_status))
+        self._gauge("probe.check.flapping", "", "1 while the check is flapping",
+                    lambda s: None if s.flapping is None else float(s.flapping))
+        for name, unit, description in (
+            ("probe.agent.checks.loaded", "{check}", "Checks in the running configuration"),
+            ("probe.agent.config.errors", "{error}", "Errors in the latest configuration load (0 when it was good)"),
+            ("probe.agent.history.healthy", "", "1 while the history store can write, else 0"),
+            ("probe.agent.history.pending", "{row}", "History rows held in memory, not yet written"),
+        ):
+            self._meter.create_observable_gauge(name, [self._agent_callback(name)], unit, description)
+        for name, unit, description in (
+            ("probe.agent.history.dropped", "{row}", "History rows dropped because the in-memory backlog was full"),
+            ("probe.agent.history.write_errors", "{error}", "Failed history writes (full disk, locked database)"),
+        ):
+            self._meter.create_observable_counter(name, [self._agent_callback(name)], unit, description)
+        self._meter.create_observable_counter("probe.agent.labels.collapsed", [self._collapsed], "{value}",
+                                              "Label values reported as 'other' (telemetry.max_label_values)")
+
+    # -- gauges read the latest results when an exporter collects -------------------------------------------
+
+    def _gauge(self, name: str, unit: str, description: str, value: Callable[[_Latest], float | None]) -> None:
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            for latest in self._snapshot():
+                v = value(latest)
+                if v is not None:
+                    yield Observation(v, latest.attributes)
+
+        self._meter.create_observable_gauge(name, [observe], unit, description)
+
+    def _gauge_for(self, name: str, unit: str) -> None:
+        """Measurement gauges are created on first sight: which a check reports can depend on its config.
+        Created outside ``_lock``: the SDK holds its own lock while it calls gauge callbacks, which take ours."""
+        with self._create_lock:
+            known = self._units.get(name)
+            if known is None:
+                self._units[name] = unit
+
+                def observe(options: CallbackOptions) -> Iterator[Observation]:
+                    for latest in self._snapshot():
+                        if name in latest.measurements:
+                            yield Observation(latest.measurements[name], latest.attributes)
+
+                self._meter.create_observable_gauge(name, [observe], unit, "Latest value of this measurement")
+            elif known != unit and name not in self._warned:
+                self._warned.add(name)
+                log.warning("measurement %s is reported in %r, but was first seen in %r; exported unconverted",
+                            name, unit, known)
+
+    def _snapshot(self) -> list[_Latest]:
+        with self._lock:
+            return list(self._latest.values())
+
+    def _agent_callback(self, name: str) -> Callable[[CallbackOptions], Iterator[Observation]]:
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            with self._lock:
+                value = self._agent.get(name)
+            if value is not None:
+                yield Observation(value)
+
+        return observe
+
+    def _collapsed(self, options: CallbackOptions) -> Iterator[Observation]:
+        yield Observation(self._limit.collapsed)
+
+    # -- the sink interface ----------------------------------------------------------------------------------
+
+    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+        if self._closed:  # a check that finished after the final export: nothing left to send it
+            return
+        spec = outcome.spec
+        attributes = check_attributes(spec, self._limit, self._warned)
+        measurements = {}
+        for m in outcome.result.measurements:
+            if m.name in SKIPPED_MEASUREMENTS:
+                continue
+            name = measurement_instrument(spec.type, m.name, m.unit)
+            self._gauge_for(name, m.unit)
+            measurements[name] = float(m.value)
+        flapping = getattr(state, "flapping", None)
+        latest = _Latest(attributes, outcome.status, hard_status_of(state),
+                         None if flapping is None else bool(flapping), measurements)
+        with self._lock:
+            self._latest[spec.name] = latest
+        self._runs.add(1, {**attributes, "status": outcome.status.label})
+        self._duration.record(max(0.0, outcome.duration), attributes)
+        entered = transition_status(transition) if transition is not None else None
+        if entered is not None:
+            self._transitions.add(1, {**attributes, "status": entered.label})
+
+    def record_remediation(self, spec: CheckSpec, outcome: str, action: str = "run") -> None:
+        if self._closed:
+            return
+        attributes = check_attributes(spec, self._limit, self._warned)
+        self._remediations.add(1, {**attributes, "outcome": outcome, "action": action})
+
+    def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
+                     reload: bool | None = None, config_errors: int | None = None,
+                     loop_stalls: int | None = None) -> None:
+        if self._closed:
+            return
+        if loop_stalls:
+            self._stalls.add(loop_stalls)
+        if scheduler_lag is not None:
+            self._lag.record(max(0.0, scheduler_lag))
+        if reload is not None:
+            self._reloads.add(1, {"result": "ok" if reload else "failed"})
+        with self._lock:
+            if checks_loaded is not None:
+                self._agent["probe.agent.checks.loaded"] = float(checks_loaded)
+            if config_errors is not None:
+                self._agent["probe.agent.config.errors"] = float(config_errors)
+
+    def record_history(self, health: Health) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            self._agent["probe.agent.history.healthy"] = float(health.healthy)
+            self._agent["probe.agent.history.pending"] = float(health.pending)
+            self._agent["probe.agent.history.dropped"] = float(health.dropped)
+            self._agent["probe.agent.history.write_errors"] = float(health.write_errors)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        names = set(keep)
+        with self._lock:
+            for name in [n for n in self._latest if n not in names]:
+                del self._latest[name]
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True if self._closed else self._force_flush(timeout)
+
+    def _force_flush(self, timeout: float) -> bool:
+        return _bounded(lambda: self._provider.force_flush(timeout_millis=timeout * 1000), timeout, "flush")
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Collect and export one last time, then stop. Bounded: an unreachable collector costs at most
+        ``timeout`` seconds of the stop, never a hang that systemd ends with SIGKILL."""
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        timeout = self._settings.flush_timeout if timeout is None else timeout
+        started = time.monotonic()
+        # Export first, synchronously: the SDK's own shutdown gives up on the final export silently.
+        done = self._force_flush(timeout)
+        remaining = max(0.1, timeout - (time.monotonic() - started))
+        stopped = _bounded(lambda: self._provider.shutdown(timeout_millis=remaining * 1000), remaining, "shutdown")
+        done = stopped and done
+        if self._prometheus is not None:
+            self._prometheus.stop()
+        return done
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    @property
+    def prometheus_address(self) -> tuple[str, int] | None:
+        return self._prometheus.address if self._prometheus else None
+
+
+def _bounded(call: Callable[[], object], timeout: float, what: str) -> bool:
+    """Run ``call`` in a daemon thread and wait at most ``timeout``: the SDK's own timeouts do not cover every
+    path (DNS resolution, a collector that accepts and never answers)."""
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(call()), name=f"probe-telemetry-{what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        log.warning("metrics %s did not finish within %.1fs; the last interval may be lost", what, timeout)
+        return False
+    return bool(result and result[0] is not False)
+

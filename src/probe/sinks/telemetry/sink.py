@@ -1,0 +1,71 @@
+"""The metrics sink as the daemon wires it: results, remediation outcomes, self-metrics and the history
+store's health, each exported through a :class:`~probe.sinks.telemetry.metrics.MetricsSink`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from probe.config.spec import CheckSpec
+from probe.engine.interfaces import Outcome
+from probe.sinks.guard import Guard
+from probe.sinks.history.store import Health
+from probe.sinks.remediation.remediator import Record
+from probe.sinks.telemetry.metrics import MetricsSink
+
+
+class TelemetrySink:
+    """The agent's side of :class:`~probe.sinks.telemetry.metrics.MetricsSink`: results, remediation outcomes and
+    self-metrics, with the history store's health exported at most once per ``health_interval``."""
+
+    def __init__(self, metrics: MetricsSink, *, history: Callable[[], Health] | None = None,
+                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0) -> None:
+        self.metrics = metrics
+        self.history = history
+        self.agent = agent
+        """Pushes the agent's self-metrics (scheduler lag, checks loaded, reloads) into ``metrics``."""
+        self.health_interval = health_interval
+        self._health_at = float("-inf")
+        self._guard = Guard("metrics sink")
+
+    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+        try:
+            self.metrics.record(outcome, state, transition)
+            self._export_health()
+        except Exception as exc:
+            self._guard.failed(exc)
+
+    def record_remediation(self, spec: CheckSpec, record: Record) -> None:
+        try:
+            self.metrics.record_remediation(spec, record.outcome, record.action)
+        except Exception as exc:
+            self._guard.failed(exc)
+
+    def record_agent(self, **values: Any) -> None:
+        """Scheduler lag, checks loaded, reload results (see ``MetricsSink.record_agent``)."""
+        try:
+            self.metrics.record_agent(**values)
+        except Exception as exc:
+            self._guard.failed(exc)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        self.metrics.forget(keep)
+
+    def _export_health(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._health_at < self.health_interval:
+            return
+        self._health_at = now
+        if self.history is not None:
+            self.metrics.record_history(self.history())
+        if self.agent is not None:
+            self.agent(self.metrics)
+
+    async def aclose(self) -> None:
+        try:
+            self._export_health(force=True)
+        except Exception as exc:
+            self._guard.failed(exc)
+        await asyncio.to_thread(self.metrics.shutdown)

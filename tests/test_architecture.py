@@ -1,0 +1,219 @@
+"""The layout is the design: the import graph of src/probe has no cycles and its arrows run one way.
+
+Read from the source with ``ast`` (nothing is imported). Every ``import`` counts for the layer rules: at module
+level, inside functions and under ``TYPE_CHECKING`` (a type is a dependency too). Cycles are looked for among
+the imports that run -- module level and inside functions, where a cycle likes to hide -- since an import under
+``TYPE_CHECKING`` never executes. ARCHITECTURE.md describes the same layers; change both together.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+PUBLIC_API = frozenset({
+    "probe", "probe.check", "probe.model", "probe.units", "probe.conditions", "probe.hookspecs",
+})
+"""What a third-party check may import of probe, so what a built-in check may import."""
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((SRC / "probe").rglob("*.py"))}
+
+
+def _resolve(name: str) -> str | None:
+    """The probe module an imported dotted name refers to (a module, or the module that defines it)."""
+    while name:
+        if name in modules():
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _absolute(node: ast.ImportFrom, here: str, is_package: bool) -> str:
+    if not node.level:
+        return node.module or ""
+    base = here.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            found.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    return found
+
+
+def imports_of(name: str, *, runtime_only: bool = False) -> Iterator[str]:
+    path = modules()[name]
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_only(tree) if runtime_only else set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            origin = _absolute(node, name, path.name == "__init__.py")
+            targets = [f"{origin}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            found = _resolve(target) if target.startswith("probe") else None
+            if found is not None and found != name:
+                yield found
+
+
+@cache
+def graph() -> dict[str, frozenset[str]]:
+    return {name: frozenset(imports_of(name)) for name in modules()}
+
+
+@cache
+def runtime_graph() -> dict[str, frozenset[str]]:
+    return {name: frozenset(imports_of(name, runtime_only=True)) for name in modules()}
+
+
+def cycles() -> list[list[str]]:
+    """Every strongly connected component with more than one module among the imports that run (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in runtime_graph()[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in runtime_graph():
+        if v not in index:
+            visit(v)
+    return found
+
+
+def in_package(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def violations(importer: str, forbidden: tuple[str, ...], allowed: frozenset[str] = frozenset()) -> list[str]:
+    return sorted(
+        f"{name} imports {target}"
+        for name, targets in graph().items() if in_package(name, importer)
+        for target in targets
+        if target not in allowed and any(in_package(target, f) for f in forbidden)
+    )
+
+
+def test_the_graph_is_read() -> None:
+    assert "probe.engine.runner" in graph()
+    assert "probe.engine.interfaces" in graph()["probe.engine.runner"]
+    assert "probe.model" in graph()["probe.check"]
+
+
+def test_no_import_cycles() -> None:
+    assert cycles() == []
+
+
+def test_a_cycle_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cycle finder itself: a two-module loop added to the graph is reported."""
+    fake = dict(runtime_graph())
+    fake["probe.model"] = fake["probe.model"] | {"probe.check"}
+    monkeypatch.setattr(sys.modules[__name__], "runtime_graph", lambda: fake)
+    assert ["probe.check", "probe.model"] in cycles()
+
+
+@pytest.mark.parametrize("module", ["probe.model", "probe.units"])
+def test_the_model_imports_nothing_of_probe(module: str) -> None:
+    assert graph()[module] == frozenset()
+
+
+def test_public_contract_stands_on_the_model_only() -> None:
+    lower = {"probe.model", "probe.units", "probe.conditions", "probe.check", "probe.hookspecs"}
+    for module in lower:
+        assert runtime_graph()[module] <= lower, module
+
+
+def test_builtin_checks_import_only_the_public_api() -> None:
+    bad = sorted(
+        f"{name} imports {target}"
+        for name, targets in graph().items() if in_package(name, "probe.checks")
+        for target in targets
+        if target not in PUBLIC_API and not in_package(target, "probe.checks")
+    )
+    # probe._deferred goes with the stand-in modules (issue 17); until then conn asks it whether ssl is loaded
+    assert bad in ([], ["probe.checks.net.conn imports probe._deferred"])
+
+
+def test_the_engine_knows_no_cli_and_no_daemon() -> None:
+    assert violations("probe.engine", ("probe.cli", "probe.daemon")) == []
+
+
+def test_sinks_never_import_the_engine_but_its_interfaces() -> None:
+    assert violations("probe.sinks", ("probe.engine", "probe.daemon", "probe.cli"),
+                      allowed=frozenset({"probe.engine.interfaces"})) == []
+
+
+def test_config_is_upstream_of_everything_that_runs() -> None:
+    assert violations("probe.config", ("probe.engine", "probe.sinks", "probe.daemon", "probe.cli")) == []
+
+
+def test_plugins_load_without_config_engine_or_sinks() -> None:
+    assert violations("probe.plugins", ("probe.config", "probe.engine", "probe.sinks", "probe.daemon", "probe.cli"),
+                      allowed=frozenset({"probe.config.errors"})) == []
+
+
+def test_the_daemon_knows_no_cli() -> None:
+    assert violations("probe.daemon", ("probe.cli",)) == []
+
+
+def test_nothing_but_the_entry_point_imports_the_cli() -> None:
+    importers = sorted(name for name, targets in graph().items()
+                       if not in_package(name, "probe.cli") and any(in_package(t, "probe.cli") for t in targets))
+    assert importers == ["probe._entry"]
+
+
+def test_no_module_sits_flat_beside_the_public_contract() -> None:
+    """Top-level modules are the public contract, or private (``_``) helpers of it."""
+    public = {"probe", "probe.__main__", "probe.check", "probe.model", "probe.units", "probe.conditions",
+              "probe.hookspecs", "probe.actions", "probe.testing"}
+    flat = sorted(name for name, path in modules().items()
+                  if name.count(".") == 1 and path.name != "__init__.py" and name not in public
+                  and not name.rpartition(".")[2].startswith("_"))
+    assert flat == []
