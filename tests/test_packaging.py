@@ -195,7 +195,7 @@ def test_wheel_installs_with_pip_and_uv_tool(tmp_path: Path) -> None:
     require(Path(uv).exists(), "uv is not installed (dev extra)")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path),
                     str(REPO)], check=True, capture_output=True)
-    wheel = next(tmp_path.glob("probe_agent-*.whl"))
+    wheel = next(tmp_path.glob("probe_monitor-*.whl"))
     checks = REPO / "checks.d" / "local.yaml"
 
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
