@@ -130,10 +130,7 @@ async def run_check(config: Mapping[str, Any] | CheckSpec, *, registry: Registry
     registry = _registry(registry)
     spec = config if isinstance(config, CheckSpec) else build_spec(config, registry=registry, env=env)
     runner = Runner(registry)
-    try:
-        outcome = await runner.run(spec, levels)
-    finally:
-        runner.close()
+    outcome = await runner.run(spec, levels)
     _check_declared(registry.checks[spec.type], outcome)
     return outcome
 

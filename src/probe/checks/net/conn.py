@@ -23,7 +23,8 @@ _VERIFY_NOT_YET_VALID = 9
 
 
 class Failure(Exception):
-    """The target could not be reached or talked to: ``reason`` is the check's machine reason."""
+    """The target could not be reached or talked to: ``reason`` is the check's machine reason. Every
+    protocol helper under ``probe.checks.net`` raises this one class (dnsclient too)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -275,7 +276,7 @@ def peer_facts(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> CertFacts | 
 
 async def fetch_unverified(peer: Peer, server_name: str | None, options: TlsOptions) -> CertFacts | None:
     """A second, non-verifying handshake to read a certificate that failed verification: its expiry is
-    exactly what an operator needs then (blackbox_exporter loses it, its issue #1119)."""
+    exactly what an operator needs then (blackbox_exporter loses it: prometheus/blackbox_exporter#1119)."""
     sock = socket.socket(peer.family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
