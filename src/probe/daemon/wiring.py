@@ -105,7 +105,7 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
     a history store that cannot be opened is logged and retried (the checks run regardless)."""
     settings = plan.settings
     redact = Redactor(plan.secrets)
-    remediator = Remediator(registry.actions, max_concurrent=settings.remediation.max_concurrent, redact=redact,
+    remediator = Remediator(registry.action_types, max_concurrent=settings.remediation.max_concurrent, redact=redact,
                             dry_run=dry_run)
     parts = Parts(TelemetrySink(telemetry.build(settings.telemetry, prometheus=prometheus, atexit=False)),
                   forecaster_for(plan), remediator, redact=redact)

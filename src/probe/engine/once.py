@@ -41,7 +41,7 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     if remediate and plan.settings.remediation.enabled:
         from probe.sinks.remediation.remediator import Remediator
 
-        remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
+        remediator = Remediator(registry.action_types, max_concurrent=plan.settings.remediation.max_concurrent,
                                 redact=redact)
 
     async def one(spec: CheckSpec) -> Outcome:
@@ -136,7 +136,7 @@ async def check_remediation(plan: Plan, registry: Registry, runner: Runner, outc
         return "remediation: none configured for this check\n", outcome
     latest = outcome
     store = HistoryStore(history).open() if history is not None and history.exists() and not dry_run else None
-    remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
+    remediator = Remediator(registry.action_types, max_concurrent=plan.settings.remediation.max_concurrent,
                             redact=Redactor(plan.secrets), dry_run=dry_run, audit=store)
     if history is not None and history.exists():
         saved_states(HistoryReader(history), [spec.name], remediator)
