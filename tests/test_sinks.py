@@ -353,7 +353,6 @@ async def test_time_to_full_from_history_samples_fires_a_threshold_before_the_di
     plan = load_plan(checks, registry, env={})
     probe_once = Runner(registry)
     level = (await probe_once.run(plan.checks[0])).result.measurement("utilization")
-    probe_once.close()
     assert level is not None
     # History says usage grew 1% per hour up to now: the fitted line reaches 100% in (1 - level) * 100 hours.
     now = time.time()
