@@ -59,10 +59,8 @@ class Env:
         return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
 
     def _invalid(self, errors: Sequence[Any]) -> NoReturn:
-        for error in errors:
-            click.echo(str(error), err=True)
         noun = "error" if len(errors) == 1 else "errors"
-        click.echo(f"probe: configuration invalid: {len(errors)} {noun}", err=True)
+        logs.echo_error("\n".join([*map(str, errors), f"probe: configuration invalid: {len(errors)} {noun}"]))
         sys.exit(EX_CONFIG)
 
     def reload(self) -> tuple[Any, Any]:
@@ -344,6 +342,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(130)
     except Exception as exc:  # a bug in probe: a gate must read it as UNKNOWN, not as 1 (WARNING)
         log.debug("internal error", exc_info=exc)
-        click.echo(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)", err=True)
+        logs.echo_error(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)")
         sys.exit(int(Status.UNKNOWN))
     sys.exit(0)

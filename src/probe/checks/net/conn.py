@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 import probe
-from probe._deferred import loaded
 from probe.units import format_duration
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
@@ -182,11 +181,10 @@ def os_failure(exc: OSError, doing: str) -> Failure:
         return Failure("connection_reset", f"{doing}: connection reset by peer")
     if isinstance(exc, TimeoutError):
         return Failure("timeout", f"{doing}: timed out")
-    if loaded("ssl"):  # a TLS error needs ssl loaded: ruling one out must not load it (probe._deferred)
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return cert_failure(exc)
-        if isinstance(exc, ssl.SSLError):
-            return Failure("tls_error", f"TLS failed: {exc.reason or exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return cert_failure(exc)
+    if isinstance(exc, ssl.SSLError):
+        return Failure("tls_error", f"TLS failed: {exc.reason or exc}")
     return Failure("network_error", f"{doing}: {exc.strerror or exc}")
 
 

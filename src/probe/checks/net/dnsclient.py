@@ -21,7 +21,7 @@ from probe.units import format_duration
 
 DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
-# Query ids from the OS's CSPRNG, as secrets.randbits does, without loading OpenSSL (probe._deferred).
+# Query ids from the OS's CSPRNG (what secrets.randbits uses): an off-path spoofer must not predict them.
 _random_bits = random.SystemRandom().getrandbits
 
 
