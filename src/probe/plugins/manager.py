@@ -48,6 +48,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.tcp",
     "probe.checks.http",
     "probe.checks.tls",
+    "probe.checks.ntp",
     "probe.formats.builtin",
     "probe.actions",
 )
@@ -100,6 +101,12 @@ class Registry:
         while self.deferred:
             _load_builtin(self, self.deferred.pop(next(iter(self.deferred))))
         return self
+
+    def unavailable(self) -> dict[str, str]:
+        """Loaded check types whose ``requires`` names a module that is not installed: type -> what to do."""
+        from probe.plugins.contract import missing_requirement
+
+        return {name: problem for name, cls in self.checks.items() if (problem := missing_requirement(cls))}
 
     def owner(self, kind: str, name: str) -> str:
         """The plugin that registered ``name`` (kind: "check type", "action type" or "format"), or ""."""
