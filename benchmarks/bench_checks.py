@@ -170,8 +170,59 @@ def row_ntp(quick: bool) -> list[dict[str, Any]]:
     return [judged(r, mine, theirs, runs, peer_runs)]
 
 
+GRPC_SERVER = """
+import sys, time
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+servicer = health.HealthServicer()
+health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+print(port, flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def grpc_health_server() -> Iterator[int]:
+    """grpcio's health servicer in its own process (its CPU is not ours): yields the port."""
+    proc = subprocess.Popen([sys.executable, "-c", GRPC_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def row_grpc(quick: bool) -> list[dict[str, Any]]:
+    """grpc vs blackbox_exporter's grpc prober (a new connection per probe, as ours), one grpcio server."""
+    r = row("grpc", "blackbox_exporter grpc")
+    if not os.path.exists(BLACKBOX):
+        r["note"] = "needs prometheus-blackbox-exporter"
+        return [r]
+    try:
+        import grpc_health  # noqa: F401
+    except ImportError:
+        r["note"] = "needs grpcio-health-checking (the dev extra) for the server"
+        return [r]
+    runs, rounds = (100, 1) if quick else (2000, 3)
+    config = "modules:\n  grpc_plain:\n    prober: grpc\n    timeout: 5s\n" \
+             "    grpc: {tls: false, preferred_ip_protocol: ip4, service: ''}\n"
+    with grpc_health_server() as port, blackbox(config) as (pid, bport):
+        target = f"127.0.0.1:{port}"
+        check = {"type": "grpc", "target": target}
+        mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
+                                 lambda: blackbox_cpu_per_probe(pid, bport, "grpc_plain", target, runs))
+    return [judged(r, mine, theirs, runs, runs)]
+
+
 ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "ntp": row_ntp,
+    "grpc": row_grpc,
 }
 
 

@@ -49,6 +49,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.http",
     "probe.checks.tls",
     "probe.checks.ntp",
+    "probe.checks.grpc",
     "probe.formats.builtin",
     "probe.actions",
 )
