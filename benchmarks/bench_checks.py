@@ -156,7 +156,7 @@ def row_ntp(quick: bool) -> list[dict[str, Any]]:
     not answer), both against one chrony."""
     r = row("ntp", "check_ntp_time per run")
     binary = f"{NAGIOS}/check_ntp_time"
-    if not os.path.exists(binary) or not shutil.which("chronyd") and not os.path.exists("/usr/sbin/chronyd"):
+    if not os.path.exists(binary) or (not shutil.which("chronyd") and not os.path.exists("/usr/sbin/chronyd")):
         r["note"] = "needs monitoring-plugins-basic and chrony"
         return [r]
     from daemons import chrony

@@ -24,11 +24,11 @@ from probe.checks.net.conn import (
     Timings,
     TlsOptions,
     context_for,
-    tls_option,
     fetch_unverified,
     os_failure,
     peer_facts,
     show_address,
+    tls_option,
 )
 from probe.hookspecs import CheckRegistrar
 
