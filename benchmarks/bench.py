@@ -43,7 +43,7 @@ PACKAGES = {  # Debian package -> the file that shows it is installed
     "nginx": "/usr/sbin/nginx",
 }
 CHECK_DISK = PACKAGES["monitoring-plugins-basic"]
-ROWS = ("http", "tcp", "dns", "disk", "startup", "scale", "rss", "history", *("ntp", "grpc"))
+ROWS = ("http", "tcp", "dns", "disk", "startup", "scale", "rss", "history", *("ntp", "grpc", "websocket"))
 
 
 @dataclass
@@ -559,7 +559,7 @@ ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
     "rss": row_rss,
     "history": row_history,
     # issue 20's check types: benchmarks/bench_checks.py starts its own servers and peers for each
-    **{name: delegated("bench_checks", (Row(name, "ms CPU/check", 0.5),), "issue 20") for name in ("ntp", "grpc")},
+    **{name: delegated("bench_checks", (Row(name, "ms CPU/check", 0.5),), "issue 20") for name in ("ntp", "grpc", "websocket")},
 }
 
 

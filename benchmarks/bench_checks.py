@@ -186,18 +186,6 @@ sys.stdin.read()
 """
 
 
-@contextlib.contextmanager
-def grpc_health_server() -> Iterator[int]:
-    """grpcio's health servicer in its own process (its CPU is not ours): yields the port."""
-    proc = subprocess.Popen([sys.executable, "-c", GRPC_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        yield int(proc.stdout.readline())
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def row_grpc(quick: bool) -> list[dict[str, Any]]:
     """grpc vs blackbox_exporter's grpc prober (a new connection per probe, as ours), one grpcio server."""
     r = row("grpc", "blackbox_exporter grpc")
@@ -212,7 +200,7 @@ def row_grpc(quick: bool) -> list[dict[str, Any]]:
     runs, rounds = (100, 1) if quick else (2000, 3)
     config = "modules:\n  grpc_plain:\n    prober: grpc\n    timeout: 5s\n" \
              "    grpc: {tls: false, preferred_ip_protocol: ip4, service: ''}\n"
-    with grpc_health_server() as port, blackbox(config) as (pid, bport):
+    with server_process(GRPC_SERVER) as port, blackbox(config) as (pid, bport):
         target = f"127.0.0.1:{port}"
         check = {"type": "grpc", "target": target}
         mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
@@ -220,7 +208,55 @@ def row_grpc(quick: bool) -> list[dict[str, Any]]:
     return [judged(r, mine, theirs, runs, runs)]
 
 
+WS_SERVER = """
+import asyncio, sys
+from websockets.asyncio.server import serve
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+async def main():
+    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+        print(next(iter(server.sockets)).getsockname()[1], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+asyncio.run(main())
+"""
+# blackbox's tcp prober sends a line and appends "\n": the request ends in "\r" so the blank line is "\r\n".
+UPGRADE = ("GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r")
+WS_BLACKBOX = ("modules:\n  ws_upgrade:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n"
+               f"      query_response:\n        - send: {json.dumps(UPGRADE)}\n        - expect: '^HTTP/1.1 101'\n")
+
+
+@contextlib.contextmanager
+def server_process(code: str) -> Iterator[int]:
+    """A server script in its own process (its CPU is not ours) that prints its port: yields the port."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def row_websocket(quick: bool) -> list[dict[str, Any]]:
+    """websocket (upgrade and clean close) vs blackbox_exporter's tcp prober sending the same upgrade request
+    and expecting ``101`` (blackbox has no WebSocket prober; this is the nearest), one websockets server."""
+    r = row("websocket", "blackbox_exporter tcp upgrade")
+    if not os.path.exists(BLACKBOX):
+        r["note"] = "needs prometheus-blackbox-exporter"
+        return [r]
+    runs, rounds = (100, 1) if quick else (2000, 3)
+    with server_process(WS_SERVER) as port, blackbox(WS_BLACKBOX) as (pid, bport):
+        check = {"type": "websocket", "url": f"ws://127.0.0.1:{port}/echo"}
+        target = f"127.0.0.1:{port}"
+        mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
+                                 lambda: blackbox_cpu_per_probe(pid, bport, "ws_upgrade", target, runs))
+    return [judged(r, mine, theirs, runs, runs)]
+
+
 ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
+    "websocket": row_websocket,
     "ntp": row_ntp,
     "grpc": row_grpc,
 }

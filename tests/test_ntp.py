@@ -134,7 +134,7 @@ async def test_negative_offset_caught_by_a_nagios_range() -> None:
         judged = await run_configured({"type": "ntp", "server": f"127.0.0.1:{server.port}", "thresholds": {
             "offset": {"warning": "-100ms:100ms"}}})
     assert judged.status is probe.Status.WARNING, judged.result.summary
-    assert "-3" in judged.result.summary
+    assert "offset -" in judged.result.summary
 
 
 @pytest.mark.parametrize(("reply", "reason"), [

@@ -50,6 +50,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.tls",
     "probe.checks.ntp",
     "probe.checks.grpc",
+    "probe.checks.websocket",
     "probe.formats.builtin",
     "probe.actions",
 )
