@@ -268,6 +268,7 @@ def plugins(env: Env, fmt: str) -> None:
 
         click.echo(json.dumps({
             "plugins": [vars(p) for p in registry.plugins.values()],
+            "unavailable": registry.unavailable(),
             "failures": [{"plugin": f.plugin, "source": f.source, "error": f.error} for f in registry.failures],
             "conflicts": registry.conflicts,
         }, indent=2))
@@ -283,9 +284,10 @@ cli.add_command(scaffold.new_plugin)
 
 def _plugins_table(registry: Any) -> str:
     rows = [("PLUGIN", "VERSION", "SOURCE", "PROVIDES")]
+    unavailable = registry.unavailable()
     for info in registry.plugins.values():
         provides = "; ".join(
-            f"{kind}: {', '.join(names)}"
+            f"{kind}: {', '.join(_needs(n, unavailable) for n in names)}"
             for kind, names in (("checks", info.check_types), ("actions", info.action_types),
                                 ("formats", info.formats))
             if names
@@ -297,6 +299,12 @@ def _plugins_table(registry: Any) -> str:
     lines = ["  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows]
     lines += [f"CONFLICT: {conflict}" for conflict in registry.conflicts]
     return "\n".join(lines) + "\n"
+
+
+def _needs(check_type: str, unavailable: dict[str, str]) -> str:
+    """``grpc``, or ``ssh (unavailable: ... pip install 'probe-monitor[ssh]')`` when its module is missing."""
+    problem = unavailable.get(check_type)
+    return f"{check_type} (unavailable: {problem.split(': ', 1)[-1]})" if problem else check_type
 
 
 def _no_such_check(name: str, known: Sequence[str]) -> click.UsageError:

@@ -54,6 +54,13 @@ class TlsOptions(probe.Options):
         return self
 
 
+def tls_option(value: object) -> object:
+    """``tls: true`` means TLS with default settings; ``false`` or absent means plain TCP."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
 @functools.lru_cache(maxsize=64)
 def client_context(ca_file: str | None, cert_file: str | None, key_file: str | None, insecure: bool,
                    alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
