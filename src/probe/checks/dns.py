@@ -157,6 +157,7 @@ class DnsCheck(probe.Check[DnsOptions]):
 
     type = "dns"
     measurements = frozenset({"duration", "answer_count"})
+    units = {"duration": "s", "answer_count": "{record}"}
 
     def __init__(self, name: str, options: DnsOptions) -> None:
         super().__init__(name, options)
@@ -244,7 +245,7 @@ def judge(o: DnsOptions, qtype: int, answer: Exchange, server: Server,
         details["tcp_fallback"] = True
     if failures:
         details["failed_servers"] = {str(s): f.message for s, f in failures}
-    count = probe.Measurement("answer_count", float(len(values)))
+    count = probe.Measurement("answer_count", float(len(values)), "{record}")
     what = f"{o.query} {o.record_type}"
     problem = _problem(o, rcode, response, values)
     if problem is not None:
