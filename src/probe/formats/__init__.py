@@ -1,19 +1,24 @@
-"""Output formats for ``probe run --once``. Each is a plugin registered through ``register_formats``."""
+"""Output formats for ``probe run --once``. Each is a plugin registered through ``register_formats``.
+
+A format is given a :class:`Report` of :class:`~probe.model.CheckRun` objects: the stable, public view of a
+run (docs/plugins/compatibility.md), never the engine's own objects.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from probe.engine.interfaces import Outcome
-from probe.model import Status
+from probe.model import CheckRun, Status
+
+__all__ = ["CheckRun", "Format", "Report"]
 
 
 @dataclass(frozen=True)
 class Report:
     """Everything a format may show: the outcomes of one ``--once`` run and its overall status."""
 
-    outcomes: Sequence[Outcome]
+    outcomes: Sequence[CheckRun]
     status: Status
     hostname: str
     started: float

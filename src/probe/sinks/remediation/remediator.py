@@ -228,7 +228,7 @@ class Remediator:
 
     def restore_budgets(self, check: str, data: Mapping[str, Any]) -> None:
         self.budgets[check] = {int(i): Budget.from_dict(b) for i, b in data.items()
-                               if str(i).isdigit() and isinstance(b, Mapping)}
+                               if str(i).isascii() and str(i).isdigit() and isinstance(b, Mapping)}
 
 
 def _command(action: Action) -> tuple[str, ...]:
