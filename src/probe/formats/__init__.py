@@ -9,9 +9,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from probe.model import CheckRun, Status
+from probe.model import CheckRun, Result, Status
 
-__all__ = ["CheckRun", "Format", "Report"]
+__all__ = ["CheckRun", "Format", "Remediation", "Report"]
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """One remediation action that ``run --once --remediate`` ran: the result that started it, what was
+    done, how it ended, and the re-check's result (the one the report's outcome shows)."""
+
+    check: str
+    before: Result
+    action: str  # what was run: the argv, or the action's name
+    outcome: str  # fixed, not_fixed, failed, timed_out, dry_run
+    summary: str
+    exit_code: int | None
+    duration: float
+    after: Result | None = None
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,7 @@ class Report:
     duration: float
     color: bool = False
     width: int | None = None  # terminal columns, when writing to one: human output fits long summaries in
+    remediations: Sequence[Remediation] = ()  # in the order they ran
 
 
 @dataclass(frozen=True)
