@@ -156,7 +156,7 @@ async def test_refused() -> None:
 
 def test_pinning_without_asyncssh_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "asyncssh", None)
-    with pytest.raises(ValidationError, match=r"pip install 'probe-agent\[ssh\]'"):
+    with pytest.raises(ValidationError, match=r"pip install 'probe-monitor\[ssh\]'"):
         SshCheck.Options.model_validate({"host": "h", "host_key_sha256": "SHA256:" + "A" * 43})
     SshCheck.Options.model_validate({"host": "h"})  # the banner needs nothing
 

@@ -236,7 +236,7 @@ async def test_missing_library_is_a_config_error(monkeypatch: pytest.MonkeyPatch
     from probe.testing import build_spec
 
     monkeypatch.setitem(sys.modules, "websockets", None)
-    with pytest.raises(ConfigErrors, match=r"pip install 'probe-agent\[websocket\]'"):
+    with pytest.raises(ConfigErrors, match=r"pip install 'probe-monitor\[websocket\]'"):
         build_spec({"type": "websocket", "url": "ws://127.0.0.1/"})
 
 

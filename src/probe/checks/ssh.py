@@ -80,7 +80,7 @@ class SshOptions(probe.Options):
         import importlib.util
 
         if (self.host_key_sha256 or self.login is not None) and importlib.util.find_spec("asyncssh") is None:
-            raise ValueError("host_key_sha256 and login need the asyncssh package: pip install 'probe-agent[ssh]'")
+            raise ValueError("host_key_sha256 and login need the asyncssh package: pip install 'probe-monitor[ssh]'")
         return self
 
     @field_validator("banner")

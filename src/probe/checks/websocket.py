@@ -90,7 +90,7 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
 
     type = "websocket"
     measurements = frozenset({"duration", "dns", "connect", "tls", "handshake", "response", "tls_cert_remaining"})
-    requires = {"websockets": "probe-agent[websocket]"}
+    requires = {"websockets": "probe-monitor[websocket]"}
 
     def __init__(self, name: str, options: WebsocketOptions) -> None:
         super().__init__(name, options)

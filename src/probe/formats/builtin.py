@@ -7,11 +7,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from probe.engine.interfaces import Outcome
-from probe.formats import Format, Report
+from probe.formats import Format, Remediation, Report
 from probe.formats.nagios import render_nagios
 from probe.hookspecs import FormatRegistrar, hookimpl
-from probe.model import Status
+from probe.model import CheckRun, Status
 from probe.units import format_duration, format_value
 
 _COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
@@ -22,7 +21,7 @@ def render_human(report: Report) -> str:
     (``probe check NAME`` shows one in full) and statuses are coloured."""
     rows = [("STATUS", "CHECK", "TYPE", "TIME", "SUMMARY")]
     for o in report.outcomes:
-        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), _one_line(o.result.summary)))
+        rows.append((o.status.name, o.name, o.type, format_duration(o.duration), _one_line(o.result.summary)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     room = report.width - sum(widths) - 2 * 4 if report.width else None
     lines = []
@@ -31,6 +30,9 @@ def render_human(report: Report) -> str:
         if i > 0 and report.color:
             cells[0] = _paint(Status[row[0]], cells[0])
         lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
+    if report.remediations:
+        lines += ["", "REMEDIATION"]
+        lines += [_fit(remediation_line(r), report.width) for r in report.remediations]
     counts = {s: sum(1 for o in report.outcomes if o.status is s) for s in Status}
     tally = ", ".join(f"{n} {s.label}" for s, n in counts.items() if n)
     overall = _paint(report.status, report.status.name) if report.color else report.status.name
@@ -38,6 +40,32 @@ def render_human(report: Report) -> str:
     lines.append(f"{overall}: {len(report.outcomes)} checks ({tally or 'none run'}) "
                  f"in {format_duration(report.duration)}")
     return "\n".join(lines) + "\n"
+
+
+def remediation_line(r: Remediation) -> str:
+    """``web: CRITICAL (connection refused) -> ran systemctl restart nginx: fixed (exit 0, 1.2s); now OK``."""
+    was = f"{r.check}: {r.before.status.name} ({_one_line(r.before.summary)})"
+    code = "" if r.exit_code is None else f"exit {r.exit_code}, "
+    verb = "would run" if r.outcome == "dry_run" else "ran"
+    line = f"{was} -> {verb} {r.action}: {r.outcome} ({code}{format_duration(r.duration)})"
+    if r.outcome in ("failed", "timed_out") and r.summary:
+        line += f": {_one_line(r.summary)}"
+    if r.after is not None:
+        line += f"; now {r.after.status.name}"
+    return line
+
+
+def remediation_dict(r: Remediation) -> dict[str, Any]:
+    return {
+        "check": r.check,
+        "before": {"status": r.before.status.label, "reason": r.before.reason or None, "summary": r.before.summary},
+        "action": r.action,
+        "outcome": r.outcome,
+        "summary": r.summary,
+        "exit_code": r.exit_code,
+        "duration": round(r.duration, 6),
+        "after": None if r.after is None else {"status": r.after.status.label, "summary": r.after.summary},
+    }
 
 
 def _paint(status: Status, text: str) -> str:
@@ -51,11 +79,11 @@ def _fit(text: str, room: int | None) -> str:
     return text[:max(room, 20) - 1] + "…"
 
 
-def outcome_dict(o: Outcome) -> dict[str, Any]:
+def outcome_dict(o: CheckRun) -> dict[str, Any]:
     return {
         "name": o.name,
-        "type": o.spec.type,
-        "labels": dict(o.spec.labels),
+        "type": o.type,
+        "labels": dict(o.labels),
         "status": o.status.label,
         "status_code": int(o.status),
         "summary": o.result.summary,
@@ -79,6 +107,7 @@ def render_json(report: Report) -> str:
         "started": report.started,
         "duration": round(report.duration, 6),
         "checks": [outcome_dict(o) for o in report.outcomes],
+        "remediations": [remediation_dict(r) for r in report.remediations],
     }
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
@@ -94,7 +123,7 @@ def render_junit(report: Report) -> str:
            f'  <testsuite name="probe" hostname={_attr(report.hostname)} tests="{len(report.outcomes)}" '
            f'failures="{failures}" errors="{errors}" time="{report.duration:.3f}">']
     for o in report.outcomes:
-        out.append(f'    <testcase classname={_attr("probe." + o.spec.type)} name={_attr(o.name)} '
+        out.append(f'    <testcase classname={_attr("probe." + o.type)} name={_attr(o.name)} '
                    f'time="{o.duration:.3f}">')
         message = _attr(o.result.summary)
         reason = _attr(o.result.reason or o.status.label)
@@ -102,7 +131,9 @@ def render_junit(report: Report) -> str:
             out.append(f'      <failure message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</failure>')
         elif o.status is Status.UNKNOWN:
             out.append(f'      <error message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</error>')
-        out.append(f"      <system-out>{escape(_xml_safe(_detail(o)))}</system-out>")
+        detail = "\n".join([_detail(o), *(f"remediation: {remediation_line(r)}" for r in report.remediations
+                                           if r.check == o.name)])
+        out.append(f"      <system-out>{escape(_xml_safe(detail))}</system-out>")
         out.append("    </testcase>")
     out += ["  </testsuite>", "</testsuites>"]
     return "\n".join(out) + "\n"
@@ -117,6 +148,8 @@ def render_tap(report: Report) -> str:
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
                       f"  duration: {o.duration:.6f}", "  ..."]
+        lines += [f"# remediation: {_tap_escape(remediation_line(r))}" for r in report.remediations
+                  if r.check == o.name]
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +176,7 @@ def render_prometheus(report: Report) -> str:
             if m.name == "duration":
                 continue  # probe_check_duration_seconds already carries it, for every type alike
             suffix = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}.get(m.unit, "")
-            name = _METRIC_NAME.sub("_", f"probe_{o.spec.type}_{m.name}")
+            name = _METRIC_NAME.sub("_", f"probe_{o.type}_{m.name}")
             if not name.endswith(suffix):
                 name += suffix
             if name.endswith(_RESERVED_SUFFIXES):  # these mean counter/histogram parts to every parser
@@ -162,9 +195,9 @@ def render_prometheus(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def _labels(o: Outcome) -> str:
-    pairs = {"check_name": o.name, "check_type": o.spec.type}
-    for key, value in o.spec.labels.items():
+def _labels(o: CheckRun) -> str:
+    pairs = {"check_name": o.name, "check_type": o.type}
+    for key, value in o.labels.items():
         pairs.setdefault(_label_name(key), value)
     return ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs.items())
 
@@ -181,7 +214,7 @@ def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _detail(o: Outcome) -> str:
+def _detail(o: CheckRun) -> str:
     lines = [f"status: {o.status.label}", f"reason: {o.result.reason or '-'}", f"summary: {o.result.summary}"]
     units = {m.name: m.unit for m in o.result.measurements}
     lines += [f"{m.name}: {format_value(m.value, units[m.name])}" for m in o.result.measurements]

@@ -265,7 +265,7 @@ def _x509() -> Any:
         from cryptography import x509
     except ImportError:
         raise Failure("tls_config", "reading an unverified certificate needs the 'cryptography' package "
-                                    "(pip install 'probe-agent[tls]')") from None
+                                    "(pip install 'probe-monitor[tls]')") from None
     return x509
 
 
