@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from probe.check import Check, Context
 from probe.config.spec import CheckSpec
-from probe.config.thresholds import Verdict
+from probe.config.thresholds import Threshold
 from probe.engine.interfaces import Outcome
 from probe.engine.workers import DaemonThreads, owned_task
-from probe.model import Measurement, Result, Status
+from probe.model import Measurement, Result, Status, Verdict
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
@@ -284,10 +284,11 @@ def apply_thresholds(spec: CheckSpec, result: Result,
     for threshold in spec.thresholds:
         m = result.measurement(threshold.measurement)
         if m is None:
-            verdicts.append(Verdict(threshold.measurement, None, Status.OK, ""))
+            verdicts.append(Verdict(threshold.measurement, None, Status.OK, "", *_levels(threshold)))
             continue
         status = threshold.evaluate(m.value, levels.get(threshold.measurement, Status.OK))
-        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status)))
+        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status),
+                                *_levels(threshold)))
     raised = [v for v in verdicts if v.status is not Status.OK]
     if not raised:
         return result, tuple(verdicts)
@@ -302,3 +303,8 @@ def apply_thresholds(spec: CheckSpec, result: Result,
     )
     summary = f"{breaches} — {result.summary}" if result.summary else breaches
     return result.replace(status=worst, summary=summary, reason="threshold"), tuple(verdicts)
+
+
+def _levels(threshold: Threshold) -> tuple[str, str]:
+    return (str(threshold.warning) if threshold.warning is not None else "",
+            str(threshold.critical) if threshold.critical is not None else "")

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from probe._metricnames import DURATION_BUCKETS, instrument_name, label_name, prometheus_name, shadows_attribute
-from probe.engine.interfaces import Outcome
 from probe.formats import Format, Remediation, Report
 from probe.formats.nagios import render_nagios
 from probe.hookspecs import FormatRegistrar, hookimpl
-from probe.model import Status
+from probe.model import CheckRun, Status
 from probe.units import format_duration, format_value
 
 _COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
@@ -24,7 +23,7 @@ def render_human(report: Report) -> str:
     (``probe check NAME`` shows one in full) and statuses are coloured."""
     rows = [("STATUS", "CHECK", "TYPE", "TIME", "SUMMARY")]
     for o in report.outcomes:
-        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), _one_line(o.result.summary)))
+        rows.append((o.status.name, o.name, o.type, format_duration(o.duration), _one_line(o.result.summary)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     room = report.width - sum(widths) - 2 * 4 if report.width else None
     lines = []
@@ -82,11 +81,11 @@ def _fit(text: str, room: int | None) -> str:
     return text[:max(room, 20) - 1] + "…"
 
 
-def outcome_dict(o: Outcome) -> dict[str, Any]:
+def outcome_dict(o: CheckRun) -> dict[str, Any]:
     return {
         "name": o.name,
-        "type": o.spec.type,
-        "labels": dict(o.spec.labels),
+        "type": o.type,
+        "labels": dict(o.labels),
         "status": o.status.label,
         "status_code": int(o.status),
         "summary": o.result.summary,
@@ -126,7 +125,7 @@ def render_junit(report: Report) -> str:
            f'  <testsuite name="probe" hostname={_attr(report.hostname)} tests="{len(report.outcomes)}" '
            f'failures="{failures}" errors="{errors}" time="{report.duration:.3f}">']
     for o in report.outcomes:
-        out.append(f'    <testcase classname={_attr("probe." + o.spec.type)} name={_attr(o.name)} '
+        out.append(f'    <testcase classname={_attr("probe." + o.type)} name={_attr(o.name)} '
                    f'time="{o.duration:.3f}">')
         message = _attr(o.result.summary)
         reason = _attr(o.result.reason or o.status.label)
@@ -187,7 +186,7 @@ def render_prometheus(report: Report) -> str:
         for m in o.result.measurements:
             if m.name == "duration":
                 continue  # the histogram above carries it, for every type alike (as in the agent)
-            name = prometheus_name(instrument_name(o.spec.type, m.name, m.unit), m.unit)
+            name = prometheus_name(instrument_name(o.type, m.name, m.unit), m.unit)
             sample(name, "gauge", "Latest value of this measurement", labels, float(m.value))
     out = []
     for name in sorted(families):
@@ -196,10 +195,10 @@ def render_prometheus(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def _label_set(o: Outcome) -> dict[str, str]:
+def _label_set(o: CheckRun) -> dict[str, str]:
     """``check_name``, ``check_type`` and the check's labels, named as the agent's exporter names them."""
-    pairs = {label_name(key): value for key, value in o.spec.labels.items() if not shadows_attribute(key) and value}
-    return pairs | {"check_name": o.name, "check_type": o.spec.type}
+    pairs = {label_name(key): value for key, value in o.labels.items() if not shadows_attribute(key) and value}
+    return pairs | {"check_name": o.name, "check_type": o.type}
 
 
 def _labels(pairs: dict[str, str]) -> str:
@@ -214,7 +213,7 @@ def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _detail(o: Outcome) -> str:
+def _detail(o: CheckRun) -> str:
     lines = [f"status: {o.status.label}", f"reason: {o.result.reason or '-'}", f"summary: {o.result.summary}"]
     units = {m.name: m.unit for m in o.result.measurements}
     lines += [f"{m.name}: {format_value(m.value, units[m.name])}" for m in o.result.measurements]
