@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from probe.conditions import parse_condition
 from probe.config.thresholds import Threshold
@@ -74,7 +74,17 @@ def _label_value(value: object) -> str:
     return value  # type: ignore[return-value]  # anything else is refused by the str type after this
 
 
+def _label_key(key: str) -> str:
+    """A label name: not empty, and not ``__``-prefixed (Prometheus keeps those for itself)."""
+    if not key.strip():
+        raise ValueError("a label needs a name")
+    if key.startswith("__"):
+        raise ValueError(f"label {key!r}: names starting with '__' are reserved by Prometheus")
+    return key
+
+
 LabelValue = Annotated[str, BeforeValidator(_label_value)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
 
 
 class CommonFields(BaseModel):
@@ -89,7 +99,7 @@ class CommonFields(BaseModel):
     retry_interval: Duration | None = None
     failure_threshold: int = Field(3, ge=1)
     success_threshold: int = Field(1, ge=1)
-    labels: dict[str, LabelValue] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     thresholds: dict[str, ThresholdSpec] = Field(default_factory=dict)
     remediate: list[RemediationSpec] = Field(default_factory=list)
     enabled: bool = True
