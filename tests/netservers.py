@@ -255,6 +255,8 @@ NGINX_ROUTES = """
         location = /missing {{ return 404 "no such page\\n"; }}
         location = /broken {{ return 500 "broken\\n"; }}
         location = /moved {{ return 301 /health; }}
+        location = /gzip {{ gzip on; gzip_min_length 1; gzip_types text/plain;
+                            return 200 "compress me compress me compress me compress me\n"; }}
 """.format()
 
 
