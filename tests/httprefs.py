@@ -93,9 +93,9 @@ def of_curl(url: str, *, follow: bool = True, method: str = "GET", body: str | N
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "body"
         # only http(s) redirects, as a monitor follows; -X only where curl would not pick the method itself
-        # (with -X POST curl keeps POST after a 303)
+        # (with -X POST curl keeps POST after a 303); one request per connection, as probe
         argv = ["curl", "-sS", "-o", str(out), "-w", "%{http_code}", "--max-time", str(TIMEOUT), "--max-redirs", "10",
-                "--proto-redir", "=http,https", "-H", "Connection: close"]  # as probe: one request per connection
+                "--proto-redir", "=http,https", "-H", "Connection: close", "--globoff"]
         if method == "HEAD":
             argv.append("-I")
         elif method not in ("GET", "POST") or (method == "POST" and body is None):

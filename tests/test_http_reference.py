@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import pytest
 from conftest import require_binary
-from httprefs import RawServer, Reply, Verdict, httpx_text, of_curl, of_httpx, of_probe, probe_options
-from netservers import Certs, ThreadedServer, run_check
+from httprefs import RawServer, Reply, Verdict, basic, httpx_text, of_curl, of_httpx, of_probe, probe_options
+from netservers import Certs, Nginx, ThreadedServer, nginx, run_check
 
 
 def ok(body: bytes = b"hello", status: int = 200, head: str = "", close: bool = False) -> bytes:
@@ -369,3 +369,138 @@ async def test_redirects_are_followed_as_curl_and_httpx_follow_them(curl: str, p
         if who == "probe" or who not in case.differs:
             assert str(verdict.without_body()) == case.expected, f"{who}: {verdict}"
     assert not case.differs or case.why
+
+
+# --- requests: what goes on the wire for a URL ---------------------------------------------------------------
+
+CURL_RAW = ("curl sends what the command line gave it; the URL Standard and httpx percent-encode it, and a "
+            "target with raw spaces, quotes or non-ASCII bytes is not a valid request target (RFC 9112 3.2)")
+REQUESTS = {  # path and query as configured -> the request target probe and httpx send; curl's where it differs
+    "space": ("/a b", "/a%20b", {"curl": None}),  # None: curl refuses the URL (exit 3)
+    "cafe": ("/café", "/caf%C3%A9", {}),
+    "japanese": ("/日本?q=日本", "/%E6%97%A5%E6%9C%AC?q=%E6%97%A5%E6%9C%AC",
+                 {"curl": r"/%E6%97%A5%E6%9C%AC?q=\xe6\x97\xa5\xe6\x9c\xac"}),
+    "dot_segments": ("/a/./b/../c", "/a/c", {}),
+    "dot_segments_above_root": ("/../../c", "/c", {}),
+    "query_space": ("/q?a=b c", "/q?a=b%20c", {"curl": None}),
+    "query_utf8": ("/q?a=é", "/q?a=%C3%A9", {"curl": r"/q?a=\xc3\xa9"}),
+    "escape_kept": ("/kept%41?x=%2F", "/kept%41?x=%2F", {}),
+    "fragment": ("/frag#part", "/frag", {}),
+    "empty_path": ("", "/", {}),
+    "query_without_path": ("?q=1", "/?q=1", {}),
+    "sub_delims_kept": ("/p;a=1,b=2/$&'()*+!~_-.", "/p;a=1,b=2/$&'()*+!~_-.", {}),
+    "quote_and_angles": ('/"<x>"', "/%22%3Cx%3E%22", {"curl": '/"<x>"'}),
+    "braces_and_pipe": ("/{a}|b?{c}|d", "/%7Ba%7D|b?{c}|d", {"curl": "/{a}|b?{c}|d"}),
+    "lone_percent": ("/a%zz?b%zz", "/a%zz?b%zz", {}),
+    "backquote_and_quote": ("/`x'?`y'", "/%60x'?`y'", {"curl": "/`x'?`y'"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+async def test_urls_go_on_the_wire_as_curl_and_httpx_send_them(curl: str, plain: RawServer, name: str) -> None:
+    written, target, differs = REQUESTS[name]
+    url = f"http://127.0.0.1:{plain.port}{written}"
+    sent: dict[str, str | None] = {}
+    for who, run in (("curl", lambda: of_curl(url)), ("httpx", lambda: of_httpx(url))):
+        before = len(plain.requests)
+        await asyncio.to_thread(run)
+        raw = plain.last().raw.split(b" ", 2)[1] if len(plain.requests) > before else None
+        sent[who] = None if raw is None else _upper_escapes(raw.decode("ascii", "backslashreplace"))
+    await run_check("http", url=url, expect={"status": "4xx"})
+    assert plain.last().target == target
+    for who, theirs in sent.items():
+        assert theirs == differs.get(who, target), who
+    assert not differs or CURL_RAW
+
+
+def test_userinfo_is_sent_as_basic_auth_as_curl_and_httpx_do(curl: str, plain: RawServer) -> None:
+    url = f"http://al%40ice:p%3Ass@127.0.0.1:{plain.port}/who"
+    sent = {}
+    for who, run in (("curl", lambda: of_curl(url)), ("httpx", lambda: of_httpx(url)),
+                     ("probe", lambda: asyncio.run(run_check("http", url=url, expect={"status": "4xx"})))):
+        run()
+        sent[who] = plain.last().headers.get("authorization")
+    assert sent == {who: basic("al@ice:p:ss") for who in sent}
+
+
+@pytest.mark.parametrize(("host", "ascii"), [
+    ("café.test", "xn--caf-dma.test"), ("CAFÉ.Test", "xn--caf-dma.test"), ("日本.jp", "xn--wgv71a.jp"),
+    ("straße.de", "xn--strae-oqa.de"), ("xn--caf-dma.test", "xn--caf-dma.test"),
+    ("bücher.example", "xn--bcher-kva.example"),
+])
+def test_international_hosts_are_encoded_as_curl_and_httpx_encode_them(curl: str, plain: RawServer, host: str,
+                                                                        ascii: str) -> None:
+    """curl connects to the raw server whatever the name (--connect-to) and its Host header is read; httpx's
+    URL is read directly; probe's is its URL parser's (the name cannot resolve here)."""
+    import subprocess
+
+    import httpx
+
+    from probe.checks.net import urls
+
+    url = f"http://{host}:{plain.port}/idn"
+    subprocess.run(["curl", "-sS", "-o", "/dev/null", "--connect-to", f"::127.0.0.1:{plain.port}", url], check=True,
+                   timeout=30)
+    assert plain.last().headers["host"] == f"{ascii}:{plain.port}"
+    assert httpx.URL(url).raw_host.decode() == ascii
+    assert urls.parse(url).authority == f"{ascii}:{plain.port}"
+
+
+async def test_credentials_from_http_to_https_on_default_ports(curl: str, tmp_path_factory: pytest.TempPathFactory,
+                                                               ) -> None:
+    """The one redirect where httpx keeps Authorization: http://host/ -> https://host/ with the default ports.
+    curl drops it (any change of scheme); so does probe. Ports 80 and 443 of a private loopback address."""
+    import os
+    import random
+
+    import trustme
+
+    if os.geteuid() != 0:
+        pytest.skip("ports 80 and 443 need root")
+    address = f"127.80.{random.randint(1, 254)}.{random.randint(1, 254)}"
+    ca = trustme.CA()
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls = __import__("ssl").SSLContext(__import__("ssl").PROTOCOL_TLS_SERVER)
+    ca.issue_cert(address).configure_cert(tls)
+    http, https = RawServer(), RawServer(scheme="https")
+    http.replies["/start"] = location(302, f"https://{address}/final")
+    https.replies["/final"] = ok()
+    with ThreadedServer(http.handle, host=address, port=80) as a, ThreadedServer(https.handle, host=address,
+                                                                                  port=443, tls=tls) as b:
+        http.port, https.port = a.port, b.port
+        url = f"http://{address}/start"
+        sent = {}
+        for who, run in (("curl", lambda: of_curl(url, user=USER, ca_file=str(ca_file))),
+                         ("httpx", lambda: of_httpx(url, user=USER, ca_file=str(ca_file)))):
+            await asyncio.to_thread(run)
+            sent[who] = "authorization" in https.last().headers
+        result = await run_check("http", url=url, basic_auth={"username": "alice", "password": "s3cret"},
+                                 tls={"ca_file": str(ca_file)})
+        sent["probe"] = "authorization" in https.last().headers
+    assert result.status.name == "OK", result.summary
+    assert sent == {"curl": False, "httpx": True, "probe": False}
+
+
+# --- nginx: ordinary responses, plain and TLS ---------------------------------------------------------------
+
+NGINX_PATHS = [("/", "GET"), ("/health", "GET"), ("/missing", "GET"), ("/broken", "GET"), ("/moved", "GET"),
+               ("/gzip", "GET"), ("/", "HEAD"), ("/moved", "HEAD")]
+
+
+@pytest.fixture(scope="module")
+def web_nginx(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    cert, key = certs.files["valid"]
+    with nginx(require_binary("nginx"), tmp_path_factory.mktemp("nginx"), cert, key) as server:
+        yield server
+
+
+@pytest.mark.parametrize(("path", "method"), NGINX_PATHS)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_nginx_responses_read_as_curl_and_httpx_read_them(curl: str, web_nginx: Nginx, certs: Certs,
+                                                                path: str, method: str, scheme: str) -> None:
+    port = web_nginx.port if scheme == "http" else web_nginx.tls_port
+    ours, by_curl, by_httpx = await verdicts(f"{scheme}://127.0.0.1:{port}{path}", ca_file=str(certs.ca_file),
+                                             method=method)
+    assert ours == by_curl.without_body() == by_httpx.without_body()
+    assert by_curl.body == by_httpx.body

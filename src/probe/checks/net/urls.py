@@ -5,8 +5,9 @@ The rules (RFC 3986 with the WHATWG URL Standard's percent-encode sets, which bo
 - scheme and host lowercased; a non-ASCII host IDNA-encoded (UTS #46, non-transitional: libidn2's and the
   ``idna`` package's default), ``café.test`` -> ``xn--caf-dma.test``;
 - the port 1 to 65535 (default 80/443), anything else an error;
-- path and query percent-encoded as UTF-8 (a space is ``%20``, ``é`` is ``%C3%A9``), an existing ``%XX``
-  kept, dot segments removed (``/a/./b/../c`` -> ``/a/c``), the fragment never sent;
+- path and query percent-encoded as UTF-8 (a space is ``%20``, ``é`` is ``%C3%A9``, ``"<>`` and in the
+  path ``` ` ``` ``{}`` too), ``%`` left as it is, dot segments removed (``/a/./b/../c`` -> ``/a/c``), the
+  fragment never sent;
 - ``user:password@`` taken out of the URL (the http check sends it as Basic authentication);
 - control characters (CR, LF, NUL, ...) anywhere are an error, never sent.
 
@@ -22,10 +23,11 @@ from urllib.parse import unquote, urljoin
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ESCAPED = re.compile(r"%[0-9A-Fa-f]{2}")
-# Left as they are in a path (RFC 3986 pchar and "/"); everything else is percent-encoded.
-_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/")
-_QUERY_SAFE = _PATH_SAFE | frozenset(b"?")
+# The WHATWG URL Standard's percent-encode sets, as httpx applies them: printable ASCII stays, except these
+# (and "%" stays too: an existing escape, or a lone "%" that curl and httpx also send as it is).
+_PRINTABLE = frozenset(range(0x21, 0x7F))
+_PATH_SAFE = _PRINTABLE - frozenset(b'"#<>?`{}')
+_QUERY_SAFE = _PRINTABLE - frozenset(b'"#<>')
 _HOST_FORBIDDEN = re.compile(r"[\s#%/:<>?@\[\\\]^|\"`{}]")
 
 
@@ -166,16 +168,8 @@ def remove_dot_segments(path: str) -> str:
 
 
 def _encode(text: str, safe: frozenset[int]) -> str:
-    """Percent-encode what ``safe`` does not allow, as UTF-8 (raw bytes of a Location kept as they came);
-    a ``%`` that starts a valid escape stays."""
-    if text.isascii() and all(b in safe for b in text.encode()):
+    """Percent-encode what ``safe`` does not allow, as UTF-8 (raw bytes of a Location kept as they came)."""
+    data = text.encode("utf-8", "surrogateescape")
+    if all(b in safe for b in data):
         return text
-    out = []
-    escapes = {m.start() for m in _ESCAPED.finditer(text)}
-    for i, char in enumerate(text):
-        if char == "%" and i in escapes:
-            out.append(char)
-            continue
-        for byte in char.encode("utf-8", "surrogateescape"):
-            out.append(chr(byte) if byte in safe else f"%{byte:02X}")
-    return "".join(out)
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in data)
