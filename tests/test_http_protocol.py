@@ -233,3 +233,31 @@ async def test_body_contains_passes_against_nginx_with_gzip_on(nginx_gzip: Nginx
     wire, decoded = measured(result, "body_bytes"), measured(result, "body_decoded_bytes")
     assert (wire < decoded) is compressed
 
+
+
+async def test_a_location_with_its_own_userinfo_sends_it(plain: RawServer) -> None:
+    plain.replies["/to-userinfo"] = reply(status=302, head=f"Location: http://bob:pw2@127.0.0.1:{plain.port}/in\r\n")
+    plain.replies["/in"] = reply()
+    result = await run_check("http", url=plain.url("/to-userinfo"))
+    assert result.status is probe.Status.OK, result.summary
+    assert plain.last().headers["authorization"] == basic("bob:pw2")
+    assert "pw2" not in shown(result)
+
+
+async def test_a_non_ascii_header_value_is_sent_as_utf8(plain: RawServer) -> None:
+    plain.replies["/hdr"] = reply()
+    result = await run_check("http", url=plain.url("/hdr"), headers={"X-Name": "café"})
+    assert result.status is probe.Status.OK, result.summary
+    assert b"X-Name: caf\xc3\xa9\r\n" in plain.last().raw
+
+
+def test_a_bearer_token_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ValidationError, match="CR, LF or NUL"):
+        HttpCheck.Options.model_validate({"url": "http://x.test/", "bearer_token": "tok\r\nX: y"})
+
+
+async def test_a_reason_phrase_that_is_not_utf8_is_shown_readably(plain: RawServer) -> None:
+    plain.replies["/reason"] = b"HTTP/1.1 200 Tr\xe8s bien\r\nContent-Length: 0\r\n\r\n"
+    result = await run_check("http", url=plain.url("/reason"))
+    assert result.status is probe.Status.OK, result.summary
+    result.summary.encode("utf-8")  # printable everywhere

@@ -112,6 +112,13 @@ class HttpOptions(probe.Options):
             http1.validate_header(name, text)
         return value
 
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_line(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and any(c in value.get_secret_value() for c in "\r\n\0"):
+            raise ValueError("the token has CR, LF or NUL, which would break the request")
+        return value
+
     @field_validator("method")
     @classmethod
     def _token(cls, value: str) -> str:
@@ -293,7 +300,7 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
     measurements.append(probe.Measurement("body_decoded_bytes", len(body), "B"))
     if undone:
         details["content_encoding_not_decoded"] = undone
-    problem = problems(o.expect, response, body, http_body.text(body, response.header("content-type")))
+    problem = problems(o.expect, response, lambda: http_body.text(body, response.header("content-type")))
     if problem is not None:
         reason, text = problem
         return probe.Result.critical(f"{what}: {text}", *measurements, reason=reason, details=details)

@@ -5,11 +5,12 @@ h11 (the sans-IO engine under httpcore and httpx) decides what the bytes mean: s
 chunk checked), bodies that end at close. This module owns what a check needs around it: one request on a
 fresh connection (``conn.Stream``, so the dns/connect/tls phases are probe's), the first-byte and transfer
 timings, and a body never read past its limit. Why not httpx for every request: its pool and per-client
-setup cost several times the CPU of the exchange (docs/decisions/0002).
+setup cost several times the CPU of the exchange (docs/decisions/0004).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,10 +39,15 @@ class Response:
     headers: list[tuple[str, str]]
     body: bytes = b""  # as it came over the wire, after the transfer framing
     phases: dict[str, float] = field(default_factory=dict)  # first_byte, transfer
+    _first: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
+        """The first value of a header (``name`` in lowercase)."""
+        if self._first is None:
+            self._first = {}
+            for key, value in self.headers:
+                self._first.setdefault(key.lower(), value)
+        return self._first.get(name.lower())
 
     def header_values(self, name: str) -> list[str]:
         name = name.lower()
@@ -69,9 +75,20 @@ class BodyTooLarge(Failure):
 def validate_header(name: str, value: str) -> None:
     """h11's own rules for a request header (a token name; no CR, LF or NUL in the value); ValueError if not."""
     try:
-        h11.Request(method="GET", target="/", headers=[("Host", "probe"), (name, value)])
-    except h11.LocalProtocolError as exc:
+        h11.Request(method="GET", target="/", headers=_wire([("Host", "probe"), (name, value)]))
+    except (h11.LocalProtocolError, UnicodeError) as exc:
         raise ValueError(f"header {name!r}: {exc} (CR, LF and NUL would break the request)") from None
+
+
+def _wire(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header values as UTF-8 bytes, as curl sends what it is given (httpx would refuse non-ASCII)."""
+    return [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
+
+
+@functools.lru_cache(maxsize=256)
+def _request(method: str, target: str, headers: tuple[tuple[str, str], ...]) -> h11.Request:
+    """A check sends the same request every run: h11 validates it once (half the cost of sending it)."""
+    return h11.Request(method=method, target=target, headers=_wire(list(headers)))
 
 
 def _text(value: bytes) -> str:
@@ -115,18 +132,19 @@ class _Reader:
 
     def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
         try:
-            data = self.h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
+            data = self.h11.send(_request(method, target, tuple(headers))) or b""
             if body:
                 data += self.h11.send(h11.Data(data=body)) or b""
             return data + (self.h11.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError as exc:  # the options were checked with the same rules: a bug if seen
+        except (h11.LocalProtocolError, UnicodeError) as exc:  # options are checked with the same rules at load
             raise Failure("bad_request", f"cannot send this request: {exc}") from None
 
     async def head(self) -> Response:
         while True:
             event = await self._next(head=True)
             if isinstance(event, h11.Response):
-                return Response(event.status_code, _text(event.reason), f"HTTP/{event.http_version.decode()}",
+                return Response(event.status_code, event.reason.decode("utf-8", "replace"),
+                                f"HTTP/{event.http_version.decode()}",
                                 [(_text(k), _text(v)) for k, v in event.headers.raw_items()])
             # InformationalResponse (100 Continue, 103 Early Hints): the final response follows
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -121,12 +122,17 @@ def _lookup(document: Any, path: list[str | int]) -> Any:
     return document
 
 
-def problems(e: HttpExpect, response: Response, body: bytes, text: str) -> tuple[str, str] | None:
-    """The first condition that does not hold, as (reason, explanation). ``body`` is the decoded body
-    (content coding undone) and ``text`` the same in its charset (``http_body``)."""
+def problems(e: HttpExpect, response: Response, text: Callable[[], str]) -> tuple[str, str] | None:
+    """The first condition that does not hold, as (reason, explanation). ``text`` reads the body decoded
+    (content coding undone, in its charset: ``http_body``), called only when a condition needs it."""
     if not any(lo <= response.status <= hi for lo, hi in map(status_ranges, e.status)):
         return "status_mismatch", f"status {response.status}, expected {', '.join(map(str, e.status))}"
-    return _body_problem(e, text) or _json_problem(e, text) or _header_problem(e, response)
+    if e.body_contains or e.body_not_contains or e.body_regex or e.body_not_regex or e.json_:
+        body = text()
+        problem = _body_problem(e, body) or _json_problem(e, body)
+        if problem is not None:
+            return problem
+    return _header_problem(e, response)
 
 
 def _body_problem(e: HttpExpect, text: str) -> tuple[str, str] | None:
