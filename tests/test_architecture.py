@@ -164,6 +164,28 @@ def test_the_model_imports_nothing_of_probe(module: str) -> None:
     assert graph()[module] == frozenset()
 
 
+INTERNAL = ("probe.config", "probe.plugins", "probe.engine", "probe.sinks", "probe.daemon", "probe.cli", "probe.checks")
+"""The layers behind the public contract; a plugin never needs them, so the contract never names them."""
+
+
+def test_the_public_contract_names_nothing_internal() -> None:
+    """What a plugin sees (``probe``, its top-level modules, ``probe.formats``) is typed in public terms only,
+    even under TYPE_CHECKING: a format gets a ``CheckRun``, never the engine's ``Outcome``. ``probe.testing``
+    is the one facade that reaches inside (so plugin tests never have to); ``probe._entry`` starts the CLI."""
+    facades = {"probe.testing", "probe._entry"}
+    bad = sorted(
+        f"{name} imports {target}"
+        for name, targets in graph().items()
+        if name not in facades and not any(in_package(name, p) for p in INTERNAL)
+        for target in targets if any(in_package(target, p) for p in INTERNAL)
+    )
+    assert bad == []
+
+
+def test_formats_see_only_the_public_view() -> None:
+    assert violations("probe.formats", INTERNAL) == []
+
+
 def test_public_contract_stands_on_the_model_only() -> None:
     lower = {"probe.model", "probe.units", "probe.conditions", "probe.check", "probe.hookspecs"}
     for module in lower:
@@ -187,6 +209,11 @@ def test_the_engine_knows_no_cli_and_no_daemon() -> None:
 def test_sinks_never_import_the_engine_but_its_interfaces() -> None:
     assert violations("probe.sinks", ("probe.engine", "probe.daemon", "probe.cli"),
                       allowed=frozenset({"probe.engine.interfaces"})) == []
+
+
+def test_the_engine_interfaces_stand_alone() -> None:
+    """Sinks may import ``probe.engine.interfaces``; it must not pull the rest of the engine in behind it."""
+    assert sorted(t for t in graph()["probe.engine.interfaces"] if in_package(t, "probe.engine")) == []
 
 
 def test_config_is_upstream_of_everything_that_runs() -> None:

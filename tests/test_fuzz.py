@@ -352,7 +352,8 @@ OUTCOMES = st.lists(
 
 
 def _report(outcomes: list[Outcome]) -> Report:
-    return Report(outcomes, Status.worst(o.status for o in outcomes), "fuzz-host", 1_700_000_000.0, 0.5)
+    return Report([o.public() for o in outcomes], Status.worst(o.status for o in outcomes), "fuzz-host",
+                  1_700_000_000.0, 0.5)
 
 
 @FUZZ

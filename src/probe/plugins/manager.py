@@ -69,6 +69,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.ntp",
     "probe.checks.grpc",
     "probe.checks.websocket",
+    "probe.checks.ssh",
     "probe.formats.builtin",
     "probe.actions",
 )
