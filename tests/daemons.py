@@ -164,3 +164,102 @@ def sshd(workdir: Path) -> Iterator[Sshd]:
         yield server
     finally:
         stop(proc)
+
+
+# --- Dovecot -----------------------------------------------------------------------------------------------
+
+DOVECOT_CONFIG = """\
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+auth_mechanisms = plain login
+disable_plaintext_auth = yes
+login_trusted_networks =
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {dir}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={dir}/home/%u
+}}
+mail_location = maildir:~/Maildir
+first_valid_uid = 1
+default_internal_user = {internal}
+default_login_user = {login}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service auth {{
+  user = {auth}
+}}
+service auth-worker {{
+  user = {auth}
+}}
+"""
+
+
+class Dovecot:
+    def __init__(self, ports: dict[str, int], user: str, password: str) -> None:
+        self.ports, self.user, self.password = ports, user, password
+
+
+@contextlib.contextmanager
+def dovecot(cert: Path, key: Path) -> Iterator[Dovecot]:
+    """Dovecot (IMAP and POP3, plain and implicit-TLS ports) in the foreground on loopback, with its own
+    config, one user from a passwd file, and the given TLS certificate. Its directory is its own, not
+    pytest's private one: Dovecot's mail processes run as its user and must reach the mailbox."""
+    import pwd
+    import shutil
+    import tempfile
+
+    binary = require_binary("dovecot")
+    workdir = Path(tempfile.mkdtemp(prefix="probe-dovecot-"))
+    ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
+    me = pwd.getpwuid(os.getuid())
+    root = os.geteuid() == 0
+    (workdir / "passwd").write_text("alice:{PLAIN}s3cret-mail::::\n")
+    for sub in ("run", "state", "home", "home/alice"):
+        (workdir / sub).mkdir(exist_ok=True)
+    os.chmod(workdir, 0o755)
+    os.chmod(workdir / "home" / "alice", 0o777)  # mail processes run as the mail user, never as root
+    config = workdir / "dovecot.conf"
+    config.write_text(DOVECOT_CONFIG.format(
+        dir=workdir, cert=cert, key=key, **ports,
+        uid=pwd.getpwnam("dovecot").pw_uid if root else me.pw_uid,
+        gid=pwd.getpwnam("dovecot").pw_gid if root else me.pw_gid,
+        internal="dovecot" if root else me.pw_name, login="dovenull" if root else me.pw_name,
+        auth=me.pw_name))  # the passwd file is in a private temporary directory
+    log = workdir / "dovecot.log"
+    proc = subprocess.Popen([binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        for port in ports.values():
+            wait_for(lambda p=port: socket.create_connection(("127.0.0.1", p), timeout=1).close() is None,
+                     "dovecot", proc, log)
+        yield Dovecot(ports, "alice", "s3cret-mail")
+    finally:
+        stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -243,3 +243,36 @@ def test_no_module_sits_flat_beside_the_public_contract() -> None:
                   if name.count(".") == 1 and path.name != "__init__.py" and name not in public
                   and not name.rpartition(".")[2].startswith("_"))
     assert flat == []
+
+
+def _imports_module(path: Path, wanted: str) -> bool:
+    """Whether the file imports ``wanted`` (or a submodule of it) at run time, anywhere in it."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        if any(name == wanted or name.startswith(wanted + ".") for name in names):
+            return True
+    return False
+
+
+def test_only_the_checks_import_ssl() -> None:
+    """probe's own code brings in OpenSSL only where TLS is spoken: never the engine, config, sinks or CLI."""
+    importers = sorted(name for name, path in modules().items() if _imports_module(path, "ssl"))
+    assert importers and all(in_package(name, "probe.checks") for name in importers), importers
+
+
+def test_architecture_md_names_every_package_and_layer_module() -> None:
+    """ARCHITECTURE.md describes the layout the tests enforce: every package, and every module of the layers
+    whose modules it lists, appears in it (so a new module gets a line there)."""
+    text = (SRC.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    packages = sorted(name for name, path in modules().items() if path.name == "__init__.py" and name.count(".") == 1)
+    missing = [name for name in packages if f"`{name}`" not in text and f"`{name.rpartition('.')[2]}/`" not in text]
+    for layer in ("probe.engine", "probe.config", "probe.plugins", "probe.daemon"):
+        missing += [name for name in modules() if name.rpartition(".")[0] == layer
+                    and f"`{name.rpartition('.')[2]}`" not in text]
+    assert missing == []
+

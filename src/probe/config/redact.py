@@ -45,7 +45,7 @@ def redactor_for(secrets: frozenset[str]) -> Redactor:
     return Redactor(secrets)
 
 
-def secret_values(value: Any) -> set[str]:
+def secret_values(value: object) -> set[str]:
     """Every ``SecretStr`` in a check's options: a password typed into the YAML is as secret as one read
     with ``${file:...}``, so output layers mask it too."""
     from pydantic import BaseModel, SecretBytes, SecretStr  # here: logging (this module) must not need pydantic

@@ -70,6 +70,9 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.grpc",
     "probe.checks.websocket",
     "probe.checks.ssh",
+    "probe.checks.smtp",
+    "probe.checks.imap",
+    "probe.checks.pop3",
     "probe.formats.builtin",
     "probe.actions",
 )
