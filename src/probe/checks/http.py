@@ -145,13 +145,10 @@ class HttpCheck(probe.Check[HttpOptions]):
 
     type = "http"
     measurements = frozenset({"duration", "dns", "connect", "tls", "first_byte", "transfer", "status_code",
-<<<<<<< HEAD
-                              "body_bytes", "tls_cert_remaining", "redirects"})
-    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "first_byte": "s", "transfer": "s",
-             "status_code": "", "body_bytes": "By", "tls_cert_remaining": "s", "redirects": "{redirect}"}
-=======
                               "body_bytes", "body_decoded_bytes", "tls_cert_remaining", "redirects"})
->>>>>>> main
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "first_byte": "s", "transfer": "s",
+             "status_code": "", "body_bytes": "By", "body_decoded_bytes": "By", "tls_cert_remaining": "s",
+             "redirects": "{redirect}"}
 
     def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
@@ -303,7 +300,7 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
         body, undone = http_body.decode(response.body, response.header("content-encoding"), int(o.max_body_size))
     except Failure as exc:
         return probe.Result.critical(f"{what}: {exc.message}", *measurements, reason=exc.reason, details=details)
-    measurements.append(probe.Measurement("body_decoded_bytes", len(body), "B"))
+    measurements.append(probe.Measurement("body_decoded_bytes", len(body), "By"))
     if undone:
         details["content_encoding_not_decoded"] = undone
     problem = problems(o.expect, response, lambda: http_body.text(body, response.header("content-type")))
