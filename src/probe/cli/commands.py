@@ -211,11 +211,16 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
             text += more
         return text, outcome
 
+    from probe._statedir import StateDirError
+
     runner = Runner(registry)
     try:
         from probe.engine import aio
 
         text, outcome = aio.run(go())
+    except StateDirError as exc:  # the audit would go where another user's symlink points: refuse, say why
+        click.echo(f"probe: {exc}", err=True)
+        sys.exit(EX_CONFIG)
     finally:
         runner.close()
     _emit(text, plan, None)

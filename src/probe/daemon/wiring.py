@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe._statedir import StateDirError, StateLock, StateLocked, prepare
 from probe.config.load import Plan
 from probe.config.redact import Redactor
 from probe.config.spec import CheckSpec
@@ -31,6 +32,10 @@ from probe.sinks.remediation.sink import RemediationSink, Rerun
 from probe.sinks.telemetry.sink import TelemetrySink
 
 log = logging.getLogger("probe.agent")
+
+EX_TEMPFAIL = 75
+"""Another agent holds the state directory: try again when it has stopped (sysexits.h)."""
+EX_CONFIG = 78
 
 
 def state_dir(plan: Plan) -> Path:
@@ -174,7 +179,39 @@ class AgentMetrics:
 async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle: Any = None,
                 extra_sinks: Sequence[Any] = ()) -> int:
     """The daemon with everything downstream wired: state restored from the store (so cooldowns and
-    counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code."""
+    counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code: 75 when
+    another agent holds the state directory, 78 when the state directory cannot be trusted."""
+    try:
+        lock = _lock_state_dir(state_dir(plan))
+    except StateLocked as exc:
+        log.error("%s", exc)
+        return EX_TEMPFAIL
+    except StateDirError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    try:
+        return await _serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=extra_sinks)
+    except StateDirError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_state_dir(directory: Path) -> StateLock | None:
+    """One agent per state directory (two would run every action twice and write every result twice). A
+    directory that cannot even be created (a read-only or full disk) does not stop the checks: the history
+    degrades as it would, and that is logged."""
+    try:
+        return StateLock(prepare(directory)).acquire()
+    except OSError as exc:
+        log.error("cannot lock the state directory %s (%s); running without the lock", directory,
+                  exc.strerror or exc)
+        return None
+
+
+async def _serve(plan: Plan, registry: Registry, *, reload: Any, lifecycle: Any, extra_sinks: Sequence[Any]) -> int:
     agent: Agent | None = None
 
     async def rerun(spec: CheckSpec) -> Result:

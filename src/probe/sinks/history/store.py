@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe._statedir import StateDirError, prepare_database
 from probe.sinks.history.reader import HistoryReader
 from probe.sinks.history.schema import INSERT, HistoryError, connect, migrate, prune
 
@@ -60,11 +61,15 @@ class HistoryStore:
     def open(self, *, degraded_ok: bool = False) -> HistoryStore:
         """Create or migrate the database and start the writer. Raises HistoryError if unusable, unless
         ``degraded_ok``: then the failure is logged, health says so, and the writer keeps the rows in
-        memory and retries (the daemon must run its checks whatever state its disk is in)."""
+        memory and retries (the daemon must run its checks whatever state its disk is in).
+
+        A state directory another user could change is never "degraded": :class:`StateDirError` is raised
+        (see ``probe._statedir``), and nothing in it is opened."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.closing(self._connect()) as db:
                 migrate(db)
+        except StateDirError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             if not degraded_ok:
                 raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
@@ -258,7 +263,7 @@ class HistoryStore:
             db = self._connect()
             migrate(db)
             return db
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StateDirError) as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return None
 
@@ -273,6 +278,7 @@ class HistoryStore:
             log.warning("history pruning failed: %s", exc)
 
     def _connect(self) -> sqlite3.Connection:
+        prepare_database(self.path)  # before SQLite opens (or creates) anything by name
         return connect(self.path)
 
     # -- reads (their own connection; for reports, status and state restore) ---------------------------
