@@ -68,7 +68,7 @@ def prepare(directory: Path, env: Mapping[str, str] | None = None) -> Path:
         os.mkdir(directory, wanted)
     st = os.stat(directory)
     if not stat.S_ISDIR(st.st_mode):
-        raise StateDirError(f"state directory {directory} is not a directory")
+        raise NotADirectoryError(errno.ENOTDIR, "the state directory is not a directory", str(directory))
     _judge_directory(directory, st)
     for parent in dict.fromkeys((*directory.resolve().parents, *directory.parents)):
         _judge_parent(directory, parent)

@@ -4,30 +4,132 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 MASK = "********"
+MIN_CUT = 3
+"""A secret's first characters before an ellipsis (``tok0123...``) are masked from this many on: a length cap
+that cut a secret in two must not leak its start."""
+MIN_TAIL = 6
+"""...and at the very end of a text (a cap without an ellipsis), from this many, so a short ending that merely
+looks like a secret's start (``200``) stays readable."""
+_ELLIPSES = ("...", "\u2026")
 
 
 class Redactor:
+    """Masks every secret, and every form a secret takes once encoded: escaped for JSON, XML, TAP, Prometheus
+    labels or a Python repr, URL-encoded, base64 (alone or inside ``user:password``), whitespace-collapsed or
+    stripped of control characters, or cut short by a length cap. Outputs mask values before encoding them;
+    the encoded forms are the second line of defence, for text rendered before anyone masked it."""
+
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = _longest_first(secrets)
+        self._state = _State(_longest_first(secrets))
+
+    @property
+    def secrets(self) -> list[str]:
+        return self._state.secrets
 
     def add(self, secrets: Iterable[str]) -> None:
         """Mask these as well from now on (a reloaded configuration's); the earlier ones stay masked: a
         rotated password is still a password. Safe while other threads redact (one attribute swap)."""
-        self.secrets = _longest_first([*self.secrets, *secrets])
+        self._state = _State(_longest_first([*self._state.secrets, *secrets]))
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+        state = self._state
+        if state.pattern is None:
+            return text
+        text = state.pattern.sub(MASK, text)
+        return _mask_cut(text, state.secrets)
 
     def __bool__(self) -> bool:
-        return bool(self.secrets)
+        return bool(self._state.secrets)
+
+
+class _State:
+    """The secrets and one compiled alternation of all their forms, swapped whole by ``Redactor.add``."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = secrets
+        forms = {form for secret in secrets for form in encoded_forms(secret)}
+        ordered = sorted(forms, key=len, reverse=True)  # longest first: a secret containing another goes whole
+        self.pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """``secret`` and what the outputs (and the peers they quote) turn it into."""
+    import base64
+    import html
+    import json
+    from urllib.parse import quote, quote_plus
+
+    forms = {
+        secret,
+        " ".join(secret.split()),
+        _CONTROLS.sub("", secret),
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        html.escape(secret),
+        html.escape(secret, quote=False),
+        html.escape(secret, quote=False).replace('"', "&quot;"),
+        secret.replace("\\", "\\\\").replace("#", "\\#"),  # TAP
+        secret.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"'),  # Prometheus labels
+        secret.replace("|", "/").replace("'", "''"),  # Nagios
+        quote(secret, safe=""),
+        quote(secret, safe="").lower(),
+        quote(secret),
+        quote_plus(secret),
+    }
+    raw = secret.encode("utf-8", "surrogatepass")
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for offset in range(3):
+            # The characters that depend on the secret's bytes alone, wherever it sits in the encoded data
+            # (``Basic base64(user:password)``): for each of the three alignments in a 3-byte group.
+            encoded = encode(bytes(offset) + raw).decode("ascii")
+            forms.add(encoded[-(-8 * offset // 6):8 * (offset + len(raw)) // 6])
+    return {form for form in forms if len(form) >= 4 or form == secret}
+
+
+def _mask_cut(text: str, secrets: list[str]) -> str:
+    """Mask a secret's start that a length cap cut off: before an ellipsis, or ending the text."""
+    cuts = [i for mark in _ELLIPSES for i in _find_all(text, mark)]
+    spans = []
+    for end in (*cuts, len(text)):
+        shortest = MIN_CUT if end < len(text) else MIN_TAIL
+        for secret in secrets:
+            start = _cut_start(text, end, secret, shortest)
+            if start is not None:
+                spans.append((start, end))
+                break
+    for start, end in sorted(spans, reverse=True):
+        text = text[:start] + MASK + text[end:]
+    return text
+
+
+def _cut_start(text: str, end: int, secret: str, shortest: int) -> int | None:
+    """Where the longest proper prefix of ``secret`` (at least ``shortest`` long) that ends at ``end`` starts."""
+    start = max(0, end - len(secret) + 1)
+    while True:
+        start = text.find(secret[0], start, end - shortest + 1)
+        if start < 0:
+            return None
+        if secret.startswith(text[start:end]):
+            return start
+        start += 1
+
+
+def _find_all(text: str, mark: str) -> list[int]:
+    found, at = [], text.find(mark)
+    while at >= 0:
+        found.append(at)
+        at = text.find(mark, at + len(mark))
+    return found
+
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _longest_first(secrets: Iterable[str]) -> list[str]:
