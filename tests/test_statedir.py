@@ -171,7 +171,8 @@ def test_a_lock_held_by_another_process_is_refused_with_its_pid(tmp_path: Path) 
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
                                "from probe._statedir import StateLock; StateLock(Path(sys.argv[1])).acquire(); "
                                "print('held', flush=True); time.sleep(60)", str(state)],
-                              stdout=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+                              stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         with pytest.raises(StateLocked, match=f"pid {holder.pid}"):
@@ -213,7 +214,7 @@ def test_a_second_agent_on_the_same_state_dir_exits_75_and_read_only_commands_st
     deadline = time.monotonic() + 30
     while True:  # status reads the store the first agent is writing
         status = probe_cli(*args, "status", "--state-dir", state, "--format", "json", env=outside_systemd())
-        if status.returncode in (0, 1, 2, 3) and '"mem"' in status.stdout or time.monotonic() > deadline:
+        if (status.returncode in (0, 1, 2, 3) and '"mem"' in status.stdout) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert '"mem"' in status.stdout, status.stderr

@@ -129,7 +129,9 @@ async def run_check(config: Mapping[str, Any] | CheckSpec, *, registry: Registry
     """
     registry = _registry(registry)
     spec = config if isinstance(config, CheckSpec) else build_spec(config, registry=registry, env=env)
-    runner = Runner(registry)
+    from probe.config.redact import Redactor, secret_values
+
+    runner = Runner(registry, redact=Redactor(secret_values(spec.options)))
     try:
         outcome = await runner.run(spec, levels)
     finally:

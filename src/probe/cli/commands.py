@@ -53,9 +53,12 @@ class Env:
         """Every plugin the settings ask for, loaded now (nothing deferred); exits 78 when the settings are bad."""
         from probe.config.load import find_checks_path, find_settings_path, load_registry, load_settings
 
-        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, set())
+        from probe.config.errors import redacted
+
+        secrets: set[str] = set()
+        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, secrets)
         if errors:
-            self._invalid(errors)
+            self._invalid(redacted(errors, secrets))
         return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
 
     def _invalid(self, errors: Sequence[Any]) -> NoReturn:
@@ -212,8 +215,9 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
         return text, outcome
 
     from probe._statedir import StateDirError
+    from probe.config.redact import Redactor
 
-    runner = Runner(registry)
+    runner = Runner(registry, redact=Redactor(plan.secrets))
     try:
         from probe.engine import aio
 

@@ -37,8 +37,8 @@ def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator)
         return [ConfigError(Location(str(path), 1, 1), None, None,
                             "file is empty; a checks file needs a 'checks' list ('checks: []' for none)")]
     if not isinstance(data, dict):
-        return [ConfigError(where(data, (), path), None, None,
-                            f"expected a mapping with a 'checks' list (and optional 'defaults'), got {_file_kind(data)}")]
+        return [ConfigError(where(data, (), path), None, None, "expected a mapping with a 'checks' list (and "
+                            f"optional 'defaults'), got {_file_kind(data)}")]
     if data and not any(key in FILE_KEYS for key in data):
         # Not a checks file at all (``--config-dir /etc/shadow`` as root): one error, never its lines.
         return [ConfigError(Location(str(path), 1, 1), None, None,

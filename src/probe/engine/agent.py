@@ -91,7 +91,8 @@ class Agent:
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
-        self.runner = Runner(registry, max_threads=plan.settings.max_concurrency)
+        self.runner = Runner(registry, max_threads=plan.settings.max_concurrency,
+                             redact=redactor_for(plan.secrets))
         self.schedule = Schedule()
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
@@ -337,6 +338,7 @@ class Agent:
             self._levels.pop(spec.name, None)
         self._load(added + changed, now)
         self.runner.registry = registry
+        self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
         if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
             self._limit = asyncio.Semaphore(plan.settings.max_concurrency)

@@ -33,8 +33,8 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     the one reported. Every run, and every remediation outcome, also goes to ``metrics``."""
     started_wall, started = time.time(), time.monotonic()
     deadline = started + wait
-    runner = Runner(registry, max_threads=plan.settings.max_concurrency)
     redact = Redactor(plan.secrets)
+    runner = Runner(registry, max_threads=plan.settings.max_concurrency, redact=redact)
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
     remediator = None

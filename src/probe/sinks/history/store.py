@@ -126,7 +126,7 @@ class HistoryStore:
     def record_remediation(self, ts: float, check_name: str, action: str, command: Sequence[str], outcome: str,
                            *, exit_code: int | None = None, duration: float = 0.0, dry_run: bool = False,
                            output: str = "") -> None:
-        self._put("remediations", (ts, check_name, action, self._text(json.dumps(list(command))), outcome,
+        self._put("remediations", (ts, check_name, action, json.dumps([self._text(arg) for arg in command]), outcome,
                                    exit_code, duration, int(dry_run), self._text(output)))
 
     def save_state(self, check_name: str, state: Mapping[str, Any], ts: float | None = None) -> None:
