@@ -51,9 +51,8 @@ class Env:
 
     def registry(self) -> Any:
         """Every plugin the settings ask for, loaded now (nothing deferred); exits 78 when the settings are bad."""
-        from probe.config.load import find_checks_path, find_settings_path, load_registry, load_settings
-
         from probe.config.errors import redacted
+        from probe.config.load import find_checks_path, find_settings_path, load_registry, load_settings
 
         secrets: set[str] = set()
         settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, secrets)

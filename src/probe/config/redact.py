@@ -70,6 +70,7 @@ def encoded_forms(secret: str) -> set[str]:
         " ".join(secret.split()),
         _CONTROLS.sub("", secret),
         repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],  # a peer's bytes quoted as received
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         html.escape(secret),
@@ -77,7 +78,8 @@ def encoded_forms(secret: str) -> set[str]:
         html.escape(secret, quote=False).replace('"', "&quot;"),
         secret.replace("\\", "\\\\").replace("#", "\\#"),  # TAP
         secret.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"'),  # Prometheus labels
-        secret.replace("|", "/").replace("'", "''"),  # Nagios
+        secret.replace("|", "/"),  # Nagios text (and a plugin keeping to its rules)
+        secret.replace("|", "/").replace("'", "''"),  # Nagios perfdata labels
         quote(secret, safe=""),
         quote(secret, safe="").lower(),
         quote(secret),
@@ -160,9 +162,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_CREDENTIAL_FIELD = re.compile(r"(^|_)pass(word|wd|phrase)?$|(^|_)token$|secret|api_?key$|credential",
+                               re.IGNORECASE)
+"""Option names whose value is a credential however it was written (typed into the YAML or interpolated)."""
+_CREDENTIAL_HEADER = re.compile(r"^(proxy-)?authorization$|^cookie$|token|api[-_]?key|secret", re.IGNORECASE)
+"""Header names (in any mapping option) whose value is a credential."""
+_AUTH_SCHEME = re.compile(r"^\s*(basic|bearer|token|digest)\s+(\S+)", re.IGNORECASE)
+
+
 def secret_values(value: Any) -> set[str]:
-    """Every ``SecretStr`` in a check's options: a password typed into the YAML is as secret as one read
-    with ``${file:...}``, so output layers mask it too."""
+    """Every secret in a check's options: each ``SecretStr``, each option named like a credential
+    (``password``, ``bearer_token``, ``api_key``), each credential header (``Authorization``, ``Cookie``,
+    ``X-Api-Key``) and the token and ``user:password`` inside an ``Authorization`` value. A password typed into
+    the YAML is as secret as one read with ``${file:...}``, so output layers mask it too."""
     from pydantic import BaseModel, SecretBytes, SecretStr  # here: logging (this module) must not need pydantic
 
     found: set[str] = set()
@@ -172,13 +184,52 @@ def secret_values(value: Any) -> set[str]:
         found.add(value.get_secret_value().decode("utf-8", "replace"))
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            found |= secret_values(getattr(value, name, None))
+            item = getattr(value, name, None)
+            found |= _credential(item) if isinstance(item, str) and _CREDENTIAL_FIELD.search(name) else set()
+            found |= secret_values(item)
     elif isinstance(value, Mapping):
-        for item in value.values():
+        for key, item in value.items():
+            if isinstance(item, str) and isinstance(key, str) and _CREDENTIAL_HEADER.search(key):
+                found |= _credential(item)
             found |= secret_values(item)
     elif isinstance(value, list | tuple):
         for item in value:
             found |= secret_values(item)
+    elif isinstance(value, str) and "://" in value and "@" in value:
+        found |= _url_password(value)
+    return found
+
+
+def _url_password(text: str) -> set[str]:
+    """The password of a URL's ``user:password@``, as written (percent-encoded) and decoded."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(text.strip()).password
+    except ValueError:
+        return set()
+    return {password, unquote(password)} if password else set()
+
+
+def _credential(text: str) -> set[str]:
+    """The value, and for ``Basic <base64>`` / ``Bearer <token>`` the token and the decoded ``user:password``
+    and password alone (what a peer echoing the header would show once decoded)."""
+    import base64
+    import binascii
+
+    found = {text}
+    scheme = _AUTH_SCHEME.match(text)
+    if scheme is None:
+        return found
+    token = scheme.group(2)
+    found.add(token)
+    if scheme.group(1).lower() == "basic":
+        try:
+            pair = base64.b64decode(token, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return found
+        found.add(pair)
+        found.add(pair.partition(":")[2])
     return found
 
 
