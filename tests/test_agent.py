@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ async def test_a_stale_check_goes_unknown_through_the_sinks(tmp_path: Path, regi
                   sinks=[recorder])
     agent._load(agent.plan.checks, 0.0)
     state = agent.states["quiet"]
-    state.update(Result.ok("fine"), 1000.0)  # long ago: more than two intervals
+    state.update(Result.ok("fine"), 1000.0, seen=time.monotonic() - 3 * 3600)  # more than two intervals ago
     agent._sweep_stale()
     name, reason, transition = recorder.seen[-1]
     assert (name, reason) == ("quiet", "stale")

@@ -156,6 +156,7 @@ class AgentMetrics:
         self._ok = 0
         self._failed = 0
         self._stalls = 0
+        self._jumps = 0
 
     def __call__(self, metrics: Any) -> None:
         lag = self.agent.schedule.lag
@@ -173,6 +174,9 @@ class AgentMetrics:
         stalls, self._stalls = stats.loop_stalls - self._stalls, stats.loop_stalls
         if stalls:
             metrics.record_agent(loop_stalls=stalls)
+        jumps, self._jumps = stats.clock_jumps - self._jumps, stats.clock_jumps
+        if jumps:
+            metrics.record_agent(clock_jumps=jumps)
         metrics.record_agent(checks_loaded=self.agent.checks_loaded)
 
 

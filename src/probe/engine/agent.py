@@ -39,6 +39,9 @@ COALESCE = 0.005
 """Checks due within this much of each other start in the same loop iteration."""
 STALE_SWEEP = 5.0
 """How often states are checked for staleness."""
+CLOCK_JUMP = 5.0
+"""A step of the wall clock against the monotonic one larger than this is logged and counted. Schedules and
+staleness never read the wall clock; results carry wall time, so a jump shows in history and reports."""
 
 ReloadFn = Callable[[], tuple[Plan, Registry]]
 
@@ -75,6 +78,8 @@ class AgentStats:
     reloads_failed: int = 0
     last_reload_error: str = ""
     stale_marked: int = 0
+    clock_jumps: int = 0
+    """Steps of the wall clock (against the monotonic one) beyond ``CLOCK_JUMP``, either way."""
     sink_errors: int = 0
     loop_stalls: int = 0
 
@@ -104,6 +109,7 @@ class Agent:
         self._reload_wanted = False
         self._reload_task: asyncio.Task[None] | None = None
         self._warned_sinks: set[int] = set()
+        self._wall_offset = 0.0
 
     # -- control (signal handlers and tests) ------------------------------------------------------------
     def request_reload(self) -> None:
@@ -148,8 +154,10 @@ class Agent:
         self.lifecycle.ready()
         next_sweep = time.monotonic() + STALE_SWEEP
         tick = min(TICK, getattr(self.lifecycle, "wake_interval", None) or TICK)
+        self._wall_offset = time.time() - time.monotonic()
         while not self._stop:
             now = time.monotonic()
+            self._watch_clock(now)
             self.lifecycle.tick(now)
             if self._reload_wanted and self._reload_task is None:
                 self._reload_wanted = False
@@ -165,6 +173,15 @@ class Agent:
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
         return await self._shutdown()
+
+    def _watch_clock(self, now: float) -> None:
+        offset = time.time() - now
+        step, self._wall_offset = offset - self._wall_offset, offset
+        if abs(step) > CLOCK_JUMP:
+            self.stats.clock_jumps += 1
+            log.warning("the wall clock jumped %s by %s; schedules and staleness follow the monotonic clock, "
+                        "history pruning advances no faster than it", "forward" if step > 0 else "backward",
+                        format_duration(abs(step)))
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -235,7 +252,7 @@ class Agent:
         self.stats.runs += 1
         state = self.states[spec.name]
         was_flapping = state.flapping
-        transition = state.update(outcome.result, time.time())
+        transition = state.update(outcome.result, time.time(), seen=time.monotonic())
         levels = self._levels.setdefault(spec.name, {})
         levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
         if state.flapping != was_flapping:
@@ -262,13 +279,13 @@ class Agent:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 
     def _sweep_stale(self) -> None:
-        now = time.time()
+        now, seen = time.time(), time.monotonic()
         for name, entry in self.schedule.entries.items():
             state = self.states.get(name)
-            if state is None or not state.stale(now):
+            if state is None or not state.stale(seen):
                 continue
-            assert state.last_run is not None
-            silent = format_duration(now - state.last_run)
+            assert state.last_seen is not None
+            silent = format_duration(seen - state.last_seen)
             result = Result.unknown(f"stale: no result for {silent} (interval {format_duration(state.interval)})",
                                     reason="stale")
             self.stats.stale_marked += 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from probe._statedir import StateDirError, prepare_database
 from probe.sinks.history.reader import HistoryReader
-from probe.sinks.history.schema import INSERT, HistoryError, connect, migrate, prune
+from probe.sinks.history.schema import INSERT, HistoryError, connect, migrate, newest_result, prune, prune_cutoff
 
 log = logging.getLogger("probe.history")
 
@@ -54,7 +54,13 @@ class HistoryStore:
     _flushed: threading.Condition = field(default_factory=threading.Condition)
     _enqueued: int = 0
     _done: int = 0
-    _last_prune: float = 0.0
+    prune_every: float = 3600.0
+    """Seconds (monotonic) between two prunes."""
+    _next_prune: float = 0.0
+    _cutoff: float | None = None
+    _newest: float | None = None
+    _newest_read: bool = False
+    _cutoff_at: float = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -68,6 +74,7 @@ class HistoryStore:
         try:
             with contextlib.closing(self._connect()) as db:
                 migrate(db)
+                self._read_newest(db)
         except StateDirError:
             raise
         except (OSError, sqlite3.Error) as exc:
@@ -262,20 +269,31 @@ class HistoryStore:
         try:
             db = self._connect()
             migrate(db)
+            self._read_newest(db)
             return db
         except (OSError, sqlite3.Error, StateDirError) as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return None
 
     def _maybe_prune(self, db: sqlite3.Connection) -> None:
-        now = time.time()
-        if now - self._last_prune < 3600:
+        """Prune on the monotonic clock, to a cutoff that a wall-clock jump cannot run ahead (see
+        :func:`~probe.sinks.history.schema.prune_cutoff`)."""
+        mono = time.monotonic()
+        if mono < self._next_prune:
             return
-        self._last_prune = now
+        self._next_prune = mono + self.prune_every
         try:
-            prune(db, now - self.retention)
+            cutoff = prune_cutoff(time.time(), self.retention, self._newest, self._cutoff, mono - self._cutoff_at)
+            prune(db, cutoff)
         except sqlite3.Error as exc:
             log.warning("history pruning failed: %s", exc)
+            return
+        self._cutoff, self._cutoff_at = cutoff, mono
+
+    def _read_newest(self, db: sqlite3.Connection) -> None:
+        """The newest result stored before this run wrote one: where the first prune takes its bearings."""
+        if not self._newest_read:
+            self._newest, self._newest_read = newest_result(db), True
 
     def _connect(self) -> sqlite3.Connection:
         prepare_database(self.path)  # before SQLite opens (or creates) anything by name

@@ -101,6 +101,8 @@ class OtelSink(MetricsSink):
         self._reloads = m.create_counter("probe.agent.reloads", "{reload}", "Config reloads, by result")
         self._stalls = m.create_counter("probe.agent.loop.stalls", "{stall}",
                                         "Times a check blocked the event loop for more than a second")
+        self._clock_jumps = m.create_counter("probe.agent.clock.jumps", "{jump}",
+                                             "Steps of the wall clock, either way, beyond 5 seconds")
         self._lag = m.create_histogram("probe.agent.scheduler.lag", "s",
                                        "How late checks started compared to their schedule",
                                        explicit_bucket_boundaries_advisory=LAG_BUCKETS)
@@ -206,11 +208,13 @@ class OtelSink(MetricsSink):
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,
-                     loop_stalls: int | None = None) -> None:
+                     loop_stalls: int | None = None, clock_jumps: int | None = None) -> None:
         if self._closed:
             return
         if loop_stalls:
             self._stalls.add(loop_stalls)
+        if clock_jumps:
+            self._clock_jumps.add(clock_jumps)
         if scheduler_lag is not None:
             self._lag.record(max(0.0, scheduler_lag))
         if reload is not None:
