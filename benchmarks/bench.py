@@ -203,17 +203,14 @@ async def runner_cpu_per_check(yaml_text: str, runs: int, warmup: int = 20) -> f
     registry, specs = load_specs(yaml_text)
     spec = specs[0]
     runner = Runner(registry)  # type: ignore[arg-type]
-    try:
-        for _ in range(warmup):
-            outcome = await runner.run(spec)  # type: ignore[arg-type]
-            if outcome.status.name not in ("OK", "WARNING"):
-                raise RuntimeError(f"{spec.name}: {outcome.result.summary}")  # type: ignore[attr-defined]
-        before = time.process_time()
-        for _ in range(runs):
-            await runner.run(spec)  # type: ignore[arg-type]
-        return (time.process_time() - before) / runs
-    finally:
-        runner.close()
+    for _ in range(warmup):
+        outcome = await runner.run(spec)  # type: ignore[arg-type]
+        if outcome.status.name not in ("OK", "WARNING"):
+            raise RuntimeError(f"{spec.name}: {outcome.result.summary}")  # type: ignore[attr-defined]
+    before = time.process_time()
+    for _ in range(runs):
+        await runner.run(spec)  # type: ignore[arg-type]
+    return (time.process_time() - before) / runs
 
 
 def median_of_rounds(rounds: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple[float, float, float,

@@ -18,7 +18,8 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 import probe
 from probe.checks.net import dnswire
-from probe.checks.net.dnsclient import Exchange, Failure, Server, exchange, parse_server
+from probe.checks.net.conn import Failure
+from probe.checks.net.dnsclient import Exchange, Server, exchange, parse_server
 from probe.hookspecs import CheckRegistrar
 
 _RCODE_REASONS = {"NXDOMAIN": "nxdomain", "SERVFAIL": "servfail", "REFUSED": "refused"}

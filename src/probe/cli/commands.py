@@ -61,10 +61,8 @@ class Env:
         return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
 
     def _invalid(self, errors: Sequence[Any]) -> NoReturn:
-        for error in errors:
-            click.echo(str(error), err=True)
         noun = "error" if len(errors) == 1 else "errors"
-        click.echo(f"probe: configuration invalid: {len(errors)} {noun}", err=True)
+        logs.echo_error("\n".join([*map(str, errors), f"probe: configuration invalid: {len(errors)} {noun}"]))
         sys.exit(EX_CONFIG)
 
     def reload(self) -> tuple[Any, Any]:
@@ -176,7 +174,7 @@ def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
     known = [c.name for c in plan.checks]
     for name in names:
         if name not in known:
-            raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, known)}")
+            raise _no_such_check(name, known)
     selected = plan.select(names, labels)
     if not selected:
         raise click.UsageError("no checks match the selection")
@@ -200,7 +198,7 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     registry, plan = env.load()
     spec = next((c for c in plan.checks if c.name == name), None)
     if spec is None:
-        raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, [c.name for c in plan.checks])}")
+        raise _no_such_check(name, [c.name for c in plan.checks])
     from probe.engine.once import check_remediation, describe_outcome
     from probe.engine.runner import Runner
 
@@ -215,17 +213,14 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
 
     from probe._statedir import StateDirError
     from probe.config.redact import Redactor
+    from probe.engine import aio
 
     runner = Runner(registry, redact=Redactor(plan.secrets))
     try:
-        from probe.engine import aio
-
         text, outcome = aio.run(go())
     except StateDirError as exc:  # the audit would go where another user's symlink points: refuse, say why
         click.echo(f"probe: {exc}", err=True)
         sys.exit(EX_CONFIG)
-    finally:
-        runner.close()
     _emit(text, plan, None)
     sys.exit(int(outcome.status))
 
@@ -291,11 +286,11 @@ def _plugins_table(registry: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _did_you_mean(name: str, known: Sequence[str]) -> str:
-    import difflib
+def _no_such_check(name: str, known: Sequence[str]) -> click.UsageError:
+    from probe.config.errors import did_you_mean  # the one did-you-mean of config errors and plugin hooks
 
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = did_you_mean(name, known)
+    return click.UsageError(f"no such check: {name!r}" + (f"; did you mean {close!r}?" if close else ""))
 
 
 def _check_writable(output: str) -> None:
@@ -355,6 +350,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(130)
     except Exception as exc:  # a bug in probe: a gate must read it as UNKNOWN, not as 1 (WARNING)
         log.debug("internal error", exc_info=exc)
-        click.echo(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)", err=True)
+        logs.echo_error(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)")
         sys.exit(int(Status.UNKNOWN))
     sys.exit(0)

@@ -154,13 +154,13 @@ def _actions(common: CommonFields, registry: Registry, data: Any, path: Path, at
     plugin action's bad options fail ``probe validate`` rather than the first remediation."""
     errors = []
     for i, entry in enumerate(common.remediate):
-        cls = registry.actions.get(entry.action)
+        cls = registry.action_type(entry.action)
         if cls is None:
-            hint = did_you_mean(entry.action, registry.actions)
+            hint = did_you_mean(entry.action, registry.action_type_names())
             errors.append(ConfigError(
                 where(data, ("remediate", i, "action"), path, at), common.name, f"remediate[{i}].action",
                 f"unknown action type {entry.action!r}" + (f"; did you mean {hint!r}?" if hint else "")
-                + f" (registered: {', '.join(sorted(registry.actions))})"))
+                + f" (registered: {', '.join(registry.action_type_names())})"))
             continue
         if entry.action == "run":
             continue  # the built-in takes its argv from 'run', checked by the model

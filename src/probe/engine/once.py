@@ -34,14 +34,14 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     started_wall, started = time.time(), time.monotonic()
     deadline = started + wait
     redact = Redactor(plan.secrets)
-    runner = Runner(registry, max_threads=plan.settings.max_concurrency, redact=redact)
+    runner = Runner(registry, redact=redact)
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
     remediator = None
     if remediate and plan.settings.remediation.enabled:
         from probe.sinks.remediation.remediator import Remediator
 
-        remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
+        remediator = Remediator(registry.action_types, max_concurrent=plan.settings.remediation.max_concurrent,
                                 redact=redact)
 
     async def one(spec: CheckSpec) -> Outcome:
@@ -71,22 +71,19 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
         if remediator is not None:
             await asyncio.gather(*(fix(s) for s in specs if s.remediate and outcomes[s.name].status is not Status.OK))
 
-    try:
-        await asyncio.gather(*(one(s) for s in specs))
+    await asyncio.gather(*(one(s) for s in specs))
+    await remediate_failing()
+    while wait:
+        failing = [s for s in specs if outcomes[s.name].status is not Status.OK]
+        remaining = deadline - time.monotonic()
+        if not failing or remaining <= 0:
+            break
+        pause = min(min(s.retry_interval for s in failing), 5.0, remaining)
+        await asyncio.sleep(pause)
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.gather(*(one(s) for s in failing))
         await remediate_failing()
-        while wait:
-            failing = [s for s in specs if outcomes[s.name].status is not Status.OK]
-            remaining = deadline - time.monotonic()
-            if not failing or remaining <= 0:
-                break
-            pause = min(min(s.retry_interval for s in failing), 5.0, remaining)
-            await asyncio.sleep(pause)
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.gather(*(one(s) for s in failing))
-            await remediate_failing()
-    finally:
-        runner.close()
     ordered = [outcomes[s.name] for s in specs]
     status = Status.worst(o.status for o in ordered)
     return Report(ordered, status, hostname, started_wall, time.monotonic() - started, color)
@@ -139,7 +136,7 @@ async def check_remediation(plan: Plan, registry: Registry, runner: Runner, outc
         return "remediation: none configured for this check\n", outcome
     latest = outcome
     store = HistoryStore(history).open() if history is not None and history.exists() and not dry_run else None
-    remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
+    remediator = Remediator(registry.action_types, max_concurrent=plan.settings.remediation.max_concurrent,
                             redact=Redactor(plan.secrets), dry_run=dry_run, audit=store)
     if history is not None and history.exists():
         saved_states(HistoryReader(history), [spec.name], remediator)
