@@ -43,7 +43,14 @@ CLOCK_JUMP = 5.0
 """A step of the wall clock against the monotonic one larger than this is logged and counted. Schedules and
 staleness never read the wall clock; results carry wall time, so a jump shows in history and reports."""
 
+RELOAD_TIMEOUT = 30.0
+"""Longest a reload may take to read and validate the configuration before it is abandoned."""
+
 ReloadFn = Callable[[], tuple[Plan, Registry]]
+
+
+class ReloadStuck(Exception):
+    """A reload did not finish in time, or an earlier one still has not."""
 
 
 class LogSink:
@@ -111,6 +118,8 @@ class Agent:
         self._reload_task: asyncio.Task[None] | None = None
         self._warned_sinks: set[int] = set()
         self._wall_offset = 0.0
+        self.reload_timeout = RELOAD_TIMEOUT
+        self._stuck_reload: threading.Thread | None = None
 
     # -- control (signal handlers and tests) ------------------------------------------------------------
     def request_reload(self) -> None:
@@ -303,7 +312,7 @@ class Agent:
             self.lifecycle.reloading()
             log.info("reloading configuration")
             try:
-                plan, registry = await asyncio.to_thread(self.reload_config)
+                plan, registry = await self._load_config(self.reload_config)
             except Exception as exc:
                 self._reload_failed(exc)
                 return
@@ -317,6 +326,39 @@ class Agent:
         finally:
             self._reload_task = None
             self._poke()
+
+    async def _load_config(self, reload: ReloadFn) -> tuple[Plan, Registry]:
+        """``reload()`` in a daemon thread, for at most ``reload_timeout``. A load stuck in a read (a file on a
+        hung network mount) is abandoned: it cannot hold the loop, a later reload or the exit (a daemon
+        thread; ``asyncio.to_thread``'s pool is joined at exit), and later reloads are refused while it is
+        stuck rather than piling up threads behind it."""
+        stuck = self._stuck_reload
+        if stuck is not None and stuck.is_alive():
+            raise ReloadStuck("an earlier reload is still stuck loading the configuration; fix what blocks it "
+                              "(a file that never finishes reading) and restart the agent")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Plan, Registry]] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(lambda: None if future.done() else outcome())
+
+        def work() -> None:
+            try:
+                value = reload()
+            except BaseException as exc:
+                settle(functools.partial(future.set_exception, exc))
+            else:
+                settle(functools.partial(future.set_result, value))
+
+        thread = threading.Thread(target=work, name="probe-reload", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
+        except TimeoutError:
+            self._stuck_reload = thread
+            raise ReloadStuck(f"the configuration did not load within {format_duration(self.reload_timeout)}; "
+                              "the reload is abandoned") from None
 
     def _reload_failed(self, exc: Exception) -> None:
         self.stats.reloads_failed += 1
