@@ -30,6 +30,9 @@ class PrometheusSettings(Strict):
     """Listen address. Loopback by default; set ``0.0.0.0`` or ``::`` deliberately to expose it."""
     port: int = Field(9464, ge=0, le=65535)
     """Listen port (9464 is the OpenTelemetry Prometheus exporter's registered port; 0 picks a free one)."""
+    max_connections: int = Field(32, ge=1, le=4096)
+    """Most scrapers served at once (further ones wait in the kernel's accept queue); never more than a quarter
+    of the agent's file-descriptor limit, so a flood of connections cannot take the descriptors checks need."""
 
 
 class OtlpSettings(Strict):
