@@ -166,7 +166,12 @@ def prepare_database(path: Path) -> None:
     prepare(path.parent)
     for suffix in SQLITE_COMPANIONS:
         check_file(Path(f"{path}{suffix}"))
-    os.close(open_file(path))
+    try:
+        os.close(open_file(path))
+    except StateDirError:
+        raise
+    except OSError:
+        pass  # a read-only or full disk: SQLite meets the same and reports it (the history then degrades)
 
 
 class StateLock:
