@@ -43,7 +43,8 @@ PACKAGES = {  # Debian package -> the file that shows it is installed
     "nginx": "/usr/sbin/nginx",
 }
 CHECK_DISK = PACKAGES["monitoring-plugins-basic"]
-ROWS = ("http", "tcp", "dns", "disk", "startup", "scale", "rss", "history")
+CHECK_ROWS = ("ntp", "grpc", "websocket")  # issue 20's check types, measured by benchmarks/bench_checks.py
+ROWS = ("http", "tcp", "dns", "disk", "startup", "scale", "rss", "history", *CHECK_ROWS)
 
 
 @dataclass
@@ -555,6 +556,8 @@ ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
     "scale": row_scale,
     "rss": row_rss,
     "history": row_history,
+    # bench_checks.py starts its own servers and peers for each of these
+    **{name: delegated("bench_checks", (Row(name, "ms CPU/check", 0.5),), "issue 20") for name in CHECK_ROWS},
 }
 
 

@@ -304,7 +304,7 @@ def test_grpc_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.metric_exporter", None)
     settings = TelemetrySettings.model_validate({"otlp": {"enabled": True, "protocol": "grpc",
                                                           "endpoint": "http://127.0.0.1:9"}})
-    with pytest.raises(telemetry.TelemetryError, match=r"probe-agent\[grpc\]"):
+    with pytest.raises(telemetry.TelemetryError, match=r"probe-monitor\[grpc\]"):
         telemetry.build(settings)
 
 

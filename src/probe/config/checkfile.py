@@ -18,6 +18,7 @@ from probe.config.interpolation import Interpolator, interpolate
 from probe.config.spec import COMMON_KEYS, CheckSpec, CommonFields
 from probe.config.thresholds import hysteresis_problem, shadowed_warning
 from probe.config.yamlsource import LocatedDict, LocatedList, Location, YamlError, load_yaml
+from probe.plugins.contract import missing_requirement
 from probe.plugins.manager import Registry
 from probe.units import format_duration
 
@@ -92,6 +93,8 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     if "type" in merged and check_cls is None:
         errors.append(ConfigError(where(merged, ("type",), path, at), name, "type",
                                   unknown_type(check_type, registry)))
+    elif check_cls is not None and (missing := missing_requirement(check_cls)):
+        errors.append(ConfigError(where(merged, ("type",), path, at), name, "type", missing))
     models: list[type[BaseModel]] = [CommonFields] + ([check_cls.Options] if check_cls is not None else [])
     common: CommonFields | None = None
     try:

@@ -8,6 +8,7 @@ run before pluggy sees the plugin, so an author reads what is wrong and what the
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import pluggy
@@ -113,7 +114,29 @@ def validate_check(cls: Any) -> str:
         raise PluginContractError(f"register_checks: {where} does not implement run(self, ctx)")
     if cls.measurements is not None and not isinstance(cls.measurements, frozenset | set):
         raise PluginContractError(f"register_checks: {where}.measurements must be a frozenset of names or None")
+    requires = cls.requires
+    if not (isinstance(requires, Mapping) and all(isinstance(k, str) and k and isinstance(v, str)
+                                                  for k, v in requires.items())):
+        raise PluginContractError(f"register_checks: {where}.requires must map module names to what to install "
+                                  f"({{'websockets': 'websockets>=13'}}), got {requires!r}")
     return cls.type
+
+
+def missing_requirement(cls: type[Check[Any]]) -> str | None:
+    """What to install for a check type whose ``requires`` names a module that is not importable, else None.
+
+    Looked up with ``find_spec`` on the top-level name: nothing is imported."""
+    import importlib.util
+
+    for module, install in cls.requires.items():
+        try:
+            found = importlib.util.find_spec(module.split(".", 1)[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"check type {cls.type!r} needs the Python module {module!r}, which is not installed: " \
+                   f"pip install '{install}'"
+    return None
 
 
 def validate_action(cls: object) -> str:

@@ -66,6 +66,9 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.tcp",
     "probe.checks.http",
     "probe.checks.tls",
+    "probe.checks.ntp",
+    "probe.checks.grpc",
+    "probe.checks.websocket",
     "probe.formats.builtin",
     "probe.actions",
 )

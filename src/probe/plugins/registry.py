@@ -107,6 +107,12 @@ class Registry:
                 _resolve(pending, next(iter(pending)))
         return self
 
+    def unavailable(self) -> dict[str, str]:
+        """Loaded check types whose ``requires`` names a module that is not installed: type -> what to do."""
+        from probe.plugins.contract import missing_requirement
+
+        return {name: problem for name, cls in self.checks.items() if (problem := missing_requirement(cls))}
+
     def owner(self, kind: Kind, name: str) -> str:
         """The plugin that registered or declared ``name``, or ""."""
         return self.owners.get((kind, name), "")

@@ -54,6 +54,13 @@ class TlsOptions(probe.Options):
         return self
 
 
+def tls_option(value: object) -> object:
+    """``tls: true`` means TLS with default settings; ``false`` or absent means plain TCP."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
 @functools.lru_cache(maxsize=64)
 def client_context(ca_file: str | None, cert_file: str | None, key_file: str | None, insecure: bool,
                    alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
@@ -258,7 +265,7 @@ def _x509() -> Any:
         from cryptography import x509
     except ImportError:
         raise Failure("tls_config", "reading an unverified certificate needs the 'cryptography' package "
-                                    "(pip install 'probe-agent[tls]')") from None
+                                    "(pip install 'probe-monitor[tls]')") from None
     return x509
 
 

@@ -115,7 +115,7 @@ async def _udp(query: Query, server: Server, family: int, address: tuple[str, in
             while True:
                 data = await loop.sock_recv(sock, 65535)
                 try:
-                    return read_response(data, qid, query)
+                    return read_response(data, qid, query, udp=True)
                 except NotOurs as exc:  # a stray or spoofed datagram must not fail a good server
                     ignored.append(str(exc))
     except TimeoutError:
