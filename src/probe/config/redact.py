@@ -5,8 +5,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from probe.model import CheckInfo
+
+if TYPE_CHECKING:
+    from probe.config.spec import CheckSpec
 
 MASK = "********"
 MIN_CUT = 3
@@ -153,7 +157,7 @@ _CREDENTIAL_HEADER = re.compile(r"^(proxy-)?authorization$|^cookie$|token|api[-_
 _AUTH_SCHEME = re.compile(r"^\s*(basic|bearer|token|digest)\s+(\S+)", re.IGNORECASE)
 
 
-def secret_values(value: Any) -> set[str]:
+def secret_values(value: object) -> set[str]:
     """Every secret in a check's options: each ``SecretStr``, each option named like a credential
     (``password``, ``bearer_token``, ``api_key``), each credential header (``Authorization``, ``Cookie``,
     ``X-Api-Key``) and the token and ``user:password`` inside an ``Authorization`` value. A password typed into
@@ -216,20 +220,8 @@ def _credential(text: str) -> set[str]:
     return found
 
 
-@dataclass(frozen=True)
-class CheckInfo:
-    """What an observer of results (the ``check_result`` hook) sees of a check: who it is and how it is
-    configured, with every secret masked. Never the check's Options object, which holds its secrets."""
-
-    name: str
-    type: str
-    labels: Mapping[str, str]
-    interval: float
-    timeout: float
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-def check_info(spec: Any, redact: Callable[[str], str]) -> CheckInfo:
+def check_info(spec: CheckSpec, redact: Callable[[str], str]) -> CheckInfo:
+    """The ``check_result`` hook's view of ``spec``: its options as plain data, every secret masked."""
     dump = getattr(spec.options, "model_dump", None)
     options = dump(mode="json") if callable(dump) else {}
     return CheckInfo(spec.name, spec.type, dict(spec.labels), spec.interval, spec.timeout, _masked(options, redact))

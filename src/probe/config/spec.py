@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,6 +13,9 @@ from probe.config.thresholds import Threshold
 from probe.config.yamlsource import Location
 from probe.model import Status
 from probe.units import Duration
+
+if TYPE_CHECKING:
+    from probe.check import Options
 
 
 class ThresholdSpec(BaseModel):
@@ -111,12 +114,12 @@ class CheckSpec:
     thresholds: tuple[Threshold, ...]
     remediate: tuple[RemediationSpec, ...]
     enabled: bool
-    options: Any
+    options: Options
     location: Location
     raw_options: Mapping[str, Any] = field(default_factory=dict, compare=True, repr=False)
 
     @classmethod
-    def build(cls, common: CommonFields, options: Any, location: Location,
+    def build(cls, common: CommonFields, options: Options, location: Location,
               raw_options: Mapping[str, Any]) -> CheckSpec:
         thresholds = tuple(
             Threshold(
