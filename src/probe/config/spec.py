@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from probe.conditions import parse_condition
+from probe.config.settings import objective_problem
 from probe.config.thresholds import Threshold
 from probe.config.yamlsource import Location
 from probe.model import Status
-from probe.units import Duration
+from probe.units import Duration, Ratio
 
 if TYPE_CHECKING:
     from probe.check import Options
@@ -106,6 +107,12 @@ class CommonFields(BaseModel):
     thresholds: dict[str, ThresholdSpec] = Field(default_factory=dict)
     remediate: list[RemediationSpec] = Field(default_factory=list)
     enabled: bool = True
+    slo: Ratio | None = None
+
+    @field_validator("slo")
+    @classmethod
+    def _objective(cls, value: float | None) -> float | None:
+        return None if value is None else objective_problem(value)
 
     @field_validator("name")
     @classmethod
@@ -146,6 +153,7 @@ class CheckSpec:
     options: Options
     location: Location
     raw_options: Mapping[str, Any] = field(default_factory=dict, compare=True, repr=False)
+    slo: float | None = None  # the check's own objective; probe.yaml's slo.objective applies when None
 
     @classmethod
     def build(cls, common: CommonFields, options: Options, location: Location,
@@ -175,4 +183,5 @@ class CheckSpec:
             options=options,
             location=location,
             raw_options=raw_options,
+            slo=common.slo,
         )

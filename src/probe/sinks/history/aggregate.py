@@ -93,10 +93,10 @@ def duration_percentiles(reader: HistoryReader, name: str, since: float, until: 
 
 
 def remediations(reader: HistoryReader, name: str, since: float, until: float) -> Iterator[tuple[float, str]]:
-    """(ts, outcome) of the check's remediation attempts in [since, until], oldest first (dry runs left out)."""
+    """(ts, outcome) of the check's remediation attempts in [since, until], oldest first."""
     with reader._db() as db:
         cursor = db.execute("SELECT ts, outcome FROM remediations WHERE check_name = ? AND ts >= ? AND ts <= ? "
-                            "AND dry_run = 0 ORDER BY ts, id", (name, since, until))
+                            "ORDER BY ts, id", (name, since, until))
         while batch := cursor.fetchmany(512):
             yield from batch
 
