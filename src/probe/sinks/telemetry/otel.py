@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from probe.config.spec import CheckSpec
     from probe.engine.interfaces import Outcome, StateView, TransitionView
     from probe.sinks.history import Health
+    from probe.sinks.slo.tracker import SloValues
 
 log = logging.getLogger("probe.telemetry")
 
@@ -52,6 +53,7 @@ class OtelSink(MetricsSink):
         self._lock = threading.Lock()  # guards the data below; gauge callbacks read it from exporter threads
         self._create_lock = threading.Lock()  # never held while the SDK calls back into us (see _gauge_for)
         self._latest: dict[str, _Latest] = {}
+        self._slo: dict[str, tuple[dict[str, str], SloValues]] = {}
         self._agent: dict[str, float] = {}
         self._units: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -118,6 +120,28 @@ class OtelSink(MetricsSink):
         self._meter.create_observable_counter(
             "probe.agent.measurements.dropped", [lambda options: iter([Observation(self._measurements_dropped)])],
             "{value}", "Measurements not exported: their check had max_measurements names already")
+        self._slo_gauges()
+
+    def _slo_gauges(self) -> None:
+        def observe(value: Callable[[SloValues], Iterator[tuple[float | None, dict[str, str]]]]
+                    ) -> Callable[[CallbackOptions], Iterator[Observation]]:
+            def callback(options: CallbackOptions) -> Iterator[Observation]:
+                with self._lock:
+                    current = list(self._slo.values())
+                for attributes, values in current:
+                    for v, extra in value(values):
+                        if v is not None:
+                            yield Observation(v, {**attributes, **extra})
+            return callback
+
+        m = self._meter
+        m.create_observable_gauge("probe.slo.objective", [observe(lambda v: iter([(v.objective, {})]))], "1",
+                                  "The check's SLO objective (a ratio: 0.999 is 99.9%)")
+        m.create_observable_gauge("probe.slo.error_budget.remaining", [observe(lambda v: iter([(v.remaining, {})]))],
+                                  "1", "Share of the error budget left over slo.window (negative: overspent)")
+        m.create_observable_gauge(
+            "probe.slo.burn_rate", [observe(lambda v: iter((rate, {"window": w}) for w, rate in v.burn.items()))],
+            "1", "How fast the window spends the error budget (1: exactly over the SLO period), by window")
 
     # -- gauges read the latest results when an exporter collects -------------------------------------------
 
@@ -211,6 +235,16 @@ class OtelSink(MetricsSink):
         attributes = check_attributes(spec, self._limit, self._warned)
         self._remediations.add(1, {**attributes, "outcome": outcome, "action": action})
 
+    def record_slo(self, spec: CheckSpec, values: SloValues | None) -> None:
+        if self._closed:
+            return
+        attributes = check_attributes(spec, self._limit, self._warned)
+        with self._lock:
+            if values is None:
+                self._slo.pop(spec.name, None)
+            else:
+                self._slo[spec.name] = (attributes, values)
+
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,
                      loop_stalls: int | None = None, clock_jumps: int | None = None) -> None:
@@ -244,6 +278,8 @@ class OtelSink(MetricsSink):
         with self._lock:
             for name in [n for n in self._latest if n not in names]:
                 del self._latest[name]
+            for name in [n for n in self._slo if n not in names]:
+                del self._slo[name]
             for name in [n for n in self._names if n not in names]:
                 del self._names[name]
 
