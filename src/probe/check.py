@@ -60,7 +60,8 @@ class Check(Generic[OptionsT]):
     type: ClassVar[str] = ""
     Options: ClassVar[builtins.type[Options]] = Options
     measurements: ClassVar[frozenset[str] | None] = frozenset({"duration"})
-    # Ratio measurements the core forecasts (measurement -> name of the forecast, in seconds until full).
+    # Measurements the core forecasts (measurement -> name of the forecast, in seconds): a ratio (unit "1")
+    # until it reaches 1.0, an amount left (seconds, bytes) until it reaches 0 (engine/forecast.py).
     capacities: ClassVar[Mapping[str, str]] = {}
     # Modules the type imports when it runs (imported there, so a config that does not use the type never
     # pays for them), each with what to install when it is missing: ``{"websockets": "probe-monitor[websocket]"}``.
