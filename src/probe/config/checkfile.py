@@ -38,8 +38,13 @@ def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator)
         return [ConfigError(Location(str(path), 1, 1), None, None,
                             "file is empty; a checks file needs a 'checks' list ('checks: []' for none)")]
     if not isinstance(data, dict):
-        return [ConfigError(where(data, (), path), None, None,
-                            f"expected a mapping with a 'checks' list (and optional 'defaults'), got {_kind(data)}")]
+        return [ConfigError(where(data, (), path), None, None, "expected a mapping with a 'checks' list (and "
+                            f"optional 'defaults'), got {_file_kind(data)}")]
+    if data and not any(key in FILE_KEYS for key in data):
+        # Not a checks file at all (``--config-dir /etc/shadow`` as root): one error, never its lines.
+        return [ConfigError(Location(str(path), 1, 1), None, None,
+                            f"not a checks file: none of its {len(data)} top-level keys is 'checks' or 'defaults' "
+                            f"(the first starts {_glimpse(next(iter(data)))})")]
     out: list[Loaded] = [
         ConfigError(where(data, (key,), path, key=True), None, str(key), unknown_key(key, FILE_KEYS))
         for key in data if key not in FILE_KEYS
@@ -276,3 +281,16 @@ def _kind(value: Any) -> str:
         return f"the number {value!r}"
     text = repr(value)
     return f"the string {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _glimpse(key: object) -> str:
+    """Enough of a key to recognise the file by, too little to disclose it: its first three characters."""
+    text = str(key)
+    return repr(text[:3] + "...") if len(text) > 3 else repr(text)
+
+
+def _file_kind(data: Any) -> str:
+    """``_kind`` for a whole file, which may be anything (a private key, /etc/shadow): never its text."""
+    if isinstance(data, str):
+        return f"a string of {len(data)} characters starting {_glimpse(data)}"
+    return _kind(data)

@@ -190,6 +190,9 @@ def load_plan(
         secrets |= secret_values(spec.options)
     errors += [_secret_label(spec, key) for spec in specs for key, value in spec.labels.items()
                if any(secret in value for secret in secrets if len(secret) >= 3)]
+    errors += [ConfigError(spec.location, None, "name", "holds a secret (a ${...} reference that is one); a check's "
+                           "name is exported as a metric attribute, a history key and in every output")
+               for spec in specs if any(secret in spec.name for secret in secrets if len(secret) >= 3)]
     if errors:
         raise ConfigErrors(redacted(errors, secrets))
     return Plan(settings, tuple(s for s in specs if s.enabled), tuple(files), frozenset(secrets))

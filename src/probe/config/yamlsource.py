@@ -153,10 +153,12 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     """Parse one YAML document; every failure is a YamlError with a location."""
     name = str(path)
     if text is None:
+        from probe.config.files import UnreadableFile, read_bounded
+
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise YamlError(Location(name, 1, 1), f"file is larger than {MAX_FILE_BYTES // 1024**2} MiB")
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, MAX_FILE_BYTES).decode("utf-8")
+        except UnreadableFile as exc:
+            raise YamlError(Location(name, 1, 1), f"file {exc}") from None
         except UnicodeDecodeError as exc:
             raise YamlError(Location(name, 1, 1), f"not valid UTF-8: {exc.reason}") from None
         except OSError as exc:

@@ -54,10 +54,11 @@ class MetricsSink:
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,
-                     loop_stalls: int | None = None) -> None:
+                     loop_stalls: int | None = None, clock_jumps: int | None = None) -> None:
         """Agent self-metrics. ``reload`` is True for an applied reload, False for a rejected one;
         ``config_errors`` is the number of errors in the latest config load (0 once it is good);
-        ``loop_stalls`` is how many more times a check blocked the event loop (see ``probe.engine.stall``)."""
+        ``loop_stalls`` is how many more times a check blocked the event loop (see ``probe.engine.stall``);
+        ``clock_jumps`` how many more times the wall clock stepped (``probe.engine.agent.CLOCK_JUMP``)."""
 
     def record_history(self, health: Health) -> None:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
