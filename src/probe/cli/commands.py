@@ -20,6 +20,10 @@ import click
 
 from probe import __version__
 from probe.cli import logs
+from probe.cli import silence as silencecli
+from probe.cli.args import did_you_mean as _did_you_mean
+from probe.cli.args import duration_option as _duration_option
+from probe.cli.args import parse_labels as _parse_labels
 from probe.cli.report import commands as reportcli
 from probe.model import Status
 from probe.plugins import scaffold
@@ -92,16 +96,6 @@ def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_leve
     """probe: health checks, synthetic monitoring and deploy gates."""
     logs.setup((log_level or "warning").lower(), log_format.lower())
     ctx.obj = Env(config, config_dir, log_level and log_level.lower(), log_format.lower())
-
-
-def _parse_labels(values: Sequence[str]) -> dict[str, str]:
-    labels = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected k=v, got {value!r}", param_hint="--label")
-        labels[key] = val
-    return labels
 
 
 @cli.command()
@@ -260,6 +254,7 @@ def plugins(env: Env, fmt: str) -> None:
     sys.exit(1 if registry.failures or registry.conflicts else 0)
 
 
+cli.add_command(silencecli.silence)
 cli.add_command(reportcli.status)
 cli.add_command(reportcli.report)
 cli.add_command(scaffold.new_plugin)
@@ -283,13 +278,6 @@ def _plugins_table(registry: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _did_you_mean(name: str, known: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 def _check_writable(output: str) -> None:
     """Fail before running anything, not after, when the report could not be written."""
     parent = Path(output).resolve().parent
@@ -297,15 +285,6 @@ def _check_writable(output: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--output")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise click.BadParameter(f"directory {str(parent)!r} is not writable", param_hint="--output")
-
-
-def _duration_option(text: str, name: str) -> float:
-    from probe.units import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
 def _emit(text: str, plan: Any, output: str | None) -> None:

@@ -24,6 +24,7 @@ from probe.engine.state import CheckState
 from probe.model import Result
 from probe.plugins.manager import Registry
 from probe.sinks import telemetry
+from probe.sinks.alerting.silences import SilenceStore, SilenceWatch
 from probe.sinks.history import DB_NAME, HistoryReader, HistoryStore, default_state_dir
 from probe.sinks.history.sink import HistorySink, saved_states
 from probe.sinks.remediation.remediator import Remediator
@@ -77,6 +78,7 @@ class Parts:
     remediator: Remediator
     history: HistorySink | None = None
     remediation: RemediationSink | None = None
+    silences: SilenceWatch | None = None
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Saved state by check name, for ``CheckState.from_dict`` (remediation budgets already restored)."""
 
@@ -91,6 +93,8 @@ class Parts:
 
     async def aclose(self) -> None:
         """Remediation first (its outcomes go to history and metrics), then history, then metrics."""
+        if self.silences is not None:
+            self.silences.stop()
         for sink in (self.remediation, self.history, self.metrics):
             if sink is None:
                 continue
@@ -117,6 +121,7 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
         remediator.audit = store
         parts.history = HistorySink(store, capacities=capacities(registry), budgets=remediator.export_budgets)
         parts.metrics.history = parts.history.health
+        parts.silences = SilenceWatch(SilenceStore(path))
         if path.exists():
             reader = HistoryReader(path)
             parts.states = saved_states(reader, names, remediator)
@@ -192,13 +197,18 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
         states[name] = state
     # Remediation closes first (its outcomes are audited in history), then history, then metrics.
     sinks = [*extra_sinks, *(s for s in (parts.remediation, parts.history, parts.metrics) if s is not None)]
+    silences = parts.silences.start() if parts.silences is not None else None
     agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload,
-                  freeze=True)
+                  freeze=True, silences=silences)
     agent.runner.forecaster = parts.forecaster
     parts.metrics.agent = AgentMetrics(agent)
     if parts.states:
         log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))
-    return await agent.run()  # freezes the heap as the loop starts (freeze=True)
+    try:
+        return await agent.run()  # freezes the heap as the loop starts (freeze=True)
+    finally:
+        if silences is not None:
+            silences.stop()
 
 
 Reload = Callable[[], tuple[Plan, Registry]]

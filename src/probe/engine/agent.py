@@ -22,7 +22,8 @@ from typing import Any
 from probe.config.load import ConfigErrors, Plan
 from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Lifecycle, Outcome, Sink
+from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink
+from probe.engine.muting import Muting
 from probe.engine.runner import Runner
 from probe.engine.scheduler import Entry, Schedule
 from probe.engine.stall import Stall, StallDetector
@@ -84,7 +85,7 @@ class Agent:
 
     def __init__(self, plan: Plan, registry: Registry, *, sinks: Iterable[Sink] = (),
                  states: Mapping[str, CheckState] | None = None, lifecycle: Lifecycle | None = None,
-                 reload: ReloadFn | None = None, freeze: bool = False) -> None:
+                 reload: ReloadFn | None = None, freeze: bool = False, silences: Silences | None = None) -> None:
         self.plan, self.registry = plan, registry
         self.freeze = freeze  # freeze the heap at start and after each reload (see freeze_heap); the daemon does
         self.sinks = list(sinks)
@@ -92,6 +93,7 @@ class Agent:
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
         self.runner = Runner(registry, max_threads=plan.settings.max_concurrency)
+        self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule()
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
@@ -234,7 +236,11 @@ class Agent:
         self.stats.runs += 1
         state = self.states[spec.name]
         was_flapping = state.flapping
-        transition = state.update(outcome.result, time.time())
+        now = time.time()
+        transition = state.update(outcome.result, now)
+        marks = self.muting.marks(spec, outcome.status, self.states, now)
+        if marks.muted:
+            outcome = dataclasses.replace(outcome, marks=marks)
         levels = self._levels.setdefault(spec.name, {})
         levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
         if state.flapping != was_flapping:
@@ -273,7 +279,8 @@ class Agent:
             self.stats.stale_marked += 1
             transition = state.mark_stale(now)
             log.warning("check %s is stale: no result for %s", name, silent)
-            self._publish(Outcome(entry.spec, result, now, 0.0), state, transition)
+            marks = self.muting.marks(entry.spec, Status.UNKNOWN, self.states, now)
+            self._publish(Outcome(entry.spec, result, now, 0.0, marks=marks), state, transition)
 
     # -- reload ------------------------------------------------------------------------------------------
     async def _reload(self) -> None:
@@ -341,6 +348,7 @@ class Agent:
         if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
             self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self.plan, self.registry = plan, registry
+        self.muting = Muting.from_settings(plan.settings.maintenance, self.muting.silences)
         for sink in self.sinks:
             forget = getattr(sink, "forget", None)
             if callable(forget):

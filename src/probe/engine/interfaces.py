@@ -3,6 +3,9 @@
 - :class:`Outcome` -- one run of one check, as the engine hands it on (to sinks, formats and ``--once``).
 - :class:`Sink` -- anything with ``record(outcome, state, transition)`` (fast, never raises) and
   ``async aclose()`` (flush on exit): metrics, history, remediation, the log.
+- :class:`Marks` -- why a result alerts and remediates nothing: a maintenance window, a silence, a parent
+  check that is down (``depends_on``). The result is still recorded, with its marks.
+- :class:`Silences` -- where the agent learns of silences (``probe silence add``); the daemon wires the store.
 - :class:`Lifecycle` -- ``ready``, ``reloading``, ``reloaded(ok)``, ``stopping``, ``tick(now)``; this base
   does nothing, ``probe.daemon.systemd`` turns it into sd_notify messages. ``tick`` is called by the scheduler
   loop itself on every iteration (at least once a second), so a stalled loop stops the watchdog pings.
@@ -24,6 +27,29 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Marks:
+    """Why a result is muted: no alert, no remediation. Empty strings when not."""
+
+    maintenance: str = ""  # the maintenance window's name
+    silenced: str = ""  # the silence's id
+    suppressed_by: str = ""  # the parent check that is hard non-OK
+
+    @property
+    def muted(self) -> bool:
+        return bool(self.maintenance or self.silenced or self.suppressed_by)
+
+    def describe(self) -> str:
+        """``maintenance sunday-patching``, ``silenced 3f2a``, ``suppressed by db``; several joined by ", "."""
+        parts = [f"maintenance {self.maintenance}" if self.maintenance else "",
+                 f"silenced {self.silenced}" if self.silenced else "",
+                 f"suppressed by {self.suppressed_by}" if self.suppressed_by else ""]
+        return ", ".join(p for p in parts if p)
+
+
+NO_MARKS = Marks()
+
+
+@dataclass(frozen=True)
 class Outcome:
     """One run of one check: the final result (after thresholds) and how it was reached."""
 
@@ -33,6 +59,7 @@ class Outcome:
     duration: float  # seconds, monotonic
     verdicts: tuple[Verdict, ...] = ()
     plugin_result: Result | None = None
+    marks: Marks = NO_MARKS
 
     @property
     def name(self) -> str:
@@ -42,6 +69,13 @@ class Outcome:
     def status(self) -> Status:
         return self.result.status
 
+
+
+class Silences(Protocol):
+    def matching(self, spec: CheckSpec, now: float) -> str:
+        """The id of an active silence covering ``spec`` at ``now`` (epoch seconds), or ``""``. Fast: it is
+        called on the loop for every result (the store is read elsewhere)."""
+        ...
 
 
 class Sink(Protocol):

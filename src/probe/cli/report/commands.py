@@ -73,14 +73,18 @@ def status(state_dir: str | None, fmt: str) -> None:
                      "state_type": r.state_type or "", "last_status": _STATUS.get(r.status, "").lower(),
                      "last_run": r.ts, "age": now - r.ts, "summary": r.summary,
                      "flapping": bool(state.get("flapping", False)),
-                     "remediation_exhausted": _exhausted(state)})
+                     "remediation_exhausted": _exhausted(state), "maintenance": r.maintenance,
+                     "silenced": r.silenced, "suppressed_by": r.suppressed_by})
     if fmt == "json":
         click.echo(json.dumps({"checks": rows}, indent=2))
         return
     table = [("CHECK", "STATUS", "STATE", "LAST RUN", "SUMMARY")]
     for row in rows:
         flags = row["state_type"] + (" flapping" if row["flapping"] else "") + \
-            (" remediation-exhausted" if row["remediation_exhausted"] else "")
+            (" remediation-exhausted" if row["remediation_exhausted"] else "") + \
+            (f" maintenance:{row['maintenance']}" if row["maintenance"] else "") + \
+            (f" silenced:{row['silenced']}" if row["silenced"] else "") + \
+            (f" suppressed-by:{row['suppressed_by']}" if row["suppressed_by"] else "")
         table.append((row["name"], row["status"].upper(), flags.strip(), f"{format_duration(row['age'])} ago",
                       row["summary"]))
     widths = [max(len(t[i]) for t in table) for i in range(4)]

@@ -48,7 +48,8 @@ class HistorySink:
             outcome.started, spec.name, spec.type, int(r.status), duration=outcome.duration, reason=r.reason,
             summary=r.summary, hard_status=None if hard is None else int(hard),
             state_type=getattr(state, "state_type", None), measurements={m.name: m.value for m in r.measurements},
-            samples=self.capacities.get(spec.type, {}).keys())
+            samples=self.capacities.get(spec.type, {}).keys(), maintenance=outcome.marks.maintenance,
+            silenced=outcome.marks.silenced, suppressed_by=outcome.marks.suppressed_by)
         if transition is not None:
             self.store.record_transition(float(getattr(transition, "at", outcome.started)), spec.name,
                                          str(transition.kind), int(transition.from_status),

@@ -106,10 +106,13 @@ class HistoryStore:
     def record_result(self, ts: float, check_name: str, check_type: str, status: int, *, duration: float,
                       reason: str = "", summary: str = "", hard_status: int | None = None,
                       state_type: str | None = None, measurements: Mapping[str, float] | None = None,
-                      samples: Iterable[str] = ()) -> None:
+                      samples: Iterable[str] = (), maintenance: str = "", silenced: str = "",
+                      suppressed_by: str = "") -> None:
+        """One result; ``maintenance``, ``silenced`` and ``suppressed_by`` are its marks (``""``: none)."""
         values = dict(measurements or {})
         self._put("results", (ts, check_name, check_type, int(status), hard_status, state_type,
-                              self._text(reason), self._text(summary), duration, json.dumps(values)))
+                              self._text(reason), self._text(summary), duration, json.dumps(values),
+                              maintenance or None, silenced or None, suppressed_by or None))
         for name in samples:
             if name in values:
                 self._put("samples", (ts, check_name, name, float(values[name])))

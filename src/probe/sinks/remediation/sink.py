@@ -49,6 +49,8 @@ class RemediationSink:
         spec = outcome.spec
         if not spec.remediate or state is None or spec.name in self._tasks:
             return  # one action per check at a time: results arriving meanwhile do not queue more
+        if outcome.marks.muted:
+            return  # maintenance, a silence, or a parent that is down: recorded, never acted on
         hard = status_of(getattr(state, "hard_status", None))
         if hard is None:
             return
