@@ -24,7 +24,9 @@ from probe.engine.state import CheckState
 from probe.model import Result
 from probe.plugins.manager import Registry
 from probe.sinks import telemetry
+from probe.sinks.alerting.outbox import Outbox
 from probe.sinks.alerting.silences import SilenceStore, SilenceWatch
+from probe.sinks.alerting.sink import AlertingSink
 from probe.sinks.history import DB_NAME, HistoryReader, HistoryStore, default_state_dir
 from probe.sinks.history.sink import HistorySink, saved_states
 from probe.sinks.remediation.remediator import Remediator
@@ -78,6 +80,7 @@ class Parts:
     remediator: Remediator
     history: HistorySink | None = None
     remediation: RemediationSink | None = None
+    alerting: AlertingSink | None = None
     silences: SilenceWatch | None = None
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Saved state by check name, for ``CheckState.from_dict`` (remediation budgets already restored)."""
@@ -89,13 +92,13 @@ class Parts:
 
     @property
     def sinks(self) -> list[Any]:
-        return [s for s in (self.history, self.metrics, self.remediation) if s is not None]
+        return [s for s in (self.history, self.metrics, self.remediation, self.alerting) if s is not None]
 
     async def aclose(self) -> None:
         """Remediation first (its outcomes go to history and metrics), then history, then metrics."""
         if self.silences is not None:
             self.silences.stop()
-        for sink in (self.remediation, self.history, self.metrics):
+        for sink in (self.remediation, self.alerting, self.history, self.metrics):
             if sink is None:
                 continue
             try:
@@ -126,6 +129,11 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
             reader = HistoryReader(path)
             parts.states = saved_states(reader, names, remediator)
             seed(parts.forecaster, reader, plan.checks, capacities(registry))
+    if settings.alerting.enabled:
+        outbox = Outbox(state_dir(plan) / DB_NAME, max_pending=settings.alerting.max_pending,
+                        max_age=settings.alerting.max_age)
+        parts.alerting = AlertingSink(settings.alerting, outbox, redact=redact).restore()
+        parts.metrics.alerting = parts.alerting.health
     if remediate and settings.remediation.enabled and rerun is not None:
         persist = parts.history.save_state if parts.history is not None else None
         parts.remediation = RemediationSink(remediator, rerun, on_record=parts.metrics.record_remediation,
@@ -196,7 +204,8 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
         state.last_run = None
         states[name] = state
     # Remediation closes first (its outcomes are audited in history), then history, then metrics.
-    sinks = [*extra_sinks, *(s for s in (parts.remediation, parts.history, parts.metrics) if s is not None)]
+    sinks = [*extra_sinks,
+             *(s for s in (parts.remediation, parts.alerting, parts.history, parts.metrics) if s is not None)]
     silences = parts.silences.start() if parts.silences is not None else None
     agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload,
                   freeze=True, silences=silences)

@@ -64,6 +64,10 @@ class MetricsSink:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
         pending in memory, rows dropped and write errors so far."""
 
+    def record_alerting(self, health: Any) -> None:
+        """The alert outbox (``AlertingHealth``): ``probe.alerts.pending`` undelivered notifications, and
+        ``probe.alerts.sent`` / ``failed`` (attempts) / ``dropped`` (given up) so far."""
+
     def forget(self, keep: Iterable[str]) -> None:
         """After a reload: stop reporting the gauges of checks not in ``keep``."""
 

@@ -21,9 +21,12 @@ class TelemetrySink:
     self-metrics, with the history store's health exported at most once per ``health_interval``."""
 
     def __init__(self, metrics: MetricsSink, *, history: Callable[[], Health] | None = None,
-                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0) -> None:
+                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0,
+                 alerting: Callable[[], Any] | None = None) -> None:
         self.metrics = metrics
         self.history = history
+        self.alerting = alerting
+        """The alert outbox's health (``AlertingSink.health``)."""
         self.agent = agent
         """Pushes the agent's self-metrics (scheduler lag, checks loaded, reloads) into ``metrics``."""
         self.health_interval = health_interval
@@ -60,6 +63,8 @@ class TelemetrySink:
         self._health_at = now
         if self.history is not None:
             self.metrics.record_history(self.history())
+        if self.alerting is not None:
+            self.metrics.record_alerting(self.alerting())
         if self.agent is not None:
             self.agent(self.metrics)
 
