@@ -153,4 +153,4 @@ async def test_a_rejected_reload_keeps_the_running_config(tmp_path: Path, regist
     await agent._reload()
     assert agent.plan is first and set(agent.schedule.entries) == {"keep"}
     assert agent.stats.reloads_failed == 1 and agent.stats.reloads_ok == 0
-    assert agent.stats.last_reload_error == "1 configuration error"
+    assert agent.stats.last_reload_error == "1 configuration error" and agent.stats.config_errors == 1

@@ -67,7 +67,7 @@ def test_a_filling_disk_alerts_through_alertmanager_is_remediated_and_resolves(
                  lambda: [r.body["status"] for r in am_notified.received][-1:] == ["resolved"], timeout=60, log=d.log)
         assert am.alerts(active="true") == []
         assert "fixed" in [r.outcome for r in HistoryReader(db).remediations(0, "data-disk")]
-        assert [r.body["status"] for r in am_notified.received][0] == "firing"
+        assert am_notified.received[0].body["status"] == "firing"
 
         # The receiver was down for the whole incident: both notifications wait in the outbox. Restart the agent
         # with the receiver still down, then bring it back.

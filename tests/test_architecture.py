@@ -177,8 +177,7 @@ def test_builtin_checks_import_only_the_public_api() -> None:
         for target in targets
         if target not in PUBLIC_API and not in_package(target, "probe.checks")
     )
-    # probe._deferred goes with the stand-in modules (issue 17); until then conn asks it whether ssl is loaded
-    assert bad in ([], ["probe.checks.net.conn imports probe._deferred"])
+    assert bad == []
 
 
 def test_the_engine_knows_no_cli_and_no_daemon() -> None:

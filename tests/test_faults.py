@@ -285,7 +285,7 @@ def rows(t: Targets, tmp: Path) -> list[Row]:
         Row("http-garbage", http("garbage"), "critical", ("malformed_response",)),
         Row("http-endless-body", http("endless_body", expect={"body_contains": "never"}), "critical",
             ("body_too_large",)),
-        # TLS: the daemon loads ssl only when the first of these runs (probe._deferred).
+        # TLS
         Row("tls-handshake-tarpit", tls("tarpit"), "critical", ("timeout",)),
         Row("tls-garbage", tls("garbage"), "critical", ("tls_error",), says="WRONG_VERSION_NUMBER"),
         Row("https-reset-in-handshake", https("reset"), "critical", ("connection_reset",)),

@@ -51,7 +51,7 @@ CHECK_KEYS = {"name", "type", "labels", "status", "status_code", "summary", "rea
 
 def test_json_schema_is_stable(report: Report) -> None:
     doc = json.loads(render(report, "json"))
-    assert set(doc) == {"status", "status_code", "host", "started", "duration", "checks"}
+    assert set(doc) == {"status", "status_code", "host", "started", "duration", "checks", "remediations"}
     assert (doc["status"], doc["status_code"], doc["host"]) == ("critical", 2, "host-1")
     assert [c["name"] for c in doc["checks"]] == ["mem-ok", "mem-warning", "disk-critical", "disk-unknown",
                                                   "self", "odd-summary"]

@@ -460,6 +460,7 @@ SAVED = st.dictionaries(STATE_KEYS, JSONISH, max_size=8)
 @given(saved=SAVED, budgets=st.dictionaries(st.one_of(st.sampled_from(["0", "1"]), st.text(max_size=3)),
                                             st.one_of(SAVED, JSONISH), max_size=3))
 @example(saved={}, budgets={"0": {"runs": None}})
+@example(saved={}, budgets={"²": {}, "\u0661": {}, "0": {}})  # isdigit() is true for both; int("²") raises
 @example(saved={}, budgets={"0": {"runs": [1e400, True, "x", 5.0], "exhausted": "no"}})
 def test_state_and_budgets_from_a_damaged_store_never_raise(saved: dict[str, Any], budgets: dict[str, Any]) -> None:
     from probe.engine.state import CheckState

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -25,6 +28,15 @@ def spec(name: str, interval: float = 60.0, retry: float | None = None) -> Check
 def test_splay_is_stable_and_within_the_interval(name: str, interval: float) -> None:
     assert 0.0 <= splay(name, interval) < interval
     assert splay(name, interval) == splay(name, interval)
+
+
+def test_splay_is_the_same_in_every_process_and_release() -> None:
+    # pinned: a restart (another hash seed) or an upgrade must not move every check's first run
+    script = "from probe.engine.scheduler import splay; print(repr(splay('web', 60.0)), repr(splay('db', 60.0)))"
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
+                             capture_output=True, text=True, check=True, timeout=60).stdout.split()
+        assert [float(v) for v in out] == pytest.approx([18.86722109193107, 13.119906803558223], abs=1e-9)
 
 
 def test_splay_spreads_many_checks_over_the_interval() -> None:

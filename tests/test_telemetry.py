@@ -66,10 +66,7 @@ def plan_for(tmp_path: Path, text: str = CHECKS) -> tuple[Any, Any]:
 async def run_all(tmp_path: Path) -> list[Outcome]:
     registry, plan = plan_for(tmp_path)
     runner = Runner(registry)
-    try:
-        return [await runner.run(spec) for spec in plan.checks]
-    finally:
-        runner.close()
+    return [await runner.run(spec) for spec in plan.checks]
 
 
 async def test_check_results_reach_an_otlp_receiver_with_names_units_and_attributes(
@@ -185,7 +182,6 @@ async def test_for_once_exports_when_the_run_ends(tmp_path: Path, receiver: otlp
         for spec in plan.checks:
             sink.record(await runner.run(spec))
         assert receiver.requests == []  # the interval (60s) has not passed: only the exit exports
-    runner.close()
     assert {"tmp-disk", "memory"} <= {p.attributes.get("check.name") for p in receiver.points()}
 
 
@@ -223,7 +219,6 @@ async def test_label_values_are_bounded_and_collapse_to_other(
     with caplog.at_level(logging.WARNING, logger="probe.telemetry"):
         for spec in plan.checks:
             sink.record(await runner.run(spec))
-    runner.close()
     sink.shutdown()
     values = {p.attributes["request_id"] for p in receiver.points() if p.name == "probe.check.status"}
     assert values == {"r0", "r1", "r2", "other"}
@@ -240,7 +235,6 @@ async def test_a_label_named_like_a_core_attribute_cannot_override_it(
     sink = telemetry.build(otlp(receiver.endpoint))
     with caplog.at_level(logging.WARNING, logger="probe.telemetry"):
         sink.record(await runner.run(plan.checks[0]))
-    runner.close()
     sink.shutdown()
     assert receiver.latest("probe.check.status").attributes == {"check.name": "mem", "check.type": "memory", "x": "y"}
     assert any("clashes" in r.getMessage() for r in caplog.records)
@@ -310,7 +304,7 @@ def test_grpc_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.metric_exporter", None)
     settings = TelemetrySettings.model_validate({"otlp": {"enabled": True, "protocol": "grpc",
                                                           "endpoint": "http://127.0.0.1:9"}})
-    with pytest.raises(telemetry.TelemetryError, match=r"probe-agent\[grpc\]"):
+    with pytest.raises(telemetry.TelemetryError, match=r"probe-monitor\[grpc\]"):
         telemetry.build(settings)
 
 

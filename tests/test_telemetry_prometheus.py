@@ -52,7 +52,6 @@ async def sink(tmp_path: Path) -> telemetry.MetricsSink:
     runner = Runner(registry)
     for spec in plan.checks:
         s.record(await runner.run(spec))
-    runner.close()
     s.record(Outcome(plan.checks[1], Result.warning("high"), 0.0, 0.01))
     s.record_agent(scheduler_lag=0.002, checks_loaded=3, reload=True, config_errors=0)
     s.record_remediation(plan.checks[0], "not_fixed")

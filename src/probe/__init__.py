@@ -1,7 +1,8 @@
 """probe: a pluggable synthetic-monitoring and health-check agent.
 
 This module is the public API for plugin authors; everything else is internal. The names are imported
-when first used, so that the command line (``probe._entry``) can set up its process before pydantic loads.
+when first used, so that ``import probe`` (and ``probe --help``, which never builds a check) stays free of
+pydantic.
 """
 
 from __future__ import annotations

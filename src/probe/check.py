@@ -62,6 +62,10 @@ class Check(Generic[OptionsT]):
     measurements: ClassVar[frozenset[str] | None] = frozenset({"duration"})
     # Ratio measurements the core forecasts (measurement -> name of the forecast, in seconds until full).
     capacities: ClassVar[Mapping[str, str]] = {}
+    # Modules the type imports when it runs (imported there, so a config that does not use the type never
+    # pays for them), each with what to install when it is missing: ``{"websockets": "probe-monitor[websocket]"}``.
+    # A missing one makes a config that names the type invalid, with that hint, and ``probe plugins`` shows it.
+    requires: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

@@ -130,10 +130,7 @@ async def run_check(config: Mapping[str, Any] | CheckSpec, *, registry: Registry
     registry = _registry(registry)
     spec = config if isinstance(config, CheckSpec) else build_spec(config, registry=registry, env=env)
     runner = Runner(registry)
-    try:
-        outcome = await runner.run(spec, levels)
-    finally:
-        runner.close()
+    outcome = await runner.run(spec, levels)
     _check_declared(registry.checks[spec.type], outcome)
     return outcome
 
@@ -148,9 +145,10 @@ async def run_action(action: str, options: Mapping[str, Any], *, result: Result 
                      timeout: float = 30.0, registry: Registry | None = None) -> ActionResult:
     """Validate ``options`` as a ``remediate: [{action: NAME, with: ...}]`` entry would and run the action once."""
     registry = _registry(registry)
-    cls = registry.actions.get(action)
+    cls = registry.action_type(action)
     if cls is None:
-        raise PluginLoadError(f"no action type {action!r} is registered; registered: {', '.join(registry.actions)}")
+        raise PluginLoadError(f"no action type {action!r} is registered; "
+                              f"registered: {', '.join(registry.action_type_names())}")
     instance: Action = cls(cls.Options.model_validate(dict(options)))
     result = result or Result(status, f"{check} is {status.label}", "test")
     ctx = ActionContext(check, status, previous, result, timeout, action_env(check, status, previous, result),

@@ -263,7 +263,7 @@ def _x509() -> Any:
         from cryptography import x509
     except ImportError:
         raise Failure("tls_config", "checking certificate files needs the 'cryptography' package "
-                                    "(pip install 'probe-agent[tls]')") from None
+                                    "(pip install 'probe-monitor[tls]')") from None
     return x509
 
 

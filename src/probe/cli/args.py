@@ -18,10 +18,11 @@ def parse_labels(values: Sequence[str]) -> dict[str, str]:
 
 
 def did_you_mean(name: str, known: Sequence[str]) -> str:
-    import difflib
+    """``; did you mean 'web'?`` or ``""``, for a usage error's message."""
+    from probe.config.errors import did_you_mean as closest  # the one did-you-mean of config errors and the CLI
 
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(name, known)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def duration_option(text: str, name: str) -> float:

@@ -21,9 +21,9 @@ import click
 from probe import __version__
 from probe.cli import logs
 from probe.cli import silence as silencecli
-from probe.cli.args import did_you_mean as _did_you_mean
 from probe.cli.args import duration_option as _duration_option
 from probe.cli.args import parse_labels as _parse_labels
+from probe.cli.globalopts import ProbeGroup, global_group_options
 from probe.cli.report import commands as reportcli
 from probe.model import Status
 from probe.plugins import scaffold
@@ -63,10 +63,8 @@ class Env:
         return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
 
     def _invalid(self, errors: Sequence[Any]) -> NoReturn:
-        for error in errors:
-            click.echo(str(error), err=True)
         noun = "error" if len(errors) == 1 else "errors"
-        click.echo(f"probe: configuration invalid: {len(errors)} {noun}", err=True)
+        logs.echo_error("\n".join([*map(str, errors), f"probe: configuration invalid: {len(errors)} {noun}"]))
         sys.exit(EX_CONFIG)
 
     def reload(self) -> tuple[Any, Any]:
@@ -79,17 +77,9 @@ class Env:
         return registry, plan
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ProbeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="probe")
-@click.option("--config", metavar="FILE", help="Agent settings file (default $PROBE_CONFIG, /etc/probe/probe.yaml).")
-@click.option("--config-dir", metavar="PATH",
-              help="Checks directory or a single checks file (default $PROBE_CONFIG_DIR, ./checks.d, "
-                   "/etc/probe/checks.d).")
-@click.option("--log-level", envvar="PROBE_LOG_LEVEL", type=click.Choice(logs.LEVELS, case_sensitive=False),
-              help="Least severe level logged to stderr  [default: warning; info for the agent daemon]")
-@click.option("--log-format", default="auto", show_default=True, envvar="PROBE_LOG_FORMAT",
-              type=click.Choice(logs.FORMATS, case_sensitive=False),
-              help="Log lines: auto is human on a terminal, logfmt otherwise (journald-aware).")
+@global_group_options
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str | None,
         log_format: str) -> None:
@@ -144,12 +134,40 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
         from probe.engine import aio
 
         report = aio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
+                                  fail_on=Status.parse(fail_on), progress=_WaitProgress(_redactor(plan)),
                                       color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
                                       hostname=socket.gethostname(), metrics=metrics))
     if terminal:
         report = dataclasses.replace(report, width=shutil.get_terminal_size().columns)
     _emit(registry.formats[fmt].render(report), plan, output)
     sys.exit(gate_exit_code(report.status, fail_on))
+
+
+class _WaitProgress:
+    """``--wait`` on stderr: which checks still fail the gate and how long is left. A line when that set
+    changes, else at most every 5 seconds, so a gate in a CI log shows it is alive without flooding it."""
+
+    EVERY = 5.0
+
+    def __init__(self, redact: Any) -> None:
+        self._redact = redact  # summaries are masked like every other output
+        self._last: tuple[float, object] = (-1e9, None)
+
+    def __call__(self, failing: Sequence[Any], remaining: float) -> None:
+        import time
+
+        key = tuple((o.name, o.status) for o in failing)
+        now = time.monotonic()
+        if key == self._last[1] and now - self._last[0] < self.EVERY:
+            return
+        self._last = (now, key)
+        from probe.units import format_duration
+
+        shown = ", ".join(f"{o.name} {o.status.name} ({o.result.summary[:80]})" for o in failing[:5])
+        more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
+        noun = "check fails" if len(failing) == 1 else "checks fail"
+        click.echo(self._redact(f"probe: waiting, {format_duration(remaining)} left; {len(failing)} {noun}: "
+                                f"{shown}{more}"), err=True)
 
 
 def _once_metrics(plan: Any) -> Any:
@@ -168,7 +186,7 @@ def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
     known = [c.name for c in plan.checks]
     for name in names:
         if name not in known:
-            raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, known)}")
+            raise _no_such_check(name, known)
     selected = plan.select(names, labels)
     if not selected:
         raise click.UsageError("no checks match the selection")
@@ -192,7 +210,7 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     registry, plan = env.load()
     spec = next((c for c in plan.checks if c.name == name), None)
     if spec is None:
-        raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, [c.name for c in plan.checks])}")
+        raise _no_such_check(name, [c.name for c in plan.checks])
     from probe.engine.once import check_remediation, describe_outcome
     from probe.engine.runner import Runner
 
@@ -205,13 +223,10 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
             text += more
         return text, outcome
 
-    runner = Runner(registry)
-    try:
-        from probe.engine import aio
+    from probe.engine import aio
 
-        text, outcome = aio.run(go())
-    finally:
-        runner.close()
+    runner = Runner(registry)
+    text, outcome = aio.run(go())
     _emit(text, plan, None)
     sys.exit(int(outcome.status))
 
@@ -246,6 +261,7 @@ def plugins(env: Env, fmt: str) -> None:
 
         click.echo(json.dumps({
             "plugins": [vars(p) for p in registry.plugins.values()],
+            "unavailable": registry.unavailable(),
             "failures": [{"plugin": f.plugin, "source": f.source, "error": f.error} for f in registry.failures],
             "conflicts": registry.conflicts,
         }, indent=2))
@@ -262,9 +278,10 @@ cli.add_command(scaffold.new_plugin)
 
 def _plugins_table(registry: Any) -> str:
     rows = [("PLUGIN", "VERSION", "SOURCE", "PROVIDES")]
+    unavailable = registry.unavailable()
     for info in registry.plugins.values():
         provides = "; ".join(
-            f"{kind}: {', '.join(names)}"
+            f"{kind}: {', '.join(_needs(n, unavailable) for n in names)}"
             for kind, names in (("checks", info.check_types), ("actions", info.action_types),
                                 ("formats", info.formats))
             if names
@@ -278,6 +295,19 @@ def _plugins_table(registry: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _needs(check_type: str, unavailable: dict[str, str]) -> str:
+    """``grpc``, or ``ssh (unavailable: ... pip install 'probe-monitor[ssh]')`` when its module is missing."""
+    problem = unavailable.get(check_type)
+    return f"{check_type} (unavailable: {problem.split(': ', 1)[-1]})" if problem else check_type
+
+
+def _no_such_check(name: str, known: Sequence[str]) -> click.UsageError:
+    from probe.config.errors import did_you_mean  # the one did-you-mean of config errors and plugin hooks
+
+    close = did_you_mean(name, known)
+    return click.UsageError(f"no such check: {name!r}" + (f"; did you mean {close!r}?" if close else ""))
+
+
 def _check_writable(output: str) -> None:
     """Fail before running anything, not after, when the report could not be written."""
     parent = Path(output).resolve().parent
@@ -287,10 +317,14 @@ def _check_writable(output: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} is not writable", param_hint="--output")
 
 
-def _emit(text: str, plan: Any, output: str | None) -> None:
+def _redactor(plan: Any) -> Any:
     from probe.config.redact import Redactor
 
-    text = Redactor(plan.secrets)(text)
+    return Redactor(plan.secrets)
+
+
+def _emit(text: str, plan: Any, output: str | None) -> None:
+    text = _redactor(plan)(text)
     if output:
         tmp = f"{output}.tmp{os.getpid()}"
         try:
@@ -326,6 +360,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(130)
     except Exception as exc:  # a bug in probe: a gate must read it as UNKNOWN, not as 1 (WARNING)
         log.debug("internal error", exc_info=exc)
-        click.echo(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)", err=True)
+        logs.echo_error(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)")
         sys.exit(int(Status.UNKNOWN))
     sys.exit(0)

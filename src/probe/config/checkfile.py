@@ -18,6 +18,7 @@ from probe.config.interpolation import Interpolator, interpolate
 from probe.config.spec import COMMON_KEYS, CheckSpec, CommonFields
 from probe.config.thresholds import hysteresis_problem, shadowed_warning
 from probe.config.yamlsource import LocatedDict, LocatedList, Location, YamlError, load_yaml
+from probe.plugins.contract import missing_requirement
 from probe.plugins.manager import Registry
 from probe.units import format_duration
 
@@ -87,6 +88,8 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     if "type" in merged and check_cls is None:
         errors.append(ConfigError(where(merged, ("type",), path, at), name, "type",
                                   unknown_type(check_type, registry)))
+    elif check_cls is not None and (missing := missing_requirement(check_cls)):
+        errors.append(ConfigError(where(merged, ("type",), path, at), name, "type", missing))
     models: list[type[BaseModel]] = [CommonFields] + ([check_cls.Options] if check_cls is not None else [])
     common: CommonFields | None = None
     try:
@@ -150,13 +153,13 @@ def _actions(common: CommonFields, registry: Registry, data: Any, path: Path, at
     plugin action's bad options fail ``probe validate`` rather than the first remediation."""
     errors = []
     for i, entry in enumerate(common.remediate):
-        cls = registry.actions.get(entry.action)
+        cls = registry.action_type(entry.action)
         if cls is None:
-            hint = did_you_mean(entry.action, registry.actions)
+            hint = did_you_mean(entry.action, registry.action_type_names())
             errors.append(ConfigError(
                 where(data, ("remediate", i, "action"), path, at), common.name, f"remediate[{i}].action",
                 f"unknown action type {entry.action!r}" + (f"; did you mean {hint!r}?" if hint else "")
-                + f" (registered: {', '.join(sorted(registry.actions))})"))
+                + f" (registered: {', '.join(registry.action_type_names())})"))
             continue
         if entry.action == "run":
             continue  # the built-in takes its argv from 'run', checked by the model

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,22 +39,6 @@ def redactor_for(secrets: frozenset[str]) -> Redactor:
     """One Redactor per set of secrets (a plan's), built once rather than per result. Shared: never ``add``
     to one."""
     return Redactor(secrets)
-
-
-class RedactingFilter(logging.Filter):
-    """Masks secrets in every log record's rendered message."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.redactor:
-            message = record.getMessage()
-            redacted = self.redactor(message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
 
 
 def secret_values(value: Any) -> set[str]:

@@ -8,7 +8,6 @@ out. What a reload changes downstream the Agent tells the sinks itself (``forget
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,7 +112,7 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
     a history store that cannot be opened is logged and retried (the checks run regardless)."""
     settings = plan.settings
     redact = Redactor(plan.secrets)
-    remediator = Remediator(registry.actions, max_concurrent=settings.remediation.max_concurrent, redact=redact,
+    remediator = Remediator(registry.action_types, max_concurrent=settings.remediation.max_concurrent, redact=redact,
                             dry_run=dry_run)
     parts = Parts(TelemetrySink(telemetry.build(settings.telemetry, prometheus=prometheus, atexit=False)),
                   forecaster_for(plan), remediator, redact=redact)
@@ -175,8 +174,7 @@ class AgentMetrics:
         for _ in range(stats.reloads_ok - self._ok):
             metrics.record_agent(reload=True, config_errors=0)
         for _ in range(stats.reloads_failed - self._failed):
-            found = re.match(r"(\d+) configuration error", stats.last_reload_error)
-            metrics.record_agent(reload=False, config_errors=int(found.group(1)) if found else 1)
+            metrics.record_agent(reload=False, config_errors=stats.config_errors)
         self._ok, self._failed = stats.reloads_ok, stats.reloads_failed
         stalls, self._stalls = stats.loop_stalls - self._stalls, stats.loop_stalls
         if stalls:

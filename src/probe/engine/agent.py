@@ -75,6 +75,8 @@ class AgentStats:
     reloads_ok: int = 0
     reloads_failed: int = 0
     last_reload_error: str = ""
+    config_errors: int = 0
+    """Errors in the latest configuration load: 0 once one is applied, 1 for a load that failed otherwise."""
     stale_marked: int = 0
     sink_errors: int = 0
     loop_stalls: int = 0
@@ -92,7 +94,7 @@ class Agent:
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
-        self.runner = Runner(registry, max_threads=plan.settings.max_concurrency)
+        self.runner = Runner(registry)
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule()
         self.stats = AgentStats()
@@ -300,6 +302,7 @@ class Agent:
                 freeze_heap(again=True)
             self.stats.reloads_ok += 1
             self.stats.last_reload_error = ""
+            self.stats.config_errors = 0
             self.lifecycle.reloaded(True)
         finally:
             self._reload_task = None
@@ -311,7 +314,9 @@ class Agent:
             for error in exc.errors:
                 log.error("%s", error)
             summary = f"{len(exc.errors)} configuration error{'s' if len(exc.errors) != 1 else ''}"
+            self.stats.config_errors = len(exc.errors)
         else:
+            self.stats.config_errors = 1
             summary = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.debug("reload failed", exc_info=exc)
         self.stats.last_reload_error = summary
@@ -382,7 +387,6 @@ class Agent:
                 await asyncio.wait(pending, timeout=1.0)
         if self._reload_task is not None:
             self._reload_task.cancel()
-        self.runner.close()
         for sink in self.sinks:
             try:
                 await sink.aclose()

@@ -78,8 +78,6 @@ class _Hung:
 @dataclass
 class Runner:
     registry: Registry
-    max_threads: int = 32
-    """Unused since worker threads are started on demand (kept for callers that pass it)."""
     forecaster: Forecaster | None = None
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
     leaked_tasks: int = 0
@@ -230,10 +228,6 @@ class Runner:
                 del self._instances[name]
         if self.forecaster is not None:
             self.forecaster.forget(names)
-
-    def close(self) -> None:
-        """Nothing to wait for: worker threads are daemon threads, and one blocked in plugin code cannot be
-        killed anyway; it ends with the process."""
 
 
 def _timeout(spec: CheckSpec, detail: str) -> Result:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections import deque
@@ -17,15 +18,11 @@ from dataclasses import dataclass, field
 
 from probe.config.spec import CheckSpec
 
-try:  # hashlib's own blake2b, without hashlib, which loads OpenSSL (probe._deferred)
-    from _blake2 import blake2b
-except ImportError:  # pragma: no cover - an interpreter without the module
-    from hashlib import blake2b
-
 
 def splay(name: str, interval: float) -> float:
-    """A stable offset in ``[0, interval)`` for ``name``."""
-    digest = blake2b(name.encode(), digest_size=8).digest()
+    """A stable offset in ``[0, interval)`` for ``name``: the same in every process and release (not ``hash()``,
+    which is salted per process), so a restart or an upgrade keeps the pattern."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 * interval
 
 

@@ -6,7 +6,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from probe.engine.interfaces import Outcome
-from probe.model import Status
+from probe.model import Result, Status
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """One remediation action that ``run --once --remediate`` ran: the result that started it, what was
+    done, how it ended, and the re-check's result (the one the report's outcome shows)."""
+
+    check: str
+    before: Result
+    action: str  # what was run: the argv, or the action's name
+    outcome: str  # fixed, not_fixed, failed, timed_out, dry_run
+    summary: str
+    exit_code: int | None
+    duration: float
+    after: Result | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,7 @@ class Report:
     duration: float
     color: bool = False
     width: int | None = None  # terminal columns, when writing to one: human output fits long summaries in
+    remediations: Sequence[Remediation] = ()  # in the order they ran
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from probe.engine.interfaces import Outcome
-from probe.formats import Format, Report
+from probe.formats import Format, Remediation, Report
 from probe.formats.nagios import render_nagios
 from probe.hookspecs import FormatRegistrar, hookimpl
 from probe.model import Status
@@ -31,6 +31,9 @@ def render_human(report: Report) -> str:
         if i > 0 and report.color:
             cells[0] = _paint(Status[row[0]], cells[0])
         lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
+    if report.remediations:
+        lines += ["", "REMEDIATION"]
+        lines += [_fit(remediation_line(r), report.width) for r in report.remediations]
     counts = {s: sum(1 for o in report.outcomes if o.status is s) for s in Status}
     tally = ", ".join(f"{n} {s.label}" for s, n in counts.items() if n)
     overall = _paint(report.status, report.status.name) if report.color else report.status.name
@@ -38,6 +41,32 @@ def render_human(report: Report) -> str:
     lines.append(f"{overall}: {len(report.outcomes)} checks ({tally or 'none run'}) "
                  f"in {format_duration(report.duration)}")
     return "\n".join(lines) + "\n"
+
+
+def remediation_line(r: Remediation) -> str:
+    """``web: CRITICAL (connection refused) -> ran systemctl restart nginx: fixed (exit 0, 1.2s); now OK``."""
+    was = f"{r.check}: {r.before.status.name} ({_one_line(r.before.summary)})"
+    code = "" if r.exit_code is None else f"exit {r.exit_code}, "
+    verb = "would run" if r.outcome == "dry_run" else "ran"
+    line = f"{was} -> {verb} {r.action}: {r.outcome} ({code}{format_duration(r.duration)})"
+    if r.outcome in ("failed", "timed_out") and r.summary:
+        line += f": {_one_line(r.summary)}"
+    if r.after is not None:
+        line += f"; now {r.after.status.name}"
+    return line
+
+
+def remediation_dict(r: Remediation) -> dict[str, Any]:
+    return {
+        "check": r.check,
+        "before": {"status": r.before.status.label, "reason": r.before.reason or None, "summary": r.before.summary},
+        "action": r.action,
+        "outcome": r.outcome,
+        "summary": r.summary,
+        "exit_code": r.exit_code,
+        "duration": round(r.duration, 6),
+        "after": None if r.after is None else {"status": r.after.status.label, "summary": r.after.summary},
+    }
 
 
 def _paint(status: Status, text: str) -> str:
@@ -79,6 +108,7 @@ def render_json(report: Report) -> str:
         "started": report.started,
         "duration": round(report.duration, 6),
         "checks": [outcome_dict(o) for o in report.outcomes],
+        "remediations": [remediation_dict(r) for r in report.remediations],
     }
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
@@ -102,7 +132,9 @@ def render_junit(report: Report) -> str:
             out.append(f'      <failure message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</failure>')
         elif o.status is Status.UNKNOWN:
             out.append(f'      <error message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</error>')
-        out.append(f"      <system-out>{escape(_xml_safe(_detail(o)))}</system-out>")
+        detail = "\n".join([_detail(o), *(f"remediation: {remediation_line(r)}" for r in report.remediations
+                                           if r.check == o.name)])
+        out.append(f"      <system-out>{escape(_xml_safe(detail))}</system-out>")
         out.append("    </testcase>")
     out += ["  </testsuite>", "</testsuites>"]
     return "\n".join(out) + "\n"
@@ -117,6 +149,8 @@ def render_tap(report: Report) -> str:
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
                       f"  duration: {o.duration:.6f}", "  ..."]
+        lines += [f"# remediation: {_tap_escape(remediation_line(r))}" for r in report.remediations
+                  if r.check == o.name]
     return "\n".join(lines) + "\n"
 
 

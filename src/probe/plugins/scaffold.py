@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import keyword
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -36,7 +38,7 @@ def names(name: str) -> dict[str, str]:
         "dist": f"probe-{name}",
         "module": module,
         "cls": "".join(part.capitalize() for part in name.split("-")) + "Check",
-        "probe_req": f"probe-agent>={major}.{minor}",
+        "probe_req": f"probe-monitor>={major}.{minor}",
     }
 
 
@@ -89,8 +91,11 @@ def new_plugin(name: str, directory: Path | None) -> None:
         raise click.UsageError(str(exc)) from None
     n = names(name)
     click.echo(f"created {target}/ ({len(written)} files): check type {name!r} in src/{n['module']}/__init__.py")
-    click.echo("next:")
-    click.echo(f"  cd {target} && pip install -e '.[test]' && pytest")
+    # The plugin goes into the environment probe runs from: probe finds plugins through its own environment's
+    # entry points, and the plugin's dependency on probe is satisfied there (a fresh venv has no probe).
+    python = shlex.quote(sys.executable)
+    click.echo(f"next (install into probe's own environment, {sys.prefix}):")
+    click.echo(f"  cd {shlex.quote(str(target))} && {python} -m pip install -e '.[test]' && {python} -m pytest")
     click.echo(f"  probe plugins                  # lists {n['dist']}")
     click.echo(f"  probe --config-dir checks.d/{name}.yaml run --once")
 
@@ -276,12 +281,15 @@ checks:
 README = '''\
 # {{dist}}
 
-A [probe](https://pypi.org/project/probe-agent/) plugin providing the `{{name}}` check type.
+A [probe](https://pypi.org/project/probe-monitor/) plugin providing the `{{name}}` check type.
 
 ## Install and try
 
+Into the Python environment probe is installed in (its `python -m pip`), not a new one: probe loads plugins
+from its own environment.
+
 ```
-pip install -e '.[test]'
+python -m pip install -e '.[test]'
 pytest                                   # the generated tests pass as generated
 probe plugins                            # lists {{dist}} with check type {{name}}
 probe --config-dir checks.d/{{name}}.yaml run --once

@@ -37,6 +37,23 @@ def _configured_state_dir() -> str | None:
     return settings.state_dir
 
 
+def _configured_checks() -> set[str] | None:
+    """Names of the checks the configuration defines (found as the agent finds it), or None when it
+    cannot be read: then every check in the history is shown, since none can be called removed."""
+    from probe.config.load import ConfigErrors, find_checks_path, find_settings_path, load
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.obj if ctx else None
+    try:
+        _, plan = load(find_checks_path(getattr(obj, "config_dir", None), os.environ),
+                       settings_path=find_settings_path(getattr(obj, "config", None), os.environ))
+    except ConfigErrors as exc:
+        click.echo(f"warning: the configuration does not load ({exc.errors[0]}); showing every check in the "
+                   "history", err=True)
+        return None
+    return {spec.name for spec in plan.checks}
+
+
 def _reader(state_dir: str | None) -> object:
     from probe.sinks.history import HistoryReader
 
@@ -64,8 +81,12 @@ def status(state_dir: str | None, fmt: str) -> None:
         click.echo(f"probe: {exc}", err=True)
         sys.exit(3)
     now = time.time()
+    configured = _configured_checks()
+    # A check removed from the configuration keeps its rows in the history (reports still cover it), but
+    # it has no current state: listing it would show a stale status forever.
+    removed = sorted(set(latest) - configured) if configured is not None else []
     rows: list[dict[str, Any]] = []
-    for name in sorted(latest):
+    for name in sorted(set(latest) - set(removed)):
         r = latest[name]
         state = states.get(name, (0.0, {}))[1]
         hard = r.hard_status if r.hard_status is not None else r.status
@@ -76,7 +97,7 @@ def status(state_dir: str | None, fmt: str) -> None:
                      "remediation_exhausted": _exhausted(state), "maintenance": r.maintenance,
                      "silenced": r.silenced, "suppressed_by": r.suppressed_by})
     if fmt == "json":
-        click.echo(json.dumps({"checks": rows}, indent=2))
+        click.echo(json.dumps({"checks": rows, "removed": removed}, indent=2))
         return
     table = [("CHECK", "STATUS", "STATE", "LAST RUN", "SUMMARY")]
     for row in rows:
@@ -90,6 +111,9 @@ def status(state_dir: str | None, fmt: str) -> None:
     widths = [max(len(t[i]) for t in table) for i in range(4)]
     for t in table:
         click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(4)), t[4]]).rstrip())
+    if removed:
+        click.echo(f"not shown: {len(removed)} no longer configured ({', '.join(removed)}); probe report has "
+                   "their history")
 
 
 def _exhausted(state: dict[str, Any]) -> bool:

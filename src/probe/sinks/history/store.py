@@ -1,11 +1,20 @@
-"""The writer: ``record_*`` only appends to a queue; one thread commits batches and rides out a bad disk."""
+"""The writer: ``record_*`` appends to an in-memory buffer; one thread takes the whole buffer once per batch
+interval, commits it, and rides out a bad disk.
+
+Nothing wakes the writer per row: a producer only appends under a lock (no queue, no condition, no thread
+switch), and the writer swaps the buffer for an empty one every ``batch_interval`` (with a backlog, it takes
+the oldest ``batch_rows`` at a time). One bound covers every
+row held in memory -- waiting in the buffer, being written, or kept after a failed write -- so an unwritable
+database costs at most ``max_pending`` rows of memory; past it the oldest rows are dropped and counted
+(``Health.dropped``, exported as ``probe.agent.history.dropped``). A check's saved state is an upsert, so
+only its newest state is held.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -19,6 +28,8 @@ from probe.sinks.history.reader import HistoryReader
 from probe.sinks.history.schema import INSERT, HistoryError, connect, migrate, prune
 
 log = logging.getLogger("probe.history")
+
+Row = tuple[str, tuple[Any, ...]]  # (table, values)
 
 
 @dataclass
@@ -34,26 +45,48 @@ class Health:
 
 
 @dataclass
+class _Held:
+    """Rows not yet written: appended rows in order, and the newest saved state per check."""
+
+    rows: deque[Row] = field(default_factory=deque)
+    states: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.states)
+
+    def batch(self) -> list[Row]:
+        return [*self.rows, *(("check_state", row) for row in self.states.values())]
+
+
+@dataclass
 class HistoryStore:
     """SQLite history in WAL mode with one batching writer thread.
 
-    ``redact`` is applied to every text column before it is written (summaries, reasons, action output).
+    ``redact`` is applied to every text column before it is held (summaries, reasons, action output).
+    ``max_pending`` bounds the rows held in memory, whatever the database does; one transaction writes at
+    most ``batch_rows``.
     """
 
     path: Path
     retention: float = 30 * 86400.0
     redact: Callable[[str], str] = str
     batch_interval: float = 0.5
-    max_pending: int = 200_000
-    _queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = field(default_factory=queue.SimpleQueue)
-    _backlog: deque[tuple[str, tuple[Any, ...]]] = field(default_factory=deque)
+    max_pending: int = 50_000
+    batch_rows: int = 10_000
+    _held: _Held = field(default_factory=_Held)
+    _in_flight: int = 0  # rows the writer has taken and not yet written or given back
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _settled: threading.Condition = field(init=False)  # notified when rows are written or dropped
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _stopping: bool = False
     _thread: threading.Thread | None = None
     _health: Health = field(default_factory=Health)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _flushed: threading.Condition = field(default_factory=threading.Condition)
     _enqueued: int = 0
-    _done: int = 0
+    _done: int = 0  # rows written, dropped, or superseded by a newer state
     _last_prune: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._settled = threading.Condition(self._lock)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -69,37 +102,40 @@ class HistoryStore:
             if not degraded_ok:
                 raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
             self._failed(f"{type(exc).__name__}: {exc}")
+        self._stopping = False
         self._thread = threading.Thread(target=self._writer, name="probe-history", daemon=True)
         self._thread.start()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued (bounded by ``timeout``) and stop the writer."""
+        """Write what is held (one more try, bounded by ``timeout``) and stop the writer."""
         if self._thread is None:
             return
-        self._queue.put(None)
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("history writer did not finish within %.1fs; %d rows unwritten", timeout,
-                      self._health.pending)
+                      self.health().pending)
         self._thread = None
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Block until everything queued so far is written; False when it is not by ``timeout``."""
-        target = self._enqueued
+        """Write now and block until every row recorded so far is written (or dropped); False when that has
+        not happened by ``timeout``."""
         deadline = time.monotonic() + timeout
-        with self._flushed:
-            # ``pending`` too: a backlog being retried is out of the deque but not yet written.
-            while self._done < target or self.health().pending:
+        with self._settled:
+            target = self._enqueued
+            while self._done < target:
+                self._wake.set()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._flushed.wait(min(remaining, 0.5))
+                self._settled.wait(min(remaining, 0.5))
         return True
 
     def health(self) -> Health:
         with self._lock:
-            return Health(**vars(self._health))
+            return Health(**{**vars(self._health), "pending": len(self._held) + self._in_flight})
 
     # -- writes (non-blocking; safe from any thread) ----------------------------------------------------
 
@@ -109,100 +145,134 @@ class HistoryStore:
                       samples: Iterable[str] = (), maintenance: str = "", silenced: str = "",
                       suppressed_by: str = "") -> None:
         """One result; ``maintenance``, ``silenced`` and ``suppressed_by`` are its marks (``""``: none)."""
-        values = dict(measurements or {})
-        self._put("results", (ts, check_name, check_type, int(status), hard_status, state_type,
-                              self._text(reason), self._text(summary), duration, json.dumps(values),
-                              maintenance or None, silenced or None, suppressed_by or None))
-        for name in samples:
-            if name in values:
-                self._put("samples", (ts, check_name, name, float(values[name])))
+        values = {} if measurements is None else measurements
+        row = (ts, check_name, check_type, int(status), hard_status, state_type, self._text(reason),
+               self._text(summary), duration, json.dumps(values), maintenance or None, silenced or None,
+               suppressed_by or None)
+        kept = [("samples", (ts, check_name, name, float(values[name]))) for name in samples if name in values]
+        with self._lock:
+            self._append("results", row)
+            for table, sample in kept:
+                self._append(table, sample)
 
     def record_transition(self, ts: float, check_name: str, kind: str, from_status: int, to_status: int,
                           summary: str = "") -> None:
-        self._put("transitions", (ts, check_name, kind, int(from_status), int(to_status), self._text(summary)))
+        row = (ts, check_name, kind, int(from_status), int(to_status), self._text(summary))
+        with self._lock:
+            self._append("transitions", row)
 
     def record_remediation(self, ts: float, check_name: str, action: str, command: Sequence[str], outcome: str,
                            *, exit_code: int | None = None, duration: float = 0.0, dry_run: bool = False,
                            output: str = "") -> None:
-        self._put("remediations", (ts, check_name, action, self._text(json.dumps(list(command))), outcome,
-                                   exit_code, duration, int(dry_run), self._text(output)))
+        row = (ts, check_name, action, self._text(json.dumps(list(command))), outcome, exit_code, duration,
+               int(dry_run), self._text(output))
+        with self._lock:
+            self._append("remediations", row)
 
     def save_state(self, check_name: str, state: Mapping[str, Any], ts: float | None = None) -> None:
-        self._put("check_state", (check_name, time.time() if ts is None else ts, json.dumps(state)))
+        row = (check_name, time.time() if ts is None else ts, json.dumps(state))
+        with self._lock:
+            self._enqueued += 1
+            states = self._held.states
+            if check_name in states:
+                self._done += 1  # the older state is superseded, never written: settled
+            elif len(self._held) + self._in_flight >= self.max_pending and not self._drop_oldest():
+                return
+            states[check_name] = row
+
+    def _append(self, table: str, row: tuple[Any, ...]) -> None:
+        """Hold one row (the caller holds the lock); at the bound the oldest row held makes room."""
+        self._enqueued += 1
+        if len(self._held) + self._in_flight >= self.max_pending and not self._drop_oldest():
+            return
+        self._held.rows.append((table, row))
+
+    def _drop_oldest(self) -> bool:
+        """Make room for one row by dropping the oldest one held (counted). With every held row being
+        written, the new one is dropped instead: False."""
+        self._health.dropped += 1
+        self._done += 1
+        if not self._held.rows:
+            return False
+        self._held.rows.popleft()
+        return True
 
     def _text(self, text: str) -> str:
         """Redacted, and encodable: a lone surrogate (a file name read with surrogateescape) cannot be bound."""
         text = self.redact(text)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         return text
-
-    def _put(self, table: str, row: tuple[Any, ...]) -> None:
-        with self._flushed:
-            self._enqueued += 1
-        self._queue.put((table, row))
 
     # -- the writer thread ------------------------------------------------------------------------------
 
     def _writer(self) -> None:
         db: sqlite3.Connection | None = None
-        stopping = False
-        while not stopping:
-            batch, fresh, stopping = self._take_batch()
-            if batch:  # connect only to write: an idle writer must not report on a disk it does not use
-                if db is None:
-                    db = self._try_connect()
-                if db is not None and self._write(db, batch):
+        delay = self.batch_interval
+        while True:
+            if delay:
+                self._wake.wait(delay)  # once per batch interval (or a retry's back-off), not once per row
+                self._wake.clear()
+            stopping = self._stopping
+            held, more = self._take()
+            ok = True
+            if held:  # connect only to write: an idle writer must not report on a disk it does not use
+                db = self._try_connect() if db is None else db
+                ok = db is not None and self._write(db, held.batch())
+                if db is not None and ok:
                     self._maybe_prune(db)
-                else:
-                    if db is not None:
-                        _close_quietly(db)
-                        db = None
-                    self._keep(batch)
-            with self._flushed:
-                self._done += fresh
-                self._flushed.notify_all()
+                elif db is not None:
+                    _close_quietly(db)
+                    db = None
+                self._settle(held, ok)
+            if stopping and not (ok and more):
+                break
+            delay = (0.0 if more else self.batch_interval) if ok else min(1.0, self.batch_interval * 2)
         if db is not None:
             db.close()
+        if unwritten := self.health().pending:
+            log.error("history writer stopped with %d rows unwritten", unwritten)
 
-    def _take_batch(self) -> tuple[list[tuple[str, tuple[Any, ...]]], int, bool]:
-        """The backlog first (so rows stay in order), then what arrives within one batch interval."""
-        batch: list[tuple[str, tuple[Any, ...]]] = []
-        stopping = False
-        while self._backlog and len(batch) < 50_000:
-            batch.append(self._backlog.popleft())
-        retried = len(batch)
-        deadline = time.monotonic() + self.batch_interval
-        while len(batch) < 50_000:
-            timeout = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=max(timeout, 0.0)) if timeout > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                stopping = True
-                while True:  # drain what was queued before close()
-                    try:
-                        rest = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if rest is not None:
-                        batch.append(rest)
-                break
-            batch.append(item)
-        return batch, len(batch) - retried, stopping
+    def _take(self) -> tuple[_Held, bool]:
+        """What the writer writes next: everything held (a swap), or, with a backlog, its oldest
+        ``batch_rows`` (so a retried backlog is written in bounded transactions, and the rows being written
+        are never more than one batch: the rest stay where the bound can drop the oldest). True when more
+        is left."""
+        with self._lock:
+            held = self._held
+            if len(held.rows) <= self.batch_rows:
+                self._held = _Held()
+                more = False
+            else:
+                rows = held.rows
+                held = _Held(deque([rows.popleft() for _ in range(self.batch_rows)]), held.states)
+                self._held = _Held(rows)
+                more = True
+            self._in_flight = len(held)
+        return held, more
 
-    def _write(self, db: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> bool:
-        if not batch:
-            return True
+    def _settle(self, held: _Held, written: bool) -> None:
+        """After a write: count what was written, or put it back in front of what arrived meanwhile."""
+        with self._settled:
+            self._in_flight = 0
+            if written:
+                self._done += len(held)
+                self._settled.notify_all()
+            else:
+                self._held.rows.extendleft(reversed(held.rows))
+                held.states.update(self._held.states)
+                self._held.states = held.states
+
+    def _write(self, db: sqlite3.Connection, batch: list[Row]) -> bool:
         try:
             with db:
-                for table in INSERT:
+                for table, sql in INSERT.items():
                     rows = [row for t, row in batch if t == table]
                     if rows:
-                        db.executemany(INSERT[table], rows)
+                        db.executemany(sql, rows)
         except sqlite3.Error as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return False
@@ -210,15 +280,10 @@ class HistoryStore:
             # A row SQLite cannot bind (an int past 64 bits, a surrogate in a check name) must not poison
             # its batch and, retried for ever, every batch after it: write the others one by one.
             return self._write_each(db, batch)
-        with self._lock:
-            if not self._health.healthy:
-                log.warning("history database %s is writable again; %d queued rows written", self.path, len(batch))
-            self._health.healthy, self._health.last_error = True, ""
-            self._health.written += len(batch)
-            self._health.pending = len(self._backlog)
+        self._wrote(len(batch), 0)
         return True
 
-    def _write_each(self, db: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> bool:
+    def _write_each(self, db: sqlite3.Connection, batch: list[Row]) -> bool:
         bad = 0
         try:
             with db:
@@ -231,22 +296,16 @@ class HistoryStore:
         except sqlite3.Error as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return False
-        with self._lock:
-            self._health.healthy, self._health.last_error = True, ""
-            self._health.dropped += bad
-            self._health.written += len(batch) - bad
-            self._health.pending = len(self._backlog)
+        self._wrote(len(batch) - bad, bad)
         return True
 
-    def _keep(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
-        self._backlog.extend(batch)
-        overflow = len(self._backlog) - self.max_pending
-        for _ in range(max(0, overflow)):
-            self._backlog.popleft()
+    def _wrote(self, written: int, dropped: int) -> None:
         with self._lock:
-            self._health.dropped += max(0, overflow)
-            self._health.pending = len(self._backlog)
-        time.sleep(min(1.0, self.batch_interval * 2))  # back off; the loop retries the backlog
+            if not self._health.healthy:
+                log.warning("history database %s is writable again; %d held rows written", self.path, written)
+            self._health.healthy, self._health.last_error = True, ""
+            self._health.written += written
+            self._health.dropped += dropped
 
     def _failed(self, message: str) -> None:
         with self._lock:

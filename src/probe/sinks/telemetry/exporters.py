@@ -75,7 +75,7 @@ def _grpc_exporter(endpoint: str | None, kwargs: dict[str, Any]) -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     except ImportError as exc:
         raise TelemetryError("telemetry.otlp.protocol grpc needs the grpc extra: "
-                             "pip install 'probe-agent[grpc]'") from exc
+                             "pip install 'probe-monitor[grpc]'") from exc
     insecure = endpoint.startswith("http://") if endpoint else None
     return OTLPMetricExporter(endpoint=endpoint, insecure=insecure, **kwargs)
 
