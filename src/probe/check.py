@@ -5,13 +5,13 @@ from __future__ import annotations
 import builtins
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from probe.model import Result
+from probe.model import Ping, Result
 
 
 class Options(BaseModel):
@@ -37,6 +37,10 @@ class Context:
     deadline: float
     logger: logging.Logger
     labels: Mapping[str, str] = field(default_factory=dict)
+    pings: Callable[[float], Sequence[Ping]] | None = None
+    """For passive checks: ``ctx.pings(since)`` returns the pings jobs sent for this check (``probe ping NAME``)
+    since ``since`` (epoch seconds), oldest first. Blocking (it reads the state store): call it from a sync
+    ``run``. ``None`` when no state store is available."""
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())

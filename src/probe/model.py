@@ -93,3 +93,15 @@ class Result:
 
     def replace(self, **changes: Any) -> Result:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """One report from a job (``probe ping NAME``): it started (``start``), or ended in ``success`` or ``fail``.
+    Read by passive checks such as ``heartbeat`` through ``Context.pings``."""
+
+    ts: float  # epoch seconds
+    kind: str  # "start" | "success" | "fail"
+    exit_code: int | None = None
+    duration: float | None = None  # seconds the job ran, when known
+    output: str = ""  # the tail of its output (masked)

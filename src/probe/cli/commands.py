@@ -20,6 +20,7 @@ import click
 
 from probe import __version__
 from probe.cli import logs
+from probe.cli import ping as pingcli
 from probe.cli import silence as silencecli
 from probe.cli.args import duration_option as _duration_option
 from probe.cli.args import parse_labels as _parse_labels
@@ -224,8 +225,9 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
         return text, outcome
 
     from probe.engine import aio
+    from probe.sinks.history.pings import store_for
 
-    runner = Runner(registry)
+    runner = Runner(registry, pings=store_for(plan.settings.state_dir))
     text, outcome = aio.run(go())
     _emit(text, plan, None)
     sys.exit(int(outcome.status))
@@ -271,6 +273,7 @@ def plugins(env: Env, fmt: str) -> None:
 
 
 cli.add_command(silencecli.silence)
+cli.add_command(pingcli.ping)
 cli.add_command(reportcli.status)
 cli.add_command(reportcli.report)
 cli.add_command(scaffold.new_plugin)

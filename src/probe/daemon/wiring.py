@@ -27,6 +27,7 @@ from probe.sinks.alerting.outbox import Outbox
 from probe.sinks.alerting.silences import SilenceStore, SilenceWatch
 from probe.sinks.alerting.sink import AlertingSink
 from probe.sinks.history import DB_NAME, HistoryReader, HistoryStore, default_state_dir
+from probe.sinks.history.pings import PingStore
 from probe.sinks.history.sink import HistorySink, saved_states
 from probe.sinks.remediation.remediator import Remediator
 from probe.sinks.remediation.sink import RemediationSink, Rerun
@@ -208,6 +209,7 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
     agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload,
                   freeze=True, silences=silences)
     agent.runner.forecaster = parts.forecaster
+    agent.runner.pings = PingStore(state_dir(plan) / DB_NAME)
     parts.metrics.agent = AgentMetrics(agent)
     if parts.states:
         log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))

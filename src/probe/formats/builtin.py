@@ -31,6 +31,10 @@ def render_human(report: Report) -> str:
         if i > 0 and report.color:
             cells[0] = _paint(Status[row[0]], cells[0])
         lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
+    runbooks = [o for o in report.outcomes if o.status is not Status.OK and o.spec.runbook]
+    if runbooks:
+        lines += ["", "RUNBOOK"]
+        lines += [_fit(f"{o.name}: {o.spec.runbook}", report.width) for o in runbooks]
     if report.remediations:
         lines += ["", "REMEDIATION"]
         lines += [_fit(remediation_line(r), report.width) for r in report.remediations]
@@ -89,6 +93,7 @@ def outcome_dict(o: Outcome) -> dict[str, Any]:
         "status_code": int(o.status),
         "summary": o.result.summary,
         "reason": o.result.reason or None,
+        "runbook": o.spec.runbook,
         "started": o.started,
         "duration": round(o.duration, 6),
         "measurements": {m.name: {"value": m.value, "unit": m.unit} for m in o.result.measurements},
@@ -148,7 +153,9 @@ def render_tap(report: Report) -> str:
         lines.append(f"{ok} {i} - {_tap_escape(o.name)}: {_tap_escape(_one_line(o.result.summary))}")
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
-                      f"  duration: {o.duration:.6f}", "  ..."]
+                      f"  duration: {o.duration:.6f}"]
+            lines += [f"  runbook: {json.dumps(o.spec.runbook)}"] if o.spec.runbook else []
+            lines.append("  ...")
         lines += [f"# remediation: {_tap_escape(remediation_line(r))}" for r in report.remediations
                   if r.check == o.name]
     return "\n".join(lines) + "\n"
@@ -217,6 +224,8 @@ def _escape_label(value: str) -> str:
 
 def _detail(o: Outcome) -> str:
     lines = [f"status: {o.status.label}", f"reason: {o.result.reason or '-'}", f"summary: {o.result.summary}"]
+    if o.spec.runbook:
+        lines.append(f"runbook: {o.spec.runbook}")
     units = {m.name: m.unit for m in o.result.measurements}
     lines += [f"{m.name}: {format_value(m.value, units[m.name])}" for m in o.result.measurements]
     return "\n".join(lines)

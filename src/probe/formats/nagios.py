@@ -35,6 +35,7 @@ def render_nagios(report: Report) -> str:
     lines = [f"{report.status.name} - {head}" + (f" | {perf}" if perf else "")]
     if len(report.outcomes) > 1:
         lines += [f"[{o.status.name}] {one_line(o.name)}: {one_line(o.result.summary)}" for o in report.outcomes]
+    lines += [f"runbook {one_line(o.name)}: {one_line(o.spec.runbook)}" for o in problems if o.spec.runbook]
     return "\n".join(lines) + "\n"
 
 
