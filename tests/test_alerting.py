@@ -184,7 +184,7 @@ async def test_a_real_alertmanager_shows_the_alert_firing_with_its_runbook_then_
         assert "ProbeCheckFailed" in am.amtool("alert", "query", "check=web")
         sink.record(outcome(web, Status.OK, "disk 40% full"), state(Status.OK))
         await sink.step()
-        for _ in range(100):  # Alertmanager notifies its own receiver: firing, then resolved
+        for _ in range(600):  # Alertmanager notifies its own receiver: firing, then resolved (at its group_interval)
             if "resolved" in [r.body.get("status") for r in notified.received]:
                 break
             await asyncio.sleep(0.1)

@@ -125,3 +125,51 @@ def test_the_running_agent_sees_pings_and_alerts_a_missed_heartbeat(tmp_path: Pa
         assert d.cli("ping", "sync").returncode == 0
         wait_for("the recovery", lambda: hook.events() == ["critical", "recovery"], timeout=30, log=d.log)
         assert d.stop() == 0
+
+
+@pytest.mark.slow
+def test_the_http_ping_endpoint_takes_pings_with_the_token_only(tmp_path: Path, daemons: list[Daemon]) -> None:
+    import urllib.error
+    import urllib.request
+
+    from alertpeers import free_port
+
+    token = "ping-token-93b1c0"
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "token").chmod(0o600)
+    port = free_port()
+    check = {"name": "remote-job", "type": "heartbeat", "period": "1h", "interval": "1s", "timeout": "900ms"}
+    d = Daemon(tmp_path, {"checks": [check, {"name": "web", "type": "memory"}]},
+               {"state_dir": str(tmp_path / "state"),
+                "pings": {"enabled": True, "port": port, "token": f"${{file:{tmp_path / 'token'}}}"}})
+    daemons.append(d.start())
+
+    def call(path: str, auth: str | None = f"Bearer {token}", body: bytes | None = b"",
+             method: str = "POST") -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+        if auth is not None:
+            request.add_header("Authorization", auth)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    wait_for("the endpoint", lambda: call("/ping/remote-job/start") == 200, timeout=30, log=d.log)
+    assert call("/ping/remote-job", auth=None) == 401
+    assert call("/ping/remote-job", auth="Bearer wrong") == 401
+    assert call("/ping/nope/start", auth=None) == 401  # no token, no hint which checks exist
+    assert call("/ping/nope") == 404 and call("/ping/web") == 404  # not a heartbeat check
+    assert call("/ping/remote-job/maybe") == 404
+    assert call("/ping/remote-job", method="DELETE", body=None) == 405
+    assert call("/ping/remote-job", body=b"x" * (70 * 1024)) == 413
+    assert call("/ping/remote-job/2", body=f"failed: token {token} expired\n".encode()) == 200
+    assert call("/ping/remote-job", method="GET", body=None) == 200
+    pings = PingStore(tmp_path / "state" / "history.sqlite3").since("remote-job", 0)
+    assert [(p.kind, p.exit_code) for p in pings] == [("start", None), ("fail", 2), ("success", None)]
+    assert "expired" in pings[1].output and token not in pings[1].output
+    wait_for("the heartbeat to be OK from the agent's view", lambda: any(
+        r.status == 0 and "last successful run" in r.summary
+        for r in HistoryReader(tmp_path / "state" / "history.sqlite3").results(0, "remote-job")), log=d.log)
+    assert token not in d.log.read_text()
+    assert d.stop() == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -156,7 +156,7 @@ def test_the_watch_sees_a_silence_added_and_removed_by_another_process(tmp_path:
 
 
 @pytest.mark.slow
-def test_the_daemon_marks_suppressed_and_silenced_results_and_never_remediates_them(
+def test_the_daemon_marks_suppressed_silenced_and_maintenance_results_and_never_acts_on_them(
         tmp_path: Path, daemons: list[Daemon]) -> None:
     marker = tmp_path / "remediated"
 
@@ -168,9 +168,13 @@ def test_the_daemon_marks_suppressed_and_silenced_results_and_never_remediates_t
 
     state = tmp_path / "state"
     router_down = f"os.path.exists({str(marker)!r} + '-router')"  # web fails once the router has gone down
+    opened = datetime.now(ZoneInfo("UTC")) - timedelta(minutes=1)  # a daily window that opened a minute ago
+    window = {"name": "patching", "cron": f"{opened.minute} {opened.hour} * * *", "duration": "1h",
+              "timezone": "UTC", "labels": {"team": "os"}}
     d = Daemon(tmp_path, {"checks": [failing("router"), failing("web", router_down, depends_on=["router"]),
-                                     failing("batch", labels={"team": "jobs"})]},
-               {"state_dir": str(state)})
+                                     failing("batch", labels={"team": "jobs"}),
+                                     failing("kernel", labels={"team": "os"})]},
+               {"state_dir": str(state), "maintenance": [window]})
     silenced = d.cli("silence", "add", "--label", "team=jobs", "--for", "1h", "--reason", "reindex")
     assert silenced.returncode == 0, silenced.stderr  # before the agent ever ran: the store is created
     silence_id = silenced.stdout.strip()
@@ -179,14 +183,17 @@ def test_the_daemon_marks_suppressed_and_silenced_results_and_never_remediates_t
     wait_for("the router to be remediated", lambda: Path(f"{marker}-router").exists(), log=d.log)
     wait_for("suppressed and silenced results",
              lambda: len([r for r in HistoryReader(db).results(0, "web") if r.suppressed_by == "router"]) >= 3
-             and len([r for r in HistoryReader(db).results(0, "batch") if r.silenced == silence_id]) >= 3,
+             and len([r for r in HistoryReader(db).results(0, "batch") if r.silenced == silence_id]) >= 3
+             and len([r for r in HistoryReader(db).results(0, "kernel") if r.maintenance == "patching"]) >= 3,
              log=d.log)
     assert not Path(f"{marker}-web").exists() and not Path(f"{marker}-batch").exists()
+    assert not Path(f"{marker}-kernel").exists()
     status = json.loads(d.cli("status", "--format", "json").stdout)
     rows = {r["name"]: r for r in status["checks"]}
     assert rows["web"]["suppressed_by"] == "router" and rows["batch"]["silenced"] == silence_id
+    assert rows["kernel"]["maintenance"] == "patching" and rows["kernel"]["status"] == "critical"
     table = d.cli("status").stdout
-    assert f"silenced:{silence_id}" in table and "suppressed-by:router" in table
+    assert f"silenced:{silence_id}" in table and "suppressed-by:router" in table and "maintenance:patching" in table
 
     removed = d.cli("silence", "remove", silence_id)
     assert removed.returncode == 0, removed.stderr

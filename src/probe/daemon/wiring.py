@@ -17,6 +17,7 @@ from typing import Any
 from probe.config.load import Plan
 from probe.config.redact import Redactor
 from probe.config.spec import CheckSpec
+from probe.daemon.pingserver import PingServer
 from probe.engine import forecast
 from probe.engine.agent import Agent
 from probe.engine.state import CheckState
@@ -206,10 +207,12 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
     sinks = [*extra_sinks,
              *(s for s in (parts.remediation, parts.alerting, parts.history, parts.metrics) if s is not None)]
     silences = parts.silences.start() if parts.silences is not None else None
+    pings = PingStore(state_dir(plan) / DB_NAME)
     agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload,
                   freeze=True, silences=silences)
     agent.runner.forecaster = parts.forecaster
-    agent.runner.pings = PingStore(state_dir(plan) / DB_NAME)
+    agent.runner.pings = pings
+    endpoint = await _ping_endpoint(plan, pings, agent, parts.redact)
     parts.metrics.agent = AgentMetrics(agent)
     if parts.states:
         log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))
@@ -218,6 +221,25 @@ async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle
     finally:
         if silences is not None:
             silences.stop()
+        if endpoint is not None:
+            await endpoint.aclose()
+
+
+async def _ping_endpoint(plan: Plan, store: PingStore, agent: Agent, redact: Redactor) -> PingServer | None:
+    """The HTTP ping endpoint when probe.yaml turns it on. One that cannot listen is logged, and the agent runs
+    on: its checks matter more, and jobs on this host can still ``probe ping``."""
+    settings = plan.settings.pings
+    if not settings.enabled:
+        return None
+
+    def heartbeats() -> set[str]:
+        return {c.name for c in agent.plan.checks if c.type == "heartbeat"}
+
+    try:
+        return await PingServer(settings, store, heartbeats, redact).start()
+    except OSError as exc:
+        log.error("ping endpoint: cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc)
+        return None
 
 
 Reload = Callable[[], tuple[Plan, Registry]]

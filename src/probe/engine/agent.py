@@ -64,7 +64,7 @@ class LogSink:
 # Agent settings read once, when the agent is wired (probe.daemon.wiring): a reload cannot change them. The rest
 # apply on reload: plugins and strict_modes when the config is loaded, max_concurrency and shutdown_grace
 # where the agent reads them.
-WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast")
+WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast", "alerting", "pings")
 
 
 @dataclasses.dataclass
