@@ -73,17 +73,14 @@ async def probe_cpu_per_check(check: dict[str, Any], runs: int, warmup: int = 20
     registry = load_registry(entry_points=False)
     spec = build_spec(check, registry=registry)
     runner = Runner(registry)
-    try:
-        for _ in range(warmup):
-            outcome = await runner.run(spec)
-            if outcome.status.name != "OK":
-                raise RuntimeError(f"{check['type']}: {outcome.result.summary}")
-        before = time.process_time()
-        for _ in range(runs):
-            await runner.run(spec)
-        return (time.process_time() - before) / runs
-    finally:
-        runner.close()
+    for _ in range(warmup):
+        outcome = await runner.run(spec)
+        if outcome.status.name != "OK":
+            raise RuntimeError(f"{check['type']}: {outcome.result.summary}")
+    before = time.process_time()
+    for _ in range(runs):
+        await runner.run(spec)
+    return (time.process_time() - before) / runs
 
 
 def plugin_cpu_per_run(argv: list[str], runs: int) -> float:
@@ -255,7 +252,44 @@ def row_websocket(quick: bool) -> list[dict[str, Any]]:
     return [judged(r, mine, theirs, runs, runs)]
 
 
+def row_ssh(quick: bool) -> list[dict[str, Any]]:
+    """ssh (banner only, the common case) vs check_ssh (fork+exec, reads the banner, sends its own) and vs
+    blackbox_exporter's ssh_banner (its tcp prober expecting ``^SSH-2.0-``), against one OpenSSH sshd."""
+    nagios, banner = row("ssh", "check_ssh per run"), row("ssh-banner", "blackbox_exporter ssh_banner")
+    binary = f"{NAGIOS}/check_ssh"
+    if not os.path.exists("/usr/sbin/sshd"):
+        nagios["note"] = banner["note"] = "needs openssh-server"
+        return [nagios, banner]
+    from daemons import sshd
+
+    runs, peer_runs, rounds = (100, 10, 1) if quick else (2000, 200, 3)
+    config = ("modules:\n  ssh_banner:\n    prober: tcp\n    timeout: 5s\n    tcp:\n"
+              "      preferred_ip_protocol: ip4\n      query_response:\n        - expect: '^SSH-2.0-'\n")
+    with tempfile.TemporaryDirectory(prefix="probe-bench-ssh-") as tmp, sshd(Path(tmp)) as server:
+        check = {"type": "ssh", "host": "127.0.0.1", "port": server.port}
+        ours = lambda: asyncio.run(probe_cpu_per_check(check, runs))  # noqa: E731
+        out = []
+        if os.path.exists(binary):
+            argv = [binary, "-H", "127.0.0.1", "-p", str(server.port)]
+            mine, theirs = alternate(rounds, ours, lambda: plugin_cpu_per_run(argv, peer_runs))
+            out.append(judged(nagios, mine, theirs, runs, peer_runs))
+        else:
+            nagios["note"] = "needs monitoring-plugins-basic"
+            out.append(nagios)
+        if os.path.exists(BLACKBOX):
+            target = f"127.0.0.1:{server.port}"
+            with blackbox(config) as (pid, bport):
+                mine, theirs = alternate(rounds, ours,
+                                         lambda: blackbox_cpu_per_probe(pid, bport, "ssh_banner", target, runs))
+            out.append(judged(banner, mine, theirs, runs, runs))
+        else:
+            banner["note"] = "needs prometheus-blackbox-exporter"
+            out.append(banner)
+    return out
+
+
 ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
+    "ssh": row_ssh,
     "websocket": row_websocket,
     "ntp": row_ntp,
     "grpc": row_grpc,

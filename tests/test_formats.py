@@ -36,7 +36,7 @@ EXTRA_CHECKS = """
 @pytest.fixture
 async def report(tmp_path: Path) -> Report:
     outcomes = await run_checks(tmp_path, STATUS_CHECKS + EXTRA_CHECKS)
-    ordered = list(outcomes.values())
+    ordered = [o.public() for o in outcomes.values()]
     return Report(ordered, Status.worst(o.status for o in ordered), "host-1", time.time(), 0.25)
 
 
@@ -136,7 +136,7 @@ def test_nagios_status_line_and_perfdata(report: Report) -> None:
 
 async def test_nagios_single_check_is_a_plain_plugin_line(tmp_path: Path) -> None:
     outcomes = await run_checks(tmp_path, "checks: [{name: m, type: memory}]")
-    one = Report(list(outcomes.values()), Status.OK, "h", time.time(), 0.1)
+    one = Report([o.public() for o in outcomes.values()], Status.OK, "h", time.time(), 0.1)
     lines = render(one, "nagios").splitlines()
     assert len(lines) == 1 and lines[0].startswith("OK - ") and " | 'm::utilization'=" in lines[0]
 

@@ -352,7 +352,8 @@ OUTCOMES = st.lists(
 
 
 def _report(outcomes: list[Outcome]) -> Report:
-    return Report(outcomes, Status.worst(o.status for o in outcomes), "fuzz-host", 1_700_000_000.0, 0.5)
+    return Report([o.public() for o in outcomes], Status.worst(o.status for o in outcomes), "fuzz-host",
+                  1_700_000_000.0, 0.5)
 
 
 @FUZZ
@@ -415,8 +416,8 @@ def _http_exchange(pieces: list[bytes], max_body: int = 4096) -> Any:
 
     from probe.checks.net.http1 import Hop, exchange
 
-    return asyncio.run(exchange(Hop("http://fuzz.test/"), _Replay(pieces), b"GET / HTTP/1.1\r\n\r\n", "GET",
-                                max_body))  # type: ignore[arg-type]
+    return asyncio.run(exchange(Hop("http://fuzz.test/"), _Replay(pieces), "GET", "/", [("Host", "fuzz.test")], b"",
+                                max_body))
 
 
 HTTP_PIECES = st.lists(st.sampled_from([

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import otlp_receiver
@@ -20,7 +19,8 @@ from probe.config.load import ConfigErrors, load
 from probe.config.settings import TelemetrySettings
 from probe.engine.interfaces import Outcome
 from probe.engine.runner import Runner
-from probe.model import Result, Status
+from probe.engine.state import CheckState
+from probe.model import Result
 from probe.sinks import telemetry
 
 CHECKS = """
@@ -244,18 +244,24 @@ async def test_state_transitions_remediation_and_agent_metrics(
         tmp_path: Path, receiver: otlp_receiver.Receiver) -> None:
     outcome = (await run_all(tmp_path))[1]
     sink = telemetry.build(otlp(receiver.endpoint))
-    sink.record(outcome, SimpleNamespace(hard_status=Status.CRITICAL, flapping=True),
-                SimpleNamespace(to=Status.CRITICAL))
-    sink.record(outcome, SimpleNamespace(hard_status="warning"), transition=object())  # tolerated, not counted
+    state = CheckState("memory", failure_threshold=1)
+    hard = state.update(Result.critical("down"), 1.0)
+    state.flapping = True
+    sink.record(outcome, state, hard)
+    calm = CheckState("memory", failure_threshold=2)
+    soft = calm.update(Result.warning("high"), 2.0)
+    sink.record(outcome, calm, soft)  # not confirmed: the hard status stays OK and a soft change is not counted
     sink.record_remediation(outcome.spec, "fixed")
     sink.record_remediation(outcome.spec, "timed_out")
     sink.record_agent(scheduler_lag=0.004, checks_loaded=12, reload=True)
     sink.record_agent(reload=False, config_errors=2)
     sink.shutdown()
     memory = {"check.name": "memory"}
-    assert receiver.latest("probe.check.hard_status", **memory).value == 1
-    assert "probe.check.flapping" not in receiver.names()  # the last state did not say
+    assert receiver.latest("probe.check.hard_status", **memory).value == 0
+    assert receiver.latest("probe.check.flapping", **memory).value == 0
     assert receiver.latest("probe.check.transitions", **memory, status="critical").value == 1
+    entered = {p.attributes["status"] for p in receiver.points() if p.name == "probe.check.transitions"}
+    assert entered == {"critical"}
     assert receiver.latest("probe.remediation.runs", **memory, outcome="fixed").value == 1
     assert receiver.latest("probe.remediation.runs", outcome="timed_out").attributes["action"] == "run"
     lag = receiver.latest("probe.agent.scheduler.lag")

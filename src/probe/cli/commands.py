@@ -14,7 +14,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -28,6 +28,17 @@ from probe.cli.globalopts import ProbeGroup, global_group_options
 from probe.cli.report import commands as reportcli
 from probe.model import Status
 from probe.plugins import scaffold
+
+if TYPE_CHECKING:  # the commands import these where they run, so that `probe --help` stays light
+    from contextlib import AbstractContextManager
+
+    from probe.config.errors import ConfigError
+    from probe.config.load import Plan
+    from probe.config.redact import Redactor
+    from probe.config.spec import CheckSpec
+    from probe.engine.interfaces import Outcome
+    from probe.plugins.registry import Registry
+    from probe.sinks.telemetry.metrics import MetricsSink
 
 EX_USAGE = 64
 EX_IOERR = 74
@@ -46,7 +57,7 @@ class Env:
         self.log_level = log_level
         self.log_format = log_format
 
-    def load(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Registry, Plan]:
         from probe.config.load import ConfigErrors
 
         try:
@@ -54,7 +65,7 @@ class Env:
         except ConfigErrors as exc:
             self._invalid(exc.errors)
 
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         """Every plugin the settings ask for, loaded now (nothing deferred); exits 78 when the settings are bad."""
         from probe.config.load import find_checks_path, find_settings_path, load_registry, load_settings
 
@@ -63,12 +74,12 @@ class Env:
             self._invalid(errors)
         return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
 
-    def _invalid(self, errors: Sequence[Any]) -> NoReturn:
+    def _invalid(self, errors: Sequence[ConfigError]) -> NoReturn:
         noun = "error" if len(errors) == 1 else "errors"
         logs.echo_error("\n".join([*map(str, errors), f"probe: configuration invalid: {len(errors)} {noun}"]))
         sys.exit(EX_CONFIG)
 
-    def reload(self) -> tuple[Any, Any]:
+    def reload(self) -> tuple[Registry, Plan]:
         """(registry, plan) from the config files as they are now; raises ConfigErrors when they are bad."""
         from probe.config.load import find_checks_path, find_settings_path, load
 
@@ -116,7 +127,7 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
             logs.setup("info", env.log_format)
         registry, plan = env.load()
 
-        def reload() -> tuple[Any, Any]:
+        def reload() -> tuple[Plan, Registry]:
             new_registry, new_plan = env.reload()
             return new_plan, new_registry
 
@@ -150,11 +161,11 @@ class _WaitProgress:
 
     EVERY = 5.0
 
-    def __init__(self, redact: Any) -> None:
+    def __init__(self, redact: Redactor) -> None:
         self._redact = redact  # summaries are masked like every other output
         self._last: tuple[float, object] = (-1e9, None)
 
-    def __call__(self, failing: Sequence[Any], remaining: float) -> None:
+    def __call__(self, failing: Sequence[Outcome], remaining: float) -> None:
         import time
 
         key = tuple((o.name, o.status) for o in failing)
@@ -171,7 +182,7 @@ class _WaitProgress:
                                 f"{shown}{more}"), err=True)
 
 
-def _once_metrics(plan: Any) -> Any:
+def _once_metrics(plan: Plan) -> AbstractContextManager[MetricsSink]:
     """The metrics sink of ``--once`` (OTLP only); an exporter that cannot start is reported, and the checks
     still run: a gate must not fail because the metrics pipeline is misconfigured."""
     from probe.sinks import telemetry
@@ -183,7 +194,7 @@ def _once_metrics(plan: Any) -> Any:
         return telemetry.MetricsSink()
 
 
-def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
+def _select(plan: Plan, names: Sequence[str], labels: dict[str, str]) -> tuple[CheckSpec, ...]:
     known = [c.name for c in plan.checks]
     for name in names:
         if name not in known:
@@ -215,7 +226,7 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     from probe.engine.once import check_remediation, describe_outcome
     from probe.engine.runner import Runner
 
-    async def go() -> tuple[str, Any]:
+    async def go() -> tuple[str, Outcome]:
         outcome = await runner.run(spec)
         text = describe_outcome(outcome)
         if remediate:
@@ -233,7 +244,7 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     sys.exit(int(outcome.status))
 
 
-def _history_path(plan: Any) -> Path:
+def _history_path(plan: Plan) -> Path:
     from probe.daemon.wiring import state_dir
     from probe.sinks.history import DB_NAME
 
@@ -279,7 +290,7 @@ cli.add_command(reportcli.report)
 cli.add_command(scaffold.new_plugin)
 
 
-def _plugins_table(registry: Any) -> str:
+def _plugins_table(registry: Registry) -> str:
     rows = [("PLUGIN", "VERSION", "SOURCE", "PROVIDES")]
     unavailable = registry.unavailable()
     for info in registry.plugins.values():
@@ -320,13 +331,13 @@ def _check_writable(output: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} is not writable", param_hint="--output")
 
 
-def _redactor(plan: Any) -> Any:
+def _redactor(plan: Plan) -> Redactor:
     from probe.config.redact import Redactor
 
     return Redactor(plan.secrets)
 
 
-def _emit(text: str, plan: Any, output: str | None) -> None:
+def _emit(text: str, plan: Plan, output: str | None) -> None:
     text = _redactor(plan)(text)
     if output:
         tmp = f"{output}.tmp{os.getpid()}"

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from probe.check import Check
+from probe.check import Check, Options
 from probe.config.errors import ConfigError, did_you_mean, from_pydantic, unknown_key, where
 from probe.config.interpolation import Interpolator, interpolate
 from probe.config.spec import COMMON_KEYS, CheckSpec, CommonFields
@@ -97,7 +97,7 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     except ValidationError as exc:
         errors.extend(from_pydantic(exc, merged, path, name, models, fallback=at))
     options_data = {k: v for k, v in merged.items() if k not in COMMON_KEYS}
-    options: Any = None
+    options: Options | None = None
     if check_cls is not None:
         try:
             options = validate(check_cls.Options, options_data)
@@ -106,7 +106,7 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     if common is not None:
         errors.extend(_semantics(common, check_cls, merged, path, at))
         errors.extend(_actions(common, registry, merged, path, at))
-    if errors or common is None or check_cls is None:
+    if errors or common is None or options is None:
         return list(errors)
     depends_on_at = tuple(where(merged, ("depends_on", i), path, at) for i in range(len(common.depends_on)))
     return [CheckSpec.build(common, options, at, options_data, depends_on_at)]

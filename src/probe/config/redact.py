@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from probe.model import CheckInfo
+
+if TYPE_CHECKING:
+    from probe.config.spec import CheckSpec
 
 MASK = "********"
 
@@ -41,7 +45,7 @@ def redactor_for(secrets: frozenset[str]) -> Redactor:
     return Redactor(secrets)
 
 
-def secret_values(value: Any) -> set[str]:
+def secret_values(value: object) -> set[str]:
     """Every ``SecretStr`` in a check's options: a password typed into the YAML is as secret as one read
     with ``${file:...}``, so output layers mask it too."""
     from pydantic import BaseModel, SecretBytes, SecretStr  # here: logging (this module) must not need pydantic
@@ -63,20 +67,8 @@ def secret_values(value: Any) -> set[str]:
     return found
 
 
-@dataclass(frozen=True)
-class CheckInfo:
-    """What an observer of results (the ``check_result`` hook) sees of a check: who it is and how it is
-    configured, with every secret masked. Never the check's Options object, which holds its secrets."""
-
-    name: str
-    type: str
-    labels: Mapping[str, str]
-    interval: float
-    timeout: float
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-def check_info(spec: Any, redact: Callable[[str], str]) -> CheckInfo:
+def check_info(spec: CheckSpec, redact: Callable[[str], str]) -> CheckInfo:
+    """The ``check_result`` hook's view of ``spec``: its options as plain data, every secret masked."""
     dump = getattr(spec.options, "model_dump", None)
     options = dump(mode="json") if callable(dump) else {}
     return CheckInfo(spec.name, spec.type, dict(spec.labels), spec.interval, spec.timeout, _masked(options, redact))

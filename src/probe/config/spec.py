@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,6 +14,9 @@ from probe.config.thresholds import Threshold
 from probe.config.yamlsource import Location
 from probe.model import Status
 from probe.units import Duration
+
+if TYPE_CHECKING:
+    from probe.check import Options
 
 
 class ThresholdSpec(BaseModel):
@@ -126,7 +129,7 @@ class CheckSpec:
     thresholds: tuple[Threshold, ...]
     remediate: tuple[RemediationSpec, ...]
     enabled: bool
-    options: Any
+    options: Options
     location: Location
     raw_options: Mapping[str, Any] = field(default_factory=dict, compare=True, repr=False)
     runbook: str | None = None
@@ -136,7 +139,7 @@ class CheckSpec:
     """Where each ``depends_on`` entry was written, for errors about names found only later."""
 
     @classmethod
-    def build(cls, common: CommonFields, options: Any, location: Location,
+    def build(cls, common: CommonFields, options: Options, location: Location,
               raw_options: Mapping[str, Any], depends_on_at: tuple[Location, ...] = ()) -> CheckSpec:
         thresholds = tuple(
             Threshold(

@@ -1,6 +1,7 @@
 """Threshold conditions and their evaluation with hysteresis.
 
-Conditions themselves (``> 2s``, ``10:20``) are parsed by the public :mod:`probe.conditions`.
+Conditions themselves (``> 2s``, ``10:20``) are parsed by the public :mod:`probe.conditions`; a run's
+:class:`~probe.model.Verdict` is public too.
 
 ``clear`` is the hysteresis bound: once a level is raised, the value must satisfy ``clear`` before the
 level is lowered (``utilization: {critical: ">= 90%", clear: "< 85%"}``).
@@ -43,20 +44,6 @@ class Threshold:
     def describe(self, status: Status) -> str:
         condition = {Status.CRITICAL: self.critical, Status.WARNING: self.warning}.get(status)
         return str(condition) if condition is not None else ""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of one threshold on one run, for output and for the next run's hysteresis."""
-
-    measurement: str
-    value: float | None
-    status: Status
-    condition: str
-
-    @property
-    def missing(self) -> bool:
-        return self.value is None
 
 
 def hysteresis_problem(warning: object, critical: object, clear: object) -> str | None:

@@ -20,6 +20,7 @@ from probe.config.spec import CheckSpec
 from probe.daemon.pingserver import PingServer
 from probe.engine import forecast
 from probe.engine.agent import Agent
+from probe.engine.interfaces import Lifecycle, Sink
 from probe.engine.state import CheckState
 from probe.model import Result
 from probe.plugins.manager import Registry
@@ -32,6 +33,7 @@ from probe.sinks.history.pings import PingStore
 from probe.sinks.history.sink import HistorySink, saved_states
 from probe.sinks.remediation.remediator import Remediator
 from probe.sinks.remediation.sink import RemediationSink, Rerun
+from probe.sinks.telemetry.metrics import MetricsSink
 from probe.sinks.telemetry.sink import TelemetrySink
 
 log = logging.getLogger("probe.agent")
@@ -84,7 +86,8 @@ class Parts:
     alerting: AlertingSink | None = None
     silences: SilenceWatch | None = None
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Saved state by check name, for ``CheckState.from_dict`` (remediation budgets already restored)."""
+    """Saved state by check name, as JSON from the store, for ``CheckState.from_dict`` (remediation budgets
+    already restored)."""
 
     redact: Redactor = field(default_factory=Redactor)
     """Masks secrets in what the parts write (history, remediation output); a reload adds the new
@@ -92,7 +95,7 @@ class Parts:
     config error."""
 
     @property
-    def sinks(self) -> list[Any]:
+    def sinks(self) -> list[Sink]:
         return [s for s in (self.history, self.metrics, self.remediation, self.alerting) if s is not None]
 
     async def aclose(self) -> None:
@@ -159,14 +162,14 @@ class AgentMetrics:
     """Feeds the Agent's own numbers to metrics: every scheduler lag sample since the last call, the checks
     loaded, and each reload (ok or rejected) and loop stall since the last call."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._lags = 0
         self._ok = 0
         self._failed = 0
         self._stalls = 0
 
-    def __call__(self, metrics: Any) -> None:
+    def __call__(self, metrics: MetricsSink) -> None:
         lag = self.agent.schedule.lag
         fresh = min(lag.total - self._lags, len(lag.samples))
         self._lags = lag.total
@@ -184,8 +187,8 @@ class AgentMetrics:
         metrics.record_agent(checks_loaded=self.agent.checks_loaded)
 
 
-async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle: Any = None,
-                extra_sinks: Sequence[Any] = ()) -> int:
+async def serve(plan: Plan, registry: Registry, *, reload: Reload | None = None, lifecycle: Lifecycle | None = None,
+                extra_sinks: Sequence[Sink] = ()) -> int:
     """The daemon with everything downstream wired: state restored from the store (so cooldowns and
     counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code."""
     agent: Agent | None = None

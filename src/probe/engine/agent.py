@@ -17,12 +17,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from probe.config.load import ConfigErrors, Plan
 from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink
+from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink, StateView, TransitionView
 from probe.engine.muting import Muting
 from probe.engine.runner import Runner
 from probe.engine.scheduler import Entry, Schedule
@@ -47,7 +46,7 @@ ReloadFn = Callable[[], tuple[Plan, Registry]]
 class LogSink:
     """Logs state changes: hard problems at WARNING, recoveries and soft changes at INFO."""
 
-    def record(self, outcome: Outcome, state: CheckState, transition: Transition | None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
         log.debug("check %s: %s %s (%.3fs)", outcome.name, outcome.status.name, outcome.result.summary,
                   outcome.duration)
         if transition is None:
@@ -100,7 +99,7 @@ class Agent:
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
-        self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._inflight: dict[str, asyncio.Task[object]] = {}
         self._wake: asyncio.Event | None = None
         self._stop = False
         self._force = asyncio.Event()
@@ -192,13 +191,13 @@ class Agent:
         self._inflight[name] = task
         task.add_done_callback(functools.partial(self._finished, name))
 
-    def _finished(self, name: str, task: asyncio.Task[Any]) -> None:
+    def _finished(self, name: str, task: asyncio.Task[object]) -> None:
         if self._inflight.get(name) is task:
             del self._inflight[name]
         if not task.cancelled() and task.exception() is not None:
             log.error("internal error running check %s", name, exc_info=task.exception())
 
-    async def _run(self, entry: Entry, previous: asyncio.Task[Any] | None) -> None:
+    async def _run(self, entry: Entry, previous: asyncio.Task[object] | None) -> None:
         if previous is not None and not previous.done():
             # A changed check's old run is still going (reload): never two runs of one check at once.
             await asyncio.wait({previous})
@@ -224,7 +223,7 @@ class Agent:
         task.add_done_callback(functools.partial(self._finished, name))
         return await asyncio.shield(task)
 
-    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[Any] | None) -> Result:
+    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[object] | None) -> Result:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
         async with self._limit:
@@ -395,7 +394,7 @@ class Agent:
         log.info("probe agent stopped")
         return 0
 
-    async def _wait_inflight(self, inflight: set[asyncio.Task[Any]], grace: float) -> None:
+    async def _wait_inflight(self, inflight: set[asyncio.Task[object]], grace: float) -> None:
         """Until every run is done, the grace period is over, or a second stop request says hurry."""
         deadline = time.monotonic() + grace
         force = asyncio.create_task(self._force.wait())

@@ -105,7 +105,7 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
             break
         await asyncio.gather(*(one(s) for s in failing))
         await remediate_failing()
-    ordered = [outcomes[s.name] for s in specs]
+    ordered = [outcomes[s.name].public() for s in specs]
     status = Status.worst(o.status for o in ordered)
     return Report(ordered, status, hostname, started_wall, time.monotonic() - started, color,
                   remediations=tuple(remediations))

@@ -20,10 +20,14 @@ Times are wall-clock epoch seconds, so a state saved before a restart still mean
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.model import Result, Status
+
+if TYPE_CHECKING:
+    from probe.config.spec import CheckSpec
 
 FLAP_SAMPLES = 21
 FLAP_LOW = 0.20
@@ -90,14 +94,14 @@ class CheckState:
         self.last_hard_change: float | None = None
 
     @classmethod
-    def for_spec(cls, spec: Any, *, flap_low: float = FLAP_LOW, flap_high: float = FLAP_HIGH) -> CheckState:
-        """A fresh state with the spec's interval and thresholds (``spec`` is a CheckSpec)."""
+    def for_spec(cls, spec: CheckSpec, *, flap_low: float = FLAP_LOW, flap_high: float = FLAP_HIGH) -> CheckState:
+        """A fresh state with the spec's interval and thresholds."""
         state = cls(spec.name, flap_low=flap_low, flap_high=flap_high)
         state.configure(spec)
         return state
 
-    def configure(self, spec: Any) -> None:
-        """Take the interval and thresholds of ``spec`` (a CheckSpec); the counters are kept."""
+    def configure(self, spec: CheckSpec) -> None:
+        """Take the interval and thresholds of ``spec``; the counters are kept."""
         self.interval = float(spec.interval)
         self.failure_threshold = int(spec.failure_threshold)
         self.success_threshold = int(spec.success_threshold)
@@ -188,7 +192,7 @@ class CheckState:
         }
 
     @classmethod
-    def from_dict(cls, name: str, data: dict[str, Any]) -> CheckState:
+    def from_dict(cls, name: str, data: Mapping[str, object]) -> CheckState:
         """Restore :meth:`to_dict`'s output. Unknown or malformed fields fall back to a fresh state's
         values rather than raising: a damaged store must not stop the agent."""
         state = cls(name)
@@ -198,7 +202,8 @@ class CheckState:
         state.status = _status(data.get("status"), None)
         state.hard_status = _status(data.get("hard_status"), Status.OK) or Status.OK
         state.state_type = "soft" if data.get("state_type") == "soft" else "hard"
-        state.reason = data["reason"] if isinstance(data.get("reason"), str) else ""
+        reason = data.get("reason")
+        state.reason = reason if isinstance(reason, str) else ""
         state.failures = int(_number(data.get("failures"), 0))
         state.successes = int(_number(data.get("successes"), 0))
         history = data.get("history")
@@ -217,18 +222,18 @@ class CheckState:
         return f"<CheckState {self.name!r} {status} hard={self.hard_status.name} {self.state_type}{flap}>"
 
 
-def _status(value: Any, default: Status | None) -> Status | None:
+def _status(value: object, default: Status | None) -> Status | None:
     if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2, 3):
         return Status(value)
     return default
 
 
-def _number(value: Any, default: float, *, positive: bool = False) -> float:
-    number = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-    return float(value) if number and (not positive or value > 0) else float(default)
+def _number(value: object, default: float, *, positive: bool = False) -> float:
+    found = _optional_number(value)
+    return found if found is not None and (not positive or found > 0) else float(default)
 
 
-def _optional_number(value: Any) -> float | None:
+def _optional_number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
         return float(value)
     return None

@@ -1,12 +1,17 @@
-"""Output formats for ``probe run --once``. Each is a plugin registered through ``register_formats``."""
+"""Output formats for ``probe run --once``. Each is a plugin registered through ``register_formats``.
+
+A format is given a :class:`Report` of :class:`~probe.model.CheckRun` objects: the stable, public view of a
+run (docs/plugins/compatibility.md), never the engine's own objects.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from probe.engine.interfaces import Outcome
-from probe.model import Result, Status
+from probe.model import CheckRun, Result, Status
+
+__all__ = ["CheckRun", "Format", "Remediation", "Report"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class Remediation:
 class Report:
     """Everything a format may show: the outcomes of one ``--once`` run and its overall status."""
 
-    outcomes: Sequence[Outcome]
+    outcomes: Sequence[CheckRun]
     status: Status
     hostname: str
     started: float

@@ -7,11 +7,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from probe.engine.interfaces import Outcome
 from probe.formats import Format, Remediation, Report
 from probe.formats.nagios import render_nagios
 from probe.hookspecs import FormatRegistrar, hookimpl
-from probe.model import Status
+from probe.model import CheckRun, Status
 from probe.units import format_duration, format_value
 
 _COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
@@ -22,7 +21,7 @@ def render_human(report: Report) -> str:
     (``probe check NAME`` shows one in full) and statuses are coloured."""
     rows = [("STATUS", "CHECK", "TYPE", "TIME", "SUMMARY")]
     for o in report.outcomes:
-        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), _one_line(o.result.summary)))
+        rows.append((o.status.name, o.name, o.type, format_duration(o.duration), _one_line(o.result.summary)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     room = report.width - sum(widths) - 2 * 4 if report.width else None
     lines = []
@@ -31,10 +30,10 @@ def render_human(report: Report) -> str:
         if i > 0 and report.color:
             cells[0] = _paint(Status[row[0]], cells[0])
         lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
-    runbooks = [o for o in report.outcomes if o.status is not Status.OK and o.spec.runbook]
+    runbooks = [o for o in report.outcomes if o.status is not Status.OK and o.runbook]
     if runbooks:
         lines += ["", "RUNBOOK"]
-        lines += [_fit(f"{o.name}: {o.spec.runbook}", report.width) for o in runbooks]
+        lines += [_fit(f"{o.name}: {o.runbook}", report.width) for o in runbooks]
     if report.remediations:
         lines += ["", "REMEDIATION"]
         lines += [_fit(remediation_line(r), report.width) for r in report.remediations]
@@ -84,16 +83,16 @@ def _fit(text: str, room: int | None) -> str:
     return text[:max(room, 20) - 1] + "…"
 
 
-def outcome_dict(o: Outcome) -> dict[str, Any]:
+def outcome_dict(o: CheckRun) -> dict[str, Any]:
     return {
         "name": o.name,
-        "type": o.spec.type,
-        "labels": dict(o.spec.labels),
+        "type": o.type,
+        "labels": dict(o.labels),
         "status": o.status.label,
         "status_code": int(o.status),
         "summary": o.result.summary,
         "reason": o.result.reason or None,
-        "runbook": o.spec.runbook,
+        "runbook": o.runbook,
         "started": o.started,
         "duration": round(o.duration, 6),
         "measurements": {m.name: {"value": m.value, "unit": m.unit} for m in o.result.measurements},
@@ -129,7 +128,7 @@ def render_junit(report: Report) -> str:
            f'  <testsuite name="probe" hostname={_attr(report.hostname)} tests="{len(report.outcomes)}" '
            f'failures="{failures}" errors="{errors}" time="{report.duration:.3f}">']
     for o in report.outcomes:
-        out.append(f'    <testcase classname={_attr("probe." + o.spec.type)} name={_attr(o.name)} '
+        out.append(f'    <testcase classname={_attr("probe." + o.type)} name={_attr(o.name)} '
                    f'time="{o.duration:.3f}">')
         message = _attr(o.result.summary)
         reason = _attr(o.result.reason or o.status.label)
@@ -154,7 +153,7 @@ def render_tap(report: Report) -> str:
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
                       f"  duration: {o.duration:.6f}"]
-            lines += [f"  runbook: {json.dumps(o.spec.runbook)}"] if o.spec.runbook else []
+            lines += [f"  runbook: {json.dumps(o.runbook)}"] if o.runbook else []
             lines.append("  ...")
         lines += [f"# remediation: {_tap_escape(remediation_line(r))}" for r in report.remediations
                   if r.check == o.name]
@@ -184,7 +183,7 @@ def render_prometheus(report: Report) -> str:
             if m.name == "duration":
                 continue  # probe_check_duration_seconds already carries it, for every type alike
             suffix = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}.get(m.unit, "")
-            name = _METRIC_NAME.sub("_", f"probe_{o.spec.type}_{m.name}")
+            name = _METRIC_NAME.sub("_", f"probe_{o.type}_{m.name}")
             if not name.endswith(suffix):
                 name += suffix
             if name.endswith(_RESERVED_SUFFIXES):  # these mean counter/histogram parts to every parser
@@ -203,9 +202,9 @@ def render_prometheus(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def _labels(o: Outcome) -> str:
-    pairs = {"check_name": o.name, "check_type": o.spec.type}
-    for key, value in o.spec.labels.items():
+def _labels(o: CheckRun) -> str:
+    pairs = {"check_name": o.name, "check_type": o.type}
+    for key, value in o.labels.items():
         pairs.setdefault(_label_name(key), value)
     return ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs.items())
 
@@ -222,10 +221,10 @@ def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _detail(o: Outcome) -> str:
+def _detail(o: CheckRun) -> str:
     lines = [f"status: {o.status.label}", f"reason: {o.result.reason or '-'}", f"summary: {o.result.summary}"]
-    if o.spec.runbook:
-        lines.append(f"runbook: {o.spec.runbook}")
+    if o.runbook:
+        lines.append(f"runbook: {o.runbook}")
     units = {m.name: m.unit for m in o.result.measurements}
     lines += [f"{m.name}: {format_value(m.value, units[m.name])}" for m in o.result.measurements]
     return "\n".join(lines)

@@ -90,7 +90,7 @@ def _is_builtin(plugin: object) -> bool:
     return name.startswith("probe.")
 
 
-def validate_check(cls: Any) -> str:
+def validate_check(cls: object) -> str:
     """The type name a check class registers under, or PluginContractError saying what to fix."""
     if not (isinstance(cls, type) and issubclass(cls, Check)):
         raise PluginContractError(f"register_checks: {cls!r} is not a subclass of probe.Check")

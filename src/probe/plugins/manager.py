@@ -70,6 +70,10 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.ntp",
     "probe.checks.grpc",
     "probe.checks.websocket",
+    "probe.checks.ssh",
+    "probe.checks.smtp",
+    "probe.checks.imap",
+    "probe.checks.pop3",
     "probe.formats.builtin",
     "probe.actions",
 )

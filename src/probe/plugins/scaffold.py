@@ -38,6 +38,7 @@ def names(name: str) -> dict[str, str]:
         "dist": f"probe-{name}",
         "module": module,
         "cls": "".join(part.capitalize() for part in name.split("-")) + "Check",
+        "options": "".join(part.capitalize() for part in name.split("-")) + "Options",
         "probe_req": f"probe-monitor>={major}.{minor}",
     }
 
@@ -102,7 +103,7 @@ def new_plugin(name: str, directory: Path | None) -> None:
 
 PYPROJECT = '''\
 [build-system]
-requires = ["setuptools>=61"]
+requires = ["setuptools>=77"]
 build-backend = "setuptools.build_meta"
 
 [project]
@@ -117,9 +118,10 @@ dependencies = ["{{probe_req}}"]
 [project.optional-dependencies]
 test = ["pytest>=8", "pytest-asyncio>=0.23"]
 
-# This is how probe finds the plugin; the entry-point name is what `plugins.allow` in probe.yaml lists.
-[project.entry-points.probe]
-{{dist}} = "{{module}}"
+# How probe finds the check type: one entry point per type, named like it. probe imports this package
+# only when a config uses the type. `plugins.allow` in probe.yaml lists the distribution name, {{dist}}.
+[project.entry-points."probe.checks"]
+{{name}} = "{{module}}:{{cls}}"
 
 [tool.setuptools.packages.find]
 where = ["src"]
@@ -147,24 +149,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import probe
+from probe.hookspecs import CheckRegistrar
 from pydantic import Field
 
 
-class {{cls}}(probe.Check):
+class {{options}}(probe.Options):
+    """Options of the {{name}} check type: strict (unknown keys are errors) and frozen; the docstrings are the
+    reference users read."""
+
+    host: str = "127.0.0.1"
+    """Host name or address to connect to."""
+    port: int = Field(ge=1, le=65535)
+    """TCP port."""
+
+
+class {{cls}}(probe.Check[{{options}}]):
     """Connects to host:port and reports the connect time."""
 
     type = "{{name}}"
     # Every measurement this type may report: a threshold on any other name is a config error.
     measurements = frozenset({"duration", "connect"})
-
-    class Options(probe.Options):  # strict (unknown keys are errors) and frozen; docstrings are the reference
-        host: str = "127.0.0.1"
-        """Host name or address to connect to."""
-        port: int = Field(ge=1, le=65535)
-        """TCP port."""
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         # The core cancels this coroutine at the check's timeout and reports it; no timeout code needed here.
@@ -183,8 +189,10 @@ class {{cls}}(probe.Check):
                                probe.Measurement("connect", connect, "s"))
 
 
+# An installed package is found through its entry point (pyproject.toml). This hook is for the same file
+# dropped into probe's plugins directory, and for temporary_plugin(module) in tests.
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register({{cls}})
 '''
 
@@ -197,7 +205,7 @@ import asyncio
 import socket
 import tomllib
 from collections.abc import AsyncIterator
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import probe
@@ -205,14 +213,14 @@ import pytest
 from probe.config import ConfigErrors
 from probe.testing import assert_result, build_spec, run_check, temporary_plugin, validate_file
 
-import {{module}}
+from {{module}} import {{cls}}
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 def plugin() -> object:
-    with temporary_plugin({{module}}) as registry:
+    with temporary_plugin({{cls}}) as registry:
         yield registry
 
 
@@ -257,12 +265,15 @@ def test_example_config_validates() -> None:
     assert [s.type for s in specs] == ["{{name}}"]
 
 
-def test_entry_point_registers_the_type() -> None:
-    """pyproject declares the entry point and, once installed, probe finds the plugin through it."""
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["probe"]
-    assert declared == {"{{dist}}": "{{module}}"}
-    installed = {ep.name: ep.value for ep in entry_points(group="probe")}
-    assert installed.get("{{dist}}") == "{{module}}", "install the package first: pip install -e '.[test]'"
+def test_entry_point_declares_the_type() -> None:
+    """One entry point per check type, named like it; once installed, probe finds the type through it."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["probe.checks"]
+    assert declared == {"{{name}}": "{{module}}:{{cls}}"}
+    try:
+        installed = distribution("{{dist}}").entry_points.select(group="probe.checks")
+    except PackageNotFoundError:
+        pytest.fail("install the package first: pip install -e '.[test]'")
+    assert {ep.name: ep.value for ep in installed} == declared, "reinstall: pip install -e '.[test]'"
 '''
 
 EXAMPLE = '''\

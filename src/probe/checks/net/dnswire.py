@@ -9,7 +9,8 @@ Importing dnspython costs about 2 MiB of the agent's memory and 30 ms of ``probe
 (docs/performance.md, Start-up), so the names, types, classes and rcodes configs use, and the query itself,
 are handled here too. dnspython stays the reference and the fallback: for names with escapes or non-ASCII
 (IDNA) characters, record types outside the table below, and the rdata types the reader does not know.
-tests/test_dns_wire.py checks every table entry and the query bytes against it.
+tests/test_dns_wire.py checks every table entry and the query bytes against it; tests/test_dns_reference.py
+compares whole replies with dig and dnspython (docs/decisions/0003).
 """
 
 from __future__ import annotations

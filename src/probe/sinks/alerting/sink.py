@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from probe.config.incidents import AlertingSettings
-from probe.engine.interfaces import Outcome
+from probe.engine.interfaces import Outcome, StateView, TransitionView
 from probe.sinks.alerting.delivery import Delivery, Receiver, Round
 from probe.sinks.alerting.notifier import Alert, CheckAlerts, Notice, Notifier
 from probe.sinks.alerting.outbox import Outbox, Put
 from probe.sinks.alerting.payloads import alert_key, alertmanager_alert, webhook_body, webhook_event
-from probe.sinks.guard import Guard, status_of
+from probe.sinks.guard import Guard
 
 log = logging.getLogger("probe.alerting")
 
@@ -78,13 +78,13 @@ class AlertingSink:
         return self
 
     # -- the loop side -------------------------------------------------------------------------------
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         try:
             self._ensure_task()  # also when nothing is new: the outbox may hold notices from before a restart
-            hard = status_of(getattr(state, "hard_status", None))
-            if hard is None:
+            if state is None:
                 return
-            notices = self.notifier.decide(outcome, hard, bool(getattr(state, "flapping", False)), self.clock())
+            notices = self.notifier.decide(outcome, state.hard_status, state.flapping, self.clock())
             if notices:
                 self._queue(notices)
         except Exception as exc:

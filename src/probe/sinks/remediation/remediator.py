@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -106,7 +106,7 @@ class Record:
 
 
 class Audit(Protocol):
-    def record_remediation(self, ts: float, check_name: str, action: str, command: Any, outcome: str, *,
+    def record_remediation(self, ts: float, check_name: str, action: str, command: Sequence[str], outcome: str, *,
                            exit_code: int | None = None, duration: float = 0.0, dry_run: bool = False,
                            output: str = "") -> None: ...
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-from probe.model import Status
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from probe.config.spec import CheckSpec
-    from probe.engine.interfaces import Outcome
+    from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
 
 log = logging.getLogger("probe.telemetry")
@@ -46,9 +45,10 @@ class MetricsSink:
     """Where results go to become metrics. This base class drops everything: it is what :func:`build`
     returns when no exporter is configured. Every method is safe to call from any thread."""
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
-        """One run of one check. ``state`` (the daemon's per-check state, ``None`` under ``--once``) may
-        carry ``hard_status`` and ``flapping``; ``transition`` is counted when not ``None``."""
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
+        """One run of one check. ``state`` is the daemon's per-check state (``None`` under ``--once``): its
+        ``hard_status`` and ``flapping`` are exported; a hard ``transition`` is counted."""
 
     def record_remediation(self, spec: CheckSpec, outcome: str, action: str = "run") -> None:
         """One remediation attempt and how it ended: ``fixed``, ``not_fixed``, ``failed``, ``timed_out``..."""
@@ -64,7 +64,7 @@ class MetricsSink:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
         pending in memory, rows dropped and write errors so far."""
 
-    def record_alerting(self, health: Any) -> None:
+    def record_alerting(self, health: AlertingHealth) -> None:
         """The alert outbox (``AlertingHealth``): ``probe.alerts.pending`` undelivered notifications, and
         ``probe.alerts.sent`` / ``failed`` (attempts) / ``dropped`` (given up) so far."""
 
@@ -137,29 +137,3 @@ def check_attributes(spec: CheckSpec, limit: LabelLimiter, warned: set[str]) -> 
     attributes["check.name"] = spec.name
     attributes["check.type"] = spec.type
     return attributes
-
-
-def hard_status_of(state: Any) -> Status | None:
-    """The daemon's state object is read by duck typing, so telemetry does not depend on its module."""
-    value = getattr(state, "hard_status", None)
-    if value is None:
-        return None
-    try:
-        return value if isinstance(value, Status) else (Status.parse(value) if isinstance(value, str)
-                                                         else Status(int(value)))
-    except (ValueError, TypeError):
-        return None
-
-
-def transition_status(transition: Any) -> Status | None:
-    """The status a hard transition leads to: a Status itself, or an object with ``to_status`` (a
-    ``probe.engine.state.Transition``), ``to``, ``status`` or ``current``. A soft transition counts as none."""
-    if isinstance(transition, Status):
-        return transition
-    if getattr(transition, "kind", "hard") != "hard":
-        return None
-    for attr in ("to_status", "to", "status", "current", "hard_status"):
-        value = getattr(transition, attr, None)
-        if isinstance(value, Status):
-            return value
-    return None

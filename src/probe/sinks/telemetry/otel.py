@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -18,12 +18,13 @@ from opentelemetry.sdk.metrics import MeterProvider
 from probe import __version__
 from probe.model import Status
 from probe.sinks.telemetry.exporters import PrometheusEndpoint, make_resource, otlp_reader, prometheus_endpoint
-from probe.sinks.telemetry.metrics import LabelLimiter, MetricsSink, check_attributes, hard_status_of, transition_status
+from probe.sinks.telemetry.metrics import LabelLimiter, MetricsSink, check_attributes
 
 if TYPE_CHECKING:
     from probe.config.settings import TelemetrySettings
     from probe.config.spec import CheckSpec
-    from probe.engine.interfaces import Outcome
+    from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
 
 log = logging.getLogger("probe.telemetry")
@@ -180,7 +181,8 @@ class OtelSink(MetricsSink):
 
     # -- the sink interface ----------------------------------------------------------------------------------
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         if self._closed:  # a check that finished after the final export: nothing left to send it
             return
         spec = outcome.spec
@@ -192,16 +194,14 @@ class OtelSink(MetricsSink):
             name = measurement_instrument(spec.type, m.name, m.unit)
             self._gauge_for(name, m.unit)
             measurements[name] = float(m.value)
-        flapping = getattr(state, "flapping", None)
-        latest = _Latest(attributes, outcome.status, hard_status_of(state),
-                         None if flapping is None else bool(flapping), measurements)
+        latest = _Latest(attributes, outcome.status, None if state is None else state.hard_status,
+                         None if state is None else state.flapping, measurements)
         with self._lock:
             self._latest[spec.name] = latest
         self._runs.add(1, {**attributes, "status": outcome.status.label})
         self._duration.record(max(0.0, outcome.duration), attributes)
-        entered = transition_status(transition) if transition is not None else None
-        if entered is not None:
-            self._transitions.add(1, {**attributes, "status": entered.label})
+        if transition is not None and transition.kind == "hard":
+            self._transitions.add(1, {**attributes, "status": transition.to_status.label})
 
     def record_remediation(self, spec: CheckSpec, outcome: str, action: str = "run") -> None:
         if self._closed:
@@ -235,7 +235,7 @@ class OtelSink(MetricsSink):
             self._agent["probe.agent.history.dropped"] = float(health.dropped)
             self._agent["probe.agent.history.write_errors"] = float(health.write_errors)
 
-    def record_alerting(self, health: Any) -> None:
+    def record_alerting(self, health: AlertingHealth) -> None:
         if self._closed:
             return
         with self._lock:

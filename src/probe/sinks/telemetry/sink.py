@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Outcome
+from probe.engine.interfaces import Outcome, StateView, TransitionView
 from probe.sinks.guard import Guard
 from probe.sinks.history.store import Health
 from probe.sinks.remediation.remediator import Record
 from probe.sinks.telemetry.metrics import MetricsSink
+
+if TYPE_CHECKING:
+    from probe.sinks.alerting.sink import AlertingHealth
 
 
 class TelemetrySink:
@@ -22,7 +25,7 @@ class TelemetrySink:
 
     def __init__(self, metrics: MetricsSink, *, history: Callable[[], Health] | None = None,
                  agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0,
-                 alerting: Callable[[], Any] | None = None) -> None:
+                 alerting: Callable[[], AlertingHealth] | None = None) -> None:
         self.metrics = metrics
         self.history = history
         self.alerting = alerting
@@ -33,7 +36,8 @@ class TelemetrySink:
         self._health_at = float("-inf")
         self._guard = Guard("metrics sink")
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         try:
             self.metrics.record(outcome, state, transition)
             self._export_health()
@@ -46,10 +50,13 @@ class TelemetrySink:
         except Exception as exc:
             self._guard.failed(exc)
 
-    def record_agent(self, **values: Any) -> None:
+    def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
+                     reload: bool | None = None, config_errors: int | None = None,
+                     loop_stalls: int | None = None) -> None:
         """Scheduler lag, checks loaded, reload results (see ``MetricsSink.record_agent``)."""
         try:
-            self.metrics.record_agent(**values)
+            self.metrics.record_agent(scheduler_lag=scheduler_lag, checks_loaded=checks_loaded, reload=reload,
+                                      config_errors=config_errors, loop_stalls=loop_stalls)
         except Exception as exc:
             self._guard.failed(exc)
 
