@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 PY = sys.executable
 SECRET = "flow-secret-5a1e7c"
 RUNBOOK = "https://wiki.example.com/runbooks/data-disk"
+URL_TOKEN = "url-token-4e8a"  # webhook URLs often carry one (Slack, Teams): never in the log
 # The clean-up takes a moment, as a real one does: the alert is visible in Alertmanager meanwhile.
 CLEANUP = ("import glob, os, sys, time; time.sleep(2); "
            "[os.unlink(p) for p in glob.glob(os.path.join(sys.argv[1], '*.log'))]")
@@ -46,7 +47,7 @@ def test_a_filling_disk_alerts_through_alertmanager_is_remediated_and_resolves(
         state = tmp_path / "state"
         settings = {"state_dir": str(state), "alerting": {
             "alertmanager": {"urls": [am.url], "resend": "2s"},
-            "webhooks": [{"name": "ops", "url": hook.url, "secret": SECRET}]}}
+            "webhooks": [{"name": "ops", "url": f"{hook.url}?token={URL_TOKEN}", "secret": SECRET}]}}
         d = Daemon(tmp_path, {"checks": [check]}, settings)
         daemons.append(d.start())
         db = state / "history.sqlite3"
@@ -86,6 +87,8 @@ def test_a_filling_disk_alerts_through_alertmanager_is_remediated_and_resolves(
         time.sleep(3)  # a restored agent re-sends nothing it already sent, and fires nothing new
         assert hook.events() == ["critical", "recovery"] and am.alerts(active="true") == []
         assert d.stop() == 0
+        log = d.log.read_text()
+        assert URL_TOKEN not in log and SECRET not in log and "webhook ops" in log
         print(f"\nalert latency after the hard transition: {latency * 1000:.0f} ms (Alertmanager API polled every "
               f"20 ms); webhook backlog after the outage: 2 notifications, delivered {drained:.1f} s after the "
               f"receiver came back ({hook.attempts} requests in all)")

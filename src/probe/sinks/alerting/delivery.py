@@ -47,6 +47,9 @@ class ReceiverStats:
 def _client() -> Any:
     import httpx
 
+    # httpx logs every request's URL at INFO, and a webhook URL often carries its token (Slack, Teams):
+    # receivers are named in our own log lines instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return httpx.AsyncClient(limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
                              follow_redirects=False)
 
