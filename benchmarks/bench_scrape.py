@@ -85,8 +85,8 @@ print(done)
 def child(tmp: str, port: int, seconds: float) -> None:
     """The agent side, in its own process: its loop's lag samples in each phase."""
     from probe.config.load import load
-    from probe.daemon.wiring import assemble, freeze_heap
-    from probe.engine.agent import Agent
+    from probe.daemon.wiring import assemble
+    from probe.engine.agent import Agent, freeze_heap
 
     registry, plan = load(Path(tmp) / "checks.yaml", settings_path=Path(tmp) / "probe.yaml", env={})
 
