@@ -146,6 +146,9 @@ class HttpCheck(probe.Check[HttpOptions]):
     type = "http"
     measurements = frozenset({"duration", "dns", "connect", "tls", "first_byte", "transfer", "status_code",
                               "body_bytes", "body_decoded_bytes", "tls_cert_remaining", "redirects"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "first_byte": "s", "transfer": "s",
+             "status_code": "", "body_bytes": "By", "body_decoded_bytes": "By", "tls_cert_remaining": "s",
+             "redirects": "{redirect}"}
 
     def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
@@ -283,11 +286,11 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
         details["certificate"] = certificate.details()
     if len(hops) > 1:
         details["redirects"] = [h.url for h in hops[:-1]]
-        measurements.append(probe.Measurement("redirects", len(hops) - 1))
+        measurements.append(probe.Measurement("redirects", len(hops) - 1, "{redirect}"))
     if response is not None:
         measurements += [probe.Measurement(k, v, "s") for k, v in response.phases.items()]
         measurements += [probe.Measurement("status_code", response.status),
-                         probe.Measurement("body_bytes", len(response.body), "B")]
+                         probe.Measurement("body_bytes", len(response.body), "By")]
         details.update(status=response.status, http_version=response.version)
     if failure is not None:
         return probe.Result.critical(f"{o.method} {hop.url}: {failure.message}", *measurements,
@@ -298,7 +301,7 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
         body, undone = http_body.decode(response.body, response.header("content-encoding"), int(o.max_body_size))
     except Failure as exc:
         return probe.Result.critical(f"{what}: {exc.message}", *measurements, reason=exc.reason, details=details)
-    measurements.append(probe.Measurement("body_decoded_bytes", len(body), "B"))
+    measurements.append(probe.Measurement("body_decoded_bytes", len(body), "By"))
     if undone:
         details["content_encoding_not_decoded"] = undone
     problem = problems(o.expect, response, lambda: http_body.text(body, response.header("content-type")))
