@@ -176,14 +176,10 @@ def load_plan(
         if strict and (problem := unsafe_file(path)):
             errors.append(ConfigError(Location(str(path), 1, 1), None, None, problem))
             continue
-        for loaded in load_checks_file(path, registry, interpolator):
+        for loaded in load_checks_file(path, registry, interpolator, seen):
             if isinstance(loaded, ConfigError):
                 errors.append(loaded)
-            elif (first := seen.get(loaded.name)) is not None:
-                errors.append(ConfigError(loaded.location, loaded.name, "name",
-                                          f"duplicate check name (first defined at {first})"))
             else:
-                seen[loaded.name] = loaded.location
                 specs.append(loaded)
     errors += [ConfigError(Location("<plugins>", 1, 1), None, None, conflict) for conflict in registry.conflicts]
     for spec in specs:

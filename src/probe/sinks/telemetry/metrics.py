@@ -20,6 +20,8 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from probe._metricnames import ATTRIBUTES, shadows_attribute
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -32,8 +34,9 @@ log = logging.getLogger("probe.telemetry")
 OTHER = "other"
 """The value a label takes once its key has ``max_label_values`` distinct values."""
 
-RESERVED = ("check.name", "check.type", "status", "outcome")
-"""Attribute keys probe sets itself; a check label of the same name is ignored (with a warning)."""
+RESERVED = ATTRIBUTES
+"""Attribute keys probe sets itself; a check label of the same name (or the same in Prometheus: ``check_name``)
+is ignored (with a warning)."""
 
 
 class TelemetryError(Exception):
@@ -123,7 +126,7 @@ def check_attributes(spec: CheckSpec, limit: LabelLimiter, warned: set[str]) -> 
     """``check.name``, ``check.type`` and the check's labels, bounded; probe's own keys win over labels."""
     attributes = {}
     for key, value in spec.labels.items():
-        if key in RESERVED:
+        if shadows_attribute(key):
             if key not in warned:
                 warned.add(key)
                 log.warning("check %s: label %r clashes with a metric attribute probe sets; ignored in metrics",

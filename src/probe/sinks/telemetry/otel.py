@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit as _atexit
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 
 from probe import __version__
+from probe._metricnames import DURATION_BUCKETS, instrument_name
 from probe.model import Status
 from probe.sinks.telemetry.exporters import PrometheusEndpoint, make_resource, otlp_reader, prometheus_endpoint
 from probe.sinks.telemetry.metrics import LabelLimiter, MetricsSink, check_attributes
@@ -28,27 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("probe.telemetry")
 
-# Check durations run from sub-millisecond (memory, disk) to the timeout (default 10s, minutes for commands).
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # Scheduler lag is healthy in milliseconds; seconds mean a blocked loop or an overloaded host.
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-_INVALID = re.compile(r"[^A-Za-z0-9_.\-/]")
-
 # The runner's timing is already the probe.check.duration histogram; a gauge of it would only duplicate it.
 SKIPPED_MEASUREMENTS = frozenset({"duration"})
-
-
-# Prometheus reserves these suffixes for counters, histograms and summaries; a gauge named so (a process
-# check's "count") would fail `promtool check metrics` and confuse PromQL, so it gets ".value" appended.
-_RESERVED_SUFFIX = re.compile(r"(^|[._])(count|sum|bucket|total)$")
-
-
-def measurement_instrument(check_type: str, measurement: str, unit: str = "") -> str:
-    """``probe.<type>.<measurement>``, with characters OpenTelemetry rejects in names replaced by ``_``."""
-    name = _INVALID.sub("_", f"probe.{check_type}.{measurement}")[:240]
-    dimensionless = unit in ("", "1") or unit.startswith("{")  # no unit suffix follows in Prometheus
-    return f"{name}.value" if dimensionless and _RESERVED_SUFFIX.search(measurement) else name
 
 
 @dataclass
@@ -194,7 +178,7 @@ class OtelSink(MetricsSink):
         for m in outcome.result.measurements:
             if m.name in SKIPPED_MEASUREMENTS:
                 continue
-            name = measurement_instrument(spec.type, m.name, m.unit)
+            name = instrument_name(spec.type, m.name, m.unit)
             if name not in admitted and not self._admit(spec.name, admitted, name):
                 continue
             self._gauge_for(name, m.unit)
