@@ -274,5 +274,5 @@ def test_architecture_md_names_every_package_and_layer_module() -> None:
     for layer in ("probe.engine", "probe.config", "probe.plugins", "probe.daemon"):
         missing += [name for name in modules() if name.rpartition(".")[0] == layer
                     and f"`{name.rpartition('.')[2]}`" not in text]
-    assert missing == []
+    assert missing == [], f"give each a line in ARCHITECTURE.md's layer table (its job, in backticks): {missing}"
 

@@ -113,4 +113,5 @@ def test_every_decision_record_is_in_the_index() -> None:
     index = (folder / "README.md").read_text(encoding="utf-8")
     records = sorted(p.name for p in folder.glob("[0-9][0-9][0-9][0-9]-*.md"))
     assert records, "no decision records"
-    assert [name for name in records if f"({name})" not in index] == []
+    missing = [name for name in records if f"({name})" not in index]
+    assert missing == [], f"add a row for each to docs/decisions/README.md: {missing}"

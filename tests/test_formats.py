@@ -85,7 +85,7 @@ def test_junit_is_valid_xml_with_failure_and_error_counts(report: Report) -> Non
     assert cases["disk-unknown"].find("error") is not None
     odd = cases["odd-summary"].find("failure")
     assert odd is not None
-    assert odd.get("message") == "/nonexistent/a#b|c<d>&'e?: no such file or directory"  # control char replaced
+    assert odd.get("message") == "/nonexistent/a#b|c<d>&'e: no such file or directory"  # removed at intake
     assert cases["mem-ok"].get("classname") == "probe.memory"
 
 
@@ -96,7 +96,7 @@ def test_tap_14(report: Report) -> None:
     assert [p.split(" - ")[0] for p in points] == ["ok 1", "not ok 2", "not ok 3", "not ok 4", "ok 5", "not ok 6"]
     assert points[2].startswith("not ok 3 - disk-critical: /nonexistent/probe-test: no such file")
     # '#' would start a directive: escaped. The whole point stays on one line.
-    assert points[5] == "not ok 6 - odd-summary: /nonexistent/a\\#b/c<d>&'e\x01: no such file or directory"
+    assert points[5] == "not ok 6 - odd-summary: /nonexistent/a\\#b/c<d>&'e: no such file or directory"
     block = lines[lines.index(points[1]) + 1:lines.index(points[2])]
     assert block[0] == "  ---" and block[-1] == "  ..."
     assert "  status: warning" in block and '  reason: "threshold"' in block
@@ -149,9 +149,9 @@ def test_prometheus_text_exposition(report: Report, tmp_path: Path) -> None:
                       "odd-summary": 2}
     up = {s.labels["check_name"]: s.value for s in families["probe_check_up"].samples}
     assert up["mem-ok"] == 1 and up["mem-warning"] == 0
-    assert families["probe_check_duration_seconds"].type == "gauge"
-    # "_count" alone would read as part of a summary or histogram: the gauge gets "_value".
-    assert {"probe_memory_utilization_ratio", "probe_memory_total_bytes", "probe_process_count_value",
+    # The agent's names and types (tests/test_metric_names.py compares the two): the duration is its histogram.
+    assert families["probe_check_duration_seconds"].type == "histogram"
+    assert {"probe_memory_utilization", "probe_memory_total_bytes", "probe_process_processes",
             "probe_process_cpu_time_seconds", "probe_process_rss_bytes"} <= set(families)
     assert families["probe_memory_total_bytes"].type == "gauge"
     self_sample = next(s for s in families["probe_check_status"].samples if s.labels["check_name"] == "self")

@@ -113,3 +113,33 @@ def test_the_head_limit_does_not_depend_on_the_split(size: int, cuts: list[int])
     whole = by_probe([data])
     assert whole == by_probe(split(data, cuts))
     assert (whole == ERROR) is (size > 100 * 1024)
+
+
+HEADER_VALUES = st.sampled_from(["gzip", "deflate", "br", "zstd", "x-gzip", "gzip, gzip", "identity", "compress",
+                                 "text/plain; charset=base64", "text/plain; charset=idna", "text/html; charset=",
+                                 "application/json; charset=utf-16", "text/plain; charset=\"latin1\"", "", ";;=",
+                                 "/caf\udce9", "http://[::1", "http://h:99999/", "\udcff"]) | st.text(max_size=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(status=st.integers(100, 999), encoding=HEADER_VALUES, content_type=HEADER_VALUES, body=st.binary(max_size=64),
+       wants_body=st.booleans())
+def test_judging_any_response_is_a_result_never_an_exception(status: int, encoding: str, content_type: str,
+                                                             body: bytes, wants_body: bool) -> None:
+    """Whatever the coding, charset and body, the verdict is a Result with one of the check's reasons."""
+    import gzip
+
+    import probe
+    from probe.checks.http import HttpCheck, judge
+    from probe.checks.net.http1 import Response
+
+    if encoding == "gzip" and body[:1] == b"z":
+        body = gzip.compress(body)
+    expect = {"status": "100-599", **({"body_contains": "x", "json": {"a": 1}} if wants_body else {})}
+    options = HttpCheck.Options.model_validate({"url": "http://fuzz.test/", "expect": expect})
+    response = Response(status, "X", "HTTP/1.1", [("Content-Encoding", encoding), ("Content-Type", content_type)],
+                        body)
+    result = judge(options, [Hop("http://fuzz.test/")], response, None, probe.Measurement("duration", 0.001, "s"))
+    assert result.reason in ("", None, "status_mismatch", "body_mismatch", "json_mismatch", "malformed_response",
+                             "body_too_large")
+    result.summary.encode("utf-8")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,3 +262,17 @@ async def test_a_reason_phrase_that_is_not_utf8_is_shown_readably(plain: RawServ
     result = await run_check("http", url=plain.url("/reason"))
     assert result.status is probe.Status.OK, result.summary
     result.summary.encode("utf-8")  # printable everywhere
+
+
+def test_a_bad_url_with_credentials_is_reported_without_them(tmp_path: Path) -> None:
+    from probe.config.load import ConfigErrors, load_plan
+    from probe.plugins.manager import load_plugins
+
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    (checks / "web.yaml").write_text(f"checks:\n  - name: w\n    type: http\n"
+                                     f"    url: http://alice:{SECRET}@x.test:99999/\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_plan(checks, load_plugins(use_entry_points=False), env={})
+    assert "web.yaml:4:" in str(info.value) and "out of range" in str(info.value)
+    assert SECRET not in str(info.value)

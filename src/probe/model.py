@@ -54,7 +54,8 @@ _SEVERITY = {Status.OK: 0, Status.WARNING: 1, Status.UNKNOWN: 2, Status.CRITICAL
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """One number a check observed, in base units: seconds, bytes, ratio (0..1), or a plain count."""
+    """One number a check observed, in base units: ``s`` seconds, ``By`` bytes, ``1`` a ratio (0..1), or a count,
+    whose unit says what it counts in OpenTelemetry's braces (``{process}``, ``{record}``; ``""`` is allowed)."""
 
     name: str
     value: float

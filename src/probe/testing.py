@@ -160,7 +160,10 @@ async def run_check(config: Mapping[str, Any] | CheckConfig, *, registry: Regist
     registry = _registry(registry)
     checked = config if isinstance(config, CheckConfig) else build_spec(config, registry=registry, env=env)
     assert checked._spec is not None, "a CheckConfig comes from build_spec or validate_file"
-    run = (await Runner(registry).run(checked._spec, levels)).public()
+    from probe.config.redact import Redactor, secret_values
+
+    runner = Runner(registry, redact=Redactor(secret_values(checked._spec.options)))
+    run = (await runner.run(checked._spec, levels)).public()
     cls = registry.check_type(run.type)
     if cls is not None:
         _check_declared(cls, run)

@@ -67,11 +67,13 @@ class Env:
 
     def registry(self) -> Registry:
         """Every plugin the settings ask for, loaded now (nothing deferred); exits 78 when the settings are bad."""
+        from probe.config.errors import redacted
         from probe.config.load import find_checks_path, find_settings_path, load_registry, load_settings
 
-        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, set())
+        secrets: set[str] = set()
+        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, secrets)
         if errors:
-            self._invalid(errors)
+            self._invalid(redacted(errors, secrets))
         return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
 
     def _invalid(self, errors: Sequence[ConfigError]) -> NoReturn:
@@ -235,11 +237,18 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
             text += more
         return text, outcome
 
+    from probe._statedir import StateDirError
+    from probe.config.redact import Redactor
     from probe.engine import aio
     from probe.sinks.history.pings import store_for
 
-    runner = Runner(registry, pings=store_for(plan.settings.state_dir))
-    text, outcome = aio.run(go())
+
+    runner = Runner(registry, redact=Redactor(plan.secrets), pings=store_for(plan.settings.state_dir))
+    try:
+        text, outcome = aio.run(go())
+    except StateDirError as exc:  # the audit would go where another user's symlink points: refuse, say why
+        click.echo(f"probe: {exc}", err=True)
+        sys.exit(EX_CONFIG)
     _emit(text, plan, None)
     sys.exit(int(outcome.status))
 

@@ -57,8 +57,13 @@ def ping(env: Any, name: str, command: tuple[str, ...], kind: str | None, exit_c
 
 
 def _add(store: Any, name: str, kind: str, **values: Any) -> None:
+    from probe._statedir import StateDirError
+
     try:
         store.add(name, kind, **values)
+    except StateDirError as exc:
+        click.echo(f"probe: {exc}", err=True)
+        sys.exit(78)
     except (OSError, sqlite3.Error) as exc:
         click.echo(f"probe: cannot record the ping in {store.path}: {exc}", err=True)
         sys.exit(74)

@@ -13,10 +13,11 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from probe._statedir import StateDirError
 from probe.units import format_duration
 
 
@@ -33,7 +34,11 @@ def _store(state_dir: str | None, plan: Any) -> Any:
     return SilenceStore(store_path(state_dir, plan))
 
 
-def _fail(exc: Exception, path: Path) -> None:
+def _fail(exc: Exception, path: Path) -> NoReturn:
+    """A state store that cannot be written exits 74; one in a state directory others could change, 78."""
+    if isinstance(exc, StateDirError):
+        click.echo(f"probe: {exc}", err=True)
+        sys.exit(78)
     click.echo(f"probe: cannot use the state store {path}: {exc}", err=True)
     sys.exit(74)
 
@@ -74,7 +79,7 @@ def add(env: Any, names: tuple[str, ...], labels: tuple[str, ...], for_: str, re
     store = _store(state_dir, plan)
     try:
         made = store.add(checks=names, labels=label_filter, duration=duration, reason=reason, author=_user())
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StateDirError) as exc:
         _fail(exc, store.path)
     if fmt == "json":
         click.echo(json.dumps(_row(made, time.time())))
@@ -96,7 +101,7 @@ def list_(env: Any, show_all: bool, state_dir: str | None, fmt: str) -> None:
     now = time.time()
     try:
         found = store.all(since=0.0 if show_all else now)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StateDirError) as exc:
         _fail(exc, store.path)
     if not show_all:
         found = [s for s in found if s.removed is None]
@@ -121,7 +126,7 @@ def remove(env: Any, silence_id: str, state_dir: str | None) -> None:
     store = _store(state_dir, plan)
     try:
         removed = store.remove(silence_id)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StateDirError) as exc:
         _fail(exc, store.path)
     if removed is None:
         raise click.UsageError(f"no active silence {silence_id!r} (probe silence list shows them)")

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from probe._statedir import StateDirError
 from probe.config.incidents import PingEndpointSettings
 from probe.sinks.history.pings import PingStore
 
@@ -117,7 +118,7 @@ class PingServer:
         output = self.redact(body.decode("utf-8", "replace"))
         try:
             await asyncio.to_thread(self.store.add, name, kind, exit_code=exit_code, output=output)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StateDirError) as exc:
             log.error("ping endpoint: cannot record a ping of %s: %s", name, exc)
             return 503, "cannot record the ping now"
         return 200, "OK"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe._statedir import StateDirError, StateLock, StateLocked, prepare
 from probe.config.load import Plan
 from probe.config.redact import Redactor
 from probe.config.spec import CheckSpec
@@ -37,6 +38,10 @@ from probe.sinks.telemetry.metrics import MetricsSink
 from probe.sinks.telemetry.sink import TelemetrySink
 
 log = logging.getLogger("probe.agent")
+
+EX_TEMPFAIL = 75
+"""Another agent holds the state directory: try again when it has stopped (sysexits.h)."""
+EX_CONFIG = 78
 
 
 def state_dir(plan: Plan) -> Path:
@@ -168,6 +173,7 @@ class AgentMetrics:
         self._ok = 0
         self._failed = 0
         self._stalls = 0
+        self._jumps = 0
 
     def __call__(self, metrics: MetricsSink) -> None:
         lag = self.agent.schedule.lag
@@ -184,13 +190,48 @@ class AgentMetrics:
         stalls, self._stalls = stats.loop_stalls - self._stalls, stats.loop_stalls
         if stalls:
             metrics.record_agent(loop_stalls=stalls)
+        jumps, self._jumps = stats.clock_jumps - self._jumps, stats.clock_jumps
+        if jumps:
+            metrics.record_agent(clock_jumps=jumps)
         metrics.record_agent(checks_loaded=self.agent.checks_loaded)
 
 
 async def serve(plan: Plan, registry: Registry, *, reload: Reload | None = None, lifecycle: Lifecycle | None = None,
                 extra_sinks: Sequence[Sink] = ()) -> int:
     """The daemon with everything downstream wired: state restored from the store (so cooldowns and
-    counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code."""
+    counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code: 75 when
+    another agent holds the state directory, 78 when the state directory cannot be trusted."""
+    try:
+        lock = _lock_state_dir(state_dir(plan))
+    except StateLocked as exc:
+        log.error("%s", exc)
+        return EX_TEMPFAIL
+    except StateDirError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    try:
+        return await _serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=extra_sinks)
+    except StateDirError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_state_dir(directory: Path) -> StateLock | None:
+    """One agent per state directory (two would run every action twice and write every result twice). A
+    directory that cannot even be created (a read-only or full disk) does not stop the checks: the history
+    degrades as it would, and that is logged."""
+    try:
+        return StateLock(prepare(directory)).acquire()
+    except OSError as exc:
+        log.error("cannot lock the state directory %s (%s); running without the lock", directory,
+                  exc.strerror or exc)
+        return None
+
+
+async def _serve(plan: Plan, registry: Registry, *, reload: Any, lifecycle: Any, extra_sinks: Sequence[Any]) -> int:
     agent: Agent | None = None
 
     async def rerun(spec: CheckSpec) -> Result:

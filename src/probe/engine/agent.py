@@ -39,8 +39,18 @@ COALESCE = 0.005
 """Checks due within this much of each other start in the same loop iteration."""
 STALE_SWEEP = 5.0
 """How often states are checked for staleness."""
+CLOCK_JUMP = 5.0
+"""A step of the wall clock against the monotonic one larger than this is logged and counted. Schedules and
+staleness never read the wall clock; results carry wall time, so a jump shows in history and reports."""
+
+RELOAD_TIMEOUT = 30.0
+"""Longest a reload may take to read and validate the configuration before it is abandoned."""
 
 ReloadFn = Callable[[], tuple[Plan, Registry]]
+
+
+class ReloadStuck(Exception):
+    """A reload did not finish in time, or an earlier one still has not."""
 
 
 class LogSink:
@@ -77,6 +87,8 @@ class AgentStats:
     config_errors: int = 0
     """Errors in the latest configuration load: 0 once one is applied, 1 for a load that failed otherwise."""
     stale_marked: int = 0
+    clock_jumps: int = 0
+    """Steps of the wall clock (against the monotonic one) beyond ``CLOCK_JUMP``, either way."""
     sink_errors: int = 0
     loop_stalls: int = 0
 
@@ -93,7 +105,7 @@ class Agent:
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
-        self.runner = Runner(registry)
+        self.runner = Runner(registry, redact=redactor_for(plan.secrets))
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule()
         self.stats = AgentStats()
@@ -106,6 +118,9 @@ class Agent:
         self._reload_wanted = False
         self._reload_task: asyncio.Task[None] | None = None
         self._warned_sinks: set[int] = set()
+        self._wall_offset = 0.0
+        self.reload_timeout = RELOAD_TIMEOUT
+        self._stuck_reload: threading.Thread | None = None
 
     # -- control (signal handlers and tests) ------------------------------------------------------------
     def request_reload(self) -> None:
@@ -150,8 +165,10 @@ class Agent:
         self.lifecycle.ready()
         next_sweep = time.monotonic() + STALE_SWEEP
         tick = min(TICK, getattr(self.lifecycle, "wake_interval", None) or TICK)
+        self._wall_offset = time.time() - time.monotonic()
         while not self._stop:
             now = time.monotonic()
+            self._watch_clock(now)
             self.lifecycle.tick(now)
             if self._reload_wanted and self._reload_task is None:
                 self._reload_wanted = False
@@ -167,6 +184,15 @@ class Agent:
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
         return await self._shutdown()
+
+    def _watch_clock(self, now: float) -> None:
+        offset = time.time() - now
+        step, self._wall_offset = offset - self._wall_offset, offset
+        if abs(step) > CLOCK_JUMP:
+            self.stats.clock_jumps += 1
+            log.warning("the wall clock jumped %s by %s; schedules and staleness follow the monotonic clock, "
+                        "history pruning advances no faster than it", "forward" if step > 0 else "backward",
+                        format_duration(abs(step)))
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -238,7 +264,7 @@ class Agent:
         state = self.states[spec.name]
         was_flapping = state.flapping
         now = time.time()
-        transition = state.update(outcome.result, now)
+        transition = state.update(outcome.result, now, seen=time.monotonic())
         marks = self.muting.marks(spec, outcome.status, self.states, now)
         if marks.muted:
             outcome = dataclasses.replace(outcome, marks=marks)
@@ -268,13 +294,13 @@ class Agent:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 
     def _sweep_stale(self) -> None:
-        now = time.time()
+        now, seen = time.time(), time.monotonic()
         for name, entry in self.schedule.entries.items():
             state = self.states.get(name)
-            if state is None or not state.stale(now):
+            if state is None or not state.stale(seen):
                 continue
-            assert state.last_run is not None
-            silent = format_duration(now - state.last_run)
+            assert state.last_seen is not None
+            silent = format_duration(seen - state.last_seen)
             result = Result.unknown(f"stale: no result for {silent} (interval {format_duration(state.interval)})",
                                     reason="stale")
             self.stats.stale_marked += 1
@@ -292,7 +318,7 @@ class Agent:
             self.lifecycle.reloading()
             log.info("reloading configuration")
             try:
-                plan, registry = await asyncio.to_thread(self.reload_config)
+                plan, registry = await self._load_config(self.reload_config)
             except Exception as exc:
                 self._reload_failed(exc)
                 return
@@ -306,6 +332,39 @@ class Agent:
         finally:
             self._reload_task = None
             self._poke()
+
+    async def _load_config(self, reload: ReloadFn) -> tuple[Plan, Registry]:
+        """``reload()`` in a daemon thread, for at most ``reload_timeout``. A load stuck in a read (a file on a
+        hung network mount) is abandoned: it cannot hold the loop, a later reload or the exit (a daemon
+        thread; ``asyncio.to_thread``'s pool is joined at exit), and later reloads are refused while it is
+        stuck rather than piling up threads behind it."""
+        stuck = self._stuck_reload
+        if stuck is not None and stuck.is_alive():
+            raise ReloadStuck("an earlier reload is still stuck loading the configuration; fix what blocks it "
+                              "(a file that never finishes reading) and restart the agent")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Plan, Registry]] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(lambda: None if future.done() else outcome())
+
+        def work() -> None:
+            try:
+                value = reload()
+            except BaseException as exc:
+                settle(functools.partial(future.set_exception, exc))
+            else:
+                settle(functools.partial(future.set_result, value))
+
+        thread = threading.Thread(target=work, name="probe-reload", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
+        except TimeoutError:
+            self._stuck_reload = thread
+            raise ReloadStuck(f"the configuration did not load within {format_duration(self.reload_timeout)}; "
+                              "the reload is abandoned") from None
 
     def _reload_failed(self, exc: Exception) -> None:
         self.stats.reloads_failed += 1
@@ -348,6 +407,7 @@ class Agent:
             self._levels.pop(spec.name, None)
         self._load(added + changed, now)
         self.runner.registry = registry
+        self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
         if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
             self._limit = asyncio.Semaphore(plan.settings.max_concurrency)

@@ -47,8 +47,8 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     ended. Every run, and every remediation outcome, also goes to ``metrics``."""
     started_wall, started = time.time(), time.monotonic()
     deadline = started + wait
-    runner = Runner(registry, pings=_pings(plan))
     redact = Redactor(plan.secrets)
+    runner = Runner(registry, redact=redact, pings=_pings(plan))
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
     remediations: list[Remediation] = []

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from probe.check import Check, Context
 from probe.config.spec import CheckSpec
 from probe.config.thresholds import Threshold
+from probe.engine.intake import admit
 from probe.engine.interfaces import Outcome
 from probe.engine.workers import DaemonThreads, owned_task
 from probe.model import Measurement, Ping, Result, Status, Verdict
@@ -83,6 +84,9 @@ class Runner:
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
     pings: Callable[[str, float], Sequence[Ping]] | None = None
     """Where ``Context.pings`` reads a check's pings (``check name, since``): the state store's, when there is one."""
+    redact: Callable[[str], str] | None = None
+    """Masks the configuration's secrets in every result as it enters (``probe.engine.intake``); the agent
+    sets the plan's, and a reload the new plan's."""
     leaked_tasks: int = 0
     """asyncio tasks plugins left running after their run returned (each was cancelled)."""
     _instances: dict[str, _Instance] = field(default_factory=dict)
@@ -128,6 +132,7 @@ class Runner:
             raw = await self._call(made, ctx, spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
             raw = _crash(spec, exc, self._who(spec))
+        raw = admit(raw, self.redact) if self.redact is not None else admit(raw)
         duration = time.monotonic() - started
         result = _with_duration(raw, duration)
         if self.forecaster is not None:
@@ -250,7 +255,9 @@ def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
     text = str(exc).splitlines()[0] if str(exc) else ""
     log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
     summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")
-    return Result.unknown(summary[:300], reason="plugin_error")
+    if len(summary) > 300:
+        summary = summary[:297] + "..."  # the ellipsis tells the redactor where a secret may have been cut
+    return Result.unknown(summary, reason="plugin_error")
 
 
 def _validate(spec: CheckSpec, value: object, who: str) -> Result:

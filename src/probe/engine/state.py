@@ -90,6 +90,9 @@ class CheckState:
         self.flap_percent = 0.0
         self.history: deque[Status] = deque(maxlen=FLAP_SAMPLES)
         self.last_run: float | None = None
+        self.last_seen: float | None = None
+        """When the last result came, on the monotonic clock: staleness is judged on it, so a wall-clock jump
+        makes no check stale (``last_run`` is the wall time, for people and the store)."""
         self.last_change: float | None = None  # last change of status, soft or hard
         self.last_hard_change: float | None = None
 
@@ -116,8 +119,9 @@ class CheckState:
         """A problem seen but not yet confirmed: the scheduler re-checks at ``retry_interval``."""
         return self.state_type == "soft" and self.status is not None and self.status is not Status.OK
 
-    def update(self, result: Result, now: float) -> Transition | None:
-        """Take one result; return the transition it caused, if any (a hard one wins over a soft one)."""
+    def update(self, result: Result, now: float, *, seen: float | None = None) -> Transition | None:
+        """Take one result; return the transition it caused, if any (a hard one wins over a soft one).
+        ``now`` is the wall time; ``seen`` the monotonic one (``now`` when not given, as in tests)."""
         status = result.status
         previous, previous_hard = self.status, self.hard_status
         if status is Status.OK:
@@ -125,6 +129,7 @@ class CheckState:
         else:
             self.failures, self.successes = self.failures + 1, 0
         self.status, self.reason, self.last_run = status, result.reason, now
+        self.last_seen = now if seen is None else seen
         self.history.append(status)
         self._update_flapping()
         if status is Status.OK:
@@ -152,10 +157,11 @@ class CheckState:
             self.flapping = False
 
     def stale(self, now: float) -> bool:
-        """No result for ``2 * interval`` (and not already marked stale)."""
-        if self.last_run is None or self.reason == "stale":
+        """No result for ``2 * interval`` (and not already marked stale); ``now`` on the clock ``update`` was
+        given as ``seen`` (the agent's monotonic clock)."""
+        if self.last_seen is None or self.reason == "stale":
             return False
-        return now - self.last_run > STALE_INTERVALS * self.interval
+        return now - self.last_seen > STALE_INTERVALS * self.interval
 
     def mark_stale(self, now: float) -> Transition | None:
         """Make the check UNKNOWN (reason ``stale``), hard at once. ``last_run`` is kept: it is when the

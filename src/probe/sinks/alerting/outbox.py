@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probe._statedir import prepare_database
 from probe.sinks.history.schema import connect, migrate
 
 
@@ -51,7 +52,7 @@ class Outbox:
     def _conn(self) -> Iterator[sqlite3.Connection]:
         """One connection, kept while it works; dropped after an error so the next call reconnects."""
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            prepare_database(self.path)
             db = connect(self.path)
             migrate(db)
             self._db = db

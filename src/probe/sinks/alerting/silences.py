@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe._statedir import prepare_database
 from probe.config.spec import CheckSpec
 from probe.sinks.history.schema import connect, migrate
 
@@ -62,7 +63,7 @@ class SilenceStore:
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_database(self.path)  # a state directory others could change is refused (StateDirError)
         db = connect(self.path)
         try:
             migrate(db)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from probe._statedir import prepare_database
 from probe.model import Ping
 from probe.sinks.history.schema import DB_NAME, connect, default_state_dir, migrate
 
@@ -27,7 +28,7 @@ class PingStore:
         if kind not in KINDS:
             raise ValueError(f"ping kind must be one of {', '.join(KINDS)}, got {kind!r}")
         ping = Ping(time.time() if ts is None else ts, kind, exit_code, duration, tail(output))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_database(self.path)  # a state directory others could change is refused (StateDirError)
         with contextlib.closing(connect(self.path)) as db:
             migrate(db)
             with db:

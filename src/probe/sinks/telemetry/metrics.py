@@ -20,6 +20,8 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from probe._metricnames import ATTRIBUTES, shadows_attribute
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -33,8 +35,9 @@ log = logging.getLogger("probe.telemetry")
 OTHER = "other"
 """The value a label takes once its key has ``max_label_values`` distinct values."""
 
-RESERVED = ("check.name", "check.type", "status", "outcome")
-"""Attribute keys probe sets itself; a check label of the same name is ignored (with a warning)."""
+RESERVED = ATTRIBUTES
+"""Attribute keys probe sets itself; a check label of the same name (or the same in Prometheus: ``check_name``)
+is ignored (with a warning)."""
 
 
 class TelemetryError(Exception):
@@ -55,10 +58,11 @@ class MetricsSink:
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,
-                     loop_stalls: int | None = None) -> None:
+                     loop_stalls: int | None = None, clock_jumps: int | None = None) -> None:
         """Agent self-metrics. ``reload`` is True for an applied reload, False for a rejected one;
         ``config_errors`` is the number of errors in the latest config load (0 once it is good);
-        ``loop_stalls`` is how many more times a check blocked the event loop (see ``probe.engine.stall``)."""
+        ``loop_stalls`` is how many more times a check blocked the event loop (see ``probe.engine.stall``);
+        ``clock_jumps`` how many more times the wall clock stepped (``probe.engine.agent.CLOCK_JUMP``)."""
 
     def record_history(self, health: Health) -> None:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
@@ -127,7 +131,7 @@ def check_attributes(spec: CheckSpec, limit: LabelLimiter, warned: set[str]) -> 
     """``check.name``, ``check.type`` and the check's labels, bounded; probe's own keys win over labels."""
     attributes = {}
     for key, value in spec.labels.items():
-        if key in RESERVED:
+        if shadows_attribute(key):
             if key not in warned:
                 warned.add(key)
                 log.warning("check %s: label %r clashes with a metric attribute probe sets; ignored in metrics",
