@@ -143,3 +143,16 @@ def test_judging_any_response_is_a_result_never_an_exception(status: int, encodi
     assert result.reason in ("", None, "status_mismatch", "body_mismatch", "json_mismatch", "malformed_response",
                              "body_too_large")
     result.summary.encode("utf-8")
+
+
+@settings(max_examples=50, deadline=None)
+@given(size=st.integers(100 * 1024 - 100, 100 * 1024 + 100), cuts=st.lists(st.integers(0, 110_000), max_size=4))
+def test_the_chunk_line_limit_does_not_depend_on_the_split(size: int, cuts: list[int]) -> None:
+    """A chunk-size line (with an extension) of ``size`` bytes is read, or refused, however it arrives."""
+    start = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n2;ext="
+    line_start = start.rindex(b"\n") + 1
+    pad = size - (len(start) - line_start) - 2  # the line: "2;ext=" + pad + CRLF
+    data = start + b"x" * pad + b"\r\nho\r\n0\r\n\r\n"
+    whole = by_probe([data])
+    assert whole == by_probe(split(data, cuts))
+    assert (whole == ERROR) is (size > 100 * 1024), whole

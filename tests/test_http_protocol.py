@@ -276,3 +276,19 @@ def test_a_bad_url_with_credentials_is_reported_without_them(tmp_path: Path) -> 
         load_plan(checks, load_plugins(use_entry_points=False), env={})
     assert "web.yaml:4:" in str(info.value) and "out of range" in str(info.value)
     assert SECRET not in str(info.value)
+
+
+async def test_bare_lf_on_a_connection_kept_open_is_read_at_once() -> None:
+    """The old reader waited for CRLF CRLF and so for the close (a timeout on keep-alive servers)."""
+    import asyncio
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\nContent-Length: 5\nX-Folded: a\n  b\n\nhello")
+        await writer.drain()
+        await asyncio.sleep(30)  # keeps the connection open
+
+    with ThreadedServer(keep_alive) as server:
+        result = await run_check("http", timeout=3.0, url=f"http://127.0.0.1:{server.port}/",
+                                 expect={"body_contains": "hello", "headers": {"X-Folded": "^a b$"}})
+    assert result.status is probe.Status.OK, result.summary  # waiting for the close would be a timeout
