@@ -191,3 +191,22 @@ async def test_a_real_alertmanager_shows_the_alert_firing_with_its_runbook_then_
         assert [r.body["status"] for r in notified.received][-1] == "resolved"
         assert am.alerts(active="true") == []
         await sink.aclose()
+
+
+async def test_alerts_of_checks_gone_while_the_agent_was_down_are_resolved_at_start(
+        tmp_path: Path, specs: dict[str, CheckSpec]) -> None:
+    clock = Clock()
+    with receiver(SECRET) as hook:
+        settings = {"webhooks": [{"name": "ops", "url": hook.url, "secret": SECRET}]}
+        sink = _sink(tmp_path, clock, **settings)
+        sink.record(outcome(specs["web"], Status.CRITICAL, "down"), state(Status.CRITICAL))
+        await sink.step()
+        await sink.aclose()
+        again = _sink(tmp_path, clock, **settings)  # restarted with a config that no longer has "web"
+        assert [a.check for a in again.notifier.firing()] == ["web"]
+        again.forget({"quiet"})
+        await again.step()
+        assert hook.events() == ["critical", "recovery"]
+        assert hook.received[1].body["resolution"] == "disabled" and again.notifier.firing() == []
+        await again.aclose()
+        assert _sink(tmp_path, clock, **settings).notifier.checks == {}  # and it stays forgotten

@@ -142,6 +142,7 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
         outbox = Outbox(state_dir(plan) / DB_NAME, max_pending=settings.alerting.max_pending,
                         max_age=settings.alerting.max_age)
         parts.alerting = AlertingSink(settings.alerting, outbox, redact=redact).restore()
+        parts.alerting.forget(names)  # alerts of checks removed while the agent was down are resolved
         parts.metrics.alerting = parts.alerting.health
     if remediate and settings.remediation.enabled and rerun is not None:
         persist = parts.history.save_state if parts.history is not None else None

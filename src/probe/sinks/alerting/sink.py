@@ -68,6 +68,7 @@ class AlertingSink:
         self._wake: asyncio.Event | None = None
         self._closing = False
         self._guard = Guard("alerting sink")
+        self._step_lock = asyncio.Lock()
 
     def restore(self) -> AlertingSink:
         """Read what the alerts said before a restart (blocking: call at start, before the loop)."""
@@ -159,7 +160,11 @@ class AlertingSink:
     # -- one round -----------------------------------------------------------------------------------
     async def step(self) -> float:
         """Save new notices, re-send firing alerts when due, post what is due. Returns how long until the next
-        round is wanted (seconds)."""
+        round is wanted (seconds). Rounds never overlap: two would post the same rows."""
+        async with self._step_lock:
+            return await self._step()
+
+    async def _step(self) -> float:
         now = self.clock()
         if self.settings.alertmanager is not None and now >= self._next_resend:
             self._next_resend = now + self._resend()
