@@ -195,7 +195,8 @@ class DnsCheck(probe.Check[DnsOptions]):
     """One DNS question to a server (or the resolv.conf nameservers, in order, until one answers)."""
 
     type = "dns"
-    measurements = frozenset({"duration", "answer_count", "signature_remaining"})
+    measurements = frozenset({"duration", "answer_count", "signature_remaining", "signature_time_to_expiry"})
+    units = {"duration": "s", "answer_count": "{record}", "signature_remaining": "s", "signature_time_to_expiry": "s"}
     # Seconds left drain towards 0: the forecast is when the trend reaches it (engine/forecast.py).
     capacities = {"signature_remaining": "signature_time_to_expiry"}
 
@@ -331,7 +332,7 @@ def judge(o: DnsOptions, query: dnswire.Query, answer: Exchange, server: Server,
     values = found.values
     details["answers"] = values
     details.update(_sections(found, response))
-    count = probe.Measurement("answer_count", float(len(values)))
+    count = probe.Measurement("answer_count", float(len(values)), "{record}")
     problem = _problem(o, rcode, response, values)
     if problem is not None:
         reason, text = problem
