@@ -45,7 +45,7 @@ def render(report: Report, name: str) -> str:
     return text
 
 
-CHECK_KEYS = {"name", "type", "labels", "status", "status_code", "summary", "reason", "started", "duration",
+CHECK_KEYS = {"name", "type", "labels", "status", "status_code", "summary", "reason", "runbook", "started", "duration",
               "measurements", "thresholds", "details"}
 
 
@@ -149,9 +149,9 @@ def test_prometheus_text_exposition(report: Report, tmp_path: Path) -> None:
                       "odd-summary": 2}
     up = {s.labels["check_name"]: s.value for s in families["probe_check_up"].samples}
     assert up["mem-ok"] == 1 and up["mem-warning"] == 0
-    assert families["probe_check_duration_seconds"].type == "gauge"
-    # "_count" alone would read as part of a summary or histogram: the gauge gets "_value".
-    assert {"probe_memory_utilization_ratio", "probe_memory_total_bytes", "probe_process_count_value",
+    # The agent's names and types (tests/test_metric_names.py compares the two): the duration is its histogram.
+    assert families["probe_check_duration_seconds"].type == "histogram"
+    assert {"probe_memory_utilization", "probe_memory_total_bytes", "probe_process_processes",
             "probe_process_cpu_time_seconds", "probe_process_rss_bytes"} <= set(families)
     assert families["probe_memory_total_bytes"].type == "gauge"
     self_sample = next(s for s in families["probe_check_status"].samples if s.labels["check_name"] == "self")

@@ -345,7 +345,8 @@ def _outcome(name: str, status: Status, summary: str, reason: str, labels: dict[
 
 OUTCOMES = st.lists(
     st.builds(_outcome, NAMES, st.sampled_from(list(Status)), HOSTILE, HOSTILE,
-              st.dictionaries(HOSTILE, HOSTILE, max_size=3),
+              st.dictionaries(HOSTILE.filter(lambda k: k.strip() and not k.startswith("__")), HOSTILE.filter(str.strip),
+                              max_size=3),  # as config allows: named labels, values not empty
               st.lists(st.tuples(HOSTILE.filter(bool), st.floats(allow_nan=False, allow_infinity=False),
                                  st.sampled_from(["s", "By", "1", "", "x y", "%"])), max_size=3)),
     min_size=1, max_size=4, unique_by=lambda o: o.name)

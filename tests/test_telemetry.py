@@ -284,15 +284,6 @@ async def test_forget_drops_the_gauges_of_removed_checks(tmp_path: Path, receive
     assert "probe.disk.utilization" not in receiver.names()
 
 
-def test_measurement_names_are_valid_and_avoid_prometheus_suffixes() -> None:
-    from probe.sinks.telemetry.otel import measurement_instrument
-
-    assert measurement_instrument("http", "tls_cert_remaining", "s") == "probe.http.tls_cert_remaining"
-    assert measurement_instrument("process", "count") == "probe.process.count.value"
-    assert measurement_instrument("disk", "total", "By") == "probe.disk.total"
-    assert measurement_instrument("my type", "a:b") == "probe.my_type.a_b"
-
-
 def test_bad_telemetry_settings_are_config_errors(tmp_path: Path) -> None:
     (tmp_path / "checks.yaml").write_text("checks: []\n")
     settings = tmp_path / "probe.yaml"

@@ -140,6 +140,8 @@ def format_value(value: float, unit: str) -> str:
         return format_size(value)
     if unit == "1" or unit == "ratio":
         return f"{value * 100:.1f}%"
+    if unit.startswith("{"):  # a count: {process} says what is counted, the number says how many
+        unit = ""
     if float(value).is_integer():
         return f"{value:.0f}{unit}"
     return f"{value:.4g}{unit}"

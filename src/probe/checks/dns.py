@@ -157,6 +157,7 @@ class DnsCheck(probe.Check[DnsOptions]):
 
     type = "dns"
     measurements = frozenset({"duration", "answer_count"})
+    units = {"duration": "s", "answer_count": "{record}"}
 
     def __init__(self, name: str, options: DnsOptions) -> None:
         super().__init__(name, options)
@@ -248,7 +249,7 @@ def judge(o: DnsOptions, query: dnswire.Query, answer: Exchange, server: Server,
     values = found.values
     details["answers"] = values
     details.update(_sections(found, response))
-    count = probe.Measurement("answer_count", float(len(values)))
+    count = probe.Measurement("answer_count", float(len(values)), "{record}")
     problem = _problem(o, rcode, response, values)
     if problem is not None:
         reason, text = problem

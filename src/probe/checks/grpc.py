@@ -83,6 +83,7 @@ class GrpcCheck(probe.Check[GrpcOptions]):
 
     type = "grpc"
     measurements = frozenset({"duration", "dns", "connect", "tls", "rpc", "tls_cert_remaining"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "rpc": "s", "tls_cert_remaining": "s"}
 
     def __init__(self, name: str, options: GrpcOptions) -> None:
         super().__init__(name, options)

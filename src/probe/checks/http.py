@@ -101,8 +101,8 @@ class HttpOptions(probe.Options):
     def _http_url(cls, value: str) -> str:
         try:
             urls.parse(value)
-        except urls.BadUrl as exc:
-            raise ValueError(f"{value!r}: {exc}") from None
+        except urls.BadUrl as exc:  # shown without user:password@, which is a secret
+            raise ValueError(f"{urls.without_userinfo(value)!r}: {exc}") from None
         return value.strip()
 
     @field_validator("headers")
@@ -146,6 +146,9 @@ class HttpCheck(probe.Check[HttpOptions]):
     type = "http"
     measurements = frozenset({"duration", "dns", "connect", "tls", "first_byte", "transfer", "status_code",
                               "body_bytes", "body_decoded_bytes", "tls_cert_remaining", "redirects"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "first_byte": "s", "transfer": "s",
+             "status_code": "", "body_bytes": "By", "body_decoded_bytes": "By", "tls_cert_remaining": "s",
+             "redirects": "{redirect}"}
 
     def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
@@ -192,7 +195,8 @@ class HttpCheck(probe.Check[HttpOptions]):
             if target.origin != url.origin:  # credentials stay with their scheme, host and port (as curl)
                 headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIALS]
             if target.username is not None:
-                headers = [*headers, _basic(target.username, target.password or "")]
+                headers = [*(h for h in headers if h[0].lower() != "authorization"),
+                           _basic(target.username, target.password or "")]
             url = target
             hops.append(Hop(str(url)))
 
@@ -282,11 +286,11 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
         details["certificate"] = certificate.details()
     if len(hops) > 1:
         details["redirects"] = [h.url for h in hops[:-1]]
-        measurements.append(probe.Measurement("redirects", len(hops) - 1))
+        measurements.append(probe.Measurement("redirects", len(hops) - 1, "{redirect}"))
     if response is not None:
         measurements += [probe.Measurement(k, v, "s") for k, v in response.phases.items()]
         measurements += [probe.Measurement("status_code", response.status),
-                         probe.Measurement("body_bytes", len(response.body), "B")]
+                         probe.Measurement("body_bytes", len(response.body), "By")]
         details.update(status=response.status, http_version=response.version)
     if failure is not None:
         return probe.Result.critical(f"{o.method} {hop.url}: {failure.message}", *measurements,
@@ -297,7 +301,7 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
         body, undone = http_body.decode(response.body, response.header("content-encoding"), int(o.max_body_size))
     except Failure as exc:
         return probe.Result.critical(f"{what}: {exc.message}", *measurements, reason=exc.reason, details=details)
-    measurements.append(probe.Measurement("body_decoded_bytes", len(body), "B"))
+    measurements.append(probe.Measurement("body_decoded_bytes", len(body), "By"))
     if undone:
         details["content_encoding_not_decoded"] = undone
     problem = problems(o.expect, response, lambda: http_body.text(body, response.header("content-type")))

@@ -35,6 +35,7 @@ class NtpCheck(probe.Check[NtpOptions]):
 
     type = "ntp"
     measurements = frozenset({"duration", "offset", "abs_offset", "delay", "stratum", "root_distance"})
+    units = {"duration": "s", "offset": "s", "abs_offset": "s", "delay": "s", "stratum": "", "root_distance": "s"}
 
     def __init__(self, name: str, options: NtpOptions) -> None:
         super().__init__(name, options)

@@ -99,6 +99,7 @@ class SshCheck(probe.Check[SshOptions]):
 
     type = "ssh"
     measurements = frozenset({"duration", "dns", "connect", "banner", "handshake", "auth"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "banner": "s", "handshake": "s", "auth": "s"}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options

@@ -106,6 +106,7 @@ class TcpCheck(probe.Check[TcpOptions]):
 
     type = "tcp"
     measurements = frozenset({"duration", "dns", "connect", "tls", "tls_cert_remaining"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "tls_cert_remaining": "s"}
 
     def __init__(self, name: str, options: TcpOptions) -> None:
         super().__init__(name, options)

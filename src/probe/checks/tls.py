@@ -67,6 +67,7 @@ class TlsCheck(probe.Check[TlsCheckOptions]):
 
     type = "tls"
     measurements = frozenset({"duration", "dns", "connect", "tls", "cert_remaining"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "cert_remaining": "s"}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options

@@ -90,6 +90,8 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
 
     type = "websocket"
     measurements = frozenset({"duration", "dns", "connect", "tls", "handshake", "response", "tls_cert_remaining"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "handshake": "s", "response": "s",
+             "tls_cert_remaining": "s"}
     requires = {"websockets": "probe-monitor[websocket]"}
 
     def __init__(self, name: str, options: WebsocketOptions) -> None:

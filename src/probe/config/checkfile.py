@@ -16,7 +16,7 @@ from probe.check import Check, Options
 from probe.config.errors import ConfigError, did_you_mean, from_pydantic, unknown_key, where
 from probe.config.interpolation import Interpolator, interpolate
 from probe.config.spec import COMMON_KEYS, CheckSpec, CommonFields
-from probe.config.thresholds import hysteresis_problem, shadowed_warning
+from probe.config.thresholds import hysteresis_problem, ratio_problem, shadowed_warning
 from probe.config.yamlsource import LocatedDict, LocatedList, Location, YamlError, load_yaml
 from probe.plugins.contract import missing_requirement
 from probe.plugins.manager import Registry
@@ -28,8 +28,11 @@ M = TypeVar("M", bound=BaseModel)
 Loaded = CheckSpec | ConfigError
 
 
-def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator) -> list[Loaded]:
-    """Every check of one file, or the errors that keep it from loading."""
+def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator,
+                     seen: dict[str, Location] | None = None) -> list[Loaded]:
+    """Every check of one file, or the errors that keep it from loading. ``seen`` holds the names of the
+    checks loaded so far (from this and earlier files), valid or not, so that a duplicate name is reported
+    with every other error rather than only once the rest is fixed."""
     try:
         data = load_yaml(path)
     except YamlError as exc:
@@ -68,11 +71,25 @@ def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator)
                                f"expected a list of checks, got {_kind(checks)}"))
         return out
     in_defaults = set(_locations(defaults))
+    seen = {} if seen is None else seen
     for index, item in enumerate(checks):
         at = checks.item_locations[index] if isinstance(checks, LocatedList) else where(data, ("checks",), path)
+        if duplicate := _duplicate(item, at, seen):
+            out.append(duplicate)
         for loaded in load_check(item, defaults, at, path, registry, interpolator):
             out.append(_blame_defaults(loaded, in_defaults))
     return out
+
+
+def _duplicate(item: Any, at: Location, seen: dict[str, Location]) -> ConfigError | None:
+    """A check name used before: an error where it is used again, naming the first place."""
+    name = item.get("name") if isinstance(item, dict) else None
+    if not isinstance(name, str):
+        return None
+    if (first := seen.get(name)) is None:
+        seen[name] = at
+        return None
+    return ConfigError(at, name, "name", f"duplicate check name (first defined at {first})")
 
 
 def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path, registry: Registry,
@@ -113,7 +130,8 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
         errors.extend(_actions(common, registry, merged, path, at))
     if errors or common is None or options is None:
         return list(errors)
-    return [CheckSpec.build(common, options, at, options_data)]
+    depends_on_at = tuple(where(merged, ("depends_on", i), path, at) for i in range(len(common.depends_on)))
+    return [CheckSpec.build(common, options, at, options_data, depends_on_at)]
 
 
 def _semantics(common: CommonFields, check_cls: type[Check[Any]] | None, data: Any, path: Path,
@@ -127,7 +145,7 @@ def _semantics(common: CommonFields, check_cls: type[Check[Any]] | None, data: A
 
     if common.timeout <= 0:
         error(("timeout",), "timeout", "must be positive")
-    elif common.timeout >= common.interval:
+    elif "timeout" in common.model_fields_set and common.timeout >= common.interval:
         error(("timeout",), "timeout", f"must be shorter than interval "
                                        f"({format_duration(common.timeout)} >= {format_duration(common.interval)})")
     if common.interval <= 0:
@@ -145,6 +163,13 @@ def _semantics(common: CommonFields, check_cls: type[Check[Any]] | None, data: A
                   key=True)
         if spec.warning is None and spec.critical is None:
             error(("thresholds", measurement), field, "needs a 'warning' or 'critical' condition", key=True)
+        ratio = check_cls is not None and check_cls.units.get(measurement) == "1"
+        unreachable = {level: problem for level in ("warning", "critical", "clear")
+                       if ratio and (problem := ratio_problem(getattr(spec, level)))}
+        for level, problem in unreachable.items():
+            error(("thresholds", measurement, level), f"{field}.{level}", problem)
+        if unreachable:
+            continue  # how the levels relate means nothing until their numbers are right
         if warning_problem := shadowed_warning(spec.warning, spec.critical):
             error(("thresholds", measurement, "warning"), f"{field}.warning", warning_problem)
         if spec.clear is not None and (problem := hysteresis_problem(spec.warning, spec.critical, spec.clear)):

@@ -169,10 +169,12 @@ def field_name(loc: Sequence[Any]) -> str:
     """``("remediate", 0, "on")`` -> ``remediate[0].on``."""
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for an error in a mapping's key: the key itself is named
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + (str(part) or "''")
     return out
 
 

@@ -144,6 +144,8 @@ class MailCheck(probe.Check[MailOptions]):
 
     dialect: ClassVar[Dialect]
     measurements = frozenset({"duration", "dns", "connect", "tls", "greeting", "login", "tls_cert_remaining"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "greeting": "s", "login": "s",
+             "tls_cert_remaining": "s"}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options

@@ -101,6 +101,20 @@ FD_SHARE = 4
 """The endpoint holds at most this fraction (1/4) of the process's descriptor limit: the rest is the checks'."""
 
 
+class _WithoutEmptyLabels:
+    """A prometheus_client collector serving another registry's metrics without empty-valued labels: in
+    Prometheus an empty label is no label, and ``team=""`` on every check without a team is only noise."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def collect(self) -> Any:
+        for family in self._source.collect():
+            family.samples = [sample._replace(labels={k: v for k, v in sample.labels.items() if v != ""})
+                              for sample in family.samples]
+            yield family
+
+
 def prometheus_endpoint(settings: PrometheusSettings) -> PrometheusEndpoint:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry
@@ -115,8 +129,12 @@ def prometheus_endpoint(settings: PrometheusSettings) -> PrometheusEndpoint:
         except ValueError:
             raise TelemetryError(f"OTEL_EXPORTER_PROMETHEUS_PORT={os.environ['OTEL_EXPORTER_PROMETHEUS_PORT']!r} "
                                  "is not a port number") from None
+    # The reader fills each series' missing labels with "" (a check without a `team` label gets team="");
+    # the endpoint serves the reader's registry through a filter that leaves them out.
+    translated = CollectorRegistry(auto_describe=False)
+    reader = PrometheusMetricReader(registry=translated, scope_info_enabled=False, cardinality_limits=CARDINALITY)
     registry = CollectorRegistry(auto_describe=False)
-    reader = PrometheusMetricReader(registry=registry, scope_info_enabled=False, cardinality_limits=CARDINALITY)
+    registry.register(_WithoutEmptyLabels(translated))
     limit = max(1, min(settings.max_connections, _fd_limit() // FD_SHARE))
     try:
         server = ScrapeServer(host, port, lambda: generate_latest(registry), max_connections=limit)

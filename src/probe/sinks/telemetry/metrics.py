@@ -20,11 +20,14 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from probe._metricnames import ATTRIBUTES, shadows_attribute
+
 if TYPE_CHECKING:
     from types import TracebackType
 
     from probe.config.spec import CheckSpec
     from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
 
 log = logging.getLogger("probe.telemetry")
@@ -32,8 +35,9 @@ log = logging.getLogger("probe.telemetry")
 OTHER = "other"
 """The value a label takes once its key has ``max_label_values`` distinct values."""
 
-RESERVED = ("check.name", "check.type", "status", "outcome")
-"""Attribute keys probe sets itself; a check label of the same name is ignored (with a warning)."""
+RESERVED = ATTRIBUTES
+"""Attribute keys probe sets itself; a check label of the same name (or the same in Prometheus: ``check_name``)
+is ignored (with a warning)."""
 
 
 class TelemetryError(Exception):
@@ -63,6 +67,10 @@ class MetricsSink:
     def record_history(self, health: Health) -> None:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
         pending in memory, rows dropped and write errors so far."""
+
+    def record_alerting(self, health: AlertingHealth) -> None:
+        """The alert outbox (``AlertingHealth``): ``probe.alerts.pending`` undelivered notifications, and
+        ``probe.alerts.sent`` / ``failed`` (attempts) / ``dropped`` (given up) so far."""
 
     def forget(self, keep: Iterable[str]) -> None:
         """After a reload: stop reporting the gauges of checks not in ``keep``."""
@@ -123,7 +131,7 @@ def check_attributes(spec: CheckSpec, limit: LabelLimiter, warned: set[str]) -> 
     """``check.name``, ``check.type`` and the check's labels, bounded; probe's own keys win over labels."""
     attributes = {}
     for key, value in spec.labels.items():
-        if key in RESERVED:
+        if shadows_attribute(key):
             if key not in warned:
                 warned.add(key)
                 log.warning("check %s: label %r clashes with a metric attribute probe sets; ignored in metrics",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit as _atexit
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 
 from probe import __version__
+from probe._metricnames import DURATION_BUCKETS, instrument_name
 from probe.model import Status
 from probe.sinks.telemetry.exporters import PrometheusEndpoint, make_resource, otlp_reader, prometheus_endpoint
 from probe.sinks.telemetry.metrics import LabelLimiter, MetricsSink, check_attributes
@@ -24,31 +24,16 @@ if TYPE_CHECKING:
     from probe.config.settings import TelemetrySettings
     from probe.config.spec import CheckSpec
     from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
 
 log = logging.getLogger("probe.telemetry")
 
-# Check durations run from sub-millisecond (memory, disk) to the timeout (default 10s, minutes for commands).
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # Scheduler lag is healthy in milliseconds; seconds mean a blocked loop or an overloaded host.
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-_INVALID = re.compile(r"[^A-Za-z0-9_.\-/]")
-
 # The runner's timing is already the probe.check.duration histogram; a gauge of it would only duplicate it.
 SKIPPED_MEASUREMENTS = frozenset({"duration"})
-
-
-# Prometheus reserves these suffixes for counters, histograms and summaries; a gauge named so (a process
-# check's "count") would fail `promtool check metrics` and confuse PromQL, so it gets ".value" appended.
-_RESERVED_SUFFIX = re.compile(r"(^|[._])(count|sum|bucket|total)$")
-
-
-def measurement_instrument(check_type: str, measurement: str, unit: str = "") -> str:
-    """``probe.<type>.<measurement>``, with characters OpenTelemetry rejects in names replaced by ``_``."""
-    name = _INVALID.sub("_", f"probe.{check_type}.{measurement}")[:240]
-    dimensionless = unit in ("", "1") or unit.startswith("{")  # no unit suffix follows in Prometheus
-    return f"{name}.value" if dimensionless and _RESERVED_SUFFIX.search(measurement) else name
 
 
 @dataclass
@@ -122,11 +107,16 @@ class OtelSink(MetricsSink):
             ("probe.agent.config.errors", "{error}", "Errors in the latest configuration load (0 when it was good)"),
             ("probe.agent.history.healthy", "", "1 while the history store can write, else 0"),
             ("probe.agent.history.pending", "{row}", "History rows held in memory, not yet written"),
+            ("probe.alerts.pending", "{notification}", "Alerts and webhook notifications not delivered yet"),
         ):
             self._meter.create_observable_gauge(name, [self._agent_callback(name)], unit, description)
         for name, unit, description in (
             ("probe.agent.history.dropped", "{row}", "History rows dropped because the in-memory backlog was full"),
             ("probe.agent.history.write_errors", "{error}", "Failed history writes (full disk, locked database)"),
+            ("probe.alerts.sent", "{notification}", "Alerts and webhook notifications delivered"),
+            ("probe.alerts.failed", "{attempt}", "Failed deliveries of alerts and webhook notifications (retried)"),
+            ("probe.alerts.dropped", "{notification}",
+             "Notifications given up: refused by the receiver, older than max_age, or past max_pending"),
         ):
             self._meter.create_observable_counter(name, [self._agent_callback(name)], unit, description)
         self._meter.create_observable_counter("probe.agent.labels.collapsed", [self._collapsed], "{value}",
@@ -194,7 +184,7 @@ class OtelSink(MetricsSink):
         for m in outcome.result.measurements:
             if m.name in SKIPPED_MEASUREMENTS:
                 continue
-            name = measurement_instrument(spec.type, m.name, m.unit)
+            name = instrument_name(spec.type, m.name, m.unit)
             if name not in admitted and not self._admit(spec.name, admitted, name):
                 continue
             self._gauge_for(name, m.unit)
@@ -254,6 +244,13 @@ class OtelSink(MetricsSink):
             self._agent["probe.agent.history.pending"] = float(health.pending)
             self._agent["probe.agent.history.dropped"] = float(health.dropped)
             self._agent["probe.agent.history.write_errors"] = float(health.write_errors)
+
+    def record_alerting(self, health: AlertingHealth) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            for key in ("pending", "sent", "failed", "dropped"):
+                self._agent[f"probe.alerts.{key}"] = float(getattr(health, key))
 
     def forget(self, keep: Iterable[str]) -> None:
         names = set(keep)
