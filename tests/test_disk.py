@@ -48,7 +48,7 @@ async def test_path_measurements_match_df(tmp_path: Path, small_fs: Path) -> Non
     assert values["utilization"][1] == "1"
     assert values["utilization"][0] == pytest.approx(df["used"] / (df["used"] + df["avail"]))
     assert values["inode_utilization"][0] == pytest.approx(df["iused"] / df["itotal"])
-    assert values["inodes_free"] == (df["iavail"], "")
+    assert values["inodes_free"] == (df["iavail"], "{inode}")
     assert f"{small_fs} " in r.summary and "free" in r.summary
     assert "tmpfs" in r.details[str(small_fs)]
 

@@ -152,7 +152,7 @@ def test_status_reads_the_state_dir_from_probe_yaml(tmp_path: Path) -> None:
     assert (rows["web"]["remediation_exhausted"], rows["db"]["remediation_exhausted"]) == (True, False)
     table = probe_cli("status", "--state-dir", state, cwd=tmp_path)
     lines = table.stdout.splitlines()
-    assert table.returncode == 0 and lines[0].split() == ["CHECK", "STATUS", "STATE", "LAST", "RUN", "SUMMARY"]
+    assert table.returncode == 0 and lines[0].split() == ["CHECK", "HARD", "LATEST", "STATE", "LAST", "RUN", "SUMMARY"]
     web = next(line for line in lines if line.startswith("web "))
     assert "hard flapping remediation-exhausted" in web
 

@@ -8,7 +8,7 @@ pydantic.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from probe.check import Check, Context, Options
@@ -25,7 +25,7 @@ _HOMES = {"Check": "probe.check", "Context": "probe.check", "Options": "probe.ch
           "Duration": "probe.units", "Ratio": "probe.units", "Size": "probe.units"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'probe' has no attribute {name!r}")

@@ -62,6 +62,14 @@ class Check(Generic[OptionsT]):
     measurements: ClassVar[frozenset[str] | None] = frozenset({"duration"})
     # Ratio measurements the core forecasts (measurement -> name of the forecast, in seconds until full).
     capacities: ClassVar[Mapping[str, str]] = {}
+    # The unit of each measurement, as its Measurement reports it: "s", "By", "1" (a ratio 0..1), or a count's
+    # "{thing}" (OpenTelemetry's annotation: "{process}"). Known before any run, it lets the config refuse
+    # ``warning: ">= 80"`` on a ratio (which can never reach 80) and gives every metric its name up front.
+    units: ClassVar[Mapping[str, str]] = {"duration": "s"}
+    # Modules the type imports when it runs (imported there, so a config that does not use the type never
+    # pays for them), each with what to install when it is missing: ``{"websockets": "probe-monitor[websocket]"}``.
+    # A missing one makes a config that names the type invalid, with that hint, and ``probe plugins`` shows it.
+    requires: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

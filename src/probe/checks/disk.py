@@ -79,6 +79,8 @@ class DiskCheck(probe.Check[DiskOptions]):
     # (see ``capacities``); they are listed so thresholds may name them.
     measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization",
                               "inodes_free", "time_to_full", "inode_time_to_full"})
+    units = {"duration": "s", "utilization": "1", "used": "By", "free": "By", "total": "By", "inode_utilization": "1",
+             "inodes_free": "{inode}", "time_to_full": "s", "inode_time_to_full": "s"}
     capacities = {"utilization": "time_to_full", "inode_utilization": "inode_time_to_full"}
 
     _mount: tuple[tuple[str, int], Mount | None] | None = None  # ((mount point, device id), its entry)
@@ -107,7 +109,7 @@ class DiskCheck(probe.Check[DiskOptions]):
         if with_inodes:  # btrfs and some network filesystems report no inode counts
             fullest = max(with_inodes, key=lambda u: u.inode_utilization or 0.0)
             measurements.append(probe.Measurement("inode_utilization", fullest.inode_utilization or 0.0, "1"))
-            measurements.append(probe.Measurement("inodes_free", fullest.inodes_free or 0.0))
+            measurements.append(probe.Measurement("inodes_free", fullest.inodes_free or 0.0, "{inode}"))
         details = {u.mount: _describe(u) for u in usages}
         summary = (f"{worst.mount} {worst.utilization:.1%} used, {format_size(worst.free)} free"
                    + (f" (fullest of {len(usages)} mounts)" if len(usages) > 1 else ""))

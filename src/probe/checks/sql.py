@@ -109,6 +109,7 @@ class SqlCheck(probe.Check[SqlOptions]):
 
     type = "sql"
     measurements = None
+    units = {"duration": "s", "connect_duration": "s", "query_duration": "s", "rows": "{row}"}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
@@ -160,7 +161,7 @@ def _measure(fetched: Fetched) -> tuple[list[probe.Measurement], dict[str, Any]]
     measurements = [
         probe.Measurement("connect_duration", fetched.connect_duration, "s"),
         probe.Measurement("query_duration", fetched.query_duration, "s"),
-        probe.Measurement("rows", float(len(fetched.rows)), ""),
+        probe.Measurement("rows", float(len(fetched.rows)), "{row}"),
     ]
     seen = set(OWN)
     skipped: list[str] = []

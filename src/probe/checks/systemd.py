@@ -8,6 +8,7 @@ dbus restarts.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ _UNIT_TYPES = (".service", ".socket", ".target", ".device", ".mount", ".automoun
                ".path", ".slice", ".scope")
 
 
-_NEEDS_JEEPNEY = "the systemd check needs the 'jeepney' package (pip install 'probe-agent[systemd]')"
+_NEEDS_JEEPNEY = "the systemd check needs the 'jeepney' package (pip install 'probe-monitor[systemd]')"
 
 
 class Failure(Exception):
@@ -76,6 +77,8 @@ class SystemdOptions(probe.Options):
     def _unit_or_failed_units(self) -> SystemdOptions:
         if (self.unit is None) == (not self.failed_units):
             raise ValueError("set either 'unit' or 'failed_units: true'")
+        if importlib.util.find_spec("jeepney") is None:  # said at validation, not at the first run
+            raise ValueError(_NEEDS_JEEPNEY)
         if self.unit is not None:
             if self.max_restarts is not None and not self.unit.endswith(".service"):
                 raise ValueError("'max_restarts' applies to services only")

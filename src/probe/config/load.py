@@ -176,20 +176,19 @@ def load_plan(
         if strict and (problem := unsafe_file(path)):
             errors.append(ConfigError(Location(str(path), 1, 1), None, None, problem))
             continue
-        for loaded in load_checks_file(path, registry, interpolator):
+        for loaded in load_checks_file(path, registry, interpolator, seen):
             if isinstance(loaded, ConfigError):
                 errors.append(loaded)
-            elif (first := seen.get(loaded.name)) is not None:
-                errors.append(ConfigError(loaded.location, loaded.name, "name",
-                                          f"duplicate check name (first defined at {first})"))
             else:
-                seen[loaded.name] = loaded.location
                 specs.append(loaded)
     errors += [ConfigError(Location("<plugins>", 1, 1), None, None, conflict) for conflict in registry.conflicts]
     for spec in specs:
         secrets |= secret_values(spec.options)
     errors += [_secret_label(spec, key) for spec in specs for key, value in spec.labels.items()
                if any(secret in value for secret in secrets if len(secret) >= 3)]
+    errors += [ConfigError(spec.location, None, "name", "holds a secret (a ${...} reference that is one); a check's "
+                           "name is exported as a metric attribute, a history key and in every output")
+               for spec in specs if any(secret in spec.name for secret in secrets if len(secret) >= 3)]
     if errors:
         raise ConfigErrors(redacted(errors, secrets))
     return Plan(settings, tuple(s for s in specs if s.enabled), tuple(files), frozenset(secrets))

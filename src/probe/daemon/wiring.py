@@ -8,18 +8,19 @@ out. What a reload changes downstream the Agent tells the sinks itself (``forget
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe._statedir import StateDirError, StateLock, StateLocked, prepare
 from probe.config.load import Plan
 from probe.config.redact import Redactor
 from probe.config.spec import CheckSpec
 from probe.engine import forecast
 from probe.engine.agent import Agent
+from probe.engine.interfaces import Lifecycle, Sink
 from probe.engine.state import CheckState
 from probe.model import Result
 from probe.plugins.manager import Registry
@@ -28,9 +29,14 @@ from probe.sinks.history import DB_NAME, HistoryReader, HistoryStore, default_st
 from probe.sinks.history.sink import HistorySink, saved_states
 from probe.sinks.remediation.remediator import Remediator
 from probe.sinks.remediation.sink import RemediationSink, Rerun
+from probe.sinks.telemetry.metrics import MetricsSink
 from probe.sinks.telemetry.sink import TelemetrySink
 
 log = logging.getLogger("probe.agent")
+
+EX_TEMPFAIL = 75
+"""Another agent holds the state directory: try again when it has stopped (sysexits.h)."""
+EX_CONFIG = 78
 
 
 def state_dir(plan: Plan) -> Path:
@@ -78,7 +84,8 @@ class Parts:
     history: HistorySink | None = None
     remediation: RemediationSink | None = None
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Saved state by check name, for ``CheckState.from_dict`` (remediation budgets already restored)."""
+    """Saved state by check name, as JSON from the store, for ``CheckState.from_dict`` (remediation budgets
+    already restored)."""
 
     redact: Redactor = field(default_factory=Redactor)
     """Masks secrets in what the parts write (history, remediation output); a reload adds the new
@@ -86,7 +93,7 @@ class Parts:
     config error."""
 
     @property
-    def sinks(self) -> list[Any]:
+    def sinks(self) -> list[Sink]:
         return [s for s in (self.history, self.metrics, self.remediation) if s is not None]
 
     async def aclose(self) -> None:
@@ -106,7 +113,7 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
     a history store that cannot be opened is logged and retried (the checks run regardless)."""
     settings = plan.settings
     redact = Redactor(plan.secrets)
-    remediator = Remediator(registry.actions, max_concurrent=settings.remediation.max_concurrent, redact=redact,
+    remediator = Remediator(registry.action_types, max_concurrent=settings.remediation.max_concurrent, redact=redact,
                             dry_run=dry_run)
     parts = Parts(TelemetrySink(telemetry.build(settings.telemetry, prometheus=prometheus, atexit=False)),
                   forecaster_for(plan), remediator, redact=redact)
@@ -145,14 +152,15 @@ class AgentMetrics:
     """Feeds the Agent's own numbers to metrics: every scheduler lag sample since the last call, the checks
     loaded, and each reload (ok or rejected) and loop stall since the last call."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._lags = 0
         self._ok = 0
         self._failed = 0
         self._stalls = 0
+        self._jumps = 0
 
-    def __call__(self, metrics: Any) -> None:
+    def __call__(self, metrics: MetricsSink) -> None:
         lag = self.agent.schedule.lag
         fresh = min(lag.total - self._lags, len(lag.samples))
         self._lags = lag.total
@@ -162,19 +170,53 @@ class AgentMetrics:
         for _ in range(stats.reloads_ok - self._ok):
             metrics.record_agent(reload=True, config_errors=0)
         for _ in range(stats.reloads_failed - self._failed):
-            found = re.match(r"(\d+) configuration error", stats.last_reload_error)
-            metrics.record_agent(reload=False, config_errors=int(found.group(1)) if found else 1)
+            metrics.record_agent(reload=False, config_errors=stats.config_errors)
         self._ok, self._failed = stats.reloads_ok, stats.reloads_failed
         stalls, self._stalls = stats.loop_stalls - self._stalls, stats.loop_stalls
         if stalls:
             metrics.record_agent(loop_stalls=stalls)
+        jumps, self._jumps = stats.clock_jumps - self._jumps, stats.clock_jumps
+        if jumps:
+            metrics.record_agent(clock_jumps=jumps)
         metrics.record_agent(checks_loaded=self.agent.checks_loaded)
 
 
-async def serve(plan: Plan, registry: Registry, *, reload: Any = None, lifecycle: Any = None,
-                extra_sinks: Sequence[Any] = ()) -> int:
+async def serve(plan: Plan, registry: Registry, *, reload: Reload | None = None, lifecycle: Lifecycle | None = None,
+                extra_sinks: Sequence[Sink] = ()) -> int:
     """The daemon with everything downstream wired: state restored from the store (so cooldowns and
-    counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code."""
+    counters survive a restart), history, metrics, remediation and forecasts. Returns the exit code: 75 when
+    another agent holds the state directory, 78 when the state directory cannot be trusted."""
+    try:
+        lock = _lock_state_dir(state_dir(plan))
+    except StateLocked as exc:
+        log.error("%s", exc)
+        return EX_TEMPFAIL
+    except StateDirError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    try:
+        return await _serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=extra_sinks)
+    except StateDirError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_state_dir(directory: Path) -> StateLock | None:
+    """One agent per state directory (two would run every action twice and write every result twice). A
+    directory that cannot even be created (a read-only or full disk) does not stop the checks: the history
+    degrades as it would, and that is logged."""
+    try:
+        return StateLock(prepare(directory)).acquire()
+    except OSError as exc:
+        log.error("cannot lock the state directory %s (%s); running without the lock", directory,
+                  exc.strerror or exc)
+        return None
+
+
+async def _serve(plan: Plan, registry: Registry, *, reload: Any, lifecycle: Any, extra_sinks: Sequence[Any]) -> int:
     agent: Agent | None = None
 
     async def rerun(spec: CheckSpec) -> Result:

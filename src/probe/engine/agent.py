@@ -17,12 +17,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from probe.config.load import ConfigErrors, Plan
 from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Lifecycle, Outcome, Sink
+from probe.engine.interfaces import Lifecycle, Outcome, Sink, StateView, TransitionView
 from probe.engine.runner import Runner
 from probe.engine.scheduler import Entry, Schedule
 from probe.engine.stall import Stall, StallDetector
@@ -39,14 +38,24 @@ COALESCE = 0.005
 """Checks due within this much of each other start in the same loop iteration."""
 STALE_SWEEP = 5.0
 """How often states are checked for staleness."""
+CLOCK_JUMP = 5.0
+"""A step of the wall clock against the monotonic one larger than this is logged and counted. Schedules and
+staleness never read the wall clock; results carry wall time, so a jump shows in history and reports."""
+
+RELOAD_TIMEOUT = 30.0
+"""Longest a reload may take to read and validate the configuration before it is abandoned."""
 
 ReloadFn = Callable[[], tuple[Plan, Registry]]
+
+
+class ReloadStuck(Exception):
+    """A reload did not finish in time, or an earlier one still has not."""
 
 
 class LogSink:
     """Logs state changes: hard problems at WARNING, recoveries and soft changes at INFO."""
 
-    def record(self, outcome: Outcome, state: CheckState, transition: Transition | None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
         log.debug("check %s: %s %s (%.3fs)", outcome.name, outcome.status.name, outcome.result.summary,
                   outcome.duration)
         if transition is None:
@@ -74,7 +83,11 @@ class AgentStats:
     reloads_ok: int = 0
     reloads_failed: int = 0
     last_reload_error: str = ""
+    config_errors: int = 0
+    """Errors in the latest configuration load: 0 once one is applied, 1 for a load that failed otherwise."""
     stale_marked: int = 0
+    clock_jumps: int = 0
+    """Steps of the wall clock (against the monotonic one) beyond ``CLOCK_JUMP``, either way."""
     sink_errors: int = 0
     loop_stalls: int = 0
 
@@ -91,18 +104,21 @@ class Agent:
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
-        self.runner = Runner(registry, max_threads=plan.settings.max_concurrency)
+        self.runner = Runner(registry, redact=redactor_for(plan.secrets))
         self.schedule = Schedule()
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
-        self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._inflight: dict[str, asyncio.Task[object]] = {}
         self._wake: asyncio.Event | None = None
         self._stop = False
         self._force = asyncio.Event()
         self._reload_wanted = False
         self._reload_task: asyncio.Task[None] | None = None
         self._warned_sinks: set[int] = set()
+        self._wall_offset = 0.0
+        self.reload_timeout = RELOAD_TIMEOUT
+        self._stuck_reload: threading.Thread | None = None
 
     # -- control (signal handlers and tests) ------------------------------------------------------------
     def request_reload(self) -> None:
@@ -147,8 +163,10 @@ class Agent:
         self.lifecycle.ready()
         next_sweep = time.monotonic() + STALE_SWEEP
         tick = min(TICK, getattr(self.lifecycle, "wake_interval", None) or TICK)
+        self._wall_offset = time.time() - time.monotonic()
         while not self._stop:
             now = time.monotonic()
+            self._watch_clock(now)
             self.lifecycle.tick(now)
             if self._reload_wanted and self._reload_task is None:
                 self._reload_wanted = False
@@ -164,6 +182,15 @@ class Agent:
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
         return await self._shutdown()
+
+    def _watch_clock(self, now: float) -> None:
+        offset = time.time() - now
+        step, self._wall_offset = offset - self._wall_offset, offset
+        if abs(step) > CLOCK_JUMP:
+            self.stats.clock_jumps += 1
+            log.warning("the wall clock jumped %s by %s; schedules and staleness follow the monotonic clock, "
+                        "history pruning advances no faster than it", "forward" if step > 0 else "backward",
+                        format_duration(abs(step)))
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -188,13 +215,13 @@ class Agent:
         self._inflight[name] = task
         task.add_done_callback(functools.partial(self._finished, name))
 
-    def _finished(self, name: str, task: asyncio.Task[Any]) -> None:
+    def _finished(self, name: str, task: asyncio.Task[object]) -> None:
         if self._inflight.get(name) is task:
             del self._inflight[name]
         if not task.cancelled() and task.exception() is not None:
             log.error("internal error running check %s", name, exc_info=task.exception())
 
-    async def _run(self, entry: Entry, previous: asyncio.Task[Any] | None) -> None:
+    async def _run(self, entry: Entry, previous: asyncio.Task[object] | None) -> None:
         if previous is not None and not previous.done():
             # A changed check's old run is still going (reload): never two runs of one check at once.
             await asyncio.wait({previous})
@@ -220,7 +247,7 @@ class Agent:
         task.add_done_callback(functools.partial(self._finished, name))
         return await asyncio.shield(task)
 
-    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[Any] | None) -> Result:
+    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[object] | None) -> Result:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
         async with self._limit:
@@ -234,7 +261,7 @@ class Agent:
         self.stats.runs += 1
         state = self.states[spec.name]
         was_flapping = state.flapping
-        transition = state.update(outcome.result, time.time())
+        transition = state.update(outcome.result, time.time(), seen=time.monotonic())
         levels = self._levels.setdefault(spec.name, {})
         levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
         if state.flapping != was_flapping:
@@ -261,13 +288,13 @@ class Agent:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 
     def _sweep_stale(self) -> None:
-        now = time.time()
+        now, seen = time.time(), time.monotonic()
         for name, entry in self.schedule.entries.items():
             state = self.states.get(name)
-            if state is None or not state.stale(now):
+            if state is None or not state.stale(seen):
                 continue
-            assert state.last_run is not None
-            silent = format_duration(now - state.last_run)
+            assert state.last_seen is not None
+            silent = format_duration(seen - state.last_seen)
             result = Result.unknown(f"stale: no result for {silent} (interval {format_duration(state.interval)})",
                                     reason="stale")
             self.stats.stale_marked += 1
@@ -284,7 +311,7 @@ class Agent:
             self.lifecycle.reloading()
             log.info("reloading configuration")
             try:
-                plan, registry = await asyncio.to_thread(self.reload_config)
+                plan, registry = await self._load_config(self.reload_config)
             except Exception as exc:
                 self._reload_failed(exc)
                 return
@@ -293,10 +320,44 @@ class Agent:
                 freeze_heap(again=True)
             self.stats.reloads_ok += 1
             self.stats.last_reload_error = ""
+            self.stats.config_errors = 0
             self.lifecycle.reloaded(True)
         finally:
             self._reload_task = None
             self._poke()
+
+    async def _load_config(self, reload: ReloadFn) -> tuple[Plan, Registry]:
+        """``reload()`` in a daemon thread, for at most ``reload_timeout``. A load stuck in a read (a file on a
+        hung network mount) is abandoned: it cannot hold the loop, a later reload or the exit (a daemon
+        thread; ``asyncio.to_thread``'s pool is joined at exit), and later reloads are refused while it is
+        stuck rather than piling up threads behind it."""
+        stuck = self._stuck_reload
+        if stuck is not None and stuck.is_alive():
+            raise ReloadStuck("an earlier reload is still stuck loading the configuration; fix what blocks it "
+                              "(a file that never finishes reading) and restart the agent")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Plan, Registry]] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(lambda: None if future.done() else outcome())
+
+        def work() -> None:
+            try:
+                value = reload()
+            except BaseException as exc:
+                settle(functools.partial(future.set_exception, exc))
+            else:
+                settle(functools.partial(future.set_result, value))
+
+        thread = threading.Thread(target=work, name="probe-reload", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
+        except TimeoutError:
+            self._stuck_reload = thread
+            raise ReloadStuck(f"the configuration did not load within {format_duration(self.reload_timeout)}; "
+                              "the reload is abandoned") from None
 
     def _reload_failed(self, exc: Exception) -> None:
         self.stats.reloads_failed += 1
@@ -304,7 +365,9 @@ class Agent:
             for error in exc.errors:
                 log.error("%s", error)
             summary = f"{len(exc.errors)} configuration error{'s' if len(exc.errors) != 1 else ''}"
+            self.stats.config_errors = len(exc.errors)
         else:
+            self.stats.config_errors = 1
             summary = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.debug("reload failed", exc_info=exc)
         self.stats.last_reload_error = summary
@@ -337,6 +400,7 @@ class Agent:
             self._levels.pop(spec.name, None)
         self._load(added + changed, now)
         self.runner.registry = registry
+        self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
         if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
             self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
@@ -374,7 +438,6 @@ class Agent:
                 await asyncio.wait(pending, timeout=1.0)
         if self._reload_task is not None:
             self._reload_task.cancel()
-        self.runner.close()
         for sink in self.sinks:
             try:
                 await sink.aclose()
@@ -383,7 +446,7 @@ class Agent:
         log.info("probe agent stopped")
         return 0
 
-    async def _wait_inflight(self, inflight: set[asyncio.Task[Any]], grace: float) -> None:
+    async def _wait_inflight(self, inflight: set[asyncio.Task[object]], grace: float) -> None:
         """Until every run is done, the grace period is over, or a second stop request says hurry."""
         deadline = time.monotonic() + grace
         force = asyncio.create_task(self._force.wait())

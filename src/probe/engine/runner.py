@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from probe.check import Check, Context
 from probe.config.spec import CheckSpec
-from probe.config.thresholds import Verdict
+from probe.config.thresholds import Threshold
+from probe.engine.intake import admit
 from probe.engine.interfaces import Outcome
 from probe.engine.workers import DaemonThreads, owned_task
-from probe.model import Measurement, Result, Status
+from probe.model import Measurement, Result, Status, Verdict
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
@@ -42,7 +43,7 @@ class _PluginExit(Exception):
         self.exit = exit
 
 
-async def _contained(coro: Coroutine[Any, Any, Result]) -> Result:
+async def _contained(coro: Coroutine[object, None, Result]) -> Result:
     try:
         return await coro
     except SystemExit as exc:
@@ -53,7 +54,7 @@ class _Expired(Exception):
     """A sync check's time ran out (set on its future by the timer)."""
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
+def _expire(future: asyncio.Future[object]) -> None:
     if not future.done():
         future.set_exception(_Expired())
 
@@ -80,15 +81,16 @@ class _Hung:
 @dataclass
 class Runner:
     registry: Registry
-    max_threads: int = 32
-    """Unused since worker threads are started on demand (kept for callers that pass it)."""
     forecaster: Forecaster | None = None
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
+    redact: Callable[[str], str] | None = None
+    """Masks the configuration's secrets in every result as it enters (``probe.engine.intake``); the agent
+    sets the plan's, and a reload the new plan's."""
     leaked_tasks: int = 0
     """asyncio tasks plugins left running after their run returned (each was cancelled)."""
     _instances: dict[str, _Instance] = field(default_factory=dict)
     _hung: dict[str, _Hung] = field(default_factory=dict)
-    _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
+    _abandoned: set[asyncio.Task[object]] = field(default_factory=set)
     _threads: DaemonThreads = field(default_factory=DaemonThreads)
     _leak_warned: set[str] = field(default_factory=set)
 
@@ -128,6 +130,7 @@ class Runner:
             raw = await self._call(made, ctx, spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
             raw = _crash(spec, exc, self._who(spec))
+        raw = admit(raw, self.redact) if self.redact is not None else admit(raw)
         duration = time.monotonic() - started
         result = _with_duration(raw, duration)
         if self.forecaster is not None:
@@ -155,7 +158,7 @@ class Runner:
         check = made.check
         if made.is_async:
             # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
-            coro = _contained(cast("Coroutine[Any, Any, Result]", check.run(ctx)))
+            coro = _contained(cast("Coroutine[object, None, Result]", check.run(ctx)))
             task, owned = owned_task(coro, f"probe-check-{spec.name}")
             try:
                 return await self._await(task, spec)
@@ -177,7 +180,7 @@ class Runner:
             if not call.finished:
                 self._hung[spec.name] = _Hung(call.is_finished, time.monotonic(), "sync code")
 
-    async def _await(self, task: asyncio.Future[Any], spec: CheckSpec) -> Result:
+    async def _await(self, task: asyncio.Task[object], spec: CheckSpec) -> Result:
         done, _ = await asyncio.wait({task}, timeout=max(0.0, spec.timeout))
         if not done:
             task.cancel()
@@ -194,7 +197,7 @@ class Runner:
             return _crash(spec, exc, self._who(spec))
         return _validate(spec, value, self._who(spec))
 
-    async def _await_call(self, future: asyncio.Future[Any], spec: CheckSpec) -> Result:
+    async def _await_call(self, future: asyncio.Future[object], spec: CheckSpec) -> Result:
         """A worker thread's outcome, or a timeout: the future and one timer. ``_await``'s ``asyncio.wait``
         is for tasks that may swallow cancellation; this future is ours (and a cancelled caller still
         raises CancelledError from here)."""
@@ -209,7 +212,7 @@ class Runner:
             timer.cancel()
         return _validate(spec, value, self._who(spec))
 
-    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[Any], owned: set[asyncio.Task[Any]]) -> None:
+    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[object], owned: set[asyncio.Task[object]]) -> None:
         leaked = [t for t in owned if t is not task and not t.done()]
         if not leaked:
             return
@@ -230,7 +233,7 @@ class Runner:
         owner = self.registry.owner("check type", spec.type)
         return f"check plugin {owner!r} (type {spec.type!r})" if owner else f"check plugin {spec.type!r}"
 
-    def _reap(self, task: asyncio.Task[Any]) -> None:
+    def _reap(self, task: asyncio.Task[object]) -> None:
         self._abandoned.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("check task finished after its timeout with %r", task.exception())
@@ -242,10 +245,6 @@ class Runner:
                 del self._instances[name]
         if self.forecaster is not None:
             self.forecaster.forget(names)
-
-    def close(self) -> None:
-        """Nothing to wait for: worker threads are daemon threads, and one blocked in plugin code cannot be
-        killed anyway; it ends with the process."""
 
 
 def _timeout(spec: CheckSpec, detail: str) -> Result:
@@ -264,10 +263,12 @@ def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
     text = str(exc).splitlines()[0] if str(exc) else ""
     log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
     summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")
-    return Result.unknown(summary[:300], reason="plugin_error")
+    if len(summary) > 300:
+        summary = summary[:297] + "..."  # the ellipsis tells the redactor where a secret may have been cut
+    return Result.unknown(summary, reason="plugin_error")
 
 
-def _validate(spec: CheckSpec, value: Any, who: str) -> Result:
+def _validate(spec: CheckSpec, value: object, who: str) -> Result:
     if not isinstance(value, Result):
         hint = "; did run() forget to return?" if value is None else ""
         return Result.unknown(f"{who} returned {type(value).__name__}, not probe.Result{hint}",
@@ -302,10 +303,11 @@ def apply_thresholds(spec: CheckSpec, result: Result,
     for threshold in spec.thresholds:
         m = result.measurement(threshold.measurement)
         if m is None:
-            verdicts.append(Verdict(threshold.measurement, None, Status.OK, ""))
+            verdicts.append(Verdict(threshold.measurement, None, Status.OK, "", *_levels(threshold)))
             continue
         status = threshold.evaluate(m.value, levels.get(threshold.measurement, Status.OK))
-        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status)))
+        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status),
+                                *_levels(threshold)))
     raised = [v for v in verdicts if v.status is not Status.OK]
     if not raised:
         return result, tuple(verdicts)
@@ -320,3 +322,8 @@ def apply_thresholds(spec: CheckSpec, result: Result,
     )
     summary = f"{breaches} — {result.summary}" if result.summary else breaches
     return result.replace(status=worst, summary=summary, reason="threshold"), tuple(verdicts)
+
+
+def _levels(threshold: Threshold) -> tuple[str, str]:
+    return (str(threshold.warning) if threshold.warning is not None else "",
+            str(threshold.critical) if threshold.critical is not None else "")

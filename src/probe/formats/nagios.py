@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import re
 
-from probe.engine.interfaces import Outcome
 from probe.formats import Report
-from probe.model import Status
+from probe.model import CheckRun, Status
 from probe.units import parse_quantity
 
 _UOM = {"s": "s", "By": "B", "1": "%"}
@@ -38,8 +37,8 @@ def render_nagios(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def perfdata(o: Outcome) -> list[str]:
-    thresholds = {t.measurement: t for t in o.spec.thresholds}
+def perfdata(o: CheckRun) -> list[str]:
+    thresholds = {v.measurement: v for v in o.verdicts}
     parts = []
     for m in o.result.measurements:
         scale = 100.0 if m.unit == "1" and math.isfinite(m.value * 100.0) else 1.0
@@ -47,8 +46,7 @@ def perfdata(o: Outcome) -> list[str]:
         fields = [f"{plain_number(m.value * scale)}{uom}"]
         threshold = thresholds.get(m.name)
         if threshold is not None:
-            fields += [nagios_range(str(c), scale) if c is not None else ""
-                       for c in (threshold.warning, threshold.critical)]
+            fields += [nagios_range(c, scale) if c else "" for c in (threshold.warning, threshold.critical)]
         if m.unit == "1":
             fields += [""] * (3 - len(fields)) + ["0", "100"]
         label = _LINE_BREAK.sub(" ", f"{o.name}::{m.name}").replace("'", "''")

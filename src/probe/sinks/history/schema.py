@@ -121,3 +121,21 @@ def prune(db: sqlite3.Connection, before: float) -> int:
         for table in ("results", "samples", "transitions", "remediations"):
             deleted += db.execute(f"DELETE FROM {table} WHERE ts < ?", (before,)).rowcount
     return deleted
+
+
+def newest_result(db: sqlite3.Connection) -> float | None:
+    value = db.execute("SELECT max(ts) FROM results").fetchone()[0]
+    return float(value) if isinstance(value, int | float) else None
+
+
+def prune_cutoff(now: float, retention: float, newest: float | None, previous: float | None = None,
+                 elapsed: float = 0.0) -> float:
+    """Rows older than this go. The first prune of a run cuts no deeper than ``retention`` before ``newest``,
+    the newest result stored before this run wrote anything (an agent started on a clock 400 days ahead finds
+    every real row younger than that); every later one at most ``elapsed`` monotonic seconds beyond the
+    ``previous`` cutoff (a jump in mid-run ages history no faster than real time passes, and a backward one
+    prunes nothing more)."""
+    cutoff = min(now, now if newest is None else newest) - retention
+    if previous is not None:
+        cutoff = min(cutoff, previous + max(0.0, elapsed))
+    return cutoff

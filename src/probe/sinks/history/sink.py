@@ -8,8 +8,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from probe.engine.interfaces import Outcome
-from probe.sinks.guard import Guard, status_of
+from probe.engine.interfaces import Outcome, StateView, TransitionView
+from probe.sinks.guard import Guard
 from probe.sinks.history.reader import HistoryReader
 from probe.sinks.history.store import Health, HistoryStore
 from probe.sinks.remediation.remediator import Remediator
@@ -35,29 +35,28 @@ class HistorySink:
         self.budgets = budgets
         self._guard = Guard("history sink")
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         try:
             self._record(outcome, state, transition)
-        except Exception as exc:  # the store itself never raises; this guards against odd state objects
+        except Exception as exc:  # the store itself never raises; a sink never raises either
             self._guard.failed(exc)
 
-    def _record(self, outcome: Outcome, state: Any, transition: Any) -> None:
+    def _record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
         spec, r = outcome.spec, outcome.result
-        hard = status_of(getattr(state, "hard_status", None))
         self.store.record_result(
             outcome.started, spec.name, spec.type, int(r.status), duration=outcome.duration, reason=r.reason,
-            summary=r.summary, hard_status=None if hard is None else int(hard),
-            state_type=getattr(state, "state_type", None), measurements={m.name: m.value for m in r.measurements},
-            samples=self.capacities.get(spec.type, {}).keys())
+            summary=r.summary, hard_status=None if state is None else int(state.hard_status),
+            state_type=None if state is None else state.state_type,
+            measurements={m.name: m.value for m in r.measurements}, samples=self.capacities.get(spec.type, {}).keys())
         if transition is not None:
-            self.store.record_transition(float(getattr(transition, "at", outcome.started)), spec.name,
-                                         str(transition.kind), int(transition.from_status),
+            self.store.record_transition(transition.at, spec.name, transition.kind, int(transition.from_status),
                                          int(transition.to_status), r.summary)
         if state is not None:
             self.save_state(spec.name, state)
 
-    def save_state(self, name: str, state: Any) -> None:
-        """Save ``state`` (a CheckState) with the check's remediation budgets."""
+    def save_state(self, name: str, state: StateView) -> None:
+        """Save ``state`` with the check's remediation budgets."""
         try:
             data = dict(state.to_dict())
             if self.budgets is not None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Outcome
+from probe.engine.interfaces import Outcome, StateView, TransitionView
 from probe.sinks.guard import Guard
 from probe.sinks.history.store import Health
 from probe.sinks.remediation.remediator import Record
@@ -30,7 +29,8 @@ class TelemetrySink:
         self._health_at = float("-inf")
         self._guard = Guard("metrics sink")
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         try:
             self.metrics.record(outcome, state, transition)
             self._export_health()
@@ -43,10 +43,13 @@ class TelemetrySink:
         except Exception as exc:
             self._guard.failed(exc)
 
-    def record_agent(self, **values: Any) -> None:
+    def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
+                     reload: bool | None = None, config_errors: int | None = None,
+                     loop_stalls: int | None = None) -> None:
         """Scheduler lag, checks loaded, reload results (see ``MetricsSink.record_agent``)."""
         try:
-            self.metrics.record_agent(**values)
+            self.metrics.record_agent(scheduler_lag=scheduler_lag, checks_loaded=checks_loaded, reload=reload,
+                                      config_errors=config_errors, loop_stalls=loop_stalls)
         except Exception as exc:
             self._guard.failed(exc)
 
