@@ -292,18 +292,15 @@ async def test_a_stopping_agent_cancels_a_running_plugin_without_blaming_it(tmp_
     registry = load_plugins(use_entry_points=False)
     plan = load_plan(path, registry, env={})
     runner = Runner(registry)
-    try:
-        task = asyncio.ensure_future(runner.run(plan.checks[0]))
-        deadline = time.monotonic() + 20
-        while not pidfile.exists() or not pidfile.read_text().strip():
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
-        pid = int(pidfile.read_text())
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    finally:
-        runner.close()
+    task = asyncio.ensure_future(runner.run(plan.checks[0]))
+    deadline = time.monotonic() + 20
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    pid = int(pidfile.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     deadline = time.monotonic() + 10
     while True:  # killed, and reaped by asyncio's child watcher (not left a zombie)
         try:

@@ -60,7 +60,7 @@ def test_units_timers_restarts_and_failed_units(machine: Machine) -> None:
             time.sleep(0.3)
 
         got = once(machine, "/etc/probe/systemd-test.yaml")
-        verdicts = {name: (c["status"], c["reason"]) for name, c in got.items()}
+        verdicts = {name: (c["status"], c["reason"] or "") for name, c in got.items()}
         assert verdicts == {
             "steady": ("ok", ""),
             "steady-stopped": ("ok", ""),
