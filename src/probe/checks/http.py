@@ -101,8 +101,8 @@ class HttpOptions(probe.Options):
     def _http_url(cls, value: str) -> str:
         try:
             urls.parse(value)
-        except urls.BadUrl as exc:
-            raise ValueError(f"{value!r}: {exc}") from None
+        except urls.BadUrl as exc:  # shown without user:password@, which is a secret
+            raise ValueError(f"{urls.without_userinfo(value)!r}: {exc}") from None
         return value.strip()
 
     @field_validator("headers")
@@ -195,7 +195,8 @@ class HttpCheck(probe.Check[HttpOptions]):
             if target.origin != url.origin:  # credentials stay with their scheme, host and port (as curl)
                 headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIALS]
             if target.username is not None:
-                headers = [*headers, _basic(target.username, target.password or "")]
+                headers = [*(h for h in headers if h[0].lower() != "authorization"),
+                           _basic(target.username, target.password or "")]
             url = target
             hops.append(Hop(str(url)))
 

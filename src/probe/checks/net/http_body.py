@@ -110,4 +110,7 @@ def charset(content_type: str | None) -> str:
 
 
 def text(body: bytes, content_type: str | None) -> str:
-    return body.decode(charset(content_type), "replace")
+    try:
+        return body.decode(charset(content_type), "replace")
+    except (LookupError, ValueError):  # a codec that is not a text encoding (charset=base64, charset=idna)
+        return body.decode("utf-8", "replace")
