@@ -9,10 +9,11 @@ check reports it instead of piling up more threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,7 +23,7 @@ from probe.config.thresholds import Threshold
 from probe.engine.intake import admit
 from probe.engine.interfaces import Outcome
 from probe.engine.workers import DaemonThreads, owned_task
-from probe.model import Measurement, Result, Status, Verdict
+from probe.model import Measurement, Ping, Result, Status, Verdict
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
@@ -81,6 +82,8 @@ class Runner:
     registry: Registry
     forecaster: Forecaster | None = None
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
+    pings: Callable[[str, float], Sequence[Ping]] | None = None
+    """Where ``Context.pings`` reads a check's pings (``check name, since``): the state store's, when there is one."""
     redact: Callable[[str], str] | None = None
     """Masks the configuration's secrets in every result as it enters (``probe.engine.intake``); the agent
     sets the plan's, and a reload the new plan's."""
@@ -124,7 +127,8 @@ class Runner:
         deadline = started + spec.timeout
         try:
             made = self._instance(spec)
-            ctx = Context(spec.name, deadline, made.logger, spec.labels)
+            ctx = Context(spec.name, deadline, made.logger, spec.labels,
+                          None if self.pings is None else functools.partial(self.pings, spec.name))
             raw = await self._call(made, ctx, spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
             raw = _crash(spec, exc, self._who(spec))

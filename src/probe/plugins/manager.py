@@ -56,6 +56,7 @@ CHECKS_PACKAGE = "probe.checks."  # a built-in module here declares the check ty
 
 BUILTINS: tuple[str, ...] = (
     "probe.checks.disk",
+    "probe.checks.heartbeat",
     "probe.checks.dns",
     "probe.checks.icmp",
     "probe.checks.memory",
