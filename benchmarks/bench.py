@@ -45,7 +45,7 @@ PACKAGES = {  # Debian package -> the file that shows it is installed
 }
 CHECK_DISK = PACKAGES["monitoring-plugins-basic"]
 CHECK_ROWS = ("ntp", "grpc", "websocket", "ssh")  # issue 20's check types: benchmarks/bench_checks.py
-ROWS = ("http", "tcp", "dns", "disk", "startup", "scale", "rss", "history", *CHECK_ROWS)
+ROWS = ("http", "tcp", "dns", "disk", "startup", "scale", "rss", "history", "scrape-flood", *CHECK_ROWS)
 
 
 @dataclass
@@ -564,6 +564,8 @@ ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
     "scale": row_scale,
     "rss": row_rss,
     "history": row_history,
+    # benchmarks/bench_scrape.py: check lateness while 1,000 scrapers hammer /metrics (issue 16)
+    "scrape-flood": delegated("bench_scrape", (Row("scrape-flood", "ms p99 lateness", 50.0),), "issue 16"),
     # bench_checks.py starts its own servers and peers for each of these
     **{name: partial(check_rows, name) for name in CHECK_ROWS},
 }

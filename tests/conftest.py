@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -52,3 +53,12 @@ def _private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     """Every test (and every probe process it starts) gets its own state dir: no test writes the real
     /var/lib/probe, and no daemon restores another test's check state."""
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Any]]:
+    """Real ``probe run`` processes (``agentproc.Daemon``) a test started: killed at the end if still running."""
+    started: list[Any] = []
+    yield started
+    for d in started:
+        d.kill()

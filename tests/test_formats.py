@@ -45,7 +45,7 @@ def render(report: Report, name: str) -> str:
     return text
 
 
-CHECK_KEYS = {"name", "type", "labels", "status", "status_code", "summary", "reason", "started", "duration",
+CHECK_KEYS = {"name", "type", "labels", "status", "status_code", "summary", "reason", "runbook", "started", "duration",
               "measurements", "thresholds", "details"}
 
 

@@ -113,3 +113,68 @@ def test_the_head_limit_does_not_depend_on_the_split(size: int, cuts: list[int])
     whole = by_probe([data])
     assert whole == by_probe(split(data, cuts))
     assert (whole == ERROR) is (size > 100 * 1024)
+
+
+HEADER_VALUES = st.sampled_from(["gzip", "deflate", "br", "zstd", "x-gzip", "gzip, gzip", "identity", "compress",
+                                 "text/plain; charset=base64", "text/plain; charset=idna", "text/html; charset=",
+                                 "application/json; charset=utf-16", "text/plain; charset=\"latin1\"", "", ";;=",
+                                 "/caf\udce9", "http://[::1", "http://h:99999/", "\udcff"]) | st.text(max_size=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(status=st.integers(100, 999), encoding=HEADER_VALUES, content_type=HEADER_VALUES, body=st.binary(max_size=64),
+       wants_body=st.booleans())
+def test_judging_any_response_is_a_result_never_an_exception(status: int, encoding: str, content_type: str,
+                                                             body: bytes, wants_body: bool) -> None:
+    """Whatever the coding, charset and body, the verdict is a Result with one of the check's reasons."""
+    import gzip
+
+    import probe
+    from probe.checks.http import HttpCheck, judge
+    from probe.checks.net.http1 import Response
+
+    if encoding == "gzip" and body[:1] == b"z":
+        body = gzip.compress(body)
+    expect = {"status": "100-599", **({"body_contains": "x", "json": {"a": 1}} if wants_body else {})}
+    options = HttpCheck.Options.model_validate({"url": "http://fuzz.test/", "expect": expect})
+    response = Response(status, "X", "HTTP/1.1", [("Content-Encoding", encoding), ("Content-Type", content_type)],
+                        body)
+    result = judge(options, [Hop("http://fuzz.test/")], response, None, probe.Measurement("duration", 0.001, "s"))
+    assert result.reason in ("", None, "status_mismatch", "body_mismatch", "json_mismatch", "malformed_response",
+                             "body_too_large")
+    result.summary.encode("utf-8")
+
+
+@settings(max_examples=50, deadline=None)
+@given(size=st.integers(100 * 1024 - 100, 100 * 1024 + 100), cuts=st.lists(st.integers(0, 110_000), max_size=4))
+def test_the_chunk_line_limit_does_not_depend_on_the_split(size: int, cuts: list[int]) -> None:
+    """A chunk-size line (with an extension) of ``size`` bytes is read, or refused, however it arrives."""
+    start = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n2;ext="
+    line_start = start.rindex(b"\n") + 1
+    pad = size - (len(start) - line_start) - 2  # the line: "2;ext=" + pad + CRLF
+    data = start + b"x" * pad + b"\r\nho\r\n0\r\n\r\n"
+    whole = by_probe([data])
+    assert whole == by_probe(split(data, cuts))
+    assert (whole == ERROR) is (size > 100 * 1024), whole
+
+
+URL_PIECES = st.lists(st.sampled_from(["http://", "https://", "ftp://", "//", "/", "?", "#", "@", ":", "[", "]",
+                                       "::1", "99999", "80", "%", "%41", "%zz", "..", ".", "café", "日本", " ",
+                                       "\t", "\r\n", "\udce9", "a", "xn--", "-", "user:pw", "\\"]),
+                      max_size=10).map("".join) | st.text(max_size=30)
+
+
+@settings(max_examples=500, deadline=None)
+@given(location=URL_PIECES, base=st.sampled_from(["http://127.0.0.1:8080/a/b?q", "https://h/"]))
+def test_any_location_is_a_url_or_a_bad_url(location: str, base: str) -> None:
+    """A Location (or a configured URL) becomes an ASCII request target or BadUrl, nothing else."""
+    from probe.checks.net import urls
+
+    for attempt in (lambda: urls.join(urls.parse(base), location), lambda: urls.parse(location)):
+        try:
+            url = attempt()
+        except urls.BadUrl as exc:
+            assert str(exc)
+            continue
+        assert str(url).isascii() and url.target.startswith("/") and 0 < url.port < 65536
+        assert not any(c in str(url) for c in " \r\n\t#")

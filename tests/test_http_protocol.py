@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,10 +227,15 @@ def nginx_gzip(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.mark.parametrize("compressed", [True, False])
-async def test_body_contains_passes_against_nginx_with_gzip_on(nginx_gzip: Nginx, compressed: bool) -> None:
-    result = await run_check("http", url=f"http://127.0.0.1:{nginx_gzip.port}/gzip", compressed=compressed,
+@pytest.mark.parametrize("http2", [False, True])
+async def test_body_contains_passes_against_nginx_with_gzip_on(nginx_gzip: Nginx, certs: Certs, compressed: bool,
+                                                               http2: bool) -> None:
+    """HTTP/1.1 (h11) and HTTP/2 (httpx) alike: Accept-Encoding only when asked, the body decoded either way."""
+    url = f"https://127.0.0.1:{nginx_gzip.tls_port}/gzip" if http2 else f"http://127.0.0.1:{nginx_gzip.port}/gzip"
+    result = await run_check("http", url=url, compressed=compressed, http2=http2, tls={"ca_file": str(certs.ca_file)},
                              expect={"body_contains": "compress me " * 3})
     assert result.status is probe.Status.OK, result.summary
+    assert result.details["http_version"] == ("HTTP/2" if http2 else "HTTP/1.1")
     wire, decoded = measured(result, "body_bytes"), measured(result, "body_decoded_bytes")
     assert (wire < decoded) is compressed
 
@@ -261,3 +267,58 @@ async def test_a_reason_phrase_that_is_not_utf8_is_shown_readably(plain: RawServ
     result = await run_check("http", url=plain.url("/reason"))
     assert result.status is probe.Status.OK, result.summary
     result.summary.encode("utf-8")  # printable everywhere
+
+
+def test_a_bad_url_with_credentials_is_reported_without_them(tmp_path: Path) -> None:
+    from probe.config.load import ConfigErrors, load_plan
+    from probe.plugins.manager import load_plugins
+
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    (checks / "web.yaml").write_text(f"checks:\n  - name: w\n    type: http\n"
+                                     f"    url: http://alice:{SECRET}@x.test:99999/\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_plan(checks, load_plugins(use_entry_points=False), env={})
+    assert "web.yaml:4:" in str(info.value) and "out of range" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+async def test_bare_lf_on_a_connection_kept_open_is_read_at_once() -> None:
+    """The old reader waited for CRLF CRLF and so for the close (a timeout on keep-alive servers)."""
+    import asyncio
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\nContent-Length: 5\nX-Folded: a\n  b\n\nhello")
+        await writer.drain()
+        await asyncio.sleep(30)  # keeps the connection open
+
+    with ThreadedServer(keep_alive) as server:
+        result = await run_check("http", timeout=3.0, url=f"http://127.0.0.1:{server.port}/",
+                                 expect={"body_contains": "hello", "headers": {"X-Folded": "^a b$"}})
+    assert result.status is probe.Status.OK, result.summary  # waiting for the close would be a timeout
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_br_and_zstd_are_decoded_with_the_compression_extra(plain: RawServer, coding: str) -> None:
+    import brotli
+    import zstandard
+
+    data = brotli.compress(b"packed UP") if coding == "br" else zstandard.ZstdCompressor().compress(b"packed UP")
+    plain.replies[f"/{coding}"] = reply(data, head=f"Content-Encoding: {coding}\r\n")
+    result = await run_check("http", url=plain.url(f"/{coding}"), compressed=True, expect={"body_contains": "UP"})
+    assert result.status is probe.Status.OK, result.summary
+    assert coding in plain.last().headers["accept-encoding"]
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_a_br_or_zstd_bomb_stops_at_max_body_size(plain: RawServer, coding: str) -> None:
+    import brotli
+    import zstandard
+
+    zeros = b"0" * 5_000_000
+    data = brotli.compress(zeros) if coding == "br" else zstandard.ZstdCompressor().compress(zeros)
+    plain.replies[f"/bomb-{coding}"] = reply(data, head=f"Content-Encoding: {coding}\r\n")
+    result = await run_check("http", url=plain.url(f"/bomb-{coding}"), max_body_size="1MiB")
+    assert (result.status, result.reason) == (probe.Status.CRITICAL, "body_too_large"), result.summary
+    assert f"decoded {coding} body" in result.summary

@@ -435,7 +435,8 @@ checks:
     SEEN.clear()
     await run_once(plan, registry, plan.checks)
     ctx, check = SEEN["ctx"], SEEN["self"]
-    assert set(vars(ctx)) == {"name", "deadline", "logger", "labels"} and ctx.name == "spy"
+    # ``pings`` reads this check's heartbeat pings from the state store (job output there is masked).
+    assert set(vars(ctx)) == {"name", "deadline", "logger", "labels", "pings"} and ctx.name == "spy"
     assert check.options.mine == "hello"
     assert_clean(_reachable_text(ctx) + _reachable_text(check), "what a check plugin can reach")
     observed = SEEN["observed"]

@@ -141,6 +141,8 @@ class CheckRun:
     duration: float
     verdicts: tuple[Verdict, ...] = ()
     plugin_result: Result | None = None
+    runbook: str | None = None
+    """The check's ``runbook`` URL: what whoever reads a failing result should do."""
 
     @property
     def status(self) -> Status:
@@ -184,3 +186,15 @@ class CheckStateView(Protocol):
 
     @property
     def reason(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """One report from a job (``probe ping NAME``): it started (``start``), or ended in ``success`` or ``fail``.
+    Read by passive checks such as ``heartbeat`` through ``Context.pings``."""
+
+    ts: float  # epoch seconds
+    kind: str  # "start" | "success" | "fail"
+    exit_code: int | None = None
+    duration: float | None = None  # seconds the job ran, when known
+    output: str = ""  # the tail of its output (masked)

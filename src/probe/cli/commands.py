@@ -20,6 +20,10 @@ import click
 
 from probe import __version__
 from probe.cli import logs
+from probe.cli import ping as pingcli
+from probe.cli import silence as silencecli
+from probe.cli.args import duration_option as _duration_option
+from probe.cli.args import parse_labels as _parse_labels
 from probe.cli.globalopts import ProbeGroup, global_group_options
 from probe.cli.report import commands as reportcli
 from probe.model import Status
@@ -96,16 +100,6 @@ def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_leve
     """probe: health checks, synthetic monitoring and deploy gates."""
     logs.setup((log_level or "warning").lower(), log_format.lower())
     ctx.obj = Env(config, config_dir, log_level and log_level.lower(), log_format.lower())
-
-
-def _parse_labels(values: Sequence[str]) -> dict[str, str]:
-    labels = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected k=v, got {value!r}", param_hint="--label")
-        labels[key] = val
-    return labels
 
 
 @cli.command()
@@ -246,8 +240,10 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     from probe._statedir import StateDirError
     from probe.config.redact import Redactor
     from probe.engine import aio
+    from probe.sinks.history.pings import store_for
 
-    runner = Runner(registry, redact=Redactor(plan.secrets))
+
+    runner = Runner(registry, redact=Redactor(plan.secrets), pings=store_for(plan.settings.state_dir))
     try:
         text, outcome = aio.run(go())
     except StateDirError as exc:  # the audit would go where another user's symlink points: refuse, say why
@@ -296,6 +292,8 @@ def plugins(env: Env, fmt: str) -> None:
     sys.exit(1 if registry.failures or registry.conflicts else 0)
 
 
+cli.add_command(silencecli.silence)
+cli.add_command(pingcli.ping)
 cli.add_command(reportcli.status)
 cli.add_command(reportcli.report)
 cli.add_command(scaffold.new_plugin)
@@ -327,10 +325,9 @@ def _needs(check_type: str, unavailable: dict[str, str]) -> str:
 
 
 def _no_such_check(name: str, known: Sequence[str]) -> click.UsageError:
-    from probe.config.errors import did_you_mean  # the one did-you-mean of config errors and plugin hooks
+    from probe.cli.args import did_you_mean
 
-    close = did_you_mean(name, known)
-    return click.UsageError(f"no such check: {name!r}" + (f"; did you mean {close!r}?" if close else ""))
+    return click.UsageError(f"no such check: {name!r}{did_you_mean(name, known)}")
 
 
 def _check_writable(output: str) -> None:
@@ -340,15 +337,6 @@ def _check_writable(output: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--output")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise click.BadParameter(f"directory {str(parent)!r} is not writable", param_hint="--output")
-
-
-def _duration_option(text: str, name: str) -> float:
-    from probe.units import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
 def _redactor(plan: Plan) -> Redactor:

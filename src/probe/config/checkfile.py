@@ -130,7 +130,8 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
         errors.extend(_actions(common, registry, merged, path, at))
     if errors or common is None or options is None:
         return list(errors)
-    return [CheckSpec.build(common, options, at, options_data)]
+    depends_on_at = tuple(where(merged, ("depends_on", i), path, at) for i in range(len(common.depends_on)))
+    return [CheckSpec.build(common, options, at, options_data, depends_on_at)]
 
 
 def _semantics(common: CommonFields, check_cls: type[Check[Any]] | None, data: Any, path: Path,

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from probe.config.incidents import AlertingSettings, MaintenanceWindow, PingEndpointSettings
 from probe.units import Duration, Ratio
 
 
@@ -131,6 +132,12 @@ class AgentSettings(Strict):
     slo: SloSettings = SloSettings()
     shutdown_grace: Duration = 10.0
     """How long in-flight checks may finish after SIGTERM."""
+    alerting: AlertingSettings = AlertingSettings()
+    """Where hard state changes are sent: Alertmanager and signed webhooks (docs/alerting.md)."""
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    """Recurring windows in which checks run and are recorded but alert and remediate nothing (docs/maintenance.md)."""
+    pings: PingEndpointSettings = PingEndpointSettings()
+    """The HTTP endpoint for heartbeat pings from other hosts (off by default)."""
     strict_modes: bool = True
     """As root, refuse checks files, plugin files and ``${file:...}`` secrets that a user other than root
     owns or that group or others can write (like sshd's StrictModes). ``probe.yaml`` itself is always checked."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -107,7 +108,22 @@ class CommonFields(BaseModel):
     thresholds: dict[str, ThresholdSpec] = Field(default_factory=dict)
     remediate: list[RemediationSpec] = Field(default_factory=list)
     enabled: bool = True
+    runbook: str | None = None
+    """A URL telling whoever is paged what to do; in every output format, alert and report."""
+    alert: bool = True
+    """``false``: the check is recorded and remediated but never alerts."""
+    depends_on: list[str] = Field(default_factory=list)
+    """Parent checks: while one is down (its latest result, soft or hard, a problem), this check's problems are
+    marked ``suppressed_by`` it and neither alert nor remediate."""
     slo: Ratio | None = None
+    """The availability objective (``99.9%``); probe.yaml's ``slo.objective`` when unset."""
+
+    @field_validator("runbook")
+    @classmethod
+    def _runbook_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$", value):
+            raise ValueError(f"expected an absolute URL (https://wiki.example.com/...), got {value!r}")
+        return value
 
     @field_validator("slo")
     @classmethod
@@ -153,11 +169,16 @@ class CheckSpec:
     options: Options
     location: Location
     raw_options: Mapping[str, Any] = field(default_factory=dict, compare=True, repr=False)
+    runbook: str | None = None
+    alert: bool = True
+    depends_on: tuple[str, ...] = ()
+    depends_on_at: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+    """Where each ``depends_on`` entry was written, for errors about names found only later."""
     slo: float | None = None  # the check's own objective; probe.yaml's slo.objective applies when None
 
     @classmethod
     def build(cls, common: CommonFields, options: Options, location: Location,
-              raw_options: Mapping[str, Any]) -> CheckSpec:
+              raw_options: Mapping[str, Any], depends_on_at: tuple[Location, ...] = ()) -> CheckSpec:
         thresholds = tuple(
             Threshold(
                 measurement,
@@ -183,5 +204,9 @@ class CheckSpec:
             options=options,
             location=location,
             raw_options=raw_options,
+            runbook=common.runbook,
+            alert=common.alert,
+            depends_on=tuple(common.depends_on),
+            depends_on_at=depends_on_at,
             slo=common.slo,
         )

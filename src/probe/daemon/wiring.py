@@ -18,6 +18,7 @@ from probe._statedir import StateDirError, StateLock, StateLocked, prepare
 from probe.config.load import Plan
 from probe.config.redact import Redactor
 from probe.config.spec import CheckSpec
+from probe.daemon.pingserver import PingServer
 from probe.engine import forecast
 from probe.engine.agent import Agent
 from probe.engine.interfaces import Lifecycle, Sink
@@ -25,7 +26,11 @@ from probe.engine.state import CheckState
 from probe.model import Result
 from probe.plugins.manager import Registry
 from probe.sinks import telemetry
+from probe.sinks.alerting.outbox import Outbox
+from probe.sinks.alerting.silences import SilenceStore, SilenceWatch
+from probe.sinks.alerting.sink import AlertingSink
 from probe.sinks.history import DB_NAME, HistoryReader, HistoryStore, default_state_dir
+from probe.sinks.history.pings import PingStore
 from probe.sinks.history.sink import HistorySink, saved_states
 from probe.sinks.remediation.remediator import Remediator
 from probe.sinks.remediation.sink import RemediationSink, Rerun
@@ -88,6 +93,8 @@ class Parts:
     history: HistorySink | None = None
     remediation: RemediationSink | None = None
     slo: SloSink | None = None
+    alerting: AlertingSink | None = None
+    silences: SilenceWatch | None = None
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Saved state by check name, as JSON from the store, for ``CheckState.from_dict`` (remediation budgets
     already restored)."""
@@ -99,11 +106,13 @@ class Parts:
 
     @property
     def sinks(self) -> list[Sink]:
-        return [s for s in (self.history, self.slo, self.metrics, self.remediation) if s is not None]
+        return [s for s in (self.history, self.slo, self.metrics, self.remediation, self.alerting) if s is not None]
 
     async def aclose(self) -> None:
         """Remediation first (its outcomes go to history and metrics), then history, then metrics."""
-        for sink in (self.remediation, self.history, self.metrics):
+        if self.silences is not None:
+            self.silences.stop()
+        for sink in (self.remediation, self.alerting, self.history, self.metrics):
             if sink is None:
                 continue
             try:
@@ -131,11 +140,18 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
         remediator.audit = store
         parts.history = HistorySink(store, capacities=capacities(registry), budgets=remediator.export_budgets)
         parts.metrics.history = parts.history.health
+        parts.silences = SilenceWatch(SilenceStore(path))
         if path.exists():
             reader = HistoryReader(path)
             parts.states = saved_states(reader, names, remediator)
             seed(parts.forecaster, reader, plan.checks, capacities(registry))
             slo_seed(tracker, reader, plan.checks, settings.slo.objective)
+    if settings.alerting.enabled:
+        outbox = Outbox(state_dir(plan) / DB_NAME, max_pending=settings.alerting.max_pending,
+                        max_age=settings.alerting.max_age)
+        parts.alerting = AlertingSink(settings.alerting, outbox, redact=redact).restore()
+        parts.alerting.forget(names)  # alerts of checks removed while the agent was down are resolved
+        parts.metrics.alerting = parts.alerting.health
     if remediate and settings.remediation.enabled and rerun is not None:
         persist = parts.history.save_state if parts.history is not None else None
         parts.remediation = RemediationSink(remediator, rerun, on_record=parts.metrics.record_remediation,
@@ -224,7 +240,8 @@ def _lock_state_dir(directory: Path) -> StateLock | None:
         return None
 
 
-async def _serve(plan: Plan, registry: Registry, *, reload: Any, lifecycle: Any, extra_sinks: Sequence[Any]) -> int:
+async def _serve(plan: Plan, registry: Registry, *, reload: Reload | None, lifecycle: Lifecycle | None,
+                 extra_sinks: Sequence[Sink]) -> int:
     agent: Agent | None = None
 
     async def rerun(spec: CheckSpec) -> Result:
@@ -241,14 +258,43 @@ async def _serve(plan: Plan, registry: Registry, *, reload: Any, lifecycle: Any,
         state.last_run = None
         states[name] = state
     # Remediation closes first (its outcomes are audited in history), then history, then metrics.
-    sinks = [*extra_sinks, *(s for s in (parts.remediation, parts.history, parts.slo, parts.metrics) if s is not None)]
+    sinks = [*extra_sinks,
+             *(s for s in (parts.remediation, parts.alerting, parts.history, parts.slo, parts.metrics)
+               if s is not None)]
+    silences = parts.silences.start() if parts.silences is not None else None
+    pings = PingStore(state_dir(plan) / DB_NAME)
     agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload,
-                  freeze=True)
+                  freeze=True, silences=silences)
     agent.runner.forecaster = parts.forecaster
+    agent.runner.pings = pings
+    endpoint = await _ping_endpoint(plan, pings, agent, parts.redact)
     parts.metrics.agent = AgentMetrics(agent)
     if parts.states:
         log.info("restored the state of %d checks from %s", len(parts.states), state_dir(plan))
-    return await agent.run()  # freezes the heap as the loop starts (freeze=True)
+    try:
+        return await agent.run()  # freezes the heap as the loop starts (freeze=True)
+    finally:
+        if silences is not None:
+            silences.stop()
+        if endpoint is not None:
+            await endpoint.aclose()
+
+
+async def _ping_endpoint(plan: Plan, store: PingStore, agent: Agent, redact: Redactor) -> PingServer | None:
+    """The HTTP ping endpoint when probe.yaml turns it on. One that cannot listen is logged, and the agent runs
+    on: its checks matter more, and jobs on this host can still ``probe ping``."""
+    settings = plan.settings.pings
+    if not settings.enabled:
+        return None
+
+    def heartbeats() -> set[str]:
+        return {c.name for c in agent.plan.checks if c.type == "heartbeat"}
+
+    try:
+        return await PingServer(settings, store, heartbeats, redact).start()
+    except OSError as exc:
+        log.error("ping endpoint: cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc)
+        return None
 
 
 Reload = Callable[[], tuple[Plan, Registry]]

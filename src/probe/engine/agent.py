@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from probe.config.load import ConfigErrors, Plan
 from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Lifecycle, Outcome, Sink, StateView, TransitionView
+from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink, StateView, TransitionView
+from probe.engine.muting import Muting
 from probe.engine.runner import Runner
 from probe.engine.scheduler import Entry, Schedule
 from probe.engine.stall import Stall, StallDetector
@@ -72,7 +73,7 @@ class LogSink:
 # Agent settings read once, when the agent is wired (probe.daemon.wiring): a reload cannot change them. The rest
 # apply on reload: plugins and strict_modes when the config is loaded, max_concurrency and shutdown_grace
 # where the agent reads them.
-WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast")
+WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast", "alerting", "pings")
 
 
 @dataclasses.dataclass
@@ -97,7 +98,7 @@ class Agent:
 
     def __init__(self, plan: Plan, registry: Registry, *, sinks: Iterable[Sink] = (),
                  states: Mapping[str, CheckState] | None = None, lifecycle: Lifecycle | None = None,
-                 reload: ReloadFn | None = None, freeze: bool = False) -> None:
+                 reload: ReloadFn | None = None, freeze: bool = False, silences: Silences | None = None) -> None:
         self.plan, self.registry = plan, registry
         self.freeze = freeze  # freeze the heap at start and after each reload (see freeze_heap); the daemon does
         self.sinks = list(sinks)
@@ -105,6 +106,7 @@ class Agent:
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
         self.runner = Runner(registry, redact=redactor_for(plan.secrets))
+        self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule()
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
@@ -261,7 +263,11 @@ class Agent:
         self.stats.runs += 1
         state = self.states[spec.name]
         was_flapping = state.flapping
-        transition = state.update(outcome.result, time.time(), seen=time.monotonic())
+        now = time.time()
+        transition = state.update(outcome.result, now, seen=time.monotonic())
+        marks = self.muting.marks(spec, outcome.status, self.states, now)
+        if marks.muted:
+            outcome = dataclasses.replace(outcome, marks=marks)
         levels = self._levels.setdefault(spec.name, {})
         levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
         if state.flapping != was_flapping:
@@ -300,7 +306,8 @@ class Agent:
             self.stats.stale_marked += 1
             transition = state.mark_stale(now)
             log.warning("check %s is stale: no result for %s", name, silent)
-            self._publish(Outcome(entry.spec, result, now, 0.0), state, transition)
+            marks = self.muting.marks(entry.spec, Status.UNKNOWN, self.states, now)
+            self._publish(Outcome(entry.spec, result, now, 0.0, marks=marks), state, transition)
 
     # -- reload ------------------------------------------------------------------------------------------
     async def _reload(self) -> None:
@@ -405,6 +412,7 @@ class Agent:
         if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
             self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self.plan, self.registry = plan, registry
+        self.muting = Muting.from_settings(plan.settings.maintenance, self.muting.silences)
         for sink in self.sinks:
             forget = getattr(sink, "forget", None)
             if callable(forget):

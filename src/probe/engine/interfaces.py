@@ -6,6 +6,9 @@
   ``async aclose()`` (flush on exit): metrics, history, remediation, the log. ``state`` and ``transition`` are
   read-only views (:class:`StateView`, :class:`TransitionView`) of the engine's own
   ``probe.engine.state`` objects, so a sink depends on this module only.
+- :class:`Marks` -- why a result alerts and remediates nothing: a maintenance window, a silence, a parent
+  check that is down (``depends_on``). The result is still recorded, with its marks.
+- :class:`Silences` -- where the agent learns of silences (``probe silence add``); the daemon wires the store.
 - :class:`Lifecycle` -- ``ready``, ``reloading``, ``reloaded(ok)``, ``stopping``, ``tick(now)``; this base
   does nothing, ``probe.daemon.systemd`` turns it into sd_notify messages. ``tick`` is called by the scheduler
   loop itself on every iteration (at least once a second), so a stalled loop stops the watchdog pings.
@@ -22,7 +25,31 @@ from typing import Any, Protocol
 from probe.config.spec import CheckSpec
 from probe.model import CheckRun, CheckStateView, Result, Status, Verdict
 
-__all__ = ["CheckStateView", "Lifecycle", "Outcome", "Sink", "StateView", "TransitionView"]
+__all__ = ["NO_MARKS", "CheckStateView", "Lifecycle", "Marks", "Outcome", "Silences", "Sink", "StateView",
+           "TransitionView"]
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Why a result is muted: no alert, no remediation. Empty strings when not."""
+
+    maintenance: str = ""  # the maintenance window's name
+    silenced: str = ""  # the silence's id
+    suppressed_by: str = ""  # the parent check that is hard non-OK
+
+    @property
+    def muted(self) -> bool:
+        return bool(self.maintenance or self.silenced or self.suppressed_by)
+
+    def describe(self) -> str:
+        """``maintenance sunday-patching``, ``silenced 3f2a``, ``suppressed by db``; several joined by ", "."""
+        parts = [f"maintenance {self.maintenance}" if self.maintenance else "",
+                 f"silenced {self.silenced}" if self.silenced else "",
+                 f"suppressed by {self.suppressed_by}" if self.suppressed_by else ""]
+        return ", ".join(p for p in parts if p)
+
+
+NO_MARKS = Marks()
 
 
 @dataclass(frozen=True)
@@ -35,6 +62,7 @@ class Outcome:
     duration: float  # seconds, monotonic
     verdicts: tuple[Verdict, ...] = ()
     plugin_result: Result | None = None
+    marks: Marks = NO_MARKS
 
     @property
     def name(self) -> str:
@@ -48,7 +76,7 @@ class Outcome:
         """The stable view of this run (no spec, no options): what formats and plugin tests are given."""
         labels: Mapping[str, str] = self.spec.labels
         return CheckRun(self.spec.name, self.spec.type, labels, self.result, self.started, self.duration,
-                        self.verdicts, self.plugin_result)
+                        self.verdicts, self.plugin_result, self.spec.runbook)
 
 
 class StateView(CheckStateView, Protocol):
@@ -72,6 +100,13 @@ class TransitionView(Protocol):
 
     @property
     def at(self) -> float: ...
+
+
+class Silences(Protocol):
+    def matching(self, spec: CheckSpec, now: float) -> str:
+        """The id of an active silence covering ``spec`` at ``now`` (epoch seconds), or ``""``. Fast: it is
+        called on the loop for every result (the store is read elsewhere)."""
+        ...
 
 
 class Sink(Protocol):

@@ -19,6 +19,7 @@ from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
 if TYPE_CHECKING:
+    from probe.sinks.history.pings import PingStore
     from probe.sinks.telemetry.metrics import MetricsSink
 
 
@@ -47,7 +48,7 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     started_wall, started = time.time(), time.monotonic()
     deadline = started + wait
     redact = Redactor(plan.secrets)
-    runner = Runner(registry, redact=redact)
+    runner = Runner(registry, redact=redact, pings=_pings(plan))
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
     remediations: list[Remediation] = []
@@ -119,6 +120,8 @@ def describe_outcome(outcome: Outcome) -> str:
         f"summary:  {r.summary}",
         f"duration: {format_duration(outcome.duration)}",
     ]
+    if spec.runbook:
+        lines.append(f"runbook:  {spec.runbook}")
     if r.measurements:
         lines.append("measurements:")
         lines += [f"  {m.name:<24} {format_value(m.value, m.unit)}" for m in r.measurements]
@@ -187,3 +190,10 @@ async def check_remediation(plan: Plan, registry: Registry, runner: Runner, outc
         if store is not None:
             store.close()
     return "\n".join(lines) + "\n", latest
+
+
+def _pings(plan: Plan) -> PingStore:
+    """The state store's pings, for ``heartbeat`` checks: a job may have pinged without the agent running."""
+    from probe.sinks.history.pings import store_for
+
+    return store_for(plan.settings.state_dir)

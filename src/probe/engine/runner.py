@@ -9,10 +9,11 @@ check reports it instead of piling up more threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,7 +23,7 @@ from probe.config.thresholds import Threshold
 from probe.engine.intake import admit
 from probe.engine.interfaces import Outcome
 from probe.engine.workers import DaemonThreads, owned_task
-from probe.model import Measurement, Result, Status, Verdict
+from probe.model import Measurement, Ping, Result, Status, Verdict
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never impo
     from probe.engine.forecast import Forecaster
 
 log = logging.getLogger("probe.runner")
+# How long a check cancelled by a stopping agent gets for its own clean-up (killing its processes).
+CANCEL_GRACE = 2.0
 
 
 class _PluginExit(Exception):
@@ -81,6 +84,8 @@ class Runner:
     registry: Registry
     forecaster: Forecaster | None = None
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
+    pings: Callable[[str, float], Sequence[Ping]] | None = None
+    """Where ``Context.pings`` reads a check's pings (``check name, since``): the state store's, when there is one."""
     redact: Callable[[str], str] | None = None
     """Masks the configuration's secrets in every result as it enters (``probe.engine.intake``); the agent
     sets the plan's, and a reload the new plan's."""
@@ -124,7 +129,8 @@ class Runner:
         deadline = started + spec.timeout
         try:
             made = self._instance(spec)
-            ctx = Context(spec.name, deadline, made.logger, spec.labels)
+            ctx = Context(spec.name, deadline, made.logger, spec.labels,
+                          None if self.pings is None else functools.partial(self.pings, spec.name))
             raw = await self._call(made, ctx, spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
             raw = _crash(spec, exc, self._who(spec))
@@ -160,6 +166,12 @@ class Runner:
             task, owned = owned_task(coro, f"probe-check-{spec.name}")
             try:
                 return await self._await(task, spec)
+            except asyncio.CancelledError:
+                # The agent is stopping: the check's own clean-up (killing its subprocess, closing its
+                # transports) needs the loop for a moment, or the loop closes under it.
+                task.cancel()
+                await asyncio.wait({task}, timeout=CANCEL_GRACE)
+                raise
             finally:
                 if not task.done():
                     self._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
@@ -208,9 +220,13 @@ class Runner:
         leaked = [t for t in owned if t is not task and not t.done()]
         if not leaked:
             return
-        self.leaked_tasks += len(leaked)
         for t in leaked:
             t.cancel()
+        if not task.done() or task.cancelled():
+            # Cut short (timeout, shutdown): its tasks may be the ones it was cancelling in its own clean-up
+            # when we looked. Only a run() that returned while its tasks ran on is the plugin's bug.
+            return
+        self.leaked_tasks += len(leaked)
         if spec.type not in self._leak_warned:  # once per type: it is the plugin's bug, not the check's
             self._leak_warned.add(spec.type)
             log.warning("check %s: %s left %d asyncio task(s) running after run() returned; cancelled them "

@@ -32,6 +32,10 @@ def render_human(report: Report) -> str:
         if i > 0 and report.color:
             cells[0] = _paint(Status[row[0]], cells[0])
         lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
+    runbooks = [o for o in report.outcomes if o.status is not Status.OK and o.runbook]
+    if runbooks:
+        lines += ["", "RUNBOOK"]
+        lines += [_fit(f"{o.name}: {o.runbook}", report.width) for o in runbooks]
     if report.remediations:
         lines += ["", "REMEDIATION"]
         lines += [_fit(remediation_line(r), report.width) for r in report.remediations]
@@ -90,6 +94,7 @@ def outcome_dict(o: CheckRun) -> dict[str, Any]:
         "status_code": int(o.status),
         "summary": o.result.summary,
         "reason": o.result.reason or None,
+        "runbook": o.runbook,
         "started": o.started,
         "duration": round(o.duration, 6),
         "measurements": {m.name: {"value": m.value, "unit": m.unit} for m in o.result.measurements},
@@ -149,7 +154,9 @@ def render_tap(report: Report) -> str:
         lines.append(f"{ok} {i} - {_tap_escape(o.name)}: {_tap_escape(_one_line(o.result.summary))}")
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
-                      f"  duration: {o.duration:.6f}", "  ..."]
+                      f"  duration: {o.duration:.6f}"]
+            lines += [f"  runbook: {json.dumps(o.runbook)}"] if o.runbook else []
+            lines.append("  ...")
         lines += [f"# remediation: {_tap_escape(remediation_line(r))}" for r in report.remediations
                   if r.check == o.name]
     return "\n".join(lines) + "\n"
@@ -215,6 +222,8 @@ def _escape_label(value: str) -> str:
 
 def _detail(o: CheckRun) -> str:
     lines = [f"status: {o.status.label}", f"reason: {o.result.reason or '-'}", f"summary: {o.result.summary}"]
+    if o.runbook:
+        lines.append(f"runbook: {o.runbook}")
     units = {m.name: m.unit for m in o.result.measurements}
     lines += [f"{m.name}: {format_value(m.value, units[m.name])}" for m in o.result.measurements]
     return "\n".join(lines)

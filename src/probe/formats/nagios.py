@@ -34,6 +34,7 @@ def render_nagios(report: Report) -> str:
     lines = [f"{report.status.name} - {head}" + (f" | {perf}" if perf else "")]
     if len(report.outcomes) > 1:
         lines += [f"[{o.status.name}] {one_line(o.name)}: {one_line(o.result.summary)}" for o in report.outcomes]
+    lines += [f"runbook {one_line(o.name)}: {one_line(o.runbook)}" for o in problems if o.runbook]
     return "\n".join(lines) + "\n"
 
 

@@ -22,7 +22,7 @@ from probe.checks.net.conn import CertFacts, Failure, Peer, Timings
 MAX_HEAD = 100 * 1024
 """The response head (interim responses included) must end within this many bytes, however it is split
 (httpcore gives h11 the same limit; curl allows 100 KiB per header line)."""
-_SLICE = 16 * 1024  # h11 is fed at most this much at a time, so its own buffer limit below stays meaningful
+_SLICE = 16 * 1024  # h11 is fed at most this much at a time
 _RECV = 65536
 
 
@@ -180,14 +180,23 @@ class _Reader:
                 raise Failure("malformed_response", "the server switched protocols")
 
     async def _feed(self, head: bool) -> None:
-        if head and self.fed >= MAX_HEAD:  # h11 has had MAX_HEAD bytes and still wants the end of the head
-            raise Failure("malformed_response", f"response headers larger than {MAX_HEAD} bytes")
+        """Give h11 more bytes, never so many that a limit could pass or fail by how the bytes were split:
+        the head must end within MAX_HEAD bytes of the response, and in the body an unfinished chunk-size
+        line or trailer section (what h11 holds back, ``trailing_data``) within MAX_HEAD bytes too."""
+        if head:
+            room = MAX_HEAD - self.fed
+            if room <= 0:  # h11 has had MAX_HEAD bytes and still wants the end of the head
+                raise Failure("malformed_response", f"response headers larger than {MAX_HEAD} bytes")
+        else:
+            room = MAX_HEAD - len(self.h11.trailing_data[0])  # a copy, but only of an unfinished line
+            if room <= 0:
+                raise Failure("malformed_response", f"a chunk-size line or trailer larger than {MAX_HEAD} bytes")
         if not self.pending and not self.closed:
             self.pending = await self.stream.recv(_RECV)
             if self.first_byte is None:
                 self.first_byte = time.monotonic()
             self.closed = not self.pending
-        size = min(_SLICE, MAX_HEAD - self.fed) if head else _SLICE
+        size = min(_SLICE, room)
         piece, self.pending = self.pending[:size], self.pending[size:]
         self.fed += len(piece)
         self.h11.receive_data(piece)  # b"" tells h11 the server closed

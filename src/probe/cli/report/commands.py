@@ -122,7 +122,8 @@ def status(state_dir: str | None, fmt: str) -> None:
                      "last_status": _STATUS.get(r.status, "").lower(),
                      "last_run": r.ts, "age": now - r.ts, "summary": r.summary,
                      "flapping": bool(state.get("flapping", False)),
-                     "remediation_exhausted": _exhausted(state)})
+                     "remediation_exhausted": _exhausted(state), "maintenance": r.maintenance,
+                     "silenced": r.silenced, "suppressed_by": r.suppressed_by})
     if fmt == "json":
         click.echo(json.dumps({"checks": rows, "removed": removed}, indent=2))
         return
@@ -132,7 +133,10 @@ def status(state_dir: str | None, fmt: str) -> None:
     for row in rows:
         state_text = row["state_type"] + (f" {row['attempt'][0]}/{row['attempt'][1]}" if row["attempt"] else "")
         flags = state_text + (" flapping" if row["flapping"] else "") + \
-            (" remediation-exhausted" if row["remediation_exhausted"] else "")
+            (" remediation-exhausted" if row["remediation_exhausted"] else "") + \
+            (f" maintenance:{row['maintenance']}" if row["maintenance"] else "") + \
+            (f" silenced:{row['silenced']}" if row["silenced"] else "") + \
+            (f" suppressed-by:{row['suppressed_by']}" if row["suppressed_by"] else "")
         table.append((row["name"], row["hard_status"].upper(), row["soft_status"].upper(), flags.strip(),
                       f"{format_duration(row['age'])} ago", row["summary"]))
     columns = len(table[0]) - 1

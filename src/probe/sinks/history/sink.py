@@ -48,7 +48,9 @@ class HistorySink:
             outcome.started, spec.name, spec.type, int(r.status), duration=outcome.duration, reason=r.reason,
             summary=r.summary, hard_status=None if state is None else int(state.hard_status),
             state_type=None if state is None else state.state_type,
-            measurements={m.name: m.value for m in r.measurements}, samples=self.capacities.get(spec.type, {}).keys())
+            measurements={m.name: m.value for m in r.measurements}, samples=self.capacities.get(spec.type, {}).keys(),
+            maintenance=outcome.marks.maintenance, silenced=outcome.marks.silenced,
+            suppressed_by=outcome.marks.suppressed_by)
         if transition is not None:
             self.store.record_transition(transition.at, spec.name, transition.kind, int(transition.from_status),
                                          int(transition.to_status), r.summary)

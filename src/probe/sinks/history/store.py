@@ -154,10 +154,13 @@ class HistoryStore:
     def record_result(self, ts: float, check_name: str, check_type: str, status: int, *, duration: float,
                       reason: str = "", summary: str = "", hard_status: int | None = None,
                       state_type: str | None = None, measurements: Mapping[str, float] | None = None,
-                      samples: Iterable[str] = ()) -> None:
+                      samples: Iterable[str] = (), maintenance: str = "", silenced: str = "",
+                      suppressed_by: str = "") -> None:
+        """One result; ``maintenance``, ``silenced`` and ``suppressed_by`` are its marks (``""``: none)."""
         values = {} if measurements is None else measurements
         row = (ts, check_name, check_type, int(status), hard_status, state_type, self._text(reason),
-               self._text(summary), duration, json.dumps(values))
+               self._text(summary), duration, json.dumps(values), maintenance or None, silenced or None,
+               suppressed_by or None)
         kept = [("samples", (ts, check_name, name, float(values[name]))) for name in samples if name in values]
         with self._lock:
             self._append("results", row)

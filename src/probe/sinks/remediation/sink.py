@@ -49,6 +49,8 @@ class RemediationSink:
         spec = outcome.spec
         if not spec.remediate or state is None or spec.name in self._tasks:
             return  # one action per check at a time: results arriving meanwhile do not queue more
+        if outcome.marks.muted:
+            return  # maintenance, a silence, or a parent that is down: recorded, never acted on
         hard, flapping = state.hard_status, state.flapping
         entered = transition is not None and transition.kind == "hard"
         previous = transition.from_status if transition is not None and entered else hard

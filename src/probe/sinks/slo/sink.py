@@ -24,8 +24,7 @@ log = logging.getLogger("probe.slo")
 
 def excluded(outcome: Outcome) -> bool:
     """Whether the result was marked (maintenance, silence, a failed dependency): its time is left out."""
-    marks = getattr(outcome, "marks", None)
-    return bool(marks) and any(getattr(marks, k, None) for k in ("maintenance", "silenced", "suppressed_by"))
+    return outcome.marks.muted
 
 
 class SloSink:

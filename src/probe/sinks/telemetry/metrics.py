@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from probe.config.spec import CheckSpec
     from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
     from probe.sinks.slo.tracker import SloValues
 
@@ -71,6 +72,10 @@ class MetricsSink:
     def record_history(self, health: Health) -> None:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
         pending in memory, rows dropped and write errors so far."""
+
+    def record_alerting(self, health: AlertingHealth) -> None:
+        """The alert outbox (``AlertingHealth``): ``probe.alerts.pending`` undelivered notifications, and
+        ``probe.alerts.sent`` / ``failed`` (attempts) / ``dropped`` (given up) so far."""
 
     def forget(self, keep: Iterable[str]) -> None:
         """After a reload: stop reporting the gauges of checks not in ``keep``."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from probe.config.settings import TelemetrySettings
     from probe.config.spec import CheckSpec
     from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
     from probe.sinks.slo.tracker import SloValues
 
@@ -108,11 +109,16 @@ class OtelSink(MetricsSink):
             ("probe.agent.config.errors", "{error}", "Errors in the latest configuration load (0 when it was good)"),
             ("probe.agent.history.healthy", "", "1 while the history store can write, else 0"),
             ("probe.agent.history.pending", "{row}", "History rows held in memory, not yet written"),
+            ("probe.alerts.pending", "{notification}", "Alerts and webhook notifications not delivered yet"),
         ):
             self._meter.create_observable_gauge(name, [self._agent_callback(name)], unit, description)
         for name, unit, description in (
             ("probe.agent.history.dropped", "{row}", "History rows dropped because the in-memory backlog was full"),
             ("probe.agent.history.write_errors", "{error}", "Failed history writes (full disk, locked database)"),
+            ("probe.alerts.sent", "{notification}", "Alerts and webhook notifications delivered"),
+            ("probe.alerts.failed", "{attempt}", "Failed deliveries of alerts and webhook notifications (retried)"),
+            ("probe.alerts.dropped", "{notification}",
+             "Notifications given up: refused by the receiver, older than max_age, or past max_pending"),
         ):
             self._meter.create_observable_counter(name, [self._agent_callback(name)], unit, description)
         self._meter.create_observable_counter("probe.agent.labels.collapsed", [self._collapsed], "{value}",
@@ -272,6 +278,13 @@ class OtelSink(MetricsSink):
             self._agent["probe.agent.history.pending"] = float(health.pending)
             self._agent["probe.agent.history.dropped"] = float(health.dropped)
             self._agent["probe.agent.history.write_errors"] = float(health.write_errors)
+
+    def record_alerting(self, health: AlertingHealth) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            for key in ("pending", "sent", "failed", "dropped"):
+                self._agent[f"probe.alerts.{key}"] = float(getattr(health, key))
 
     def forget(self, keep: Iterable[str]) -> None:
         names = set(keep)

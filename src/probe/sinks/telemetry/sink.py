@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from probe.config.spec import CheckSpec
 from probe.engine.interfaces import Outcome, StateView, TransitionView
@@ -15,15 +16,21 @@ from probe.sinks.remediation.remediator import Record
 from probe.sinks.slo.tracker import SloValues
 from probe.sinks.telemetry.metrics import MetricsSink
 
+if TYPE_CHECKING:
+    from probe.sinks.alerting.sink import AlertingHealth
+
 
 class TelemetrySink:
     """The agent's side of :class:`~probe.sinks.telemetry.metrics.MetricsSink`: results, remediation outcomes and
     self-metrics, with the history store's health exported at most once per ``health_interval``."""
 
     def __init__(self, metrics: MetricsSink, *, history: Callable[[], Health] | None = None,
-                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0) -> None:
+                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0,
+                 alerting: Callable[[], AlertingHealth] | None = None) -> None:
         self.metrics = metrics
         self.history = history
+        self.alerting = alerting
+        """The alert outbox's health (``AlertingSink.health``)."""
         self.agent = agent
         """Pushes the agent's self-metrics (scheduler lag, checks loaded, reloads) into ``metrics``."""
         self.health_interval = health_interval
@@ -70,6 +77,8 @@ class TelemetrySink:
         self._health_at = now
         if self.history is not None:
             self.metrics.record_history(self.history())
+        if self.alerting is not None:
+            self.metrics.record_alerting(self.alerting())
         if self.agent is not None:
             self.agent(self.metrics)
 
