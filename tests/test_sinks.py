@@ -410,7 +410,7 @@ async def test_assemble_builds_from_probe_yaml_and_restores_state_on_the_next_st
         return Result.ok("fine")
 
     parts = assemble(plan, registry, rerun=rerun)
-    assert [type(s).__name__ for s in parts.sinks] == ["HistorySink", "TelemetrySink", "RemediationSink"]
+    assert [type(s).__name__ for s in parts.sinks] == ["HistorySink", "SloSink", "TelemetrySink", "RemediationSink"]
     assert parts.forecaster.settings.window == 7200 and parts.forecaster.settings.min_samples == 3
     assert parts.states == {}
     s = plan.checks[0]

@@ -140,3 +140,55 @@ def test_the_agent_exports_budget_and_burn_rates(tmp_path: Path) -> None:
     assert gone["5m"] == pytest.approx(100.0)  # down all the time: 100% outage / 1% allowed
     budget = re.search(r'^probe_slo_error_budget_remaining\{check_name="gone",check_type="file"\} (\S+)$', text, re.M)
     assert budget is not None and float(budget.group(1)) < 0
+
+
+@pytest.mark.slow
+def test_a_maintenance_window_is_left_out_of_the_report_and_the_budget(tmp_path: Path) -> None:
+    """The real daemon with a window open all along over one failing check: its results are marked, and the
+    report shows the time as maintenance, no outage, the objective met; the agent's budget is untouched."""
+    import json
+    import socket
+
+    from hostfs import probe_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    checks = {"checks": [
+        {"name": "patched", "type": "file", "path": str(tmp_path / "never"), "interval": "1s",
+         "failure_threshold": 1, "slo": "99%"},
+        {"name": "down", "type": "file", "path": str(tmp_path / "never"), "interval": "1s", "failure_threshold": 1,
+         "slo": "99%"},
+    ]}
+    settings = {"state_dir": str(tmp_path / "state"), "plugins": {"entry_points": False},
+                "maintenance": [{"name": "all-day", "cron": "* * * * *", "duration": "2h", "checks": ["patched"]}],
+                "telemetry": {"prometheus": {"enabled": True, "port": port}}}
+    daemon = Daemon(tmp_path, checks, settings).start()
+    try:
+        def budgets() -> dict[str, float] | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                return None
+            found = {m.group(1): float(m.group(2)) for m in re.finditer(
+                r'^probe_slo_error_budget_remaining\{check_name="(\w+)",check_type="file"\} (\S+)$', text, re.M)}
+            return found if "down" in found else None
+
+        wait_for("the failing check's budget", budgets, log=daemon.log)
+        time.sleep(3)  # a few more results of each
+        remaining = wait_for("the failing check's budget", budgets, log=daemon.log)
+    finally:
+        daemon.stop()
+    assert remaining["down"] < 0  # 100% outage against 1% allowed
+    # all its time is excluded: no eligible time, so no budget figure at all (never a spent one)
+    assert remaining.get("patched", 1.0) == 1.0
+    proc = probe_cli("--config", daemon.settings, "--config-dir", daemon.checks, "report", "--since", "1h",
+                     "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    by_name = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    patched, down = by_name["patched"], by_name["down"]
+    assert patched["seconds"]["outage"] == 0 and patched["seconds"]["excluded"] > 0
+    assert patched["excluded_seconds"]["maintenance"] == patched["seconds"]["excluded"]
+    assert patched["incident_count"] == 0 and patched["incidents"][0]["excluded"] == "maintenance"
+    assert down["seconds"]["outage"] > 0 and down["slo"]["met"] is False
