@@ -43,7 +43,7 @@ PACKAGES = {  # Debian package -> the file that shows it is installed
     "nginx": "/usr/sbin/nginx",
 }
 CHECK_DISK = PACKAGES["monitoring-plugins-basic"]
-ROWS = ("http", "tcp", "dns", "disk", "startup", "scale", "rss", "history")
+ROWS = ("agent", "http", "tcp", "dns", "disk", "startup", "scale", "rss", "history")
 
 
 @dataclass
@@ -235,6 +235,82 @@ def probe_command() -> list[str]:
 
 
 # --- rows --------------------------------------------------------------------------------------------
+
+
+AGENT_TARGETS = {"http": 0.6, "tcp": 0.6, "dns": 0.6, "disk": 0.2}
+
+
+def row_agent(peers: Peers, s: Settings) -> list[Row]:
+    """CPU per check of the running agent (``probe run``, shipped probe.yaml, 100 checks/s) per check type vs
+    the same peers as the in-process rows (benchmarks/bench_agent.py has the method)."""
+    checks, interval = (50, 1.0) if s.quick else (500, 5.0)
+    window = 2.0 if s.quick else 20.0
+    rows = []
+    for kind, target in AGENT_TARGETS.items():
+        row = Row(f"agent-{kind}", "ms CPU/check", target,
+                  peer_name="check_disk per run" if kind == "disk" else f"blackbox_exporter {BLACKBOX_MODULE[kind]}")
+        try:
+            rows.append(agent_row(row, kind, peers, s, checks, interval, window))
+        except Exception as exc:  # one broken row must not lose the others
+            row.status, row.note = "error", f"{type(exc).__name__}: {exc}"[:300]
+            rows.append(row)
+    return rows
+
+
+BLACKBOX_MODULE = {"http": "http_2xx", "tcp": "tcp_connect", "dns": "dns_udp"}
+
+
+def agent_row(row: Row, kind: str, peers: Peers, s: Settings, checks: int, interval: float, window: float) -> Row:
+    from bench_agent import agent_vs_peer, running_agent
+
+    if kind == "disk":
+        if "monitoring-plugins-basic" in peers.unavailable:
+            row.note = peers.why("monitoring-plugins-basic")
+            return row
+        check: dict[str, object] = {"type": "disk", "path": "/",
+                                    "thresholds": {"utilization": {"warning": ">= 80%", "critical": ">= 90%"}}}
+        peer = check_disk_cpu(s.runs(300, 10))
+    else:
+        target = {"http": peers.web, "tcp": peers.web, "dns": peers.dns}[kind]
+        if target is None or peers.blackbox_pid is None:
+            row.note = peers.why("prometheus-blackbox-exporter" if target else
+                                 "dnsmasq-base" if kind == "dns" else "nginx")
+            return row
+        host, port = target.rsplit(":", 1)
+        check = {"http": {"type": "http", "url": f"http://{target}/"},
+                 "tcp": {"type": "tcp", "host": host, "port": int(port)},
+                 "dns": {"type": "dns", "query": "www.test", "server": target}}[kind]
+        blackbox_target = f"http://{target}/" if kind == "http" else target
+        peer = blackbox_cpu(peers, BLACKBOX_MODULE[kind], blackbox_target, s.runs(2000))
+    with running_agent(check, checks, interval) as agent:
+        m = agent_vs_peer(agent, peer, s.rounds, window)
+    row.probe, row.peer = m.agent * 1e3, m.peer * 1e3
+    row.extra = {"checks": checks, "interval": interval, "window": window, "runs": m.runs, "rounds": m.ratios}
+    row.note = (f"probe run, shipped probe.yaml, {checks} checks every {interval:g} s; {m.runs:.0f} runs in "
+                f"{s.rounds} x {window:g} s windows, median ratio {m.ratio:.2f}")
+    return row.judge()
+
+
+def check_disk_cpu(runs: int) -> Callable[[], float]:
+    argv = [CHECK_DISK, "-w", "20%", "-c", "10%", "-p", "/"]
+
+    def theirs() -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        for _ in range(runs):
+            subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / runs
+
+    return theirs
+
+
+def blackbox_cpu(peers: Peers, module: str, target: str, runs: int) -> Callable[[], float]:
+    if module.startswith("dns"):
+        from bench_dns import blackbox_cpu_per_probe
+    else:
+        from bench_http import blackbox_cpu_per_probe
+    pid, port = peers.blackbox_pid or 0, peers.blackbox_port or 0
+    return lambda: blackbox_cpu_per_probe(pid, port, module, target, runs)
 
 
 def row_dns(peers: Peers, s: Settings) -> list[Row]:
@@ -550,6 +626,7 @@ def delegated(module: str, rows: tuple[Row, ...], owner: str) -> Callable[[Peers
 
 
 ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
+    "agent": row_agent,
     "http": row_http,
     "tcp": row_tcp,
     "dns": row_dns,

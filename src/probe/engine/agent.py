@@ -91,7 +91,7 @@ class Agent:
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
-        self.runner = Runner(registry, max_threads=plan.settings.max_concurrency)
+        self.runner = Runner(registry)
         self.schedule = Schedule()
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
@@ -174,6 +174,8 @@ class Agent:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
 
     def _load(self, specs: Iterable[CheckSpec], now: float) -> None:
+        specs = list(specs)
+        self.runner.prepare(specs)  # each check's one-time set-up now, not inside its first run or a neighbour's
         for spec in specs:
             self.schedule.add(spec, now)
             state = self.states.get(spec.name)

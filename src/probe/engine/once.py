@@ -33,7 +33,10 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     the one reported. Every run, and every remediation outcome, also goes to ``metrics``."""
     started_wall, started = time.time(), time.monotonic()
     deadline = started + wait
-    runner = Runner(registry, max_threads=plan.settings.max_concurrency)
+    runner = Runner(registry)
+    # Every check starts at once: build them all (their one-time set-up) and their threads first, so no
+    # check's duration includes another's imports or thread start.
+    runner.prepare(specs, threads=plan.settings.max_concurrency)
     redact = Redactor(plan.secrets)
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}

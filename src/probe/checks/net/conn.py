@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import select
 import socket
 import ssl
+import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +21,10 @@ import probe
 from probe.units import format_duration
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
+# Linux: the kernel stamps each segment as it arrives and recvmsg hands the stamp over (SCM_TIMESTAMPNS), so
+# a reply's time is when it came, not when a busy event loop got round to reading it.
+_SO_TIMESTAMPNS = 35
+_STAMP_SPACE = socket.CMSG_SPACE(16)
 _VERIFY_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 _VERIFY_NOT_YET_VALID = 9
 
@@ -150,14 +158,13 @@ class Peer:
 
 async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings) -> tuple[socket.socket, Peer]:
     """A connected non-blocking socket to the first address that accepts, and that address."""
-    loop = asyncio.get_running_loop()
     failure: Failure | None = None
     for family, address in await resolve(host, port, ip_version, timings):
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         started = time.monotonic()
         try:
-            await loop.sock_connect(sock, address)
+            await _connect(sock, address)
         except OSError as exc:
             sock.close()
             failure = os_failure(exc, f"connect to {show_address(address)}")
@@ -168,6 +175,8 @@ async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings)
         finally:
             timings.connect = time.monotonic() - started
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sys.platform == "linux":
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         return sock, Peer(family, address)
     assert failure is not None
     raise failure
@@ -298,6 +307,9 @@ class Stream:
     def __init__(self, sock: socket.socket, peer: Peer) -> None:
         self.sock = sock
         self.peer = peer
+        self.arrived = 0.0
+        """When the data ``recv`` returned last reached this host (monotonic clock; the kernel's stamp on a
+        plain stream, else when it was read)."""
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -323,8 +335,17 @@ class Stream:
 
     async def recv(self, size: int) -> bytes:
         if self._reader is not None:
-            return await self._reader.read(size)
-        return await asyncio.get_running_loop().sock_recv(self.sock, size)
+            data = await self._reader.read(size)
+            self.arrived = time.monotonic()
+            return data
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(size, _STAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                await _readable(self.sock)
+                continue
+            self.arrived = _arrival(ancillary)
+            return data
 
     async def send(self, data: bytes) -> None:
         if self._writer is not None:
@@ -347,3 +368,57 @@ class Stream:
         if obj.selected_alpn_protocol():
             details["alpn"] = obj.selected_alpn_protocol()
         return details
+
+
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, _resolve, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive stamp (wall clock) on the monotonic clock; now, when there is none."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
+            stamp: float = seconds + nanoseconds / 1e9
+            return time.monotonic() - max(0.0, time.time() - stamp)
+    return time.monotonic()
+
+
+async def _connect(sock: socket.socket, address: tuple[Any, ...]) -> None:
+    """``loop.sock_connect``, but a connection the kernel completed within the ``connect`` call (loopback,
+    a local peer) is seen as done at once, not when the event loop next polls, which a busy loop makes late."""
+    try:
+        sock.connect(address)
+        return
+    except (BlockingIOError, InterruptedError):
+        pass
+    if not _writable_now(sock):
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd = sock.fileno()
+        loop.add_writer(fd, _resolve, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_writer(fd)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error), address)
+
+
+def _writable_now(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(0))
