@@ -8,7 +8,6 @@ What the agent hands on and to whom (``Outcome``, ``Sink``, ``Lifecycle``) is in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import gc
@@ -97,7 +96,8 @@ class Agent:
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
         self._inflight: dict[str, asyncio.Task[Any]] = {}
-        self._wake: asyncio.Event | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, ended early by _poke
+        self._wake_at = float("inf")  # when the loop's sleep ends by itself
         self._stop = False
         self._force = asyncio.Event()
         self._reload_wanted = False
@@ -117,8 +117,8 @@ class Agent:
         self._poke()
 
     def _poke(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def checks_loaded(self) -> int:
@@ -140,7 +140,6 @@ class Agent:
         self.stats.loop_stalls += 1  # from the watcher thread, while this loop is blocked
 
     async def _loop(self) -> int:
-        self._wake = asyncio.Event()
         self._install_signals()
         self._load(self.plan.checks, time.monotonic())
         log.info("probe agent running %d checks", len(self.schedule))
@@ -159,11 +158,21 @@ class Agent:
                 self._sweep_stale()
                 next_sweep = now + STALE_SWEEP
             due = self.schedule.next_due()
-            delay = tick if due is None else min(tick, max(0.0, due - time.monotonic()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+            await self._sleep(tick if due is None else min(tick, max(0.0, due - time.monotonic())))
         return await self._shutdown()
+
+    async def _sleep(self, delay: float) -> None:
+        """Until ``delay`` has passed or ``_poke``: one future and one timer (``asyncio.wait_for`` on an Event
+        made a task per loop iteration, and the loop iterates about twice per check run)."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        self._wake_at = time.monotonic() + delay
+        timer = loop.call_later(delay, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter, self._wake_at = None, float("inf")
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -210,7 +219,8 @@ class Agent:
         finally:
             state = self.states.get(entry.spec.name)
             self.schedule.done(entry, time.monotonic(), retry=state is not None and state.soft_problem)
-            self._poke()
+            if entry.due < self._wake_at:  # due before the loop would look again by itself
+                self._poke()
 
     async def rerun(self, spec: CheckSpec) -> Result:
         """Run ``spec`` now, outside its schedule (after a remediation action), and record the outcome like
@@ -399,6 +409,11 @@ class Agent:
                 remaining -= done
         finally:
             force.cancel()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def same_check(a: CheckSpec, b: CheckSpec) -> bool:

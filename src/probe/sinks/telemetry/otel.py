@@ -62,12 +62,32 @@ class _Latest:
     measurements: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Known:
+    """What ``record`` works out once per check (per spec object), not once per run."""
+
+    spec: CheckSpec
+    attributes: dict[str, str]
+    by_status: dict[Status, dict[str, str]] = field(default_factory=dict)  # the attributes with "status"
+    instruments: dict[tuple[str, str], str] = field(default_factory=dict)  # (measurement, unit) -> gauge name
+
+    def with_status(self, status: Status) -> dict[str, str]:
+        found = self.by_status.get(status)
+        if found is None:
+            found = self.by_status[status] = {**self.attributes, "status": status.label}
+        return found
+
+
 class OtelSink(MetricsSink):
     def __init__(self, settings: TelemetrySettings, *, otlp: bool, prometheus: bool, atexit: bool = True) -> None:
         self._settings = settings
         self._lock = threading.Lock()  # guards the data below; gauge callbacks read it from exporter threads
         self._create_lock = threading.Lock()  # never held while the SDK calls back into us (see _gauge_for)
         self._latest: dict[str, _Latest] = {}
+        self._known: dict[str, _Known] = {}
+        # Runs by (check, status), counted here and read by an observable counter when an exporter collects:
+        # the SDK's own counter cost about as much per run as a whole DNS check.
+        self._runs: dict[tuple[str, Status], list[Any]] = {}  # -> [attributes with status, count]
         self._agent: dict[str, float] = {}
         self._units: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -91,7 +111,7 @@ class OtelSink(MetricsSink):
 
     def _instruments(self) -> None:
         m = self._meter
-        self._runs = m.create_counter("probe.check.runs", "{run}", "Check runs, by status")
+        m.create_observable_counter("probe.check.runs", [self._observe_runs], "{run}", "Check runs, by status")
         self._duration = m.create_histogram("probe.check.duration", "s", "How long each check run took",
                                             explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
         self._transitions = m.create_counter("probe.check.transitions", "{transition}",
@@ -170,6 +190,12 @@ class OtelSink(MetricsSink):
 
         return observe
 
+    def _observe_runs(self, options: CallbackOptions) -> Iterator[Observation]:
+        with self._lock:
+            runs = [(attributes, count) for attributes, count in self._runs.values()]
+        for attributes, count in runs:
+            yield Observation(count, attributes)
+
     def _collapsed(self, options: CallbackOptions) -> Iterator[Observation]:
         yield Observation(self._limit.collapsed)
 
@@ -179,20 +205,30 @@ class OtelSink(MetricsSink):
         if self._closed:  # a check that finished after the final export: nothing left to send it
             return
         spec = outcome.spec
-        attributes = check_attributes(spec, self._limit, self._warned)
+        known = self._known.get(spec.name)
+        if known is None or known.spec is not spec:
+            known = self._known[spec.name] = _Known(spec, check_attributes(spec, self._limit, self._warned))
+        attributes = known.attributes
         measurements = {}
         for m in outcome.result.measurements:
             if m.name in SKIPPED_MEASUREMENTS:
                 continue
-            name = measurement_instrument(spec.type, m.name, m.unit)
-            self._gauge_for(name, m.unit)
+            name = known.instruments.get((m.name, m.unit))
+            if name is None:
+                name = known.instruments[(m.name, m.unit)] = measurement_instrument(spec.type, m.name, m.unit)
+                self._gauge_for(name, m.unit)
             measurements[name] = float(m.value)
         flapping = getattr(state, "flapping", None)
         latest = _Latest(attributes, outcome.status, hard_status_of(state),
                          None if flapping is None else bool(flapping), measurements)
+        key = (spec.name, outcome.status)
         with self._lock:
             self._latest[spec.name] = latest
-        self._runs.add(1, {**attributes, "status": outcome.status.label})
+            runs = self._runs.get(key)
+            if runs is None:
+                self._runs[key] = [known.with_status(outcome.status), 1]
+            else:
+                runs[1] += 1
         self._duration.record(max(0.0, outcome.duration), attributes)
         entered = transition_status(transition) if transition is not None else None
         if entered is not None:
@@ -235,6 +271,10 @@ class OtelSink(MetricsSink):
         with self._lock:
             for name in [n for n in self._latest if n not in names]:
                 del self._latest[name]
+            for key in [k for k in self._runs if k[0] not in names]:
+                del self._runs[key]
+        for name in [n for n in self._known if n not in names]:
+            del self._known[name]
 
     def flush(self, timeout: float = 5.0) -> bool:
         return True if self._closed else self._force_flush(timeout)
