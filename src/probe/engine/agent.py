@@ -141,7 +141,7 @@ class Agent:
 
     async def _loop(self) -> int:
         self._install_signals()
-        self._load(self.plan.checks, time.monotonic())
+        self._load(self.plan.checks)
         log.info("probe agent running %d checks", len(self.schedule))
         self.lifecycle.ready()
         next_sweep = time.monotonic() + STALE_SWEEP
@@ -182,9 +182,11 @@ class Agent:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
 
-    def _load(self, specs: Iterable[CheckSpec], now: float) -> None:
+    def _load(self, specs: Iterable[CheckSpec], now: float | None = None) -> None:
         specs = list(specs)
         self.runner.prepare(specs)  # each check's one-time set-up now, not inside its first run or a neighbour's
+        if now is None:  # after the set-up (10,000 checks: a few hundred ms), or the first runs start late
+            now = time.monotonic()
         for spec in specs:
             self.schedule.add(spec, now)
             state = self.states.get(spec.name)
@@ -328,7 +330,6 @@ class Agent:
         removed ones are dropped. Settings the agent was wired with at start keep their running values
         (``self.plan`` says what is in effect), with a warning naming them."""
         plan = self._keep_wired_settings(plan)
-        now = time.monotonic()
         wanted = {spec.name: spec for spec in plan.checks}
         removed = [name for name in self.schedule.entries if name not in wanted]
         for name in removed:
@@ -347,7 +348,7 @@ class Agent:
             (changed if entry is not None else added).append(spec)
             self.states.pop(spec.name, None)
             self._levels.pop(spec.name, None)
-        self._load(added + changed, now)
+        self._load(added + changed)
         self.runner.registry = registry
         self.runner.forget(set(wanted))
         if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
