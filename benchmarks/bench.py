@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +44,9 @@ PACKAGES = {  # Debian package -> the file that shows it is installed
     "nginx": "/usr/sbin/nginx",
 }
 CHECK_DISK = PACKAGES["monitoring-plugins-basic"]
-ROWS = ("agent", "http", "tcp", "dns", "disk", "once", "startup", "scale", "rss", "history")
+CHECK_ROWS = ("ntp", "grpc", "websocket", "ssh")  # issue 20's check types: benchmarks/bench_checks.py
+ROWS = ("agent", "http", "tcp", "dns", "disk", "once", "startup", "scale", "rss", "history", "scrape-flood",
+        *CHECK_ROWS)
 
 
 @dataclass
@@ -203,17 +206,14 @@ async def runner_cpu_per_check(yaml_text: str, runs: int, warmup: int = 20) -> f
     registry, specs = load_specs(yaml_text)
     spec = specs[0]
     runner = Runner(registry)  # type: ignore[arg-type]
-    try:
-        for _ in range(warmup):
-            outcome = await runner.run(spec)  # type: ignore[arg-type]
-            if outcome.status.name not in ("OK", "WARNING"):
-                raise RuntimeError(f"{spec.name}: {outcome.result.summary}")  # type: ignore[attr-defined]
-        before = time.process_time()
-        for _ in range(runs):
-            await runner.run(spec)  # type: ignore[arg-type]
-        return (time.process_time() - before) / runs
-    finally:
-        runner.close()
+    for _ in range(warmup):
+        outcome = await runner.run(spec)  # type: ignore[arg-type]
+        if outcome.status.name not in ("OK", "WARNING"):
+            raise RuntimeError(f"{spec.name}: {outcome.result.summary}")  # type: ignore[attr-defined]
+    before = time.process_time()
+    for _ in range(runs):
+        await runner.run(spec)  # type: ignore[arg-type]
+    return (time.process_time() - before) / runs
 
 
 def median_of_rounds(rounds: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple[float, float, float,
@@ -736,6 +736,13 @@ def delegated(module: str, rows: tuple[Row, ...], owner: str) -> Callable[[Peers
     return run
 
 
+def check_rows(name: str, peers: Peers, s: Settings) -> list[Row]:
+    """One of issue 20's check types: benchmarks/bench_checks.py starts its server and peers and measures."""
+    import bench_checks
+
+    return [Row(**r) for r in bench_checks.bench_rows(quick=s.quick, only=[name])]
+
+
 ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
     "agent": row_agent,
     "http": row_http,
@@ -747,6 +754,10 @@ ROW_FUNCTIONS: dict[str, Callable[[Peers, Settings], list[Row]]] = {
     "scale": row_scale,
     "rss": row_rss,
     "history": row_history,
+    # benchmarks/bench_scrape.py: check lateness while 1,000 scrapers hammer /metrics (issue 16)
+    "scrape-flood": delegated("bench_scrape", (Row("scrape-flood", "ms p99 lateness", 50.0),), "issue 16"),
+    # bench_checks.py starts its own servers and peers for each of these
+    **{name: partial(check_rows, name) for name in CHECK_ROWS},
 }
 
 

@@ -121,7 +121,6 @@ async def main(runs: int) -> None:
     finally:
         ch.queue_delete("probe-bench")
         conn.close()
-    runner.close()
 
     print(f"{'row':<16} {'probe ms':>9}  {'peer':<28} {'peer ms':>8}  ratio")
     for name, p, peer, q in rows:

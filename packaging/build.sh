@@ -32,7 +32,7 @@ stage=$root/$PROBE_STAGE/opt/probe
 rm -rf build/pkgroot build/wheel
 mkdir -p build/wheel dist
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir build/wheel .
-wheel=$(ls build/wheel/probe_agent-"$PROBE_VERSION"-*.whl)
+wheel=$(ls build/wheel/probe_monitor-"$PROBE_VERSION"-*.whl)
 
 "$PYTHON" -m venv "$stage"
 "$stage/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel[$EXTRAS]"

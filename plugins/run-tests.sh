@@ -22,8 +22,9 @@ for pkg in "${packages[@]}"; do
     fi
     touch "$stamp"
   fi
-  "$BIN/python" -c "from importlib.metadata import entry_points as e; import sys; \
-n={x.name for x in e(group='probe')}; sys.exit(0 if '$pkg' in n else f'$pkg: no probe entry point after install')"
+  "$BIN/python" -c "from importlib.metadata import distribution as d; import sys; \
+g={x.group for x in d('$pkg').entry_points} & {'probe', 'probe.checks', 'probe.actions'}; \
+sys.exit(0 if g else '$pkg: no entry point in group probe, probe.checks or probe.actions after install')"
   (cd "$dir" && "../../$BIN/ruff" check . && "../../$BIN/mypy" --config-file pyproject.toml src \
      && "../../$BIN/pytest" -q -p no:cacheprovider) || { echo "!! $pkg failed"; status=1; }
 done

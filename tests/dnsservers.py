@@ -14,7 +14,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -42,6 +42,7 @@ class DnsServer:
     queries: list[tuple[str, dns.message.Message]] = field(default_factory=list)  # (transport, query)
     tls_port: int = 0
     https_port: int = 0
+    craft: Callable[[dns.message.Message, str], list[bytes]] | None = None  # (query, transport) -> replies
     _closers: list[object] = field(default_factory=list)
 
     async def start(self) -> DnsServer:
@@ -91,6 +92,8 @@ class DnsServer:
         name = q.name.to_text(omit_final_dot=True).lower()
         qtype = dns.rdatatype.to_text(q.rdtype)
         self.queries.append((transport, query))
+        if self.craft is not None:
+            return self.craft(query, transport)
         b = self.behaviour
         if b == "silent":
             return []

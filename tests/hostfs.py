@@ -23,11 +23,13 @@ def _mount(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def tmpfs(where: Path, *, size: str = "1m", inodes: int = 64) -> Iterator[Path]:
-    """A ``size`` tmpfs with ``inodes`` inodes mounted on ``where`` (created)."""
+def tmpfs(where: Path, *, size: str = "1m", inodes: int = 64, read_only: bool = False) -> Iterator[Path]:
+    """A ``size`` tmpfs with ``inodes`` inodes mounted on ``where`` (created); ``read_only`` mounts the
+    filesystem itself read-only (its superblock, as a kernel's errors=remount-ro does)."""
     require(os.geteuid() == 0, "mounting a tmpfs needs root")
     where.mkdir(parents=True, exist_ok=True)
-    _mount("-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes},mode=0755", "probe-test", str(where))
+    ro = ",ro" if read_only else ""
+    _mount("-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes},mode=0755{ro}", "probe-test", str(where))
     try:
         yield where
     finally:
@@ -36,7 +38,8 @@ def tmpfs(where: Path, *, size: str = "1m", inodes: int = 64) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def read_only_bind(source: Path, where: Path) -> Iterator[Path]:
-    """``source`` bind-mounted read-only on ``where``."""
+    """``source`` bind-mounted read-only on ``where``: a read-only view of a writable filesystem, as
+    systemd's ``ProtectSystem=strict`` makes of ``/``."""
     where.mkdir(parents=True, exist_ok=True)
     _mount("--bind", str(source), str(where))
     try:
@@ -79,10 +82,7 @@ async def run_checks(tmp_path: Path, yaml_text: str) -> dict[str, Outcome]:
     registry = load_plugins(use_entry_points=False)
     plan = load_plan(path, registry, env={})
     runner = Runner(registry)
-    try:
-        return {spec.name: await runner.run(spec) for spec in plan.checks}
-    finally:
-        runner.close()
+    return {spec.name: await runner.run(spec) for spec in plan.checks}
 
 
 # A checks file whose checks end in each status on any Linux machine, without a network.

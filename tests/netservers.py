@@ -88,9 +88,10 @@ class Certs:
 class ThreadedServer:
     """An asyncio TCP server on a loopback port, in its own thread and loop."""
 
-    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         self.handler, self.tls, self.host = handler, tls, host
-        self.port = 0
+        self.port = port
         self.connections = 0
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -122,7 +123,7 @@ class ThreadedServer:
             finally:
                 writer.close()
 
-        server = self.loop.run_until_complete(asyncio.start_server(handle, self.host, 0, ssl=self.tls))
+        server = self.loop.run_until_complete(asyncio.start_server(handle, self.host, self.port, ssl=self.tls))
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self.loop.run_forever()
@@ -255,6 +256,8 @@ NGINX_ROUTES = """
         location = /missing {{ return 404 "no such page\\n"; }}
         location = /broken {{ return 500 "broken\\n"; }}
         location = /moved {{ return 301 /health; }}
+        location = /gzip {{ gzip on; gzip_min_length 1; gzip_types text/plain;
+                            return 200 "compress me compress me compress me compress me\n"; }}
 """.format()
 
 

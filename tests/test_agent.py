@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,7 @@ async def test_a_stale_check_goes_unknown_through_the_sinks(tmp_path: Path, regi
                   sinks=[recorder])
     agent._load(agent.plan.checks, 0.0)
     state = agent.states["quiet"]
-    state.update(Result.ok("fine"), 1000.0)  # long ago: more than two intervals
+    state.update(Result.ok("fine"), 1000.0, seen=time.monotonic() - 3 * 3600)  # more than two intervals ago
     agent._sweep_stale()
     name, reason, transition = recorder.seen[-1]
     assert (name, reason) == ("quiet", "stale")
@@ -153,4 +154,40 @@ async def test_a_rejected_reload_keeps_the_running_config(tmp_path: Path, regist
     await agent._reload()
     assert agent.plan is first and set(agent.schedule.entries) == {"keep"}
     assert agent.stats.reloads_failed == 1 and agent.stats.reloads_ok == 0
-    assert agent.stats.last_reload_error == "1 configuration error"
+    assert agent.stats.last_reload_error == "1 configuration error" and agent.stats.config_errors == 1
+
+
+async def test_a_reload_stuck_in_a_read_is_abandoned_refuses_later_ones_and_never_holds_the_stop(
+        tmp_path: Path, registry: Registry) -> None:
+    """A reload blocked for ever (a config file on a hung mount) used to block every later reload and SIGTERM."""
+    import threading
+
+    release = threading.Event()
+    calls = []
+
+    def stuck() -> tuple[Plan, Registry]:
+        calls.append(threading.current_thread())
+        release.wait(120)
+        raise ConfigErrors([])
+
+    agent = Agent(plan(tmp_path, registry, KEEP), registry, reload=stuck)
+    agent.reload_timeout = 0.5
+    task = asyncio.create_task(agent.run())
+    try:
+        agent.request_reload()
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if agent.stats.reloads_failed:
+                break
+        assert agent.stats.reloads_failed == 1 and "did not load within 500.0ms" in agent.stats.last_reload_error
+        agent.request_reload()
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if agent.stats.reloads_failed == 2:
+                break
+        assert "still stuck" in agent.stats.last_reload_error and len(calls) == 1  # no second thread piled up
+        agent.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+        assert calls[0].is_alive() and calls[0].daemon  # still blocked, and it cannot hold the exit
+    finally:
+        release.set()

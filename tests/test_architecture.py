@@ -164,6 +164,28 @@ def test_the_model_imports_nothing_of_probe(module: str) -> None:
     assert graph()[module] == frozenset()
 
 
+INTERNAL = ("probe.config", "probe.plugins", "probe.engine", "probe.sinks", "probe.daemon", "probe.cli", "probe.checks")
+"""The layers behind the public contract; a plugin never needs them, so the contract never names them."""
+
+
+def test_the_public_contract_names_nothing_internal() -> None:
+    """What a plugin sees (``probe``, its top-level modules, ``probe.formats``) is typed in public terms only,
+    even under TYPE_CHECKING: a format gets a ``CheckRun``, never the engine's ``Outcome``. ``probe.testing``
+    is the one facade that reaches inside (so plugin tests never have to); ``probe._entry`` starts the CLI."""
+    facades = {"probe.testing", "probe._entry"}
+    bad = sorted(
+        f"{name} imports {target}"
+        for name, targets in graph().items()
+        if name not in facades and not any(in_package(name, p) for p in INTERNAL)
+        for target in targets if any(in_package(target, p) for p in INTERNAL)
+    )
+    assert bad == []
+
+
+def test_formats_see_only_the_public_view() -> None:
+    assert violations("probe.formats", INTERNAL) == []
+
+
 def test_public_contract_stands_on_the_model_only() -> None:
     lower = {"probe.model", "probe.units", "probe.conditions", "probe.check", "probe.hookspecs"}
     for module in lower:
@@ -187,6 +209,11 @@ def test_the_engine_knows_no_cli_and_no_daemon() -> None:
 def test_sinks_never_import_the_engine_but_its_interfaces() -> None:
     assert violations("probe.sinks", ("probe.engine", "probe.daemon", "probe.cli"),
                       allowed=frozenset({"probe.engine.interfaces"})) == []
+
+
+def test_the_engine_interfaces_stand_alone() -> None:
+    """Sinks may import ``probe.engine.interfaces``; it must not pull the rest of the engine in behind it."""
+    assert sorted(t for t in graph()["probe.engine.interfaces"] if in_package(t, "probe.engine")) == []
 
 
 def test_config_is_upstream_of_everything_that_runs() -> None:
@@ -216,3 +243,36 @@ def test_no_module_sits_flat_beside_the_public_contract() -> None:
                   if name.count(".") == 1 and path.name != "__init__.py" and name not in public
                   and not name.rpartition(".")[2].startswith("_"))
     assert flat == []
+
+
+def _imports_module(path: Path, wanted: str) -> bool:
+    """Whether the file imports ``wanted`` (or a submodule of it) at run time, anywhere in it."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        if any(name == wanted or name.startswith(wanted + ".") for name in names):
+            return True
+    return False
+
+
+def test_only_the_checks_import_ssl() -> None:
+    """probe's own code brings in OpenSSL only where TLS is spoken: never the engine, config, sinks or CLI."""
+    importers = sorted(name for name, path in modules().items() if _imports_module(path, "ssl"))
+    assert importers and all(in_package(name, "probe.checks") for name in importers), importers
+
+
+def test_architecture_md_names_every_package_and_layer_module() -> None:
+    """ARCHITECTURE.md describes the layout the tests enforce: every package, and every module of the layers
+    whose modules it lists, appears in it (so a new module gets a line there)."""
+    text = (SRC.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    packages = sorted(name for name, path in modules().items() if path.name == "__init__.py" and name.count(".") == 1)
+    missing = [name for name in packages if f"`{name}`" not in text and f"`{name.rpartition('.')[2]}/`" not in text]
+    for layer in ("probe.engine", "probe.config", "probe.plugins", "probe.daemon"):
+        missing += [name for name in modules() if name.rpartition(".")[0] == layer
+                    and f"`{name.rpartition('.')[2]}`" not in text]
+    assert missing == [], f"give each a line in ARCHITECTURE.md's layer table (its job, in backticks): {missing}"
+

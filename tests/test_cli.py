@@ -302,6 +302,36 @@ def test_plugins_lists_what_the_settings_load(tmp_path: Path, inproc: Callable[.
     assert f"{settings}:2:" in proc.stderr and "entry_points" in proc.stderr
 
 
+def test_a_type_whose_module_is_missing_is_listed_with_what_to_install(tmp_path: Path,
+                                                                      inproc: Callable[..., Result]) -> None:
+    """``requires`` names a module that is not installed: listed, not a failure; a config using it is invalid."""
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "needy.py").write_text(
+        "import probe\n"
+        "class Needy(probe.Check):\n"
+        "    type = 'needy'\n"
+        "    requires = {'no_such_module_anywhere': 'probe-needy[fast]'}\n"
+        "    def run(self, ctx):\n"
+        "        import no_such_module_anywhere\n"
+        "@probe.hookimpl\n"
+        "def register_checks(register):\n"
+        "    register(Needy)\n")
+    table = inproc("--config-dir", checks, "plugins")
+    assert table.returncode == 0, table.stdout
+    row = next(line for line in table.stdout.splitlines() if line.startswith("needy "))
+    assert row.endswith("checks: needy (unavailable: pip install 'probe-needy[fast]')")
+    doc = json.loads(inproc("--config-dir", checks, "plugins", "--format", "json").stdout)
+    assert doc["unavailable"] == {"needy": "check type 'needy' needs the Python module 'no_such_module_anywhere', "
+                                           "which is not installed: pip install 'probe-needy[fast]'"}
+    (checks / "n.yaml").write_text("checks:\n  - {name: n, type: needy}\n")
+    proc = inproc("--config-dir", checks, "validate")
+    assert proc.returncode == 78
+    assert f"{checks / 'n.yaml'}:2:" in proc.stderr
+    assert "pip install 'probe-needy[fast]'" in proc.stderr
+
+
 def test_validate_warns_about_a_failed_plugin_but_passes(tmp_path: Path) -> None:
     checks = tmp_path / "checks.d"
     checks.mkdir()

@@ -29,10 +29,7 @@ async def run_once(tmp_path: Path, **check: Any) -> Outcome:
     registry = load_plugins(use_entry_points=False)
     plan = load_plan(tmp_path / "checks.yaml", registry, env={})
     runner = Runner(registry)
-    try:
-        return await runner.run(plan.checks[0])
-    finally:
-        runner.close()
+    return await runner.run(plan.checks[0])
 
 
 def fake(name: str) -> str:

@@ -45,7 +45,7 @@ def test_yaml_1_1_surprises_do_not_bite_a_checks_file(tmp_path: Path) -> None:
             type: memory
             labels: {country: no, zip: 010, version: 1.10, build: 1_000, on: call, release: 2026-01-01}
             thresholds:
-              utilization: {warning: 10:20}
+              used: {warning: 10:20}  # bytes; on utilization (a ratio) 10:20 is refused
             remediate:
               - on: critical
                 run: [/bin/true]

@@ -12,12 +12,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hostfs import fill, fill_up, probe_cli, tmpfs
+from agentproc import Daemon, wait_for
+from hostfs import fill, fill_up, tmpfs
 
 from probe.sinks.history import HistoryReader
 
@@ -26,63 +26,6 @@ pytestmark = pytest.mark.slow
 PY = sys.executable
 T = TypeVar("T")
 CLEANUP = "import glob, os, sys; [os.unlink(p) for p in glob.glob(os.path.join(sys.argv[1], '*.log'))]"
-
-
-class Daemon:
-    def __init__(self, root: Path, checks: dict[str, Any], settings: dict[str, Any]) -> None:
-        self.root = root
-        self.settings = root / "probe.yaml"
-        self.settings.write_text(json.dumps(settings))
-        self.checks = root / "checks.yaml"
-        self.checks.write_text(json.dumps(checks))
-        self.proc: subprocess.Popen[str] | None = None
-        self.log = root / "daemon.log"
-
-    def start(self) -> Daemon:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PROBE_", "OTEL_"))}
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [PY, "-m", "probe", "--log-level", "info", "--config", str(self.settings), "--config-dir",
-                 str(self.checks), "run"], stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-        return self
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-            self.proc = None
-
-    def cli(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        return probe_cli("--config", self.settings, "--config-dir", self.checks, *args)
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.kill()
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, log: Path | None = None) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-        except Exception:  # the store may not exist yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
 def disk_check(mount: Path, **remediate: Any) -> dict[str, Any]:

@@ -211,3 +211,21 @@ def test_a_blocking_plugin_is_named_and_the_watchdog_stops_while_it_blocks(
     pings = [t for t, m in zip(notify.times, notify.messages, strict=True) if "WATCHDOG" in m]
     gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert max(gaps) >= 4.5, gaps
+
+
+def test_start_up_config_errors_reach_the_journal_as_errors(tmp_path: Path) -> None:
+    """A unit that fails to start must say why under ``journalctl -p err`` (issue 21 item 6): the error
+    lines carry the ``<3>`` priority when stderr is the journal, and stay plain on a terminal or a file."""
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - {name: web, type: htp, url: http://127.0.0.1:1/}\n")
+    settings = tmp_path / "probe.yaml"
+    settings.write_text(json.dumps({"state_dir": str(tmp_path / "state")}))
+    args = ["--config", str(settings), "--config-dir", str(checks)]
+    journal = Daemon(tmp_path, args, {"JOURNAL_STREAM": "this log"})
+    assert journal.wait() == 78
+    lines = journal.text().splitlines()
+    assert lines and all(line.startswith("<3>") for line in lines), lines
+    assert "type: unknown check type 'htp'" in lines[0] and lines[-1] == "<3>probe: configuration invalid: 1 error"
+    plain = Daemon(tmp_path, args, {})
+    assert plain.wait() == 78
+    assert plain.text().splitlines() == [line.removeprefix("<3>") for line in lines]

@@ -48,7 +48,7 @@ async def test_path_measurements_match_df(tmp_path: Path, small_fs: Path) -> Non
     assert values["utilization"][1] == "1"
     assert values["utilization"][0] == pytest.approx(df["used"] / (df["used"] + df["avail"]))
     assert values["inode_utilization"][0] == pytest.approx(df["iused"] / df["itotal"])
-    assert values["inodes_free"] == (df["iavail"], "")
+    assert values["inodes_free"] == (df["iavail"], "{inode}")
     assert f"{small_fs} " in r.summary and "free" in r.summary
     assert "tmpfs" in r.details[str(small_fs)]
 
@@ -101,8 +101,8 @@ async def test_running_out_of_inodes_crosses_inode_thresholds(tmp_path: Path, sm
     assert outcome.result.measurement("inodes_free").value == 64 - 51  # type: ignore[union-attr]
 
 
-async def test_read_only_mount_is_a_problem_unless_expected(tmp_path: Path, small_fs: Path) -> None:
-    with read_only_bind(small_fs, tmp_path / "ro") as ro:
+async def test_read_only_filesystem_is_a_problem_unless_expected(tmp_path: Path, small_fs: Path) -> None:
+    with tmpfs(tmp_path / "ro", read_only=True) as ro:
         outcomes = await run_checks(tmp_path, f"""
             checks:
               - {{name: default, type: disk, path: {ro}}}
@@ -142,8 +142,8 @@ async def test_all_mounts_with_include_exclude_and_fs_types(tmp_path: Path) -> N
     assert outcomes["none"].result.measurements == (outcomes["none"].result.measurement("duration"),)
 
 
-async def test_read_only_mount_among_all_mounts_is_named(tmp_path: Path, small_fs: Path) -> None:
-    with read_only_bind(small_fs, tmp_path / "ro") as ro:
+async def test_read_only_filesystem_among_all_mounts_is_named(tmp_path: Path, small_fs: Path) -> None:
+    with tmpfs(tmp_path / "ro", read_only=True) as ro:
         outcome = (await run_checks(tmp_path, f"""
             checks:
               - {{name: all, type: disk, include: ["{tmp_path}/*"]}}
@@ -151,6 +151,22 @@ async def test_read_only_mount_among_all_mounts_is_named(tmp_path: Path, small_f
     assert outcome.status is Status.CRITICAL and outcome.result.reason == "read_only"
     assert outcome.result.summary.startswith(f"mounted read-only: {ro};")
     assert "read-only" in outcome.result.details[str(ro)]
+
+
+async def test_read_only_view_of_a_writable_filesystem_is_not_read_only(tmp_path: Path, small_fs: Path) -> None:
+    """What systemd's ProtectSystem=strict does to / inside the service: statvfs says ST_RDONLY, the
+    filesystem is writable (issue 21 item 1; tests/systemd runs the packaged root-disk check under the unit)."""
+    with read_only_bind(small_fs, tmp_path / "view") as view:
+        assert os.statvfs(view).f_flag & os.ST_RDONLY
+        outcomes = await run_checks(tmp_path, f"""
+            checks:
+              - {{name: one, type: disk, path: {view}}}
+              - {{name: all, type: disk, include: ["{view}"]}}
+        """)
+        assert mounts()[str(view)].read_only is False
+    for outcome in outcomes.values():
+        assert outcome.status is Status.OK, outcome.result
+        assert "read-only" not in outcome.result.summary
 
 
 def test_mount_table_unescapes_spaces(tmp_path: Path) -> None:

@@ -397,3 +397,63 @@ async def test_duration_is_the_checks_own_exchange_time(server: DnsServer) -> No
     measured = outcome.result.measurement("duration")
     assert measured is not None and 0 < measured.value < outcome.duration
 
+
+
+# --- judged like a resolver (issue examples; tests/test_dns_reference.py has the rest) -------------------------
+
+async def test_a_record_of_another_name_does_not_satisfy_answers_contain(server: DnsServer) -> None:
+    from dnshostile import records
+
+    server.craft = records("www.test. 60 IN A 127.0.0.10", "evil.test. 60 IN A 127.0.0.66",
+                           "www.test. 60 CH TXT \"x\"")
+    result = await run(query="www.test", server=server.address, expect={"answers_contain": ["127.0.0.66"]})
+    assert (result.status, result.reason) == (probe.Status.CRITICAL, "answer_mismatch")
+    assert result.details["answers"] == ["127.0.0.10"]
+    assert result.details["ignored_answers"] == ["evil.test. 60 IN A 127.0.0.66", "www.test. 60 CH TXT x"]
+
+
+async def test_truncated_reply_cut_inside_a_record_is_retried_over_tcp(server: DnsServer) -> None:
+    from dnshostile import truncated_inside_record
+
+    server.craft = truncated_inside_record(3)
+    result = await run(query="www.test", server=server.address, expect={"answers": ["192.0.2.1", "192.0.2.2"]})
+    assert result.status is probe.Status.OK, result.summary
+    assert result.details["tcp_fallback"] is True
+
+
+async def test_a_reply_with_another_opcode_is_not_the_reply(server: DnsServer) -> None:
+    from dnshostile import with_opcode
+
+    server.craft = with_opcode(2)
+    result = await run(timeout=0.3, query="www.test", server=server.address)
+    assert (result.status, result.reason) == (probe.Status.CRITICAL, "malformed_response")
+    assert "opcode 2" in result.summary
+
+
+async def test_a_name_over_255_octets_in_a_reply_is_malformed(server: DnsServer) -> None:
+    from dnshostile import long_name_by_pointers, wire
+
+    server.craft = wire(long_name_by_pointers)
+    result = await run(query="www.test", server=server.address)
+    assert (result.status, result.reason) == (probe.Status.CRITICAL, "malformed_response")
+    assert "longer than 255 octets" in result.summary
+
+
+async def test_authority_and_additional_sections_are_in_details(server: DnsServer) -> None:
+    from dnshostile import records
+
+    server.craft = records(rcode=3, authority=("test. 300 IN SOA ns.test. host.test. 7 2 3 4 5",),
+                           additional=("ns.test. 60 IN A 192.0.2.53",))
+    result = await run(query="missing.test", server=server.address, expect={"rcode": "NXDOMAIN"})
+    assert result.status is probe.Status.OK, result.summary
+    assert result.details["authority"] == ["test. 300 IN SOA ns.test. host.test. 7 2 3 4 5"]
+    assert result.details["additional"] == ["ns.test. 60 IN A 192.0.2.53"]
+
+
+async def test_a_cname_loop_is_malformed(server: DnsServer) -> None:
+    from dnshostile import records
+
+    server.craft = records("www.test. 60 IN CNAME b.test.", "b.test. 60 IN CNAME www.test.")
+    result = await run(query="www.test", server=server.address)
+    assert (result.status, result.reason) == (probe.Status.CRITICAL, "malformed_response")
+    assert "CNAME chain longer than 16" in result.summary

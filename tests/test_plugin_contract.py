@@ -192,10 +192,7 @@ async def test_a_check_returning_no_result_is_unknown_naming_plugin_and_type(val
                             extra=[plugin("acme_probe", register_checks=registers(EchoCheck))])
     runner = Runner(registry)
     spec = build_spec({"type": "echo", "value": value}, registry=registry)
-    try:
-        outcome = await runner.run(spec)
-    finally:
-        runner.close()
+    outcome = await runner.run(spec)
     assert outcome.status is probe.Status.UNKNOWN
     assert outcome.result.reason == "invalid_result"
     assert outcome.result.summary.startswith("check plugin 'acme_probe' (type 'echo') ")
@@ -207,10 +204,7 @@ async def test_a_result_with_a_list_of_measurements_is_accepted() -> None:
                             extra=[plugin("acme_probe", register_checks=registers(EchoCheck))])
     value = probe.Result(probe.Status.OK, "x", "", [probe.Measurement("duration", 1.0, "s")])  # type: ignore[arg-type]
     runner = Runner(registry)
-    try:
-        outcome = await runner.run(build_spec({"type": "echo", "value": value}, registry=registry))
-    finally:
-        runner.close()
+    outcome = await runner.run(build_spec({"type": "echo", "value": value}, registry=registry))
     assert outcome.status is probe.Status.OK
     assert outcome.result.measurements == (probe.Measurement("duration", 1.0, "s"),)
 
@@ -225,10 +219,7 @@ async def test_a_crash_names_the_plugin() -> None:
     registry = load_plugins(builtins=(), use_entry_points=False,
                             extra=[plugin("acme_probe", register_checks=registers(Boom))])
     runner = Runner(registry)
-    try:
-        outcome = await runner.run(build_spec({"type": "boom"}, registry=registry))
-    finally:
-        runner.close()
+    outcome = await runner.run(build_spec({"type": "boom"}, registry=registry))
     assert outcome.result.summary == "check plugin 'acme_probe' (type 'boom') raised RuntimeError: no route to the moon"
     assert outcome.result.reason == "plugin_error"
 

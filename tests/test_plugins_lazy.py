@@ -69,7 +69,8 @@ def test_a_plugin_that_takes_a_builtin_type_conflicts_as_it_does_when_loaded_eag
     lazy = load_plugins(use_entry_points=False, extra=[impostor_plugin()], lazy=True)
     assert lazy.conflicts == eager.conflicts
     assert len(lazy.conflicts) == 1 and "'probe.checks.disk' and plugin 'impostor'" in lazy.conflicts[0]
-    assert lazy.checks["disk"] is eager.checks["disk"] is not ImpostorDisk  # the built-in wins
+    assert "disk" not in lazy.checks  # the built-in wins without being imported for it
+    assert lazy.check_type("disk") is eager.checks["disk"] is not ImpostorDisk
     assert lazy.plugins["impostor"].check_types == eager.plugins["impostor"].check_types == []
 
 

@@ -54,10 +54,11 @@ def test_generated_files(tmp_path: Path) -> None:
                    "src/probe_acme_ping/__init__.py", "src/probe_acme_ping/py.typed",
                    "tests/test_probe_acme_ping.py"]
     pyproject = (tmp_path / "out" / "pyproject.toml").read_text()
-    assert '[project.entry-points.probe]\nprobe-acme-ping = "probe_acme_ping"' in pyproject
-    assert '"probe-agent>=0.1"' in pyproject
+    assert '[project.entry-points."probe.checks"]\nacme-ping = "probe_acme_ping:AcmePingCheck"' in pyproject
+    assert '"probe-monitor>=0.1"' in pyproject
     module = (tmp_path / "out" / "src" / "probe_acme_ping" / "__init__.py").read_text()
-    assert "class AcmePingCheck(probe.Check):" in module and 'type = "acme-ping"' in module
+    assert "class AcmePingCheck(probe.Check[AcmePingOptions]):" in module and 'type = "acme-ping"' in module
+    assert "def register_checks(register: CheckRegistrar) -> None:" in module
     assert "{{" not in "".join(p.read_text() for p in written)
 
 

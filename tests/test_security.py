@@ -221,7 +221,6 @@ async def test_history_metrics_remediation_audit_and_logs_hold_no_secret(
         assert b"probe_check_status" in scraped
         assert_clean(scraped, "the Prometheus endpoint")
         await parts.aclose()
-        runner.close()
     finally:
         restore_logging(root)
 
@@ -317,16 +316,13 @@ checks:
     registry = load_plugins(use_entry_points=False)
     plan = load_plan(tmp_path / "c.yaml", registry, env={})
     runner = Runner(registry)
-    try:
-        spec = plan.checks[0]
-        outcome = await runner.run(spec)
-        assert outcome.status is Status.CRITICAL
-        remediator = Remediator(registry.actions)
-        (record,) = await remediator.handle(spec, outcome.result, hard_status=Status.CRITICAL,
-                                            previous_status=Status.OK, entered=True, flapping=False,
-                                            recheck=lambda: _result_of(runner, spec))
-    finally:
-        runner.close()
+    spec = plan.checks[0]
+    outcome = await runner.run(spec)
+    assert outcome.status is Status.CRITICAL
+    remediator = Remediator(registry.actions)
+    (record,) = await remediator.handle(spec, outcome.result, hard_status=Status.CRITICAL,
+                                        previous_status=Status.OK, entered=True, flapping=False,
+                                        recheck=lambda: _result_of(runner, spec))
     assert record.exit_code == 0 and record.output.strip() == str(pwd.getpwnam("nobody").pw_uid)
 
 
@@ -439,7 +435,8 @@ checks:
     SEEN.clear()
     await run_once(plan, registry, plan.checks)
     ctx, check = SEEN["ctx"], SEEN["self"]
-    assert set(vars(ctx)) == {"name", "deadline", "logger", "labels"} and ctx.name == "spy"
+    # ``pings`` reads this check's heartbeat pings from the state store (job output there is masked).
+    assert set(vars(ctx)) == {"name", "deadline", "logger", "labels", "pings"} and ctx.name == "spy"
     assert check.options.mine == "hello"
     assert_clean(_reachable_text(ctx) + _reachable_text(check), "what a check plugin can reach")
     observed = SEEN["observed"]

@@ -381,7 +381,6 @@ async def test_time_to_full_from_history_samples_fires_a_threshold_before_the_di
     plan = load_plan(checks, registry, env={})
     probe_once = Runner(registry)
     level = (await probe_once.run(plan.checks[0])).result.measurement("utilization")
-    probe_once.close()
     assert level is not None
     # History says usage grew 1% per hour up to now: the fitted line reaches 100% in (1 - level) * 100 hours.
     now = time.time()
@@ -394,10 +393,7 @@ async def test_time_to_full_from_history_samples_fires_a_threshold_before_the_di
     forecaster = Forecaster(ForecastSettings(window=8 * 3600))
     seed(forecaster, HistoryReader(tmp_path / "h.db"), plan.checks, capacities(registry))
     runner = Runner(registry, forecaster=forecaster)
-    try:
-        out = await runner.run(plan.checks[0])
-    finally:
-        runner.close()
+    out = await runner.run(plan.checks[0])
     ttf = out.result.measurement("time_to_full")
     assert ttf is not None and ttf.unit == "s"
     expected = (1 - out.result.measurement("utilization").value) / 0.01 * 3600  # type: ignore[union-attr]
@@ -420,10 +416,7 @@ async def test_flat_usage_has_no_forecast_and_the_threshold_is_not_evaluated(tmp
     plan = load_plan(checks, registry, env={})
     runner = Runner(registry, forecaster=Forecaster(ForecastSettings(min_samples=2, min_span=0)))
     with tmpfs(quiet):  # nothing else writes here, so usage is truly flat
-        try:
-            outs = [await runner.run(plan.checks[0]) for _ in range(3)]
-        finally:
-            runner.close()
+        outs = [await runner.run(plan.checks[0]) for _ in range(3)]
     assert all(o.status is Status.OK for o in outs), [o.result.summary for o in outs]
     assert json.dumps([v.value for v in outs[-1].verdicts if v.measurement == "time_to_full"]) == "[null]"
 

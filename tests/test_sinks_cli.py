@@ -144,16 +144,39 @@ def test_status_reads_the_state_dir_from_probe_yaml(tmp_path: Path) -> None:
     state = tmp_path / "state"
     history(state)
     (tmp_path / "probe.yaml").write_text(f"state_dir: {state}\n")
-    proc = probe_cli("--config", tmp_path / "probe.yaml", "status", "--format", "json")
+    # cwd without a checks.d and no /etc/probe here: no configuration to compare with, every check is shown
+    proc = probe_cli("--config", tmp_path / "probe.yaml", "status", "--format", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["checks"]}
     assert (rows["web"]["status"], rows["web"]["flapping"], rows["db"]["status"]) == ("ok", True, "ok")
     assert (rows["web"]["remediation_exhausted"], rows["db"]["remediation_exhausted"]) == (True, False)
-    table = probe_cli("status", "--state-dir", state)
+    table = probe_cli("status", "--state-dir", state, cwd=tmp_path)
     lines = table.stdout.splitlines()
-    assert table.returncode == 0 and lines[0].split() == ["CHECK", "STATUS", "STATE", "LAST", "RUN", "SUMMARY"]
+    assert table.returncode == 0 and lines[0].split() == ["CHECK", "HARD", "LATEST", "STATE", "LAST", "RUN", "SUMMARY"]
     web = next(line for line in lines if line.startswith("web "))
     assert "hard flapping remediation-exhausted" in web
+
+
+def test_status_shows_only_the_configured_checks(tmp_path: Path) -> None:
+    """A check removed from checks.d keeps its history but no current state (issue 21 item 7)."""
+    state = tmp_path / "state"
+    history(state)
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - {name: web, type: http, url: 'http://127.0.0.1:9/'}\n")
+    proc = probe_cli("--config-dir", checks, "status", "--state-dir", state, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [r["name"] for r in doc["checks"]] == ["web"] and doc["removed"] == ["db"]
+    table = probe_cli("--config-dir", checks, "status", "--state-dir", state)
+    lines = table.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:-1]] == ["web"]
+    assert lines[-1] == "not shown: 1 no longer configured (db); probe report has their history"
+    report = probe_cli("report", "--state-dir", state, "--format", "json")
+    assert {c["name"] for c in json.loads(report.stdout)["checks"]} == {"web", "db"}
+    checks.write_text("checks: [{name: web, type: htp}]\n")  # broken now: nothing can be called removed
+    broken = probe_cli("--config-dir", checks, "status", "--state-dir", state, "--format", "json")
+    assert broken.returncode == 0 and "warning: the configuration does not load" in broken.stderr
+    assert {r["name"] for r in json.loads(broken.stdout)["checks"]} == {"web", "db"}
 
 
 def test_status_without_history_exits_3_and_says_where_it_looked(tmp_path: Path) -> None:

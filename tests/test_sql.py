@@ -34,10 +34,7 @@ async def run_once(tmp_path: Path, env: dict[str, str] | None = None, **check: A
     config.write_text(yaml.safe_dump({"checks": [check]}))
     registry = load_plugins(use_entry_points=False)
     runner = Runner(registry)
-    try:
-        return await runner.run(load_plan(config, registry, env=env or {}).checks[0])
-    finally:
-        runner.close()
+    return await runner.run(load_plan(config, registry, env=env or {}).checks[0])
 
 
 def config_error(tmp_path: Path, **check: Any) -> str:
@@ -407,7 +404,7 @@ async def test_missing_driver_is_a_clear_unknown(tmp_path: Path, monkeypatch: py
     monkeypatch.setitem(sys.modules, "pymysql", None)  # what an install without the mysql extra looks like
     out = await run_once(tmp_path, dsn=MY, query="SELECT 1")
     assert (out.status, out.result.reason) == (Status.UNKNOWN, "driver_missing")
-    assert "install probe-agent[mysql]" in out.result.summary
+    assert "install probe-monitor[mysql]" in out.result.summary
 
 
 # -- a server that accepts and never answers: the client-side timeout must hold --------------------------------

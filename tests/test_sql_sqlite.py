@@ -25,10 +25,7 @@ async def run_once(tmp_path: Path, **check: Any) -> Outcome:
     config.write_text(yaml.safe_dump({"checks": [check]}))
     registry = load_plugins(use_entry_points=False)
     runner = Runner(registry)
-    try:
-        return await runner.run(load_plan(config, registry, env={}).checks[0])
-    finally:
-        runner.close()
+    return await runner.run(load_plan(config, registry, env={}).checks[0])
 
 
 @pytest.fixture

@@ -100,7 +100,6 @@ def run_in_loop_thread(registry: Any, plan: Any, names: list[str], detector: Sta
             await asyncio.sleep(detector.threshold)  # the watcher sees the loop running again
         finally:
             detector.stop()
-            runner.close()
 
     thread = threading.Thread(target=asyncio.run, args=(main(),))
     thread.start()

@@ -259,10 +259,9 @@ def test_round_trip_any_history(first: list[Status], then: list[Status]) -> None
     assert back.to_dict() == state.to_dict()
 
 
-def test_telemetry_counts_hard_transitions_by_the_status_entered() -> None:
-    from probe.sinks.telemetry.metrics import transition_status
-
+def test_a_transition_says_its_kind_and_the_status_entered() -> None:
+    """What sinks read of a transition (probe.engine.interfaces.TransitionView): telemetry counts hard ones."""
     state = CheckState("t", failure_threshold=2)
     soft, hard = feed(state, [CRIT, CRIT])
-    assert transition_status(soft) is None
-    assert transition_status(hard) is CRIT
+    assert soft is not None and (soft.kind, soft.from_status, soft.to_status) == ("soft", Status.OK, CRIT)
+    assert hard is not None and (hard.kind, hard.from_status, hard.to_status) == ("hard", Status.OK, CRIT)

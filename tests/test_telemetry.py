@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import otlp_receiver
@@ -20,7 +19,8 @@ from probe.config.load import ConfigErrors, load
 from probe.config.settings import TelemetrySettings
 from probe.engine.interfaces import Outcome
 from probe.engine.runner import Runner
-from probe.model import Result, Status
+from probe.engine.state import CheckState
+from probe.model import Result
 from probe.sinks import telemetry
 
 CHECKS = """
@@ -66,10 +66,7 @@ def plan_for(tmp_path: Path, text: str = CHECKS) -> tuple[Any, Any]:
 async def run_all(tmp_path: Path) -> list[Outcome]:
     registry, plan = plan_for(tmp_path)
     runner = Runner(registry)
-    try:
-        return [await runner.run(spec) for spec in plan.checks]
-    finally:
-        runner.close()
+    return [await runner.run(spec) for spec in plan.checks]
 
 
 async def test_check_results_reach_an_otlp_receiver_with_names_units_and_attributes(
@@ -185,7 +182,6 @@ async def test_for_once_exports_when_the_run_ends(tmp_path: Path, receiver: otlp
         for spec in plan.checks:
             sink.record(await runner.run(spec))
         assert receiver.requests == []  # the interval (60s) has not passed: only the exit exports
-    runner.close()
     assert {"tmp-disk", "memory"} <= {p.attributes.get("check.name") for p in receiver.points()}
 
 
@@ -223,7 +219,6 @@ async def test_label_values_are_bounded_and_collapse_to_other(
     with caplog.at_level(logging.WARNING, logger="probe.telemetry"):
         for spec in plan.checks:
             sink.record(await runner.run(spec))
-    runner.close()
     sink.shutdown()
     values = {p.attributes["request_id"] for p in receiver.points() if p.name == "probe.check.status"}
     assert values == {"r0", "r1", "r2", "other"}
@@ -240,7 +235,6 @@ async def test_a_label_named_like_a_core_attribute_cannot_override_it(
     sink = telemetry.build(otlp(receiver.endpoint))
     with caplog.at_level(logging.WARNING, logger="probe.telemetry"):
         sink.record(await runner.run(plan.checks[0]))
-    runner.close()
     sink.shutdown()
     assert receiver.latest("probe.check.status").attributes == {"check.name": "mem", "check.type": "memory", "x": "y"}
     assert any("clashes" in r.getMessage() for r in caplog.records)
@@ -250,18 +244,24 @@ async def test_state_transitions_remediation_and_agent_metrics(
         tmp_path: Path, receiver: otlp_receiver.Receiver) -> None:
     outcome = (await run_all(tmp_path))[1]
     sink = telemetry.build(otlp(receiver.endpoint))
-    sink.record(outcome, SimpleNamespace(hard_status=Status.CRITICAL, flapping=True),
-                SimpleNamespace(to=Status.CRITICAL))
-    sink.record(outcome, SimpleNamespace(hard_status="warning"), transition=object())  # tolerated, not counted
+    state = CheckState("memory", failure_threshold=1)
+    hard = state.update(Result.critical("down"), 1.0)
+    state.flapping = True
+    sink.record(outcome, state, hard)
+    calm = CheckState("memory", failure_threshold=2)
+    soft = calm.update(Result.warning("high"), 2.0)
+    sink.record(outcome, calm, soft)  # not confirmed: the hard status stays OK and a soft change is not counted
     sink.record_remediation(outcome.spec, "fixed")
     sink.record_remediation(outcome.spec, "timed_out")
     sink.record_agent(scheduler_lag=0.004, checks_loaded=12, reload=True)
     sink.record_agent(reload=False, config_errors=2)
     sink.shutdown()
     memory = {"check.name": "memory"}
-    assert receiver.latest("probe.check.hard_status", **memory).value == 1
-    assert "probe.check.flapping" not in receiver.names()  # the last state did not say
+    assert receiver.latest("probe.check.hard_status", **memory).value == 0
+    assert receiver.latest("probe.check.flapping", **memory).value == 0
     assert receiver.latest("probe.check.transitions", **memory, status="critical").value == 1
+    entered = {p.attributes["status"] for p in receiver.points() if p.name == "probe.check.transitions"}
+    assert entered == {"critical"}
     assert receiver.latest("probe.remediation.runs", **memory, outcome="fixed").value == 1
     assert receiver.latest("probe.remediation.runs", outcome="timed_out").attributes["action"] == "run"
     lag = receiver.latest("probe.agent.scheduler.lag")
@@ -284,15 +284,6 @@ async def test_forget_drops_the_gauges_of_removed_checks(tmp_path: Path, receive
     assert "probe.disk.utilization" not in receiver.names()
 
 
-def test_measurement_names_are_valid_and_avoid_prometheus_suffixes() -> None:
-    from probe.sinks.telemetry.otel import measurement_instrument
-
-    assert measurement_instrument("http", "tls_cert_remaining", "s") == "probe.http.tls_cert_remaining"
-    assert measurement_instrument("process", "count") == "probe.process.count.value"
-    assert measurement_instrument("disk", "total", "By") == "probe.disk.total"
-    assert measurement_instrument("my type", "a:b") == "probe.my_type.a_b"
-
-
 def test_bad_telemetry_settings_are_config_errors(tmp_path: Path) -> None:
     (tmp_path / "checks.yaml").write_text("checks: []\n")
     settings = tmp_path / "probe.yaml"
@@ -310,7 +301,7 @@ def test_grpc_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.metric_exporter", None)
     settings = TelemetrySettings.model_validate({"otlp": {"enabled": True, "protocol": "grpc",
                                                           "endpoint": "http://127.0.0.1:9"}})
-    with pytest.raises(telemetry.TelemetryError, match=r"probe-agent\[grpc\]"):
+    with pytest.raises(telemetry.TelemetryError, match=r"probe-monitor\[grpc\]"):
         telemetry.build(settings)
 
 

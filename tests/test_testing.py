@@ -59,7 +59,7 @@ async def test_run_check_goes_through_config_validation_runner_and_thresholds() 
     assert_result(outcome, "warning", reason="threshold", summary_contains="slept",
                   measurements=["slept", "duration"], units={"slept": "s"})
     assert_result(outcome.plugin_result, probe.Status.OK)  # type: ignore[arg-type]
-    assert outcome.spec.name == "test-sleep"
+    assert outcome.name == "test-sleep" and outcome.type == "sleep"
 
 
 async def test_the_runner_owns_the_timeout() -> None:
@@ -173,7 +173,7 @@ def test_remediation_actions_are_validated_with_the_config() -> None:
     with temporary_plugin(SleepCheck, EchoAction):
         spec = build_spec({"type": "sleep", "remediate": [{"on": "critical", "action": "echo",
                                                            "with": {"word": "hi"}}]})
-        assert spec.remediate[0].action == "echo"
+        assert spec.actions == ("echo",)
         with pytest.raises(ConfigErrors) as exc:
             build_spec({"type": "sleep", "remediate": [
                 {"on": "critical", "action": "ecko", "with": {}},

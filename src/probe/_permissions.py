@@ -56,7 +56,7 @@ def _problem(st: os.stat_result) -> tuple[str, list[str]] | None:
         writable = 0
     problems, fixes = [], []
     if wrong_owner:
-        problems.append(f"is owned by {_user(st.st_uid)}, not root")
+        problems.append(f"is owned by {describe_user(st.st_uid)}, not root")
         fixes.append("chown root")
     if writable:
         who = " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if writable & bit)
@@ -65,7 +65,8 @@ def _problem(st: os.stat_result) -> tuple[str, list[str]] | None:
     return (" and ".join(problems), fixes) if problems else None
 
 
-def _user(uid: int) -> str:
+def describe_user(uid: int) -> str:
+    """``user NAME (uid N)``, or ``uid N`` for a uid without a name."""
     try:
         return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:

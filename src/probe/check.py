@@ -5,13 +5,13 @@ from __future__ import annotations
 import builtins
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from probe.model import Result
+from probe.model import Ping, Result
 
 
 class Options(BaseModel):
@@ -37,6 +37,10 @@ class Context:
     deadline: float
     logger: logging.Logger
     labels: Mapping[str, str] = field(default_factory=dict)
+    pings: Callable[[float], Sequence[Ping]] | None = None
+    """For passive checks: ``ctx.pings(since)`` returns the pings jobs sent for this check (``probe ping NAME``)
+    since ``since`` (epoch seconds), oldest first. Blocking (it reads the state store): call it from a sync
+    ``run``. ``None`` when no state store is available."""
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -62,6 +66,14 @@ class Check(Generic[OptionsT]):
     measurements: ClassVar[frozenset[str] | None] = frozenset({"duration"})
     # Ratio measurements the core forecasts (measurement -> name of the forecast, in seconds until full).
     capacities: ClassVar[Mapping[str, str]] = {}
+    # The unit of each measurement, as its Measurement reports it: "s", "By", "1" (a ratio 0..1), or a count's
+    # "{thing}" (OpenTelemetry's annotation: "{process}"). Known before any run, it lets the config refuse
+    # ``warning: ">= 80"`` on a ratio (which can never reach 80) and gives every metric its name up front.
+    units: ClassVar[Mapping[str, str]] = {"duration": "s"}
+    # Modules the type imports when it runs (imported there, so a config that does not use the type never
+    # pays for them), each with what to install when it is missing: ``{"websockets": "probe-monitor[websocket]"}``.
+    # A missing one makes a config that names the type invalid, with that hint, and ``probe plugins`` shows it.
+    requires: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

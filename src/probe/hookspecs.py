@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from probe.actions import Action
     from probe.check import Check
     from probe.formats import Format
-    from probe.model import Result
+    from probe.model import CheckInfo, CheckStateView, Result
 
 PROJECT = "probe"
 
@@ -46,8 +46,9 @@ def register_formats(register: FormatRegistrar) -> None:
 
 
 @hookspec
-def check_result(check: Check[Any], result: Result, state: Any) -> None:
+def check_result(check: CheckInfo, result: Result, state: CheckStateView | None) -> None:
     """Observe every final result (after thresholds and state) of every check. Must not block.
 
-    ``state`` is the check's soft/hard state in the daemon (``status``, ``hard_status``, ``state_type``,
-    ``flapping``; docs/plugins/hooks.md), ``None`` under ``probe run --once``."""
+    ``check`` is the check's name, type, labels and masked options; ``state`` its soft/hard state in the daemon
+    (``status``, ``hard_status``, ``state_type``, ``flapping``; docs/plugins/hooks.md), ``None`` under
+    ``probe run --once``."""

@@ -13,6 +13,10 @@ Nothing here fakes the core: a config dict goes through the same validation as a
 bad option fails the way a user would see it), and the run goes through ``probe.engine.runner.Runner`` (timeout,
 exception containment, thresholds). ``temporary_plugin`` registers classes or modules for the duration of
 a ``with`` block, so a test needs no installed entry point.
+
+What comes back is public and stable (docs/plugins/compatibility.md): a :class:`CheckConfig` for a validated
+definition, a :class:`probe.model.CheckRun` for a run. This module is the one public module that reaches into
+probe's internals, so that a plugin's tests never have to.
 """
 
 from __future__ import annotations
@@ -23,19 +27,20 @@ import logging
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from probe.actions import Action, ActionContext, ActionResult, action_env
-from probe.check import Check
+from probe.check import Check, Options
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Outcome
 from probe.engine.runner import Runner
-from probe.hookspecs import hookimpl
-from probe.model import Result, Status
+from probe.hookspecs import ActionRegistrar, CheckRegistrar, hookimpl
+from probe.model import CheckRun, Result, Status
 from probe.plugins.manager import Registry, load_plugins
 
 __all__ = [
+    "CheckConfig",
     "PluginLoadError",
     "assert_result",
     "build_spec",
@@ -52,6 +57,30 @@ _ACTIVE: ContextVar[Registry | None] = ContextVar("probe_testing_registry", defa
 
 class PluginLoadError(AssertionError):
     """A plugin under test failed to load or conflicts with another; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """One validated check definition, as a plugin's tests see it: pass it to :func:`run_check`.
+
+    ``options`` is the check type's validated Options instance; ``actions`` the action type of each
+    ``remediate`` entry, in order; ``thresholds`` the measurements that have a threshold.
+    """
+
+    name: str
+    type: str
+    labels: Mapping[str, str]
+    interval: float
+    timeout: float
+    options: Options
+    thresholds: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    _spec: CheckSpec | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def _of(cls, spec: CheckSpec) -> CheckConfig:
+        return cls(spec.name, spec.type, spec.labels, spec.interval, spec.timeout, spec.options,
+                   tuple(t.measurement for t in spec.thresholds), tuple(r.action for r in spec.remediate), spec)
 
 
 def load_registry(*plugins: object, entry_points: bool = True) -> Registry:
@@ -86,7 +115,7 @@ def temporary_plugin(*plugins: object, entry_points: bool = False) -> Iterator[R
 
 
 def build_spec(config: Mapping[str, Any], *, registry: Registry | None = None,
-               env: Mapping[str, str] | None = None) -> CheckSpec:
+               env: Mapping[str, str] | None = None) -> CheckConfig:
     """Validate one check definition exactly as a ``checks.d`` entry; raise ``ConfigErrors`` if it is bad.
 
     ``name`` defaults to ``test-<type>``; ``${VAR}`` references are expanded from ``env`` (default: none).
@@ -108,37 +137,40 @@ def build_spec(config: Mapping[str, Any], *, registry: Registry | None = None,
         raise ConfigErrors(errors)
     (spec,) = loaded
     assert isinstance(spec, CheckSpec)
-    return spec
+    return CheckConfig._of(spec)
 
 
 def validate_file(path: str | Path, *, registry: Registry | None = None,
-                  env: Mapping[str, str] | None = None) -> tuple[CheckSpec, ...]:
+                  env: Mapping[str, str] | None = None) -> tuple[CheckConfig, ...]:
     """Validate a checks.d file (an example you ship) as ``probe validate`` would; raise ``ConfigErrors``."""
     from probe.config.load import load_plan
 
-    return load_plan(Path(path), _registry(registry), env=dict(env or {})).checks
+    plan = load_plan(Path(path), _registry(registry), env=dict(env or {}))
+    return tuple(CheckConfig._of(spec) for spec in plan.checks)
 
 
-async def run_check(config: Mapping[str, Any] | CheckSpec, *, registry: Registry | None = None,
+async def run_check(config: Mapping[str, Any] | CheckConfig, *, registry: Registry | None = None,
                     levels: Mapping[str, Status] | None = None,
-                    env: Mapping[str, str] | None = None) -> Outcome:
-    """Run one check once through the real runner and return its Outcome (result after thresholds).
+                    env: Mapping[str, str] | None = None) -> CheckRun:
+    """Run one check once through the real runner; return the run (``result`` after thresholds).
 
     Also holds the plugin to its declaration: a measurement the check type does not list in
     ``measurements`` fails the test, since no user could put a threshold on it.
     """
     registry = _registry(registry)
-    spec = config if isinstance(config, CheckSpec) else build_spec(config, registry=registry, env=env)
-    runner = Runner(registry)
-    try:
-        outcome = await runner.run(spec, levels)
-    finally:
-        runner.close()
-    _check_declared(registry.checks[spec.type], outcome)
-    return outcome
+    checked = config if isinstance(config, CheckConfig) else build_spec(config, registry=registry, env=env)
+    assert checked._spec is not None, "a CheckConfig comes from build_spec or validate_file"
+    from probe.config.redact import Redactor, secret_values
+
+    runner = Runner(registry, redact=Redactor(secret_values(checked._spec.options)))
+    run = (await runner.run(checked._spec, levels)).public()
+    cls = registry.check_type(run.type)
+    if cls is not None:
+        _check_declared(cls, run)
+    return run
 
 
-def run_check_sync(config: Mapping[str, Any] | CheckSpec, **kwargs: Any) -> Outcome:
+def run_check_sync(config: Mapping[str, Any] | CheckConfig, **kwargs: Any) -> CheckRun:
     """``run_check`` for a test that is not async."""
     return asyncio.run(run_check(config, **kwargs))
 
@@ -148,9 +180,10 @@ async def run_action(action: str, options: Mapping[str, Any], *, result: Result 
                      timeout: float = 30.0, registry: Registry | None = None) -> ActionResult:
     """Validate ``options`` as a ``remediate: [{action: NAME, with: ...}]`` entry would and run the action once."""
     registry = _registry(registry)
-    cls = registry.actions.get(action)
+    cls = registry.action_type(action)
     if cls is None:
-        raise PluginLoadError(f"no action type {action!r} is registered; registered: {', '.join(registry.actions)}")
+        raise PluginLoadError(f"no action type {action!r} is registered; "
+                              f"registered: {', '.join(registry.action_type_names())}")
     instance: Action = cls(cls.Options.model_validate(dict(options)))
     result = result or Result(status, f"{check} is {status.label}", "test")
     ctx = ActionContext(check, status, previous, result, timeout, action_env(check, status, previous, result),
@@ -158,11 +191,11 @@ async def run_action(action: str, options: Mapping[str, Any], *, result: Result 
     return await asyncio.wait_for(instance.run(ctx), timeout + 10.0)
 
 
-def assert_result(subject: Outcome | Result, status: Status | str | None = None, *, reason: str | None = None,
+def assert_result(subject: CheckRun | Result, status: Status | str | None = None, *, reason: str | None = None,
                   summary_contains: str | None = None, measurements: Iterable[str] = (),
                   units: Mapping[str, str] | None = None) -> Result:
-    """Assert on a Result (or an Outcome's final result) and return it; failures show the whole result."""
-    result = subject.result if isinstance(subject, Outcome) else subject
+    """Assert on a Result (or a run's final result) and return it; failures show the whole result."""
+    result = subject.result if isinstance(subject, CheckRun) else subject
     if not isinstance(result, Result):
         raise AssertionError(f"expected a probe.Result, got {type(result).__name__}: {result!r}")
     shown = _show(result)
@@ -194,9 +227,9 @@ def _registry(registry: Registry | None) -> Registry:
     return _ACTIVE.get() or load_registry()
 
 
-def _check_declared(cls: type[Check[Any]], outcome: Outcome) -> None:
+def _check_declared(cls: type[Check[Any]], run: CheckRun) -> None:
     declared = cls.measurements
-    raw = outcome.plugin_result
+    raw = run.plugin_result
     if declared is None or raw is None:
         return
     undeclared = sorted({m.name for m in raw.measurements} - set(declared))
@@ -225,11 +258,11 @@ def _as_plugin(obj: object) -> object:
     first = classes[0]
     module = types.ModuleType(f"test-plugin:{getattr(first, '__module__', '')}.{getattr(first, '__qualname__', '')}")
 
-    def register_checks(register: Any) -> None:
+    def register_checks(register: CheckRegistrar) -> None:
         for cls in checks:
             register(cls)
 
-    def register_actions(register: Any) -> None:
+    def register_actions(register: ActionRegistrar) -> None:
         for cls in actions:
             register(cls)
 

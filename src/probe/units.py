@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
+
+__all__ = ["Duration", "Ratio", "Size", "format_duration", "format_size", "format_value", "parse_duration",
+           "parse_quantity", "parse_ratio", "parse_size"]
 
 _DURATION_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
@@ -132,6 +140,8 @@ def format_value(value: float, unit: str) -> str:
         return format_size(value)
     if unit == "1" or unit == "ratio":
         return f"{value * 100:.1f}%"
+    if unit.startswith("{"):  # a count: {process} says what is counted, the number says how many
+        unit = ""
     if float(value).is_integer():
         return f"{value:.0f}{unit}"
     return f"{value:.4g}{unit}"
@@ -171,10 +181,10 @@ class _ParsedFirst:
     ``pydantic.BeforeValidator`` does). Written out so that importing this module does not import pydantic:
     the command line formats and parses durations before, or without, loading any options model."""
 
-    def __init__(self, parse: Any) -> None:
+    def __init__(self, parse: Callable[[object], float]) -> None:
         self.parse = parse
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         from pydantic_core import core_schema
 
         return core_schema.no_info_before_validator_function(self.parse, handler(source))

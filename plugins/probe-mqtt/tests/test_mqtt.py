@@ -11,14 +11,14 @@ from conftest import free_port
 from probe.config import ConfigErrors
 from probe.testing import assert_result, build_spec, run_check, temporary_plugin
 
-import probe_mqtt
+from probe_mqtt.check import MqttCheck
 
 ACL = "user probe\ntopic readwrite probe/#\ntopic read readonly/#\n"
 
 
 @pytest.fixture(autouse=True)
 def plugin() -> object:
-    with temporary_plugin(probe_mqtt) as registry:
+    with temporary_plugin(MqttCheck) as registry:
         yield registry
 
 
@@ -83,11 +83,14 @@ def test_bad_options_are_config_errors() -> None:
     assert "unknown key 'topc_prefix'; did you mean 'topic_prefix'?" in text
 
 
-def test_the_entry_point_is_declared() -> None:
-    from importlib.metadata import entry_points
+def test_each_type_has_its_entry_point() -> None:
+    """One entry point per type, named like it: probe imports the package only when a config uses the type."""
+    from importlib.metadata import distribution
 
-    eps = {ep.name: ep.value for ep in entry_points(group="probe")}
-    assert eps.get("probe-mqtt") == "probe_mqtt", "pip install -e plugins/probe-mqtt first"
+    declared = {(ep.group, ep.name): ep.value for ep in distribution("probe-mqtt").entry_points}
+    assert declared == {
+        ("probe.checks", "mqtt"): "probe_mqtt.check:MqttCheck",
+    }, "pip install -e plugins/probe-mqtt first"
 
 
 async def test_a_silent_peer_times_out_within_the_check_timeout() -> None:

@@ -10,14 +10,14 @@ from conftest import free_port
 from probe.config import ConfigErrors
 from probe.testing import assert_result, build_spec, run_check, temporary_plugin
 
-import probe_nats
+from probe_nats.check import JetStreamCheck
 
 Stream = Callable[[int], Awaitable[tuple[str, str, Any]]]
 
 
 @pytest.fixture(autouse=True)
 def plugin() -> object:
-    with temporary_plugin(probe_nats) as registry:
+    with temporary_plugin(JetStreamCheck) as registry:
         yield registry
 
 
@@ -63,11 +63,14 @@ def test_stream_and_consumer_are_required() -> None:
     assert "missing required key 'consumer'" in str(exc.value)
 
 
-def test_the_entry_point_is_declared() -> None:
-    from importlib.metadata import entry_points
+def test_each_type_has_its_entry_point() -> None:
+    """One entry point per type, named like it: probe imports the package only when a config uses the type."""
+    from importlib.metadata import distribution
 
-    eps = {ep.name: ep.value for ep in entry_points(group="probe")}
-    assert eps.get("probe-nats") == "probe_nats", "pip install -e plugins/probe-nats first"
+    declared = {(ep.group, ep.name): ep.value for ep in distribution("probe-nats").entry_points}
+    assert declared == {
+        ("probe.checks", "jetstream"): "probe_nats.check:JetStreamCheck",
+    }, "pip install -e plugins/probe-nats first"
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from conftest import free_port
 from probe.config import ConfigErrors
 from probe.testing import assert_result, build_spec, run_check, temporary_plugin
 
-import probe_rabbitmq
+from probe_rabbitmq.check import RabbitmqCheck
 
 
 @pytest.fixture(autouse=True)
 def plugin() -> object:
-    with temporary_plugin(probe_rabbitmq) as registry:
+    with temporary_plugin(RabbitmqCheck) as registry:
         yield registry
 
 
@@ -38,7 +38,7 @@ async def test_backlog_thresholds_and_capacity(queue: Callable[[int], str]) -> N
     outcome = await run_check(check)
     result = assert_result(outcome, "critical", reason="threshold", summary_contains="utilization 75")
     assert result.measurement("utilization").value == pytest.approx(0.75)  # type: ignore[union-attr]
-    assert probe_rabbitmq.RabbitmqCheck.capacities == {"utilization": "time_to_full"}
+    assert RabbitmqCheck.capacities == {"utilization": "time_to_full"}
 
 
 async def test_consumers_are_counted(queue: Callable[[int], str], channel: Any) -> None:
@@ -84,8 +84,11 @@ def test_queue_is_required_and_capacity_positive() -> None:
     assert "capacity: input should be greater than or equal to 1" in str(exc.value)
 
 
-def test_the_entry_point_is_declared() -> None:
-    from importlib.metadata import entry_points
+def test_each_type_has_its_entry_point() -> None:
+    """One entry point per type, named like it: probe imports the package only when a config uses the type."""
+    from importlib.metadata import distribution
 
-    eps = {ep.name: ep.value for ep in entry_points(group="probe")}
-    assert eps.get("probe-rabbitmq") == "probe_rabbitmq", "pip install -e plugins/probe-rabbitmq first"
+    declared = {(ep.group, ep.name): ep.value for ep in distribution("probe-rabbitmq").entry_points}
+    assert declared == {
+        ("probe.checks", "rabbitmq"): "probe_rabbitmq.check:RabbitmqCheck",
+    }, "pip install -e plugins/probe-rabbitmq first"

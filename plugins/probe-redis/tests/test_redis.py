@@ -15,13 +15,13 @@ from conftest import free_port
 from probe.config import ConfigErrors
 from probe.testing import assert_result, build_spec, run_action, run_check, temporary_plugin
 
-import probe_redis
-from probe_redis.action import RedisCommandOptions
+from probe_redis.action import RedisCommandAction, RedisCommandOptions
+from probe_redis.check import RedisCheck
 
 
 @pytest.fixture(autouse=True)
 def plugin() -> object:
-    with temporary_plugin(probe_redis) as registry:
+    with temporary_plugin(RedisCheck, RedisCommandAction) as registry:
         yield registry
 
 
@@ -47,7 +47,7 @@ async def test_memory_is_a_capacity_ratio_against_maxmemory(redis_server: Callab
     ratio = result.measurement("memory_utilization").value  # type: ignore[union-attr]
     assert ratio == pytest.approx(used / (4 * 1024 * 1024))
     assert 0 < ratio < 1
-    assert probe_redis.RedisCheck.capacities == {"memory_utilization": "memory_time_to_full"}
+    assert RedisCheck.capacities == {"memory_utilization": "memory_time_to_full"}
 
 
 async def test_no_maxmemory_means_no_ratio(redis_server: Callable[..., int]) -> None:
@@ -131,11 +131,15 @@ def test_bad_url_is_a_config_error() -> None:
         build_spec({"type": "redis", "url": "http://127.0.0.1:6379"})
 
 
-def test_the_entry_point_is_declared() -> None:
-    from importlib.metadata import entry_points
+def test_each_type_has_its_entry_point() -> None:
+    """One entry point per type, named like it: probe imports the package only when a config uses the type."""
+    from importlib.metadata import distribution
 
-    eps = {ep.name: ep.value for ep in entry_points(group="probe")}
-    assert eps.get("probe-redis") == "probe_redis", "pip install -e plugins/probe-redis first"
+    declared = {(ep.group, ep.name): ep.value for ep in distribution("probe-redis").entry_points}
+    assert declared == {
+        ("probe.checks", "redis"): "probe_redis.check:RedisCheck",
+        ("probe.actions", "redis-command"): "probe_redis.action:RedisCommandAction",
+    }, "pip install -e plugins/probe-redis first"
 
 
 def test_the_example_config_runs_through_the_real_cli(shared_redis: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ DEFAULT_PATH = f"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{P
 STDERR_CAP = 8192
 SUMMARY_CAP = 500
 _CHUNK = 65536
-# Control characters other than newline and tab: binary garbage must not reach a terminal or a log line.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class CommandOptions(probe.Options):
@@ -199,7 +196,8 @@ def _signal(pgid: int, sig: signal.Signals) -> None:
 
 
 def _text(data: bytes | bytearray) -> str:
-    return _CONTROL.sub("", data.decode("utf-8", errors="replace"))
+    # Control characters (NULs, escape sequences) are the runner's to remove, as for every check's result.
+    return data.decode("utf-8", errors="replace")
 
 
 _STATUS_REASON = {probe.Status.OK: "", probe.Status.WARNING: "plugin_warning",

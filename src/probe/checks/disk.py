@@ -22,7 +22,9 @@ PSEUDO_FS = frozenset({
 
 @dataclass(frozen=True)
 class Mount:
-    """One line of /proc/self/mounts."""
+    """One line of /proc/self/mountinfo. ``read_only`` is the filesystem's own flag (its superblock
+    options, after `` - ``), not the mount point's: a read-only view of a writable filesystem (a read-only
+    bind mount, systemd's ``ProtectSystem=strict``) is not a read-only disk."""
 
     point: str
     fstype: str
@@ -77,9 +79,11 @@ class DiskCheck(probe.Check[DiskOptions]):
     # (see ``capacities``); they are listed so thresholds may name them.
     measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization",
                               "inodes_free", "time_to_full", "inode_time_to_full"})
+    units = {"duration": "s", "utilization": "1", "used": "By", "free": "By", "total": "By", "inode_utilization": "1",
+             "inodes_free": "{inode}", "time_to_full": "s", "inode_time_to_full": "s"}
     capacities = {"utilization": "time_to_full", "inode_utilization": "inode_time_to_full"}
 
-    _fstype: tuple[tuple[str, int], str] | None = None  # ((mount point, device id), fstype) of the last run
+    _mount: tuple[tuple[str, int], Mount | None] | None = None  # ((mount point, device id), its entry)
 
     def run(self, ctx: probe.Context) -> probe.Result:
         path = self.options.path
@@ -105,7 +109,7 @@ class DiskCheck(probe.Check[DiskOptions]):
         if with_inodes:  # btrfs and some network filesystems report no inode counts
             fullest = max(with_inodes, key=lambda u: u.inode_utilization or 0.0)
             measurements.append(probe.Measurement("inode_utilization", fullest.inode_utilization or 0.0, "1"))
-            measurements.append(probe.Measurement("inodes_free", fullest.inodes_free or 0.0))
+            measurements.append(probe.Measurement("inodes_free", fullest.inodes_free or 0.0, "{inode}"))
         details = {u.mount: _describe(u) for u in usages}
         summary = (f"{worst.mount} {worst.utilization:.1%} used, {format_size(worst.free)} free"
                    + (f" (fullest of {len(usages)} mounts)" if len(usages) > 1 else ""))
@@ -117,13 +121,17 @@ class DiskCheck(probe.Check[DiskOptions]):
         return probe.Result.ok(summary, *measurements, details=details)
 
     def _one(self, path: str) -> Usage:
-        usage = measure(path)
+        usage, view_read_only = measure(path)
         # The filesystem type of a mount point changes only with what is mounted there (a new device id):
-        # /proc/self/mounts is read again then, not on every run (reading it is most of this check's CPU).
+        # the mount table is read again then, not on every run (reading it is most of this check's CPU).
         key = (usage.mount, os.stat(usage.mount).st_dev)
-        if self._fstype is None or self._fstype[0] != key:
-            self._fstype = (key, fstype_of(usage.mount))
-        return replace(usage, fstype=self._fstype[1])
+        if self._mount is None or self._mount[0] != key or view_read_only:
+            # statvfs says read-only for the filesystem *or* the view: only the table tells which, and the
+            # filesystem may have been remounted read-only since the last run (errors=remount-ro).
+            self._mount = (key, mount_at(usage.mount))
+        entry = self._mount[1]
+        read_only = view_read_only and (entry is None or entry.read_only)
+        return replace(usage, fstype=entry.fstype if entry else "", read_only=read_only)
 
     def _all_mounts(self) -> list[Usage]:
         o = self.options
@@ -138,7 +146,7 @@ class DiskCheck(probe.Check[DiskOptions]):
             if (o.include_fs and m.fstype not in o.include_fs) or m.fstype in o.exclude_fs:
                 continue
             try:
-                usage = measure(m.point, m.fstype, m.read_only)
+                usage = replace(measure(m.point)[0], fstype=m.fstype, read_only=m.read_only)
             except OSError:
                 continue  # a stale NFS mount or one we may not read; not this check's verdict
             if usage.total > 0:
@@ -146,7 +154,9 @@ class DiskCheck(probe.Check[DiskOptions]):
         return out
 
 
-def measure(path: str, fstype: str = "", read_only: bool | None = None) -> Usage:
+def measure(path: str) -> tuple[Usage, bool]:
+    """The usage of the filesystem ``path`` is on, and whether statvfs says it is read-only there (which is
+    true of a read-only view of a writable filesystem too; ``Usage.read_only`` is left False)."""
     st = os.statvfs(path)
     total = st.f_blocks * st.f_frsize
     free = st.f_bavail * st.f_frsize
@@ -155,36 +165,44 @@ def measure(path: str, fstype: str = "", read_only: bool | None = None) -> Usage
     utilization = used / (used + free) if used + free else 0.0
     inode_utilization = (st.f_files - st.f_ffree) / st.f_files if st.f_files else None
     inodes_free = float(st.f_favail) if st.f_files else None
-    if read_only is None:
-        read_only = bool(st.f_flag & os.ST_RDONLY)
-    return Usage(_mount_of(path), fstype, float(total), float(used), float(free), utilization,
-                 inode_utilization, inodes_free, read_only)
+    usage = Usage(_mount_of(path), "", float(total), float(used), float(free), utilization,
+                  inode_utilization, inodes_free, False)
+    return usage, bool(st.f_flag & os.ST_RDONLY)
 
 
 def mounts() -> dict[str, Mount]:
-    """Mount points in /proc/self/mounts order; a later mount on the same point hides an earlier one."""
+    """Mount points in /proc/self/mountinfo order; a later mount on the same point hides an earlier one."""
     out: dict[str, Mount] = {}
-    with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
         for line in f:
-            fields = line.split()
-            if len(fields) < 4:
-                continue
-            point = _unescape(fields[1])
-            out.pop(point, None)
-            out[point] = Mount(point, fields[2], "ro" in fields[3].split(","))
+            mount = _parse(line)
+            if mount is not None:
+                out.pop(mount.point, None)
+                out[mount.point] = mount
     return out
 
 
-def fstype_of(point: str) -> str:
-    """The filesystem type mounted at ``point`` ("" if none): what ``mounts()[point].fstype`` says, without
-    building the whole table (this runs on every check of one path)."""
-    found = ""
-    with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+def mount_at(point: str) -> Mount | None:
+    """What ``mounts().get(point)`` says, without building the whole table (this runs again whenever
+    a single-path check finds its mount read-only)."""
+    found = None
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
         for line in f:
-            fields = line.split(None, 3)
-            if len(fields) >= 3 and (fields[1] == point or ("\\" in fields[1] and _unescape(fields[1]) == point)):
-                found = fields[2]  # a later mount on the same point hides an earlier one
+            fields = line.split(None, 5)
+            if len(fields) >= 5 and (fields[4] == point or ("\\" in fields[4] and _unescape(fields[4]) == point)):
+                found = _parse(line) or found  # a later mount on the same point hides an earlier one
     return found
+
+
+def _parse(line: str) -> Mount | None:
+    """``36 35 98:0 /root /mnt rw,noatime master:1 - ext4 /dev/sda1 rw,errors=remount-ro``: the mount
+    point is field 5, the filesystem type and its own options follow the `` - `` separator (the optional
+    fields before it vary in number)."""
+    view, sep, fs = line.partition(" - ")
+    fields, fs_fields = view.split(), fs.split()
+    if not sep or len(fields) < 5 or len(fs_fields) < 3:
+        return None
+    return Mount(_unescape(fields[4]), fs_fields[0], "ro" in fs_fields[2].split(","))
 
 
 def _unescape(field: str) -> str:

@@ -17,8 +17,9 @@ from typing import Literal
 from pydantic import ValidationInfo, field_validator, model_validator
 
 import probe
-from probe.checks.net import dnswire
-from probe.checks.net.dnsclient import Exchange, Failure, Server, exchange, parse_server
+from probe.checks.net import dnsanswer, dnswire
+from probe.checks.net.conn import Failure
+from probe.checks.net.dnsclient import Exchange, Server, exchange, parse_server
 from probe.hookspecs import CheckRegistrar
 
 _RCODE_REASONS = {"NXDOMAIN": "nxdomain", "SERVFAIL": "servfail", "REFUSED": "refused"}
@@ -156,6 +157,7 @@ class DnsCheck(probe.Check[DnsOptions]):
 
     type = "dns"
     measurements = frozenset({"duration", "answer_count"})
+    units = {"duration": "s", "answer_count": "{record}"}
 
     def __init__(self, name: str, options: DnsOptions) -> None:
         super().__init__(name, options)
@@ -188,7 +190,7 @@ class DnsCheck(probe.Check[DnsOptions]):
             except Failure as exc:
                 failures.append((server, exc))
                 continue
-            return judge(o, query.rdtype, answer, server, failures)
+            return judge(o, query, answer, server, failures)
         return _all_failed(failures)
 
     def _prepare(self) -> dnswire.Query:
@@ -229,22 +231,25 @@ def system_servers(path: str, transport: str) -> list[Server]:
     return servers
 
 
-def judge(o: DnsOptions, qtype: int, answer: Exchange, server: Server,
+def judge(o: DnsOptions, query: dnswire.Query, answer: Exchange, server: Server,
           failures: list[tuple[Server, Failure]]) -> probe.Result:
     response = answer.response
-    values = [r.text for r in response.answers if qtype in (dnswire.ANY, r.rdtype)]
     rcode = dnswire.rcode_name(response.rcode)
     details: dict[str, object] = {"server": str(server), "transport": answer.transport, "rcode": rcode,
-                                  "flags": response.flag_names(), "answers": values}
-    cnames = [r.text for r in response.answers if r.rdtype == dnswire.CNAME and qtype != dnswire.CNAME]
-    if cnames:
-        details["cnames"] = cnames
+                                  "flags": response.flag_names()}
     if answer.tcp_fallback:
         details["tcp_fallback"] = True
     if failures:
         details["failed_servers"] = {str(s): f.message for s, f in failures}
-    count = probe.Measurement("answer_count", float(len(values)))
     what = f"{o.query} {o.record_type}"
+    try:
+        found = dnsanswer.follow(response, query)
+    except dnswire.Malformed as exc:
+        return probe.Result.critical(f"{what}: {exc} (from {server})", reason="malformed_response", details=details)
+    values = found.values
+    details["answers"] = values
+    details.update(_sections(found, response))
+    count = probe.Measurement("answer_count", float(len(values)), "{record}")
     problem = _problem(o, rcode, response, values)
     if problem is not None:
         reason, text = problem
@@ -252,6 +257,15 @@ def judge(o: DnsOptions, qtype: int, answer: Exchange, server: Server,
     shown = ", ".join(values[:_SHOWN_ANSWERS]) + (f" (+{len(values) - _SHOWN_ANSWERS} more)"
                                                   if len(values) > _SHOWN_ANSWERS else "")
     return probe.Result.ok(f"{what}: {shown or rcode} from {server}", count, details=details)
+
+
+def _sections(found: dnsanswer.Answer, response: dnswire.Response) -> dict[str, list[str]]:
+    """The rest of the reply, as dig prints its records: the chain, what the answer section held that
+    answers nothing, and the authority and additional sections."""
+    sections = {"cnames": list(found.cnames), "ignored_answers": [r.line() for r in found.ignored],
+                "authority": [r.line() for r in response.authority],
+                "additional": [r.line() for r in response.additional]}
+    return {name: lines for name, lines in sections.items() if lines}
 
 
 def _problem(o: DnsOptions, rcode: str, response: dnswire.Response,

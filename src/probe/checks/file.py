@@ -65,11 +65,12 @@ class FileCheck(probe.Check[FileOptions]):
 
     type = "file"
     measurements = frozenset({"duration", "age", "size", "count"})
+    units = {"duration": "s", "age": "s", "size": "By", "count": "{file}"}
 
     def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
         matches = _matches(o.path)
-        count = probe.Measurement("count", float(len(matches)), "")
+        count = probe.Measurement("count", float(len(matches)), "{file}")
         if not o.exists:
             if matches:
                 return probe.Result.critical(f"{matches[0]} exists but should not", count,

@@ -1,8 +1,9 @@
 """http: one request (following redirects), judged on status, body, JSON values and headers.
 
-Each run opens a fresh connection, as an outside user would, and measures its phases. HTTP/1.1 goes
-through the small client in ``http1`` (a fraction of blackbox_exporter's CPU, docs/performance.md);
-HTTP/2 and proxies through httpx (``httpclient``). The body is never read past ``max_body_size``.
+Each run opens a fresh connection, as an outside user would, and measures its phases. HTTP/1.1 is h11's
+framing over probe's own connection (``http1``: a fraction of blackbox_exporter's CPU, docs/performance.md);
+HTTP/2 and proxies go through httpx (``httpclient``). URLs and redirects follow curl's and httpx's rules
+(``urls``); the body is never read past ``max_body_size`` and is decoded for the assertions (``http_body``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import asyncio
 import base64
 import time
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 import probe
-from probe.checks.net import http1
+from probe.checks.net import http1, http_body, urls
 from probe.checks.net.conn import (
     Failure,
     IpVersion,
@@ -41,23 +42,26 @@ class BasicAuth(probe.Options):
 
     username: str
     """User name."""
-    password: str
+    password: SecretStr
     """Password (a secret: never shown in output, logs or history)."""
 
 
 class HttpOptions(probe.Options):
     url: str
-    """``http://`` or ``https://`` URL."""
+    """``http://`` or ``https://`` URL. ``user:password@`` in it becomes ``basic_auth`` (and is never shown)."""
     method: str = "GET"
     """Request method."""
     headers: dict[str, str] = {}
-    """Request headers (they replace the defaults of the same name)."""
+    """Request headers (they replace the defaults of the same name); CR, LF and NUL are refused."""
     body: str | None = None
     """Request body, sent as UTF-8."""
     basic_auth: BasicAuth | None = None
     """``{username, password}`` for HTTP basic authentication."""
-    bearer_token: str | None = None
-    """Sent as ``Authorization: Bearer TOKEN`` (a secret: write it as ``${file:...}`` or ``${TOKEN}``)."""
+    bearer_token: SecretStr | None = None
+    """Sent as ``Authorization: Bearer TOKEN`` (a secret: never shown in output, logs or history)."""
+    compressed: bool = False
+    """Ask for a compressed body (``Accept-Encoding: gzip, deflate``, plus ``br``/``zstd`` when installed),
+    as curl's ``--compressed``. A compressed body is decoded for ``expect`` whether asked for or not."""
     follow_redirects: bool = True
     """Follow 301, 302, 303, 307 and 308 responses; the final response is judged."""
     max_redirects: int = Field(10, ge=0)
@@ -75,17 +79,45 @@ class HttpOptions(probe.Options):
     max_body_size: Size = Field(1024 * 1024, gt=0)
     """Most body bytes read (default 1MiB); a larger body fails with ``body_too_large``."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_url(cls, data: Any) -> Any:
+        """``user:password@`` leaves the URL for ``basic_auth``, so the URL can be shown anywhere."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        try:
+            parsed = urls.parse(data["url"])
+        except urls.BadUrl:
+            return data  # the url validator says why
+        if parsed.username is None:
+            return data
+        if data.get("basic_auth") is not None or data.get("bearer_token") is not None:
+            raise ValueError("credentials in the url and in basic_auth/bearer_token: give them once")
+        return {**data, "url": urls.without_userinfo(data["url"]),
+                "basic_auth": {"username": parsed.username, "password": parsed.password or ""}}
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r}: expected an http:// or https:// URL with a host")
         try:
-            parts.port  # noqa: B018 (raises on a bad port)
-        except ValueError as exc:
-            raise ValueError(f"{value!r}: {exc}") from None
+            urls.parse(value)
+        except urls.BadUrl as exc:  # shown without user:password@, which is a secret
+            raise ValueError(f"{urls.without_userinfo(value)!r}: {exc}") from None
         return value.strip()
+
+    @field_validator("headers")
+    @classmethod
+    def _header_lines(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            http1.validate_header(name, text)
+        return value
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_line(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and any(c in value.get_secret_value() for c in "\r\n\0"):
+            raise ValueError("the token has CR, LF or NUL, which would break the request")
+        return value
 
     @field_validator("method")
     @classmethod
@@ -113,17 +145,21 @@ class HttpCheck(probe.Check[HttpOptions]):
 
     type = "http"
     measurements = frozenset({"duration", "dns", "connect", "tls", "first_byte", "transfer", "status_code",
-                              "body_bytes", "tls_cert_remaining", "redirects"})
+                              "body_bytes", "body_decoded_bytes", "tls_cert_remaining", "redirects"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "first_byte": "s", "transfer": "s",
+             "status_code": "", "body_bytes": "By", "body_decoded_bytes": "By", "tls_cert_remaining": "s",
+             "redirects": "{redirect}"}
 
     def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
+        self._url = urls.parse(options.url)
         self._headers = _request_headers(options)
         self._body = options.body.encode() if options.body is not None else b""
         self._via_httpx = options.http2 or options.proxy is not None
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         started = time.monotonic()
-        hops = [Hop(self.options.url)]
+        hops = [Hop(str(self._url))]
         try:
             # Stop a little before the core's deadline so our own reason (and the phase) gets reported.
             async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
@@ -141,59 +177,57 @@ class HttpCheck(probe.Check[HttpOptions]):
 
     async def _follow(self, hops: list[Hop]) -> Response:
         o = self.options
-        method, body, headers = o.method, self._body, self._headers
+        url, method, body, headers = self._url, o.method, self._body, self._headers
         while True:
-            hop = hops[-1]
-            response = await self._fetch(hop, method, headers, body)
+            response = await self._fetch(hops[-1], url, method, headers, body)
             location = response.header("location")
             if not (o.follow_redirects and response.status in _REDIRECTS and location):
                 return response
             if len(hops) > o.max_redirects:
                 raise Failure("too_many_redirects", f"more than {o.max_redirects} redirects (max_redirects)")
-            target = urljoin(hop.url, location)
-            if urlsplit(target).scheme not in ("http", "https"):
-                raise Failure("bad_redirect", f"redirect to {target!r}, not an http(s) URL")
+            try:
+                target = urls.join(url, location)
+            except urls.BadUrl as exc:
+                raise Failure("bad_redirect", f"redirect to {_shown(location)}: {exc}") from None
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, body = ("HEAD" if method == "HEAD" else "GET"), b""
                 headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-type")]
-            if urlsplit(target).netloc != urlsplit(hop.url).netloc:  # credentials stay with their origin
-                headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
-            hops.append(Hop(target))
+            if target.origin != url.origin:  # credentials stay with their scheme, host and port (as curl)
+                headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIALS]
+            if target.username is not None:
+                headers = [*(h for h in headers if h[0].lower() != "authorization"),
+                           _basic(target.username, target.password or "")]
+            url = target
+            hops.append(Hop(str(url)))
 
-    async def _fetch(self, hop: Hop, method: str, headers: list[tuple[str, str]], body: bytes) -> Response:
+    async def _fetch(self, hop: Hop, url: urls.Url, method: str, headers: list[tuple[str, str]],
+                     body: bytes) -> Response:
         o = self.options
-        parts = urlsplit(hop.url)
-        host = parts.hostname or ""
-        headers = [("Host", parts.netloc.rsplit("@", 1)[-1]), *headers]
         if body:
-            headers.append(("Content-Length", str(len(body))))
+            headers = [*headers, ("Content-Length", str(len(body)))]
         try:
             if self._via_httpx:
                 from probe.checks.net import httpclient
 
                 context = context_for(o.tls, ("http/1.1", "h2") if o.http2 else ("http/1.1",))
-                return await httpclient.fetch(hop, hop.url, method, headers[1:], body, context=context, http2=o.http2,
-                                          proxy=o.proxy, server_name=o.tls.server_name,
-                                          max_body=int(o.max_body_size))
-            return await self._fetch_http1(hop, method, headers, body)
+                return await httpclient.fetch(hop, str(url), method, headers, body, context=context,
+                                              http2=o.http2, proxy=o.proxy, server_name=o.tls.server_name,
+                                              max_body=int(o.max_body_size))
+            return await self._fetch_http1(hop, url, method, [("Host", url.authority), *headers], body)
         except Failure as failure:
             if failure.reason.startswith("certificate_") and hop.peer is not None and o.proxy is None:
-                failure.facts = await fetch_unverified(hop.peer, o.tls.server_name or host, o.tls)
+                failure.facts = await fetch_unverified(hop.peer, o.tls.server_name or url.host, o.tls)
             raise
 
-    async def _fetch_http1(self, hop: Hop, method: str, headers: list[tuple[str, str]], body: bytes) -> Response:
+    async def _fetch_http1(self, hop: Hop, url: urls.Url, method: str, headers: list[tuple[str, str]],
+                           body: bytes) -> Response:
         o = self.options
-        parts = urlsplit(hop.url)
-        host = parts.hostname or ""
-        https = parts.scheme == "https"
-        stream = await Stream.open(host, parts.port or (443 if https else 80), o.ip_version, hop.timings)
+        stream = await Stream.open(url.host, url.port, o.ip_version, hop.timings)
         hop.peer = stream.peer
         try:
-            if https:
-                await self._start_tls(hop, stream, host)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            request = http1.encode_request(method, target, headers, body)
-            return await http1.exchange(hop, stream, request, method, int(o.max_body_size))
+            if url.scheme == "https":
+                await self._start_tls(hop, stream, url.host)
+            return await http1.exchange(hop, stream, method, url.target, headers, body, int(o.max_body_size))
         finally:
             stream.close()
 
@@ -209,18 +243,32 @@ class HttpCheck(probe.Check[HttpOptions]):
         hop.cert = peer_facts(hop.ssl_object)
 
 
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
 def _request_headers(o: HttpOptions) -> list[tuple[str, str]]:
     defaults = {"user-agent": ("User-Agent", _USER_AGENT), "accept": ("Accept", "*/*"),
                 "connection": ("Connection", "close")}
+    if o.compressed:
+        defaults["accept-encoding"] = ("Accept-Encoding", http_body.accept_encoding())
     if o.basic_auth is not None:
-        pair = f"{o.basic_auth.username}:{o.basic_auth.password}".encode()
-        defaults["authorization"] = ("Authorization", "Basic " + base64.b64encode(pair).decode())
+        defaults["authorization"] = _basic(o.basic_auth.username, o.basic_auth.password.get_secret_value())
     elif o.bearer_token is not None:
-        defaults["authorization"] = ("Authorization", f"Bearer {o.bearer_token}")
+        defaults["authorization"] = ("Authorization", f"Bearer {o.bearer_token.get_secret_value()}")
     for name, value in o.headers.items():
         defaults[name.lower()] = (name, value)
     defaults.pop("host", None)  # always from the URL, also after a redirect
     return list(defaults.values())
+
+
+def _basic(username: str, password: str) -> tuple[str, str]:
+    return "Authorization", "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _shown(location: str) -> str:
+    """A Location as it may be shown: its raw bytes escaped, at most 100 characters."""
+    text = location.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return repr(text if len(text) <= 100 else text[:100] + "...")
 
 
 def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: Failure | None,
@@ -238,18 +286,25 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
         details["certificate"] = certificate.details()
     if len(hops) > 1:
         details["redirects"] = [h.url for h in hops[:-1]]
-        measurements.append(probe.Measurement("redirects", len(hops) - 1))
+        measurements.append(probe.Measurement("redirects", len(hops) - 1, "{redirect}"))
     if response is not None:
         measurements += [probe.Measurement(k, v, "s") for k, v in response.phases.items()]
         measurements += [probe.Measurement("status_code", response.status),
-                         probe.Measurement("body_bytes", len(response.body), "B")]
+                         probe.Measurement("body_bytes", len(response.body), "By")]
         details.update(status=response.status, http_version=response.version)
     if failure is not None:
         return probe.Result.critical(f"{o.method} {hop.url}: {failure.message}", *measurements,
                                      reason=failure.reason, details=details)
     assert response is not None
-    problem = problems(o.expect, response)
     what = f"{o.method} {hop.url}: {response.status} {response.reason}".rstrip()
+    try:
+        body, undone = http_body.decode(response.body, response.header("content-encoding"), int(o.max_body_size))
+    except Failure as exc:
+        return probe.Result.critical(f"{what}: {exc.message}", *measurements, reason=exc.reason, details=details)
+    measurements.append(probe.Measurement("body_decoded_bytes", len(body), "By"))
+    if undone:
+        details["content_encoding_not_decoded"] = undone
+    problem = problems(o.expect, response, lambda: http_body.text(body, response.header("content-type")))
     if problem is not None:
         reason, text = problem
         return probe.Result.critical(f"{what}: {text}", *measurements, reason=reason, details=details)

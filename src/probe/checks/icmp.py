@@ -55,6 +55,8 @@ class IcmpCheck(probe.Check[IcmpOptions]):
 
     type = "icmp"
     measurements = frozenset({"duration", "loss", "rtt_min", "rtt_avg", "rtt_max", "rtt_stddev", "jitter"})
+    units = {"duration": "s", "loss": "1", "rtt_min": "s", "rtt_avg": "s", "rtt_max": "s", "rtt_stddev": "s",
+             "jitter": "s"}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options

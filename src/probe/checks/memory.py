@@ -23,6 +23,8 @@ class MemoryCheck(probe.Check[MemoryOptions]):
     # time_to_full is forecast by the core from history (see ``capacities``), listed for thresholds.
     measurements = frozenset({"duration", "utilization", "available", "used", "total",
                               "swap_utilization", "swap_used", "swap_free", "swap_total", "time_to_full"})
+    units = {"duration": "s", "utilization": "1", "available": "By", "used": "By", "total": "By",
+             "swap_utilization": "1", "swap_used": "By", "swap_free": "By", "swap_total": "By", "time_to_full": "s"}
     capacities = {"utilization": "time_to_full"}
 
     def run(self, ctx: probe.Context) -> probe.Result:

@@ -80,6 +80,7 @@ class ProcessCheck(probe.Check[ProcessOptions]):
 
     type = "process"
     measurements = frozenset({"duration", "count", "rss", "cpu_time", "zombies"})
+    units = {"duration": "s", "count": "{process}", "rss": "By", "cpu_time": "s", "zombies": "{process}"}
 
     def run(self, ctx: probe.Context) -> probe.Result:
         try:
@@ -90,8 +91,9 @@ class ProcessCheck(probe.Check[ProcessOptions]):
         running, zombies = found.running, found.zombies
         rss = float(sum(p["memory_info"].rss for p in running if p["memory_info"]))
         cpu = float(sum(p["cpu_times"].user + p["cpu_times"].system for p in running if p["cpu_times"]))
-        measurements = (probe.Measurement("count", float(len(running))), probe.Measurement("rss", rss, "By"),
-                        probe.Measurement("cpu_time", cpu, "s"), probe.Measurement("zombies", float(len(zombies))))
+        measurements = (probe.Measurement("count", float(len(running)), "{process}"),
+                        probe.Measurement("rss", rss, "By"), probe.Measurement("cpu_time", cpu, "s"),
+                        probe.Measurement("zombies", float(len(zombies)), "{process}"))
         details: dict[str, Any] = {"pids": [p["pid"] for p in running][:20]}
         if zombies:
             details["zombie_pids"] = zombies[:20]

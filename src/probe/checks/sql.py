@@ -118,6 +118,7 @@ class SqlCheck(probe.Check[SqlOptions]):
 
     type = "sql"
     measurements = None
+    units = {"duration": "s", "connect_duration": "s", "query_duration": "s", "rows": "{row}"}
 
     def __init__(self, name: str, options: SqlOptions) -> None:
         super().__init__(name, options)
@@ -175,7 +176,7 @@ def _measure(fetched: Fetched) -> tuple[list[probe.Measurement], dict[str, Any]]
     measurements = [
         probe.Measurement("connect_duration", fetched.connect_duration, "s"),
         probe.Measurement("query_duration", fetched.query_duration, "s"),
-        probe.Measurement("rows", float(len(fetched.rows)), ""),
+        probe.Measurement("rows", float(len(fetched.rows)), "{row}"),
     ]
     seen = set(OWN)
     skipped: list[str] = []

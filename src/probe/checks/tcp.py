@@ -26,6 +26,7 @@ from probe.checks.net.conn import (
     os_failure,
     peer_facts,
     show_address,
+    tls_option,
 )
 from probe.hookspecs import CheckRegistrar
 from probe.units import Size
@@ -55,13 +56,6 @@ def _compile(pattern: str) -> re.Pattern[str]:
         return re.compile(pattern)
     except re.error as exc:
         raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
-
-
-def tls_option(value: object) -> object:
-    """``tls: true`` means TLS with default settings; ``false`` or absent means plain TCP."""
-    if value is True:
-        return {}
-    return None if value is False else value
 
 
 class TcpOptions(probe.Options):
@@ -112,6 +106,7 @@ class TcpCheck(probe.Check[TcpOptions]):
 
     type = "tcp"
     measurements = frozenset({"duration", "dns", "connect", "tls", "tls_cert_remaining"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "tls_cert_remaining": "s"}
 
     def __init__(self, name: str, options: TcpOptions) -> None:
         super().__init__(name, options)

@@ -67,6 +67,7 @@ class TlsCheck(probe.Check[TlsCheckOptions]):
 
     type = "tls"
     measurements = frozenset({"duration", "dns", "connect", "tls", "cert_remaining"})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "cert_remaining": "s"}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
@@ -263,7 +264,7 @@ def _x509() -> Any:
         from cryptography import x509
     except ImportError:
         raise Failure("tls_config", "checking certificate files needs the 'cryptography' package "
-                                    "(pip install 'probe-agent[tls]')") from None
+                                    "(pip install 'probe-monitor[tls]')") from None
     return x509
 
 

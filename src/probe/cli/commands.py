@@ -14,15 +14,31 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from probe import __version__
 from probe.cli import logs
+from probe.cli import ping as pingcli
+from probe.cli import silence as silencecli
+from probe.cli.args import duration_option as _duration_option
+from probe.cli.args import parse_labels as _parse_labels
+from probe.cli.globalopts import ProbeGroup, global_group_options
 from probe.cli.report import commands as reportcli
 from probe.model import Status
 from probe.plugins import scaffold
+
+if TYPE_CHECKING:  # the commands import these where they run, so that `probe --help` stays light
+    from contextlib import AbstractContextManager
+
+    from probe.config.errors import ConfigError
+    from probe.config.load import Plan
+    from probe.config.redact import Redactor
+    from probe.config.spec import CheckSpec
+    from probe.engine.interfaces import Outcome
+    from probe.plugins.registry import Registry
+    from probe.sinks.telemetry.metrics import MetricsSink
 
 EX_USAGE = 64
 EX_IOERR = 74
@@ -41,7 +57,7 @@ class Env:
         self.log_level = log_level
         self.log_format = log_format
 
-    def load(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Registry, Plan]:
         from probe.config.load import ConfigErrors
 
         try:
@@ -49,23 +65,23 @@ class Env:
         except ConfigErrors as exc:
             self._invalid(exc.errors)
 
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         """Every plugin the settings ask for, loaded now (nothing deferred); exits 78 when the settings are bad."""
+        from probe.config.errors import redacted
         from probe.config.load import find_checks_path, find_settings_path, load_registry, load_settings
 
-        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, set())
+        secrets: set[str] = set()
+        settings, errors = load_settings(find_settings_path(self.config, os.environ), os.environ, secrets)
         if errors:
-            self._invalid(errors)
+            self._invalid(redacted(errors, secrets))
         return load_registry(settings, find_checks_path(self.config_dir, os.environ), lazy=False)
 
-    def _invalid(self, errors: Sequence[Any]) -> NoReturn:
-        for error in errors:
-            click.echo(str(error), err=True)
+    def _invalid(self, errors: Sequence[ConfigError]) -> NoReturn:
         noun = "error" if len(errors) == 1 else "errors"
-        click.echo(f"probe: configuration invalid: {len(errors)} {noun}", err=True)
+        logs.echo_error("\n".join([*map(str, errors), f"probe: configuration invalid: {len(errors)} {noun}"]))
         sys.exit(EX_CONFIG)
 
-    def reload(self) -> tuple[Any, Any]:
+    def reload(self) -> tuple[Registry, Plan]:
         """(registry, plan) from the config files as they are now; raises ConfigErrors when they are bad."""
         from probe.config.load import find_checks_path, find_settings_path, load
 
@@ -75,33 +91,15 @@ class Env:
         return registry, plan
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ProbeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="probe")
-@click.option("--config", metavar="FILE", help="Agent settings file (default $PROBE_CONFIG, /etc/probe/probe.yaml).")
-@click.option("--config-dir", metavar="PATH",
-              help="Checks directory or a single checks file (default $PROBE_CONFIG_DIR, ./checks.d, "
-                   "/etc/probe/checks.d).")
-@click.option("--log-level", envvar="PROBE_LOG_LEVEL", type=click.Choice(logs.LEVELS, case_sensitive=False),
-              help="Least severe level logged to stderr  [default: warning; info for the agent daemon]")
-@click.option("--log-format", default="auto", show_default=True, envvar="PROBE_LOG_FORMAT",
-              type=click.Choice(logs.FORMATS, case_sensitive=False),
-              help="Log lines: auto is human on a terminal, logfmt otherwise (journald-aware).")
+@global_group_options
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, config_dir: str | None, log_level: str | None,
         log_format: str) -> None:
     """probe: health checks, synthetic monitoring and deploy gates."""
     logs.setup((log_level or "warning").lower(), log_format.lower())
     ctx.obj = Env(config, config_dir, log_level and log_level.lower(), log_format.lower())
-
-
-def _parse_labels(values: Sequence[str]) -> dict[str, str]:
-    labels = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected k=v, got {value!r}", param_hint="--label")
-        labels[key] = val
-    return labels
 
 
 @cli.command()
@@ -131,7 +129,7 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
             logs.setup("info", env.log_format)
         registry, plan = env.load()
 
-        def reload() -> tuple[Any, Any]:
+        def reload() -> tuple[Plan, Registry]:
             new_registry, new_plan = env.reload()
             return new_plan, new_registry
 
@@ -150,6 +148,7 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
         from probe.engine import aio
 
         report = aio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
+                                  fail_on=Status.parse(fail_on), progress=_WaitProgress(_redactor(plan)),
                                       color=terminal and fmt == "human" and not os.environ.get("NO_COLOR"),
                                       hostname=socket.gethostname(), metrics=metrics))
     if terminal:
@@ -158,7 +157,34 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
     sys.exit(gate_exit_code(report.status, fail_on))
 
 
-def _once_metrics(plan: Any) -> Any:
+class _WaitProgress:
+    """``--wait`` on stderr: which checks still fail the gate and how long is left. A line when that set
+    changes, else at most every 5 seconds, so a gate in a CI log shows it is alive without flooding it."""
+
+    EVERY = 5.0
+
+    def __init__(self, redact: Redactor) -> None:
+        self._redact = redact  # summaries are masked like every other output
+        self._last: tuple[float, object] = (-1e9, None)
+
+    def __call__(self, failing: Sequence[Outcome], remaining: float) -> None:
+        import time
+
+        key = tuple((o.name, o.status) for o in failing)
+        now = time.monotonic()
+        if key == self._last[1] and now - self._last[0] < self.EVERY:
+            return
+        self._last = (now, key)
+        from probe.units import format_duration
+
+        shown = ", ".join(f"{o.name} {o.status.name} ({o.result.summary[:80]})" for o in failing[:5])
+        more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
+        noun = "check fails" if len(failing) == 1 else "checks fail"
+        click.echo(self._redact(f"probe: waiting, {format_duration(remaining)} left; {len(failing)} {noun}: "
+                                f"{shown}{more}"), err=True)
+
+
+def _once_metrics(plan: Plan) -> AbstractContextManager[MetricsSink]:
     """The metrics sink of ``--once`` (OTLP only); an exporter that cannot start is reported, and the checks
     still run: a gate must not fail because the metrics pipeline is misconfigured."""
     from probe.sinks import telemetry
@@ -170,11 +196,11 @@ def _once_metrics(plan: Any) -> Any:
         return telemetry.MetricsSink()
 
 
-def _select(plan: Any, names: Sequence[str], labels: dict[str, str]) -> Any:
+def _select(plan: Plan, names: Sequence[str], labels: dict[str, str]) -> tuple[CheckSpec, ...]:
     known = [c.name for c in plan.checks]
     for name in names:
         if name not in known:
-            raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, known)}")
+            raise _no_such_check(name, known)
     selected = plan.select(names, labels)
     if not selected:
         raise click.UsageError("no checks match the selection")
@@ -198,11 +224,11 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
     registry, plan = env.load()
     spec = next((c for c in plan.checks if c.name == name), None)
     if spec is None:
-        raise click.UsageError(f"no such check: {name!r}{_did_you_mean(name, [c.name for c in plan.checks])}")
+        raise _no_such_check(name, [c.name for c in plan.checks])
     from probe.engine.once import check_remediation, describe_outcome
     from probe.engine.runner import Runner
 
-    async def go() -> tuple[str, Any]:
+    async def go() -> tuple[str, Outcome]:
         outcome = await runner.run(spec)
         text = describe_outcome(outcome)
         if remediate:
@@ -211,18 +237,23 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
             text += more
         return text, outcome
 
-    runner = Runner(registry)
-    try:
-        from probe.engine import aio
+    from probe._statedir import StateDirError
+    from probe.config.redact import Redactor
+    from probe.engine import aio
+    from probe.sinks.history.pings import store_for
 
+
+    runner = Runner(registry, redact=Redactor(plan.secrets), pings=store_for(plan.settings.state_dir))
+    try:
         text, outcome = aio.run(go())
-    finally:
-        runner.close()
+    except StateDirError as exc:  # the audit would go where another user's symlink points: refuse, say why
+        click.echo(f"probe: {exc}", err=True)
+        sys.exit(EX_CONFIG)
     _emit(text, plan, None)
     sys.exit(int(outcome.status))
 
 
-def _history_path(plan: Any) -> Path:
+def _history_path(plan: Plan) -> Path:
     from probe.daemon.wiring import state_dir
     from probe.sinks.history import DB_NAME
 
@@ -252,6 +283,7 @@ def plugins(env: Env, fmt: str) -> None:
 
         click.echo(json.dumps({
             "plugins": [vars(p) for p in registry.plugins.values()],
+            "unavailable": registry.unavailable(),
             "failures": [{"plugin": f.plugin, "source": f.source, "error": f.error} for f in registry.failures],
             "conflicts": registry.conflicts,
         }, indent=2))
@@ -260,16 +292,19 @@ def plugins(env: Env, fmt: str) -> None:
     sys.exit(1 if registry.failures or registry.conflicts else 0)
 
 
+cli.add_command(silencecli.silence)
+cli.add_command(pingcli.ping)
 cli.add_command(reportcli.status)
 cli.add_command(reportcli.report)
 cli.add_command(scaffold.new_plugin)
 
 
-def _plugins_table(registry: Any) -> str:
+def _plugins_table(registry: Registry) -> str:
     rows = [("PLUGIN", "VERSION", "SOURCE", "PROVIDES")]
+    unavailable = registry.unavailable()
     for info in registry.plugins.values():
         provides = "; ".join(
-            f"{kind}: {', '.join(names)}"
+            f"{kind}: {', '.join(_needs(n, unavailable) for n in names)}"
             for kind, names in (("checks", info.check_types), ("actions", info.action_types),
                                 ("formats", info.formats))
             if names
@@ -283,11 +318,17 @@ def _plugins_table(registry: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _did_you_mean(name: str, known: Sequence[str]) -> str:
-    import difflib
+def _needs(check_type: str, unavailable: dict[str, str]) -> str:
+    """``grpc``, or ``ssh (unavailable: ... pip install 'probe-monitor[ssh]')`` when its module is missing."""
+    problem = unavailable.get(check_type)
+    return f"{check_type} (unavailable: {problem.split(': ', 1)[-1]})" if problem else check_type
 
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+
+def _no_such_check(name: str, known: Sequence[str]) -> click.UsageError:
+    from probe.config.errors import did_you_mean  # the one did-you-mean of config errors and plugin hooks
+
+    close = did_you_mean(name, known)
+    return click.UsageError(f"no such check: {name!r}" + (f"; did you mean {close!r}?" if close else ""))
 
 
 def _check_writable(output: str) -> None:
@@ -299,19 +340,14 @@ def _check_writable(output: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} is not writable", param_hint="--output")
 
 
-def _duration_option(text: str, name: str) -> float:
-    from probe.units import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
-
-
-def _emit(text: str, plan: Any, output: str | None) -> None:
+def _redactor(plan: Plan) -> Redactor:
     from probe.config.redact import Redactor
 
-    text = Redactor(plan.secrets)(text)
+    return Redactor(plan.secrets)
+
+
+def _emit(text: str, plan: Plan, output: str | None) -> None:
+    text = _redactor(plan)(text)
     if output:
         tmp = f"{output}.tmp{os.getpid()}"
         try:
@@ -347,6 +383,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(130)
     except Exception as exc:  # a bug in probe: a gate must read it as UNKNOWN, not as 1 (WARNING)
         log.debug("internal error", exc_info=exc)
-        click.echo(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)", err=True)
+        logs.echo_error(f"probe: internal error: {type(exc).__name__}: {exc} (--log-level debug shows where)")
         sys.exit(int(Status.UNKNOWN))
     sys.exit(0)

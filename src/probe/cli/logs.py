@@ -123,6 +123,17 @@ def is_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
+def echo_error(text: str, *, stream: TextIO | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Write ``text`` (one or more lines) to stderr as errors: with the ``<3>`` priority prefix on each line
+    when stderr is the journal, so ``journalctl -p err`` shows why a start failed (a plain line would be
+    stored at journald's default, info)."""
+    stream = sys.stderr if stream is None else stream
+    environ = os.environ if environ is None else environ
+    prefix = f"<{_PRIORITY[logging.ERROR]}>" if is_journal(stream, environ) else ""
+    stream.write("".join(f"{prefix}{line}\n" for line in text.splitlines()))
+    stream.flush()
+
+
 def resolve_format(fmt: str, stream: TextIO) -> str:
     if fmt != "auto":
         return fmt

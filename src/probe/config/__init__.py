@@ -11,7 +11,7 @@ here is internal. Names are imported on first use so that ``import probe.config.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from probe.config.errors import ConfigError, ConfigErrors
@@ -23,7 +23,7 @@ _HOMES = {"ConfigError": "probe.config.errors", "ConfigErrors": "probe.config.er
           "Plan": "probe.config.load", "load": "probe.config.load"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name not in _HOMES:
         raise AttributeError(f"module 'probe.config' has no attribute {name!r}")
     import importlib

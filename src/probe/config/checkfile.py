@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from probe.check import Check
+from probe.check import Check, Options
 from probe.config.errors import ConfigError, did_you_mean, from_pydantic, unknown_key, where
 from probe.config.interpolation import Interpolator, interpolate
 from probe.config.spec import COMMON_KEYS, CheckSpec, CommonFields
-from probe.config.thresholds import hysteresis_problem, shadowed_warning
+from probe.config.thresholds import hysteresis_problem, ratio_problem, shadowed_warning
 from probe.config.yamlsource import LocatedDict, LocatedList, Location, YamlError, load_yaml
+from probe.plugins.contract import missing_requirement
 from probe.plugins.manager import Registry
 from probe.units import format_duration
 
@@ -27,8 +28,11 @@ M = TypeVar("M", bound=BaseModel)
 Loaded = CheckSpec | ConfigError
 
 
-def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator) -> list[Loaded]:
-    """Every check of one file, or the errors that keep it from loading."""
+def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator,
+                     seen: dict[str, Location] | None = None) -> list[Loaded]:
+    """Every check of one file, or the errors that keep it from loading. ``seen`` holds the names of the
+    checks loaded so far (from this and earlier files), valid or not, so that a duplicate name is reported
+    with every other error rather than only once the rest is fixed."""
     try:
         data = load_yaml(path)
     except YamlError as exc:
@@ -37,8 +41,13 @@ def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator)
         return [ConfigError(Location(str(path), 1, 1), None, None,
                             "file is empty; a checks file needs a 'checks' list ('checks: []' for none)")]
     if not isinstance(data, dict):
-        return [ConfigError(where(data, (), path), None, None,
-                            f"expected a mapping with a 'checks' list (and optional 'defaults'), got {_kind(data)}")]
+        return [ConfigError(where(data, (), path), None, None, "expected a mapping with a 'checks' list (and "
+                            f"optional 'defaults'), got {_file_kind(data)}")]
+    if data and not any(key in FILE_KEYS for key in data):
+        # Not a checks file at all (``--config-dir /etc/shadow`` as root): one error, never its lines.
+        return [ConfigError(Location(str(path), 1, 1), None, None,
+                            f"not a checks file: none of its {len(data)} top-level keys is 'checks' or 'defaults' "
+                            f"(the first starts {_glimpse(next(iter(data)))})")]
     out: list[Loaded] = [
         ConfigError(where(data, (key,), path, key=True), None, str(key), unknown_key(key, FILE_KEYS))
         for key in data if key not in FILE_KEYS
@@ -62,11 +71,25 @@ def load_checks_file(path: Path, registry: Registry, interpolator: Interpolator)
                                f"expected a list of checks, got {_kind(checks)}"))
         return out
     in_defaults = set(_locations(defaults))
+    seen = {} if seen is None else seen
     for index, item in enumerate(checks):
         at = checks.item_locations[index] if isinstance(checks, LocatedList) else where(data, ("checks",), path)
+        if duplicate := _duplicate(item, at, seen):
+            out.append(duplicate)
         for loaded in load_check(item, defaults, at, path, registry, interpolator):
             out.append(_blame_defaults(loaded, in_defaults))
     return out
+
+
+def _duplicate(item: Any, at: Location, seen: dict[str, Location]) -> ConfigError | None:
+    """A check name used before: an error where it is used again, naming the first place."""
+    name = item.get("name") if isinstance(item, dict) else None
+    if not isinstance(name, str):
+        return None
+    if (first := seen.get(name)) is None:
+        seen[name] = at
+        return None
+    return ConfigError(at, name, "name", f"duplicate check name (first defined at {first})")
 
 
 def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path, registry: Registry,
@@ -87,6 +110,8 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     if "type" in merged and check_cls is None:
         errors.append(ConfigError(where(merged, ("type",), path, at), name, "type",
                                   unknown_type(check_type, registry)))
+    elif check_cls is not None and (missing := missing_requirement(check_cls)):
+        errors.append(ConfigError(where(merged, ("type",), path, at), name, "type", missing))
     models: list[type[BaseModel]] = [CommonFields] + ([check_cls.Options] if check_cls is not None else [])
     common: CommonFields | None = None
     try:
@@ -94,7 +119,7 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     except ValidationError as exc:
         errors.extend(from_pydantic(exc, merged, path, name, models, fallback=at))
     options_data = {k: v for k, v in merged.items() if k not in COMMON_KEYS}
-    options: Any = None
+    options: Options | None = None
     if check_cls is not None:
         try:
             options = validate(check_cls.Options, options_data)
@@ -103,9 +128,10 @@ def load_check(item: Any, defaults: Mapping[str, Any], at: Location, path: Path,
     if common is not None:
         errors.extend(_semantics(common, check_cls, merged, path, at))
         errors.extend(_actions(common, registry, merged, path, at))
-    if errors or common is None or check_cls is None:
+    if errors or common is None or options is None:
         return list(errors)
-    return [CheckSpec.build(common, options, at, options_data)]
+    depends_on_at = tuple(where(merged, ("depends_on", i), path, at) for i in range(len(common.depends_on)))
+    return [CheckSpec.build(common, options, at, options_data, depends_on_at)]
 
 
 def _semantics(common: CommonFields, check_cls: type[Check[Any]] | None, data: Any, path: Path,
@@ -119,7 +145,7 @@ def _semantics(common: CommonFields, check_cls: type[Check[Any]] | None, data: A
 
     if common.timeout <= 0:
         error(("timeout",), "timeout", "must be positive")
-    elif common.timeout >= common.interval:
+    elif "timeout" in common.model_fields_set and common.timeout >= common.interval:
         error(("timeout",), "timeout", f"must be shorter than interval "
                                        f"({format_duration(common.timeout)} >= {format_duration(common.interval)})")
     if common.interval <= 0:
@@ -137,6 +163,13 @@ def _semantics(common: CommonFields, check_cls: type[Check[Any]] | None, data: A
                   key=True)
         if spec.warning is None and spec.critical is None:
             error(("thresholds", measurement), field, "needs a 'warning' or 'critical' condition", key=True)
+        ratio = check_cls is not None and check_cls.units.get(measurement) == "1"
+        unreachable = {level: problem for level in ("warning", "critical", "clear")
+                       if ratio and (problem := ratio_problem(getattr(spec, level)))}
+        for level, problem in unreachable.items():
+            error(("thresholds", measurement, level), f"{field}.{level}", problem)
+        if unreachable:
+            continue  # how the levels relate means nothing until their numbers are right
         if warning_problem := shadowed_warning(spec.warning, spec.critical):
             error(("thresholds", measurement, "warning"), f"{field}.warning", warning_problem)
         if spec.clear is not None and (problem := hysteresis_problem(spec.warning, spec.critical, spec.clear)):
@@ -149,13 +182,13 @@ def _actions(common: CommonFields, registry: Registry, data: Any, path: Path, at
     plugin action's bad options fail ``probe validate`` rather than the first remediation."""
     errors = []
     for i, entry in enumerate(common.remediate):
-        cls = registry.actions.get(entry.action)
+        cls = registry.action_type(entry.action)
         if cls is None:
-            hint = did_you_mean(entry.action, registry.actions)
+            hint = did_you_mean(entry.action, registry.action_type_names())
             errors.append(ConfigError(
                 where(data, ("remediate", i, "action"), path, at), common.name, f"remediate[{i}].action",
                 f"unknown action type {entry.action!r}" + (f"; did you mean {hint!r}?" if hint else "")
-                + f" (registered: {', '.join(sorted(registry.actions))})"))
+                + f" (registered: {', '.join(registry.action_type_names())})"))
             continue
         if entry.action == "run":
             continue  # the built-in takes its argv from 'run', checked by the model
@@ -273,3 +306,16 @@ def _kind(value: Any) -> str:
         return f"the number {value!r}"
     text = repr(value)
     return f"the string {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _glimpse(key: object) -> str:
+    """Enough of a key to recognise the file by, too little to disclose it: its first three characters."""
+    text = str(key)
+    return repr(text[:3] + "...") if len(text) > 3 else repr(text)
+
+
+def _file_kind(data: Any) -> str:
+    """``_kind`` for a whole file, which may be anything (a private key, /etc/shadow): never its text."""
+    if isinstance(data, str):
+        return f"a string of {len(data)} characters starting {_glimpse(data)}"
+    return _kind(data)

@@ -53,25 +53,15 @@ class ConfigErrors(Exception):
 
 
 def redacted(errors: Iterable[ConfigError], secrets: Iterable[str]) -> list[ConfigError]:
-    """Error messages quote what the user wrote; a secret that was interpolated there is masked."""
+    """Error messages quote what the user wrote; a secret that was interpolated there is masked, in the message,
+    the check name and the field, in every form it took (``repr``, cut short with ``...``)."""
     from probe.config.redact import Redactor
 
     redact = Redactor(secrets)
-    if not redact.secrets:
+    if not redact:
         return list(errors)
-    return [replace(e, message=_cut_secrets(redact(e.message), redact.secrets)) for e in errors]
-
-
-def _cut_secrets(message: str, secrets: Iterable[str]) -> str:
-    """Messages cut long values short (``'abcdef...'``): the start of a secret is masked too."""
-    if "..." not in message:
-        return message
-    for secret in secrets:
-        for end in range(len(secret) - 1, 2, -1):
-            if secret[:end] + "..." in message:
-                message = message.replace(secret[:end] + "...", "********...")
-                break
-    return message
+    return [replace(e, message=redact(e.message), check=e.check and redact(e.check),
+                    field=e.field and redact(e.field)) for e in errors]
 
 
 def where(data: Any, loc: Sequence[Any], path: Path, fallback: Location | None = None, *,
@@ -179,10 +169,12 @@ def field_name(loc: Sequence[Any]) -> str:
     """``("remediate", 0, "on")`` -> ``remediate[0].on``."""
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for an error in a mapping's key: the key itself is named
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + (str(part) or "''")
     return out
 
 

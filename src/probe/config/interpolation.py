@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.config.errors import ConfigError, field_name
+from probe.config.files import UnreadableFile, read_bounded
 from probe.config.yamlsource import LocatedDict, LocatedList, Location
 
 _REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
@@ -67,12 +68,11 @@ class Interpolator:
         if self.vet_file is not None and (problem := self.vet_file(Path(path))):
             raise InterpolationError(f"refusing secret file: {problem}")
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_SECRET_BYTES + 1)
+            data = read_bounded(Path(path), MAX_SECRET_BYTES)
+        except UnreadableFile as exc:
+            raise InterpolationError(f"secret file {path} {exc}") from None
         except OSError as exc:
             raise InterpolationError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
-        if len(data) > MAX_SECRET_BYTES:
-            raise InterpolationError(f"secret file {path} is larger than {MAX_SECRET_BYTES // 1024} KiB")
         try:
             return data.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:

@@ -20,8 +20,10 @@ from pydantic import ValidationError
 from probe._permissions import strict_modes_apply, unsafe_file
 from probe.config.checkfile import load_checks_file, validate
 from probe.config.errors import ConfigError, ConfigErrors, from_pydantic, redacted, where
+from probe.config.incidents import incident_secrets
 from probe.config.interpolation import Interpolator, interpolate
 from probe.config.redact import secret_values
+from probe.config.references import Reference, check_references, settings_references
 from probe.config.settings import AgentSettings
 from probe.config.spec import CheckSpec
 from probe.config.yamlsource import Location, YamlError, load_yaml
@@ -82,9 +84,10 @@ def check_files(path: Path) -> list[Path]:
 
 
 def load_settings(
-    path: Path | None, env: Mapping[str, str], secrets: set[str]
+    path: Path | None, env: Mapping[str, str], secrets: set[str], references: list[Reference] | None = None
 ) -> tuple[AgentSettings, list[ConfigError]]:
-    """``probe.yaml`` (None: every default). Errors are returned, so checks can be validated too."""
+    """``probe.yaml`` (None: every default). Errors are returned, so checks can be validated too.
+    ``references`` collects the check names the settings mention, for :func:`load_plan` to check."""
     if path is None:
         return AgentSettings(), []
     top = Location(str(path), 1, 1)
@@ -104,10 +107,14 @@ def load_settings(
     data = interpolate(data, interpolator, errors, None, top)
     if not isinstance(data, dict):
         return AgentSettings(), [ConfigError(where(data, (), path), None, None, "expected a mapping of settings")]
+    if references is not None:
+        references += settings_references(data, path)
     try:
-        return validate(AgentSettings, data), errors
+        settings = validate(AgentSettings, data)
     except ValidationError as exc:
         return AgentSettings(), errors + from_pydantic(exc, data, path, None, [AgentSettings])
+    secrets |= incident_secrets(settings.alerting, settings.pings)
+    return settings, errors
 
 
 def load(
@@ -120,9 +127,11 @@ def load(
     """Settings first (they say which plugins to load), then plugins, then the checks."""
     env = os.environ if env is None else env
     secrets: set[str] = set()
-    settings, errors = load_settings(settings_path, env, secrets)
+    references: list[Reference] = []
+    settings, errors = load_settings(settings_path, env, secrets, references)
     registry = load_registry(settings, checks_path, extra_plugins=extra_plugins)
-    return registry, load_plan(checks_path, registry, settings=settings, errors=errors, env=env, secrets=secrets)
+    return registry, load_plan(checks_path, registry, settings=settings, errors=errors, env=env, secrets=secrets,
+                               references=references)
 
 
 def load_registry(settings: AgentSettings, checks_path: Path, *, extra_plugins: Iterable[object] = (),
@@ -158,8 +167,10 @@ def load_plan(
     errors: Sequence[ConfigError] = (),
     env: Mapping[str, str] | None = None,
     secrets: set[str] | None = None,
+    references: Sequence[Reference] = (),
 ) -> Plan:
-    """Validate every checks file against the registry; raise ConfigErrors listing every problem found."""
+    """Validate every checks file against the registry; raise ConfigErrors listing every problem found.
+    ``references``: check names written in probe.yaml (maintenance windows), which must exist."""
     env = os.environ if env is None else env
     secrets = set() if secrets is None else secrets
     settings = settings or AgentSettings()
@@ -176,20 +187,21 @@ def load_plan(
         if strict and (problem := unsafe_file(path)):
             errors.append(ConfigError(Location(str(path), 1, 1), None, None, problem))
             continue
-        for loaded in load_checks_file(path, registry, interpolator):
+        for loaded in load_checks_file(path, registry, interpolator, seen):
             if isinstance(loaded, ConfigError):
                 errors.append(loaded)
-            elif (first := seen.get(loaded.name)) is not None:
-                errors.append(ConfigError(loaded.location, loaded.name, "name",
-                                          f"duplicate check name (first defined at {first})"))
             else:
-                seen[loaded.name] = loaded.location
                 specs.append(loaded)
     errors += [ConfigError(Location("<plugins>", 1, 1), None, None, conflict) for conflict in registry.conflicts]
+    # A check that failed to load still exists: naming it is not a second error.
+    errors += check_references(specs, {*seen, *(e.check for e in errors if e.check)}, references)
     for spec in specs:
         secrets |= secret_values(spec.options)
     errors += [_secret_label(spec, key) for spec in specs for key, value in spec.labels.items()
                if any(secret in value for secret in secrets if len(secret) >= 3)]
+    errors += [ConfigError(spec.location, None, "name", "holds a secret (a ${...} reference that is one); a check's "
+                           "name is exported as a metric attribute, a history key and in every output")
+               for spec in specs if any(secret in spec.name for secret in secrets if len(secret) >= 3)]
     if errors:
         raise ConfigErrors(redacted(errors, secrets))
     return Plan(settings, tuple(s for s in specs if s.enabled), tuple(files), frozenset(secrets))

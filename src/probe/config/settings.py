@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from probe.config.incidents import AlertingSettings, MaintenanceWindow, PingEndpointSettings
 from probe.units import Duration
 
 
@@ -30,6 +31,9 @@ class PrometheusSettings(Strict):
     """Listen address. Loopback by default; set ``0.0.0.0`` or ``::`` deliberately to expose it."""
     port: int = Field(9464, ge=0, le=65535)
     """Listen port (9464 is the OpenTelemetry Prometheus exporter's registered port; 0 picks a free one)."""
+    max_connections: int = Field(32, ge=1, le=4096)
+    """Most scrapers served at once (further ones wait in the kernel's accept queue); never more than a quarter
+    of the agent's file-descriptor limit, so a flood of connections cannot take the descriptors checks need."""
 
 
 class OtlpSettings(Strict):
@@ -62,6 +66,10 @@ class TelemetrySettings(Strict):
     max_label_values: int = Field(1000, ge=1)
     """Cap on distinct values of any check label, so a config mistake cannot explode cardinality.
     Further values are reported as ``other`` (and a warning is logged once per label)."""
+    max_measurements: int = Field(100, ge=1)
+    """Cap on distinct measurement names per check: each name is a metric of its own, and a plugin whose
+    perfdata labels change every run (a timestamp, a PID in the label) would otherwise add one for ever. Further
+    names are not exported (counted in ``probe.agent.measurements.dropped``, and a warning is logged once)."""
     resource: dict[str, str] = Field(default_factory=dict)
     """Extra resource attributes (``deployment.environment: prod``); ``OTEL_RESOURCE_ATTRIBUTES`` wins."""
     flush_timeout: Duration = Field(5.0, gt=0)
@@ -101,6 +109,12 @@ class AgentSettings(Strict):
     forecast: ForecastSettings = ForecastSettings()
     shutdown_grace: Duration = 10.0
     """How long in-flight checks may finish after SIGTERM."""
+    alerting: AlertingSettings = AlertingSettings()
+    """Where hard state changes are sent: Alertmanager and signed webhooks (docs/alerting.md)."""
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    """Recurring windows in which checks run and are recorded but alert and remediate nothing (docs/maintenance.md)."""
+    pings: PingEndpointSettings = PingEndpointSettings()
+    """The HTTP endpoint for heartbeat pings from other hosts (off by default)."""
     strict_modes: bool = True
     """As root, refuse checks files, plugin files and ``${file:...}`` secrets that a user other than root
     owns or that group or others can write (like sshd's StrictModes). ``probe.yaml`` itself is always checked."""

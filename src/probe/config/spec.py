@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from probe.conditions import parse_condition
 from probe.config.thresholds import Threshold
 from probe.config.yamlsource import Location
 from probe.model import Status
 from probe.units import Duration
+
+if TYPE_CHECKING:
+    from probe.check import Options
 
 
 class ThresholdSpec(BaseModel):
@@ -51,6 +55,42 @@ class RemediationSpec(BaseModel):
         return self
 
 
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT_SHARE = 0.9
+
+
+def _label_value(value: object) -> str:
+    """A label value is one piece of text: ``version: 1.10`` stays "1.10" (PlainFloat keeps the spelling), a
+    boolean is ``true``/``false``. A list or mapping is refused, not turned into "['web', 'ops']"; so is an
+    empty value, which Prometheus reads as no label at all."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        raise ValueError("a label value must be one value (text, a number or true/false), got nothing (null)")
+    if isinstance(value, list | dict):
+        kind = "a list" if isinstance(value, list) else "a mapping"
+        raise ValueError(f"a label value must be one value (text, a number or true/false), got {kind}; labels "
+                         "become metric attributes: use one label per dimension or join the values ('web+ops')")
+    if isinstance(value, int | float):
+        value = getattr(value, "text", None) or str(value)
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty: Prometheus reads an empty label as no label; remove the key")
+    return value  # type: ignore[return-value]  # anything else is refused by the str type after this
+
+
+def _label_key(key: str) -> str:
+    """A label name: not empty, and not ``__``-prefixed (Prometheus keeps those for itself)."""
+    if not key.strip():
+        raise ValueError("a label needs a name")
+    if key.startswith("__"):
+        raise ValueError(f"label {key!r}: names starting with '__' are reserved by Prometheus")
+    return key
+
+
+LabelValue = Annotated[str, BeforeValidator(_label_value)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+
+
 class CommonFields(BaseModel):
     """Fields every check has, whatever its type."""
 
@@ -63,10 +103,24 @@ class CommonFields(BaseModel):
     retry_interval: Duration | None = None
     failure_threshold: int = Field(3, ge=1)
     success_threshold: int = Field(1, ge=1)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     thresholds: dict[str, ThresholdSpec] = Field(default_factory=dict)
     remediate: list[RemediationSpec] = Field(default_factory=list)
     enabled: bool = True
+    runbook: str | None = None
+    """A URL telling whoever is paged what to do; in every output format, alert and report."""
+    alert: bool = True
+    """``false``: the check is recorded and remediated but never alerts."""
+    depends_on: list[str] = Field(default_factory=list)
+    """Parent checks: while one is down (its latest result, soft or hard, a problem), this check's problems are
+    marked ``suppressed_by`` it and neither alert nor remediate."""
+
+    @field_validator("runbook")
+    @classmethod
+    def _runbook_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$", value):
+            raise ValueError(f"expected an absolute URL (https://wiki.example.com/...), got {value!r}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -77,19 +131,12 @@ class CommonFields(BaseModel):
             raise ValueError(f"must not contain {' or '.join(repr(c) for c in bad)} (it names files and metrics)")
         return value
 
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _labels_are_strings(cls, value: object) -> object:
-        # A label value is text: ``version: 1.10`` stays "1.10" (PlainFloat keeps the spelling).
-        if isinstance(value, dict):
-            return {k: v if isinstance(v, str) else _label_text(v) for k, v in value.items()}
-        return value
-
-
-def _label_text(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return getattr(value, "text", None) or str(value)
+    def timeout_for(self) -> float:
+        """The timeout written, else the smaller of 10 s and 90% of the interval: ``interval: 5s`` alone must
+        not be refused over a default the user never wrote (an explicit ``timeout >= interval`` still is)."""
+        if "timeout" in self.model_fields_set:
+            return self.timeout
+        return min(DEFAULT_TIMEOUT, self.interval * DEFAULT_TIMEOUT_SHARE)
 
 
 COMMON_KEYS = frozenset(CommonFields.model_fields)
@@ -111,13 +158,18 @@ class CheckSpec:
     thresholds: tuple[Threshold, ...]
     remediate: tuple[RemediationSpec, ...]
     enabled: bool
-    options: Any
+    options: Options
     location: Location
     raw_options: Mapping[str, Any] = field(default_factory=dict, compare=True, repr=False)
+    runbook: str | None = None
+    alert: bool = True
+    depends_on: tuple[str, ...] = ()
+    depends_on_at: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+    """Where each ``depends_on`` entry was written, for errors about names found only later."""
 
     @classmethod
-    def build(cls, common: CommonFields, options: Any, location: Location,
-              raw_options: Mapping[str, Any]) -> CheckSpec:
+    def build(cls, common: CommonFields, options: Options, location: Location,
+              raw_options: Mapping[str, Any], depends_on_at: tuple[Location, ...] = ()) -> CheckSpec:
         thresholds = tuple(
             Threshold(
                 measurement,
@@ -131,7 +183,7 @@ class CheckSpec:
             name=common.name,
             type=common.type,
             interval=common.interval,
-            timeout=common.timeout,
+            timeout=common.timeout_for(),
             timeout_status=Status.parse(common.timeout_status),
             retry_interval=common.retry_interval if common.retry_interval is not None else common.interval,
             failure_threshold=common.failure_threshold,
@@ -143,4 +195,8 @@ class CheckSpec:
             options=options,
             location=location,
             raw_options=raw_options,
+            runbook=common.runbook,
+            alert=common.alert,
+            depends_on=tuple(common.depends_on),
+            depends_on_at=depends_on_at,
         )

@@ -1,6 +1,7 @@
 """Threshold conditions and their evaluation with hysteresis.
 
-Conditions themselves (``> 2s``, ``10:20``) are parsed by the public :mod:`probe.conditions`.
+Conditions themselves (``> 2s``, ``10:20``) are parsed by the public :mod:`probe.conditions`; a run's
+:class:`~probe.model.Verdict` is public too.
 
 ``clear`` is the hysteresis bound: once a level is raised, the value must satisfy ``clear`` before the
 level is lowered (``utilization: {critical: ">= 90%", clear: "< 85%"}``).
@@ -8,6 +9,7 @@ level is lowered (``utilization: {critical: ">= 90%", clear: "< 85%"}``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from probe.conditions import _COMPARISON, Condition
@@ -43,20 +45,6 @@ class Threshold:
     def describe(self, status: Status) -> str:
         condition = {Status.CRITICAL: self.critical, Status.WARNING: self.warning}.get(status)
         return str(condition) if condition is not None else ""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of one threshold on one run, for output and for the next run's hysteresis."""
-
-    measurement: str
-    value: float | None
-    status: Status
-    condition: str
-
-    @property
-    def missing(self) -> bool:
-        return self.value is None
 
 
 def hysteresis_problem(warning: object, critical: object, clear: object) -> str | None:
@@ -107,3 +95,36 @@ def shadowed_warning(warning: object, critical: object) -> str | None:
     if beyond or (w[1] == c[1] and (len(c[0]) == 2 or len(w[0]) == 1)):
         return f"{w[2]!r} can never fire: critical {c[2]!r} holds whenever it does"
     return None
+
+
+_BARE = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
+
+
+def ratio_problem(condition: object) -> str | None:
+    """Why ``condition``, on a ratio measurement (0..1), uses a bare number it can never reach, or None.
+
+    ``utilization: {warning: ">= 80"}`` means 8000% and never fires; the user meant ``80%``. A bare number
+    above 1 in a comparison or a Nagios range bound is refused with the corrected condition."""
+    if isinstance(condition, bool) or condition is None:
+        return None
+    if isinstance(condition, float) and condition.is_integer():
+        condition = int(condition)  # a YAML 95 arrives as 95.0
+    text = str(getattr(condition, "text", None) or condition).strip()
+    match = _COMPARISON.match(text)
+    if match:
+        operands = [(match.start(2), match.end(2))]
+    else:
+        start = 1 if text.startswith("@") else 0
+        colon = text.find(":", start)
+        operands = [(start, colon), (colon + 1, len(text))] if colon >= 0 else [(start, len(text))]
+    fixed, big = text, []
+    for begin, end in reversed(operands):  # from the right, so earlier positions stay valid
+        part = text[begin:end]
+        if _BARE.match(part) and abs(float(part)) > 1:
+            big.append(part.strip())
+            fixed = fixed[:begin] + part.rstrip() + "%" + fixed[begin + len(part.rstrip()):]
+    if not big:
+        return None
+    numbers = " and ".join(reversed(big))
+    return (f"{text!r} compares a ratio (0 to 1) with {numbers}, which it never reaches; write a percentage, "
+            f"{fixed!r}, or a fraction like {float(big[-1]) / 100:g}")

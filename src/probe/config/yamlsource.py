@@ -153,10 +153,12 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     """Parse one YAML document; every failure is a YamlError with a location."""
     name = str(path)
     if text is None:
+        from probe.config.files import UnreadableFile, read_bounded
+
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise YamlError(Location(name, 1, 1), f"file is larger than {MAX_FILE_BYTES // 1024**2} MiB")
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, MAX_FILE_BYTES).decode("utf-8")
+        except UnreadableFile as exc:
+            raise YamlError(Location(name, 1, 1), f"file {exc}") from None
         except UnicodeDecodeError as exc:
             raise YamlError(Location(name, 1, 1), f"not valid UTF-8: {exc.reason}") from None
         except OSError as exc:
@@ -182,7 +184,8 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
-        hint = "; indent with spaces, YAML does not allow tabs" if "'\\t'" in str(exc.problem) else ""
+        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        hint = _hint(str(exc.problem or exc.context), line, mark.column if mark else 0)
         raise YamlError(where, f"invalid YAML: {exc.problem or exc.context}{hint}") from None
     except yaml.YAMLError as exc:
         raise YamlError(Location(name, 1, 1), f"invalid YAML: {exc}") from None
@@ -190,6 +193,33 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
         raise YamlError(Location(name, 1, 1), "YAML nesting is too deep") from None
     finally:
         loader.dispose()
+
+
+# A plain value cannot start with these: an unquoted threshold (`warning: >= 80%`, `@10:20`) is the usual case.
+_INDICATOR_VALUE = re.compile(r"(?P<key>[^\s{},\[\]#:'\"]+):[ \t]+(?P<value>[>|@%`*&!][^,{}\[\]#]*?)\s*(?=[,}\]#]|$)")
+
+
+def _hint(problem: str, line: str, column: int) -> str:
+    """What a raw PyYAML message usually means, in the words of a checks file."""
+    if "'\\t'" in problem:
+        return "; indent with spaces, YAML does not allow tabs"
+    if alias := re.match(r"found undefined alias '(.*)'", problem):
+        return (f"; *{alias.group(1)} refers to an anchor &{alias.group(1)} that is not defined above it "
+                "(quote the value if you meant the text)")
+    for match in _INDICATOR_VALUE.finditer(line):
+        if match.start("value") <= column <= match.end("value") + 1:
+            value = match.group("value").replace('"', '\\"')
+            return (f"; a value starting with {match.group('value')[0]!r} must be quoted: "
+                    f'{match.group("key")}: "{value}"')
+    if "mapping values are not allowed" in problem:
+        return "; a value containing ': ' must be quoted, or this line is indented deeper than the one above"
+    if "expected <block end>" in problem:
+        return "; the indentation of this line does not match the lines above it"
+    if "found unexpected end of stream" in problem or "while scanning a quoted scalar" in problem:
+        return "; a quoted value is not closed"
+    if "expected ',' or ']'" in problem or "expected ',' or '}'" in problem:
+        return "; a [list] or {mapping} is not closed, or an item in it needs quotes"
+    return ""
 
 
 def _codepoint(character: object) -> str:

@@ -20,6 +20,27 @@ def run_daemon(plan: Plan, registry: Registry, *, reload: Reload | None = None,
                lifecycle: Lifecycle | None = None) -> int:
     """Run the agent until SIGTERM/SIGINT; return the exit code. ``reload`` loads and validates the config
     again (raising :class:`~probe.config.ConfigErrors` when it is bad) on SIGHUP."""
+    raise_fd_limit()
     if lifecycle is None:
         lifecycle = SystemdLifecycle.from_environ()  # a no-op outside systemd
     return aio.run(serve(plan, registry, reload=reload, lifecycle=lifecycle, extra_sinks=[LogSink()]))
+
+
+FD_WANTED = 65536
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft descriptor limit towards the hard one (to ``FD_WANTED``), as systemd advises daemons
+    that do not use select(): 1,024 is little for hundreds of checks beside the metrics endpoint. Under the
+    unit the syscall filter forbids it and ``LimitNOFILE=`` sets both. Returns the soft limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FD_WANTED if hard == resource.RLIM_INFINITY else min(hard, FD_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return wanted
+        except (OSError, ValueError):
+            pass
+    return soft

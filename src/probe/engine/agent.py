@@ -8,6 +8,7 @@ What the agent hands on and to whom (``Outcome``, ``Sink``, ``Lifecycle``) is in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -16,12 +17,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from probe.config.load import ConfigErrors, Plan
 from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Lifecycle, Outcome, Sink
+from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink, StateView, TransitionView
+from probe.engine.muting import Muting
 from probe.engine.runner import Runner
 from probe.engine.scheduler import Entry, Schedule
 from probe.engine.stall import Stall, StallDetector
@@ -38,14 +39,24 @@ COALESCE = 0.005
 """Checks due within this much of each other start in the same loop iteration."""
 STALE_SWEEP = 5.0
 """How often states are checked for staleness."""
+CLOCK_JUMP = 5.0
+"""A step of the wall clock against the monotonic one larger than this is logged and counted. Schedules and
+staleness never read the wall clock; results carry wall time, so a jump shows in history and reports."""
+
+RELOAD_TIMEOUT = 30.0
+"""Longest a reload may take to read and validate the configuration before it is abandoned."""
 
 ReloadFn = Callable[[], tuple[Plan, Registry]]
+
+
+class ReloadStuck(Exception):
+    """A reload did not finish in time, or an earlier one still has not."""
 
 
 class LogSink:
     """Logs state changes: hard problems at WARNING, recoveries and soft changes at INFO."""
 
-    def record(self, outcome: Outcome, state: CheckState, transition: Transition | None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
         log.debug("check %s: %s %s (%.3fs)", outcome.name, outcome.status.name, outcome.result.summary,
                   outcome.duration)
         if transition is None:
@@ -62,7 +73,7 @@ class LogSink:
 # Agent settings read once, when the agent is wired (probe.daemon.wiring): a reload cannot change them. The rest
 # apply on reload: plugins and strict_modes when the config is loaded, max_concurrency and shutdown_grace
 # where the agent reads them.
-WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast")
+WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast", "alerting", "pings")
 
 
 @dataclasses.dataclass
@@ -73,7 +84,11 @@ class AgentStats:
     reloads_ok: int = 0
     reloads_failed: int = 0
     last_reload_error: str = ""
+    config_errors: int = 0
+    """Errors in the latest configuration load: 0 once one is applied, 1 for a load that failed otherwise."""
     stale_marked: int = 0
+    clock_jumps: int = 0
+    """Steps of the wall clock (against the monotonic one) beyond ``CLOCK_JUMP``, either way."""
     sink_errors: int = 0
     loop_stalls: int = 0
 
@@ -83,19 +98,20 @@ class Agent:
 
     def __init__(self, plan: Plan, registry: Registry, *, sinks: Iterable[Sink] = (),
                  states: Mapping[str, CheckState] | None = None, lifecycle: Lifecycle | None = None,
-                 reload: ReloadFn | None = None, freeze: bool = False) -> None:
+                 reload: ReloadFn | None = None, freeze: bool = False, silences: Silences | None = None) -> None:
         self.plan, self.registry = plan, registry
         self.freeze = freeze  # freeze the heap at start and after each reload (see freeze_heap); the daemon does
         self.sinks = list(sinks)
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
-        self.runner = Runner(registry)
+        self.runner = Runner(registry, redact=redactor_for(plan.secrets))
+        self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule()
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
-        self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._inflight: dict[str, asyncio.Task[object]] = {}
         self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, ended early by _poke
         self._wake_at = float("inf")  # when the loop's sleep ends by itself
         self._stop = False
@@ -103,6 +119,9 @@ class Agent:
         self._reload_wanted = False
         self._reload_task: asyncio.Task[None] | None = None
         self._warned_sinks: set[int] = set()
+        self._wall_offset = 0.0
+        self.reload_timeout = RELOAD_TIMEOUT
+        self._stuck_reload: threading.Thread | None = None
 
     # -- control (signal handlers and tests) ------------------------------------------------------------
     def request_reload(self) -> None:
@@ -146,8 +165,10 @@ class Agent:
         self.lifecycle.ready()
         next_sweep = time.monotonic() + STALE_SWEEP
         tick = min(TICK, getattr(self.lifecycle, "wake_interval", None) or TICK)
+        self._wall_offset = time.time() - time.monotonic()
         while not self._stop:
             now = time.monotonic()
+            self._watch_clock(now)
             self.lifecycle.tick(now)
             if self._reload_wanted and self._reload_task is None:
                 self._reload_wanted = False
@@ -173,6 +194,15 @@ class Agent:
         finally:
             timer.cancel()
             self._waiter, self._wake_at = None, float("inf")
+
+    def _watch_clock(self, now: float) -> None:
+        offset = time.time() - now
+        step, self._wall_offset = offset - self._wall_offset, offset
+        if abs(step) > CLOCK_JUMP:
+            self.stats.clock_jumps += 1
+            log.warning("the wall clock jumped %s by %s; schedules and staleness follow the monotonic clock, "
+                        "history pruning advances no faster than it", "forward" if step > 0 else "backward",
+                        format_duration(abs(step)))
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -201,13 +231,13 @@ class Agent:
         self._inflight[name] = task
         task.add_done_callback(functools.partial(self._finished, name))
 
-    def _finished(self, name: str, task: asyncio.Task[Any]) -> None:
+    def _finished(self, name: str, task: asyncio.Task[object]) -> None:
         if self._inflight.get(name) is task:
             del self._inflight[name]
         if not task.cancelled() and task.exception() is not None:
             log.error("internal error running check %s", name, exc_info=task.exception())
 
-    async def _run(self, entry: Entry, previous: asyncio.Task[Any] | None) -> None:
+    async def _run(self, entry: Entry, previous: asyncio.Task[object] | None) -> None:
         if previous is not None and not previous.done():
             # A changed check's old run is still going (reload): never two runs of one check at once.
             await asyncio.wait({previous})
@@ -234,7 +264,7 @@ class Agent:
         task.add_done_callback(functools.partial(self._finished, name))
         return await asyncio.shield(task)
 
-    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[Any] | None) -> Result:
+    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[object] | None) -> Result:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
         async with self._limit:
@@ -248,7 +278,11 @@ class Agent:
         self.stats.runs += 1
         state = self.states[spec.name]
         was_flapping = state.flapping
-        transition = state.update(outcome.result, time.time())
+        now = time.time()
+        transition = state.update(outcome.result, now, seen=time.monotonic())
+        marks = self.muting.marks(spec, outcome.status, self.states, now)
+        if marks.muted:
+            outcome = dataclasses.replace(outcome, marks=marks)
         levels = self._levels.setdefault(spec.name, {})
         levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
         if state.flapping != was_flapping:
@@ -275,19 +309,20 @@ class Agent:
             log.error("a check_result hook failed for %s: %s: %s", outcome.name, type(exc).__name__, exc)
 
     def _sweep_stale(self) -> None:
-        now = time.time()
+        now, seen = time.time(), time.monotonic()
         for name, entry in self.schedule.entries.items():
             state = self.states.get(name)
-            if state is None or not state.stale(now):
+            if state is None or not state.stale(seen):
                 continue
-            assert state.last_run is not None
-            silent = format_duration(now - state.last_run)
+            assert state.last_seen is not None
+            silent = format_duration(seen - state.last_seen)
             result = Result.unknown(f"stale: no result for {silent} (interval {format_duration(state.interval)})",
                                     reason="stale")
             self.stats.stale_marked += 1
             transition = state.mark_stale(now)
             log.warning("check %s is stale: no result for %s", name, silent)
-            self._publish(Outcome(entry.spec, result, now, 0.0), state, transition)
+            marks = self.muting.marks(entry.spec, Status.UNKNOWN, self.states, now)
+            self._publish(Outcome(entry.spec, result, now, 0.0, marks=marks), state, transition)
 
     # -- reload ------------------------------------------------------------------------------------------
     async def _reload(self) -> None:
@@ -298,7 +333,7 @@ class Agent:
             self.lifecycle.reloading()
             log.info("reloading configuration")
             try:
-                plan, registry = await asyncio.to_thread(self.reload_config)
+                plan, registry = await self._load_config(self.reload_config)
             except Exception as exc:
                 self._reload_failed(exc)
                 return
@@ -307,10 +342,44 @@ class Agent:
                 freeze_heap(again=True)
             self.stats.reloads_ok += 1
             self.stats.last_reload_error = ""
+            self.stats.config_errors = 0
             self.lifecycle.reloaded(True)
         finally:
             self._reload_task = None
             self._poke()
+
+    async def _load_config(self, reload: ReloadFn) -> tuple[Plan, Registry]:
+        """``reload()`` in a daemon thread, for at most ``reload_timeout``. A load stuck in a read (a file on a
+        hung network mount) is abandoned: it cannot hold the loop, a later reload or the exit (a daemon
+        thread; ``asyncio.to_thread``'s pool is joined at exit), and later reloads are refused while it is
+        stuck rather than piling up threads behind it."""
+        stuck = self._stuck_reload
+        if stuck is not None and stuck.is_alive():
+            raise ReloadStuck("an earlier reload is still stuck loading the configuration; fix what blocks it "
+                              "(a file that never finishes reading) and restart the agent")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Plan, Registry]] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(lambda: None if future.done() else outcome())
+
+        def work() -> None:
+            try:
+                value = reload()
+            except BaseException as exc:
+                settle(functools.partial(future.set_exception, exc))
+            else:
+                settle(functools.partial(future.set_result, value))
+
+        thread = threading.Thread(target=work, name="probe-reload", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
+        except TimeoutError:
+            self._stuck_reload = thread
+            raise ReloadStuck(f"the configuration did not load within {format_duration(self.reload_timeout)}; "
+                              "the reload is abandoned") from None
 
     def _reload_failed(self, exc: Exception) -> None:
         self.stats.reloads_failed += 1
@@ -318,7 +387,9 @@ class Agent:
             for error in exc.errors:
                 log.error("%s", error)
             summary = f"{len(exc.errors)} configuration error{'s' if len(exc.errors) != 1 else ''}"
+            self.stats.config_errors = len(exc.errors)
         else:
+            self.stats.config_errors = 1
             summary = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log.debug("reload failed", exc_info=exc)
         self.stats.last_reload_error = summary
@@ -350,10 +421,12 @@ class Agent:
             self._levels.pop(spec.name, None)
         self._load(added + changed)
         self.runner.registry = registry
+        self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
         if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
             self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self.plan, self.registry = plan, registry
+        self.muting = Muting.from_settings(plan.settings.maintenance, self.muting.silences)
         for sink in self.sinks:
             forget = getattr(sink, "forget", None)
             if callable(forget):
@@ -387,7 +460,6 @@ class Agent:
                 await asyncio.wait(pending, timeout=1.0)
         if self._reload_task is not None:
             self._reload_task.cancel()
-        self.runner.close()
         for sink in self.sinks:
             try:
                 await sink.aclose()
@@ -396,7 +468,7 @@ class Agent:
         log.info("probe agent stopped")
         return 0
 
-    async def _wait_inflight(self, inflight: set[asyncio.Task[Any]], grace: float) -> None:
+    async def _wait_inflight(self, inflight: set[asyncio.Task[object]], grace: float) -> None:
         """Until every run is done, the grace period is over, or a second stop request says hurry."""
         deadline = time.monotonic() + grace
         force = asyncio.create_task(self._force.wait())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,38 +13,53 @@ from probe.config.redact import Redactor, check_info
 from probe.config.spec import CheckSpec
 from probe.engine.interfaces import Outcome
 from probe.engine.runner import Runner
-from probe.formats import Report
+from probe.formats import Remediation, Report
 from probe.model import Result, Status
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
 if TYPE_CHECKING:
+    from probe.sinks.history.pings import PingStore
     from probe.sinks.telemetry.metrics import MetricsSink
 
 
+Progress = Callable[[Sequence[Outcome], float], None]
+"""Told, before each retry round of ``--wait``, the outcomes still failing and the seconds left."""
+
+
+def fails_gate(status: Status, fail_on: Status = Status.WARNING) -> bool:
+    """Whether ``status`` fails a gate that fails on ``fail_on`` and worse; UNKNOWN always fails (a gate
+    that cannot tell must not pass)."""
+    return status is Status.UNKNOWN or status.severity >= fail_on.severity > 0
+
+
 async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *, wait: float = 0.0,
+                   fail_on: Status = Status.WARNING, progress: Progress | None = None,
                    remediate: bool = False, color: bool = False, hostname: str = "",
                    metrics: MetricsSink | None = None) -> Report:
-    """Run ``specs`` concurrently (bounded by ``max_concurrency``); with ``wait``, re-run the failing ones
-    every ``retry_interval`` (at most 5s apart) until all pass or the deadline passes.
+    """Run ``specs`` concurrently (bounded by ``max_concurrency``); with ``wait``, re-run the ones that fail
+    the gate (``fail_on`` and worse) every ``retry_interval`` (at most 5s apart) until none does or the
+    deadline passes. A lasting WARNING under ``fail_on=CRITICAL`` passes at once: there is nothing to wait for.
 
     With ``remediate``, a failing check's remediate entries run (there is no soft state under --once: a
     result counts as hard at once), the check is re-run after each action, and the re-run's result is
-    the one reported. Every run, and every remediation outcome, also goes to ``metrics``."""
+    the one reported; the report's ``remediations`` keep the result that started each action and how it
+    ended. Every run, and every remediation outcome, also goes to ``metrics``."""
     started_wall, started = time.time(), time.monotonic()
     deadline = started + wait
-    runner = Runner(registry)
+    redact = Redactor(plan.secrets)
+    runner = Runner(registry, redact=redact, pings=_pings(plan))
     # Every check starts at once: build them all (their one-time set-up) and their threads first, so no
     # check's duration includes another's imports or thread start.
     runner.prepare(specs, threads=plan.settings.max_concurrency)
-    redact = Redactor(plan.secrets)
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
+    remediations: list[Remediation] = []
     remediator = None
     if remediate and plan.settings.remediation.enabled:
         from probe.sinks.remediation.remediator import Remediator
 
-        remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
+        remediator = Remediator(registry.action_types, max_concurrent=plan.settings.remediation.max_concurrent,
                                 redact=redact)
 
     async def one(spec: CheckSpec) -> Outcome:
@@ -59,14 +74,18 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
 
     async def fix(spec: CheckSpec) -> None:
         assert remediator is not None
-        outcome = outcomes[spec.name]
+        before = outcomes[spec.name]
 
         async def recheck() -> Result:
             return (await one(spec)).result
 
-        for record in await remediator.handle(spec, outcome.result, hard_status=outcome.status,
+        for record in await remediator.handle(spec, before.result, hard_status=before.status,
                                               previous_status=Status.OK, entered=True, flapping=False,
                                               recheck=recheck):
+            latest = outcomes[spec.name]  # the re-check's, when the action ran and one was made
+            remediations.append(Remediation(spec.name, before.result, " ".join(record.command) or record.action,
+                                            record.outcome, record.summary, record.exit_code, record.duration,
+                                            after=None if latest is before else latest.result))
             if metrics is not None:
                 metrics.record_remediation(spec, record.outcome, record.action)
 
@@ -74,25 +93,25 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
         if remediator is not None:
             await asyncio.gather(*(fix(s) for s in specs if s.remediate and outcomes[s.name].status is not Status.OK))
 
-    try:
-        await asyncio.gather(*(one(s) for s in specs))
+    await asyncio.gather(*(one(s) for s in specs))
+    await remediate_failing()
+    while wait:
+        failing = [s for s in specs if fails_gate(outcomes[s.name].status, fail_on)]
+        remaining = deadline - time.monotonic()
+        if not failing or remaining <= 0:
+            break
+        if progress is not None:
+            progress([outcomes[s.name] for s in failing], remaining)
+        pause = min(min(s.retry_interval for s in failing), 5.0, remaining)
+        await asyncio.sleep(pause)
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.gather(*(one(s) for s in failing))
         await remediate_failing()
-        while wait:
-            failing = [s for s in specs if outcomes[s.name].status is not Status.OK]
-            remaining = deadline - time.monotonic()
-            if not failing or remaining <= 0:
-                break
-            pause = min(min(s.retry_interval for s in failing), 5.0, remaining)
-            await asyncio.sleep(pause)
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.gather(*(one(s) for s in failing))
-            await remediate_failing()
-    finally:
-        runner.close()
-    ordered = [outcomes[s.name] for s in specs]
+    ordered = [outcomes[s.name].public() for s in specs]
     status = Status.worst(o.status for o in ordered)
-    return Report(ordered, status, hostname, started_wall, time.monotonic() - started, color)
+    return Report(ordered, status, hostname, started_wall, time.monotonic() - started, color,
+                  remediations=tuple(remediations))
 
 
 def describe_outcome(outcome: Outcome) -> str:
@@ -104,6 +123,8 @@ def describe_outcome(outcome: Outcome) -> str:
         f"summary:  {r.summary}",
         f"duration: {format_duration(outcome.duration)}",
     ]
+    if spec.runbook:
+        lines.append(f"runbook:  {spec.runbook}")
     if r.measurements:
         lines.append("measurements:")
         lines += [f"  {m.name:<24} {format_value(m.value, m.unit)}" for m in r.measurements]
@@ -142,7 +163,7 @@ async def check_remediation(plan: Plan, registry: Registry, runner: Runner, outc
         return "remediation: none configured for this check\n", outcome
     latest = outcome
     store = HistoryStore(history).open() if history is not None and history.exists() and not dry_run else None
-    remediator = Remediator(registry.actions, max_concurrent=plan.settings.remediation.max_concurrent,
+    remediator = Remediator(registry.action_types, max_concurrent=plan.settings.remediation.max_concurrent,
                             redact=Redactor(plan.secrets), dry_run=dry_run, audit=store)
     if history is not None and history.exists():
         saved_states(HistoryReader(history), [spec.name], remediator)
@@ -172,3 +193,10 @@ async def check_remediation(plan: Plan, registry: Registry, runner: Runner, outc
         if store is not None:
             store.close()
     return "\n".join(lines) + "\n", latest
+
+
+def _pings(plan: Plan) -> PingStore:
+    """The state store's pings, for ``heartbeat`` checks: a job may have pinged without the agent running."""
+    from probe.sinks.history.pings import store_for
+
+    return store_for(plan.settings.state_dir)

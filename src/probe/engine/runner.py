@@ -9,19 +9,21 @@ check reports it instead of piling up more threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from probe.check import Check, Context
 from probe.config.spec import CheckSpec
-from probe.config.thresholds import Verdict
+from probe.config.thresholds import Threshold
+from probe.engine.intake import admit
 from probe.engine.interfaces import Outcome
 from probe.engine.workers import DaemonThreads, owned_task
-from probe.model import Measurement, Result, Status
+from probe.model import Measurement, Ping, Result, Status, Verdict
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
@@ -40,7 +42,7 @@ class _PluginExit(Exception):
         self.exit = exit
 
 
-async def _contained(coro: Coroutine[Any, Any, Result]) -> Result:
+async def _contained(coro: Coroutine[object, None, Result]) -> Result:
     try:
         return await coro
     except SystemExit as exc:
@@ -51,7 +53,7 @@ class _Expired(Exception):
     """A sync check's time ran out (set on its future by the timer)."""
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
+def _expire(future: asyncio.Future[object]) -> None:
     if not future.done():
         future.set_exception(_Expired())
 
@@ -80,11 +82,16 @@ class Runner:
     registry: Registry
     forecaster: Forecaster | None = None
     """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
+    pings: Callable[[str, float], Sequence[Ping]] | None = None
+    """Where ``Context.pings`` reads a check's pings (``check name, since``): the state store's, when there is one."""
+    redact: Callable[[str], str] | None = None
+    """Masks the configuration's secrets in every result as it enters (``probe.engine.intake``); the agent
+    sets the plan's, and a reload the new plan's."""
     leaked_tasks: int = 0
     """asyncio tasks plugins left running after their run returned (each was cancelled)."""
     _instances: dict[str, _Instance] = field(default_factory=dict)
     _hung: dict[str, _Hung] = field(default_factory=dict)
-    _abandoned: set[asyncio.Task[Any]] = field(default_factory=set)
+    _abandoned: set[asyncio.Task[object]] = field(default_factory=set)
     _threads: DaemonThreads = field(default_factory=DaemonThreads)
     _leak_warned: set[str] = field(default_factory=set)
 
@@ -142,10 +149,12 @@ class Runner:
         try:
             if isinstance(made, Exception):
                 raise made
-            ctx = Context(spec.name, started + spec.timeout, made.logger, spec.labels)
+            ctx = Context(spec.name, started + spec.timeout, made.logger, spec.labels,
+                          None if self.pings is None else functools.partial(self.pings, spec.name))
             raw = await self._call(made, ctx, spec, timed)
         except Exception as exc:
             raw = _crash(spec, exc, self._who(spec))
+        raw = admit(raw, self.redact) if self.redact is not None else admit(raw)
         duration = _own_duration(raw, timed[0] if timed else time.monotonic() - started)
         result = _with_duration(raw, duration)
         if self.forecaster is not None:
@@ -173,7 +182,7 @@ class Runner:
         check = made.check
         if made.is_async:
             # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
-            coro = _contained(cast("Coroutine[Any, Any, Result]", check.run(ctx)))
+            coro = _contained(cast("Coroutine[object, None, Result]", check.run(ctx)))
             task, owned = owned_task(coro, f"probe-check-{spec.name}")
             try:
                 return await self._await(task, spec)
@@ -194,7 +203,7 @@ class Runner:
             timed.append(call.duration)
         return result
 
-    async def _await(self, task: asyncio.Future[Any], spec: CheckSpec) -> Result:
+    async def _await(self, task: asyncio.Task[object], spec: CheckSpec) -> Result:
         done, _ = await asyncio.wait({task}, timeout=max(0.0, spec.timeout))
         if not done:
             task.cancel()
@@ -211,7 +220,7 @@ class Runner:
             return _crash(spec, exc, self._who(spec))
         return _validate(spec, value, self._who(spec))
 
-    async def _await_call(self, future: asyncio.Future[Any], spec: CheckSpec) -> Result:
+    async def _await_call(self, future: asyncio.Future[object], spec: CheckSpec) -> Result:
         """A worker thread's outcome, or a timeout: the future and one timer. ``_await``'s ``asyncio.wait``
         is for tasks that may swallow cancellation; this future is ours (and a cancelled caller still
         raises CancelledError from here)."""
@@ -226,7 +235,7 @@ class Runner:
             timer.cancel()
         return _validate(spec, value, self._who(spec))
 
-    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[Any], owned: set[asyncio.Task[Any]]) -> None:
+    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[object], owned: set[asyncio.Task[object]]) -> None:
         leaked = [t for t in owned if t is not task and not t.done()]
         if not leaked:
             return
@@ -243,7 +252,7 @@ class Runner:
         owner = self.registry.owner("check type", spec.type)
         return f"check plugin {owner!r} (type {spec.type!r})" if owner else f"check plugin {spec.type!r}"
 
-    def _reap(self, task: asyncio.Task[Any]) -> None:
+    def _reap(self, task: asyncio.Task[object]) -> None:
         self._abandoned.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("check task finished after its timeout with %r", task.exception())
@@ -255,10 +264,6 @@ class Runner:
                 del self._instances[name]
         if self.forecaster is not None:
             self.forecaster.forget(names)
-
-    def close(self) -> None:
-        """Nothing to wait for: worker threads are daemon threads, and one blocked in plugin code cannot be
-        killed anyway; it ends with the process."""
 
 
 def _timeout(spec: CheckSpec, detail: str) -> Result:
@@ -277,10 +282,12 @@ def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
     text = str(exc).splitlines()[0] if str(exc) else ""
     log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
     summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")
-    return Result.unknown(summary[:300], reason="plugin_error")
+    if len(summary) > 300:
+        summary = summary[:297] + "..."  # the ellipsis tells the redactor where a secret may have been cut
+    return Result.unknown(summary, reason="plugin_error")
 
 
-def _validate(spec: CheckSpec, value: Any, who: str) -> Result:
+def _validate(spec: CheckSpec, value: object, who: str) -> Result:
     if not isinstance(value, Result):
         hint = "; did run() forget to return?" if value is None else ""
         return Result.unknown(f"{who} returned {type(value).__name__}, not probe.Result{hint}",
@@ -325,10 +332,11 @@ def apply_thresholds(spec: CheckSpec, result: Result,
     for threshold in spec.thresholds:
         m = result.measurement(threshold.measurement)
         if m is None:
-            verdicts.append(Verdict(threshold.measurement, None, Status.OK, ""))
+            verdicts.append(Verdict(threshold.measurement, None, Status.OK, "", *_levels(threshold)))
             continue
         status = threshold.evaluate(m.value, levels.get(threshold.measurement, Status.OK))
-        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status)))
+        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status),
+                                *_levels(threshold)))
     raised = [v for v in verdicts if v.status is not Status.OK]
     if not raised:
         return result, tuple(verdicts)
@@ -343,3 +351,8 @@ def apply_thresholds(spec: CheckSpec, result: Result,
     )
     summary = f"{breaches} — {result.summary}" if result.summary else breaches
     return result.replace(status=worst, summary=summary, reason="threshold"), tuple(verdicts)
+
+
+def _levels(threshold: Threshold) -> tuple[str, str]:
+    return (str(threshold.warning) if threshold.warning is not None else "",
+            str(threshold.critical) if threshold.critical is not None else "")

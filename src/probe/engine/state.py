@@ -20,10 +20,14 @@ Times are wall-clock epoch seconds, so a state saved before a restart still mean
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.model import Result, Status
+
+if TYPE_CHECKING:
+    from probe.config.spec import CheckSpec
 
 FLAP_SAMPLES = 21
 FLAP_LOW = 0.20
@@ -86,18 +90,21 @@ class CheckState:
         self.flap_percent = 0.0
         self.history: deque[Status] = deque(maxlen=FLAP_SAMPLES)
         self.last_run: float | None = None
+        self.last_seen: float | None = None
+        """When the last result came, on the monotonic clock: staleness is judged on it, so a wall-clock jump
+        makes no check stale (``last_run`` is the wall time, for people and the store)."""
         self.last_change: float | None = None  # last change of status, soft or hard
         self.last_hard_change: float | None = None
 
     @classmethod
-    def for_spec(cls, spec: Any, *, flap_low: float = FLAP_LOW, flap_high: float = FLAP_HIGH) -> CheckState:
-        """A fresh state with the spec's interval and thresholds (``spec`` is a CheckSpec)."""
+    def for_spec(cls, spec: CheckSpec, *, flap_low: float = FLAP_LOW, flap_high: float = FLAP_HIGH) -> CheckState:
+        """A fresh state with the spec's interval and thresholds."""
         state = cls(spec.name, flap_low=flap_low, flap_high=flap_high)
         state.configure(spec)
         return state
 
-    def configure(self, spec: Any) -> None:
-        """Take the interval and thresholds of ``spec`` (a CheckSpec); the counters are kept."""
+    def configure(self, spec: CheckSpec) -> None:
+        """Take the interval and thresholds of ``spec``; the counters are kept."""
         self.interval = float(spec.interval)
         self.failure_threshold = int(spec.failure_threshold)
         self.success_threshold = int(spec.success_threshold)
@@ -112,8 +119,9 @@ class CheckState:
         """A problem seen but not yet confirmed: the scheduler re-checks at ``retry_interval``."""
         return self.state_type == "soft" and self.status is not None and self.status is not Status.OK
 
-    def update(self, result: Result, now: float) -> Transition | None:
-        """Take one result; return the transition it caused, if any (a hard one wins over a soft one)."""
+    def update(self, result: Result, now: float, *, seen: float | None = None) -> Transition | None:
+        """Take one result; return the transition it caused, if any (a hard one wins over a soft one).
+        ``now`` is the wall time; ``seen`` the monotonic one (``now`` when not given, as in tests)."""
         status = result.status
         previous, previous_hard = self.status, self.hard_status
         if status is Status.OK:
@@ -121,6 +129,7 @@ class CheckState:
         else:
             self.failures, self.successes = self.failures + 1, 0
         self.status, self.reason, self.last_run = status, result.reason, now
+        self.last_seen = now if seen is None else seen
         self.history.append(status)
         self._update_flapping()
         if status is Status.OK:
@@ -148,10 +157,11 @@ class CheckState:
             self.flapping = False
 
     def stale(self, now: float) -> bool:
-        """No result for ``2 * interval`` (and not already marked stale)."""
-        if self.last_run is None or self.reason == "stale":
+        """No result for ``2 * interval`` (and not already marked stale); ``now`` on the clock ``update`` was
+        given as ``seen`` (the agent's monotonic clock)."""
+        if self.last_seen is None or self.reason == "stale":
             return False
-        return now - self.last_run > STALE_INTERVALS * self.interval
+        return now - self.last_seen > STALE_INTERVALS * self.interval
 
     def mark_stale(self, now: float) -> Transition | None:
         """Make the check UNKNOWN (reason ``stale``), hard at once. ``last_run`` is kept: it is when the
@@ -188,7 +198,7 @@ class CheckState:
         }
 
     @classmethod
-    def from_dict(cls, name: str, data: dict[str, Any]) -> CheckState:
+    def from_dict(cls, name: str, data: Mapping[str, object]) -> CheckState:
         """Restore :meth:`to_dict`'s output. Unknown or malformed fields fall back to a fresh state's
         values rather than raising: a damaged store must not stop the agent."""
         state = cls(name)
@@ -198,7 +208,8 @@ class CheckState:
         state.status = _status(data.get("status"), None)
         state.hard_status = _status(data.get("hard_status"), Status.OK) or Status.OK
         state.state_type = "soft" if data.get("state_type") == "soft" else "hard"
-        state.reason = data["reason"] if isinstance(data.get("reason"), str) else ""
+        reason = data.get("reason")
+        state.reason = reason if isinstance(reason, str) else ""
         state.failures = int(_number(data.get("failures"), 0))
         state.successes = int(_number(data.get("successes"), 0))
         history = data.get("history")
@@ -217,18 +228,18 @@ class CheckState:
         return f"<CheckState {self.name!r} {status} hard={self.hard_status.name} {self.state_type}{flap}>"
 
 
-def _status(value: Any, default: Status | None) -> Status | None:
+def _status(value: object, default: Status | None) -> Status | None:
     if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2, 3):
         return Status(value)
     return default
 
 
-def _number(value: Any, default: float, *, positive: bool = False) -> float:
-    number = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-    return float(value) if number and (not positive or value > 0) else float(default)
+def _number(value: object, default: float, *, positive: bool = False) -> float:
+    found = _optional_number(value)
+    return found if found is not None and (not positive or found > 0) else float(default)
 
 
-def _optional_number(value: Any) -> float | None:
+def _optional_number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
         return float(value)
     return None

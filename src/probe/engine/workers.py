@@ -18,12 +18,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 IDLE_TIMEOUT = 30.0
+A = TypeVar("A")
+T = TypeVar("T")
 
 
-class Call:
+class Call(Generic[A]):
     """One sync call handed to a worker thread; its outcome lands in ``future`` on the event loop.
 
     Lighter than a ``concurrent.futures.Future`` chained with ``asyncio.wrap_future`` (no condition
@@ -34,12 +36,12 @@ class Call:
 
     __slots__ = ("_error", "_value", "arg", "duration", "finished", "fn", "future", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], Any], arg: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[A], object], arg: A) -> None:
         self.loop, self.fn, self.arg = loop, fn, arg
-        self.future: asyncio.Future[Any] = loop.create_future()
+        self.future: asyncio.Future[object] = loop.create_future()  # what plugin code returned: checked later
         self.finished = False
         self.duration = 0.0  # of the call, on the worker's clock
-        self._value: Any = None
+        self._value: object = None
         self._error: BaseException | None = None
 
     def is_finished(self) -> bool:
@@ -76,11 +78,11 @@ class DaemonThreads:
         self.idle_timeout = idle_timeout
         self.threads = 0  # alive, busy or idle
         self._idle = 0  # waiting for a job and not yet promised one
-        self._jobs: queue.SimpleQueue[Call] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Call[Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0
 
-    def call(self, fn: Callable[[Any], Any], arg: Any) -> Call:
+    def call(self, fn: Callable[[A], object], arg: A) -> Call[A]:
         """Start ``fn(arg)`` in a worker thread; await ``.future`` on the running loop for its outcome."""
         job = Call(asyncio.get_running_loop(), fn, arg)
         self._jobs.put(job)
@@ -126,18 +128,21 @@ class DaemonThreads:
             del job
 
 
-_OWNER: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = contextvars.ContextVar("probe_owner", default=None)
+_OWNER: contextvars.ContextVar[set[asyncio.Task[object]] | None] = contextvars.ContextVar("probe_owner",
+                                                                                          default=None)
 
 
-def _factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-    task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+def _factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[object]:
+    """asyncio's task-factory signature: ``coro`` and the keyword arguments are whatever the loop passes."""
+    task: asyncio.Task[object] = asyncio.Task(coro, loop=loop, **kwargs)
     owned = _OWNER.get()
     if owned is not None:
         owned.add(task)
     return task
 
 
-def owned_task(coro: Coroutine[Any, Any, Any], name: str) -> tuple[asyncio.Task[Any], set[asyncio.Task[Any]] | None]:
+def owned_task(coro: Coroutine[object, None, T], name: str
+               ) -> tuple[asyncio.Task[T], set[asyncio.Task[object]] | None]:
     """``coro`` as a task, and the set that collects every task it (or its tasks) create; None when the loop
     already has another task factory (then leaks are not tracked)."""
     loop = asyncio.get_running_loop()
@@ -146,7 +151,7 @@ def owned_task(coro: Coroutine[Any, Any, Any], name: str) -> tuple[asyncio.Task[
         loop.set_task_factory(_factory)  # type: ignore[arg-type]
     elif factory is not _factory:
         return loop.create_task(coro, name=name), None
-    owned: set[asyncio.Task[Any]] = set()
+    owned: set[asyncio.Task[object]] = set()
     context = contextvars.copy_context()
     context.run(_OWNER.set, owned)
     return loop.create_task(coro, name=name, context=context), owned

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
-from probe.engine.interfaces import Outcome
-from probe.formats import Format, Report
+from probe._metricnames import DURATION_BUCKETS, instrument_name, label_name, prometheus_name, shadows_attribute
+from probe.formats import Format, Remediation, Report
 from probe.formats.nagios import render_nagios
 from probe.hookspecs import FormatRegistrar, hookimpl
-from probe.model import Status
+from probe.model import CheckRun, Status
 from probe.units import format_duration, format_value
 
 _COLORS = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
@@ -22,7 +23,7 @@ def render_human(report: Report) -> str:
     (``probe check NAME`` shows one in full) and statuses are coloured."""
     rows = [("STATUS", "CHECK", "TYPE", "TIME", "SUMMARY")]
     for o in report.outcomes:
-        rows.append((o.status.name, o.name, o.spec.type, format_duration(o.duration), _one_line(o.result.summary)))
+        rows.append((o.status.name, o.name, o.type, format_duration(o.duration), _one_line(o.result.summary)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     room = report.width - sum(widths) - 2 * 4 if report.width else None
     lines = []
@@ -31,6 +32,13 @@ def render_human(report: Report) -> str:
         if i > 0 and report.color:
             cells[0] = _paint(Status[row[0]], cells[0])
         lines.append("  ".join([*cells, _fit(row[4], room)]).rstrip())
+    runbooks = [o for o in report.outcomes if o.status is not Status.OK and o.runbook]
+    if runbooks:
+        lines += ["", "RUNBOOK"]
+        lines += [_fit(f"{o.name}: {o.runbook}", report.width) for o in runbooks]
+    if report.remediations:
+        lines += ["", "REMEDIATION"]
+        lines += [_fit(remediation_line(r), report.width) for r in report.remediations]
     counts = {s: sum(1 for o in report.outcomes if o.status is s) for s in Status}
     tally = ", ".join(f"{n} {s.label}" for s, n in counts.items() if n)
     overall = _paint(report.status, report.status.name) if report.color else report.status.name
@@ -38,6 +46,32 @@ def render_human(report: Report) -> str:
     lines.append(f"{overall}: {len(report.outcomes)} checks ({tally or 'none run'}) "
                  f"in {format_duration(report.duration)}")
     return "\n".join(lines) + "\n"
+
+
+def remediation_line(r: Remediation) -> str:
+    """``web: CRITICAL (connection refused) -> ran systemctl restart nginx: fixed (exit 0, 1.2s); now OK``."""
+    was = f"{r.check}: {r.before.status.name} ({_one_line(r.before.summary)})"
+    code = "" if r.exit_code is None else f"exit {r.exit_code}, "
+    verb = "would run" if r.outcome == "dry_run" else "ran"
+    line = f"{was} -> {verb} {r.action}: {r.outcome} ({code}{format_duration(r.duration)})"
+    if r.outcome in ("failed", "timed_out") and r.summary:
+        line += f": {_one_line(r.summary)}"
+    if r.after is not None:
+        line += f"; now {r.after.status.name}"
+    return line
+
+
+def remediation_dict(r: Remediation) -> dict[str, Any]:
+    return {
+        "check": r.check,
+        "before": {"status": r.before.status.label, "reason": r.before.reason or None, "summary": r.before.summary},
+        "action": r.action,
+        "outcome": r.outcome,
+        "summary": r.summary,
+        "exit_code": r.exit_code,
+        "duration": round(r.duration, 6),
+        "after": None if r.after is None else {"status": r.after.status.label, "summary": r.after.summary},
+    }
 
 
 def _paint(status: Status, text: str) -> str:
@@ -51,15 +85,16 @@ def _fit(text: str, room: int | None) -> str:
     return text[:max(room, 20) - 1] + "…"
 
 
-def outcome_dict(o: Outcome) -> dict[str, Any]:
+def outcome_dict(o: CheckRun) -> dict[str, Any]:
     return {
         "name": o.name,
-        "type": o.spec.type,
-        "labels": dict(o.spec.labels),
+        "type": o.type,
+        "labels": dict(o.labels),
         "status": o.status.label,
         "status_code": int(o.status),
         "summary": o.result.summary,
         "reason": o.result.reason or None,
+        "runbook": o.runbook,
         "started": o.started,
         "duration": round(o.duration, 6),
         "measurements": {m.name: {"value": m.value, "unit": m.unit} for m in o.result.measurements},
@@ -79,6 +114,7 @@ def render_json(report: Report) -> str:
         "started": report.started,
         "duration": round(report.duration, 6),
         "checks": [outcome_dict(o) for o in report.outcomes],
+        "remediations": [remediation_dict(r) for r in report.remediations],
     }
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
@@ -94,7 +130,7 @@ def render_junit(report: Report) -> str:
            f'  <testsuite name="probe" hostname={_attr(report.hostname)} tests="{len(report.outcomes)}" '
            f'failures="{failures}" errors="{errors}" time="{report.duration:.3f}">']
     for o in report.outcomes:
-        out.append(f'    <testcase classname={_attr("probe." + o.spec.type)} name={_attr(o.name)} '
+        out.append(f'    <testcase classname={_attr("probe." + o.type)} name={_attr(o.name)} '
                    f'time="{o.duration:.3f}">')
         message = _attr(o.result.summary)
         reason = _attr(o.result.reason or o.status.label)
@@ -102,7 +138,9 @@ def render_junit(report: Report) -> str:
             out.append(f'      <failure message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</failure>')
         elif o.status is Status.UNKNOWN:
             out.append(f'      <error message={message} type={reason}>{escape(_xml_safe(_detail(o)))}</error>')
-        out.append(f"      <system-out>{escape(_xml_safe(_detail(o)))}</system-out>")
+        detail = "\n".join([_detail(o), *(f"remediation: {remediation_line(r)}" for r in report.remediations
+                                           if r.check == o.name)])
+        out.append(f"      <system-out>{escape(_xml_safe(detail))}</system-out>")
         out.append("    </testcase>")
     out += ["  </testsuite>", "</testsuites>"]
     return "\n".join(out) + "\n"
@@ -116,7 +154,11 @@ def render_tap(report: Report) -> str:
         lines.append(f"{ok} {i} - {_tap_escape(o.name)}: {_tap_escape(_one_line(o.result.summary))}")
         if o.status is not Status.OK:
             lines += ["  ---", f"  status: {o.status.label}", f"  reason: {json.dumps(o.result.reason or '')}",
-                      f"  duration: {o.duration:.6f}", "  ..."]
+                      f"  duration: {o.duration:.6f}"]
+            lines += [f"  runbook: {json.dumps(o.runbook)}"] if o.runbook else []
+            lines.append("  ...")
+        lines += [f"# remediation: {_tap_escape(remediation_line(r))}" for r in report.remediations
+                  if r.check == o.name]
     return "\n".join(lines) + "\n"
 
 
@@ -125,64 +167,63 @@ def _tap_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("#", "\\#")
 
 
-_METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
-_RESERVED_SUFFIXES = ("_count", "_sum", "_bucket", "_total", "_created", "_info")
-
-
 def render_prometheus(report: Report) -> str:
-    """Text exposition for node_exporter's textfile collector."""
-    status_lines, up_lines, duration_lines = [], [], []
-    measures: dict[str, list[str]] = {}
-    units: dict[str, str] = {}
+    """Text exposition for node_exporter's textfile collector, with the agent's own names and labels
+    (``probe._metricnames``): what a dashboard or alert reads from ``/metrics`` reads the same here. The
+    duration is the agent's histogram with this run's one observation."""
+    families: dict[str, tuple[str, str, list[str]]] = {}  # name -> (type, help, sample lines)
+
+    def sample(name: str, kind: str, text: str, labels: dict[str, str], value: float, suffix: str = "") -> None:
+        families.setdefault(name, (kind, text, []))[2].append(f"{name}{suffix}{{{_labels(labels)}}} {value!r}")
+
     for o in report.outcomes:
-        labels = _labels(o)
-        status_lines.append(f"probe_check_status{{{labels}}} {int(o.status)}")
-        up_lines.append(f"probe_check_up{{{labels}}} {1 if o.status is Status.OK else 0}")
-        duration_lines.append(f"probe_check_duration_seconds{{{labels}}} {o.duration:.6f}")
+        labels = _label_set(o)
+        sample("probe_check_status", "gauge", "Status of the latest run: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+               labels, float(o.status))
+        sample("probe_check_up", "gauge", "1 when the latest run was OK, else 0", labels,
+               float(o.status is Status.OK))
+        sample("probe_check_runs_total", "counter", "Check runs, by status", {**labels, "status": o.status.label},
+               1.0)
+        duration = max(0.0, o.duration)
+        for bound in (*DURATION_BUCKETS, math.inf):
+            sample("probe_check_duration_seconds", "histogram", "How long each check run took",
+                   {**labels, "le": _bound(bound)}, float(duration <= bound), "_bucket")
+        sample("probe_check_duration_seconds", "histogram", "", labels, duration, "_sum")
+        sample("probe_check_duration_seconds", "histogram", "", labels, 1.0, "_count")
         for m in o.result.measurements:
             if m.name == "duration":
-                continue  # probe_check_duration_seconds already carries it, for every type alike
-            suffix = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}.get(m.unit, "")
-            name = _METRIC_NAME.sub("_", f"probe_{o.spec.type}_{m.name}")
-            if not name.endswith(suffix):
-                name += suffix
-            if name.endswith(_RESERVED_SUFFIXES):  # these mean counter/histogram parts to every parser
-                name += "_value"
-            measures.setdefault(name, []).append(f"{name}{{{labels}}} {m.value!r}")
-            units[name] = m.unit
-    out = [
-        "# HELP probe_check_status Check status: 0 ok, 1 warning, 2 critical, 3 unknown.",
-        "# TYPE probe_check_status gauge", *status_lines,
-        "# HELP probe_check_up 1 when the check is OK.", "# TYPE probe_check_up gauge", *up_lines,
-        "# HELP probe_check_duration_seconds Duration of the last run.",
-        "# TYPE probe_check_duration_seconds gauge", *duration_lines,
-    ]
-    for name in sorted(measures):
-        out += [f"# HELP {name} Check measurement.", f"# TYPE {name} gauge", *measures[name]]
+                continue  # the histogram above carries it, for every type alike (as in the agent)
+            name = prometheus_name(instrument_name(o.type, m.name, m.unit), m.unit)
+            sample(name, "gauge", "Latest value of this measurement", labels, float(m.value))
+    out = []
+    for name in sorted(families):
+        kind, text, lines = families[name]
+        out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", *lines]
     return "\n".join(out) + "\n"
 
 
-def _labels(o: Outcome) -> str:
-    pairs = {"check_name": o.name, "check_type": o.spec.type}
-    for key, value in o.spec.labels.items():
-        pairs.setdefault(_label_name(key), value)
-    return ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs.items())
+def _label_set(o: CheckRun) -> dict[str, str]:
+    """``check_name``, ``check_type`` and the check's labels, named as the agent's exporter names them."""
+    pairs = {label_name(key): value for key, value in o.labels.items() if not shadows_attribute(key) and value}
+    return pairs | {"check_name": o.name, "check_type": o.type}
 
 
-def _label_name(key: str) -> str:
-    """A valid Prometheus label name: ``[a-zA-Z_][a-zA-Z0-9_]*``, and not ``__``-prefixed (reserved)."""
-    name = _METRIC_NAME.sub("_", key)
-    if not name or name[0].isdigit() or name.startswith("__"):
-        name = "label_" + name
-    return name
+def _labels(pairs: dict[str, str]) -> str:
+    return ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(pairs.items()))
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
 def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _detail(o: Outcome) -> str:
+def _detail(o: CheckRun) -> str:
     lines = [f"status: {o.status.label}", f"reason: {o.result.reason or '-'}", f"summary: {o.result.summary}"]
+    if o.runbook:
+        lines.append(f"runbook: {o.runbook}")
     units = {m.name: m.unit for m in o.result.measurements}
     lines += [f"{m.name}: {format_value(m.value, units[m.name])}" for m in o.result.measurements]
     return "\n".join(lines)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import re
 
-from probe.engine.interfaces import Outcome
 from probe.formats import Report
-from probe.model import Status
+from probe.model import CheckRun, Status
 from probe.units import parse_quantity
 
 _UOM = {"s": "s", "By": "B", "1": "%"}
@@ -35,11 +34,12 @@ def render_nagios(report: Report) -> str:
     lines = [f"{report.status.name} - {head}" + (f" | {perf}" if perf else "")]
     if len(report.outcomes) > 1:
         lines += [f"[{o.status.name}] {one_line(o.name)}: {one_line(o.result.summary)}" for o in report.outcomes]
+    lines += [f"runbook {one_line(o.name)}: {one_line(o.runbook)}" for o in problems if o.runbook]
     return "\n".join(lines) + "\n"
 
 
-def perfdata(o: Outcome) -> list[str]:
-    thresholds = {t.measurement: t for t in o.spec.thresholds}
+def perfdata(o: CheckRun) -> list[str]:
+    thresholds = {v.measurement: v for v in o.verdicts}
     parts = []
     for m in o.result.measurements:
         scale = 100.0 if m.unit == "1" and math.isfinite(m.value * 100.0) else 1.0
@@ -47,8 +47,7 @@ def perfdata(o: Outcome) -> list[str]:
         fields = [f"{plain_number(m.value * scale)}{uom}"]
         threshold = thresholds.get(m.name)
         if threshold is not None:
-            fields += [nagios_range(str(c), scale) if c is not None else ""
-                       for c in (threshold.warning, threshold.critical)]
+            fields += [nagios_range(c, scale) if c else "" for c in (threshold.warning, threshold.critical)]
         if m.unit == "1":
             fields += [""] * (3 - len(fields)) + ["0", "100"]
         label = _LINE_BREAK.sub(" ", f"{o.name}::{m.name}").replace("'", "''")

@@ -8,7 +8,7 @@ run before pluggy sees the plugin, so an author reads what is wrong and what the
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import pluggy
@@ -90,7 +90,7 @@ def _is_builtin(plugin: object) -> bool:
     return name.startswith("probe.")
 
 
-def validate_check(cls: Any) -> str:
+def validate_check(cls: object) -> str:
     """The type name a check class registers under, or PluginContractError saying what to fix."""
     if not (isinstance(cls, type) and issubclass(cls, Check)):
         raise PluginContractError(f"register_checks: {cls!r} is not a subclass of probe.Check")
@@ -114,28 +114,38 @@ def validate_check(cls: Any) -> str:
         raise PluginContractError(f"register_checks: {where} does not implement run(self, ctx)")
     if cls.measurements is not None and not isinstance(cls.measurements, frozenset | set):
         raise PluginContractError(f"register_checks: {where}.measurements must be a frozenset of names or None")
+    requires = cls.requires
+    if not (isinstance(requires, Mapping) and all(isinstance(k, str) and k and isinstance(v, str)
+                                                  for k, v in requires.items())):
+        raise PluginContractError(f"register_checks: {where}.requires must map module names to what to install "
+                                  f"({{'websockets': 'websockets>=13'}}), got {requires!r}")
     return cls.type
 
 
-def validate_named(kind: str) -> Callable[[Any], str]:
-    """Validator for actions and formats: they register under their ``name``."""
+def missing_requirement(cls: type[Check[Any]]) -> str | None:
+    """What to install for a check type whose ``requires`` names a module that is not importable, else None.
 
-    def validate(obj: Any) -> str:
-        name = getattr(obj, "name", None) or getattr(obj, "type", None)
-        if not isinstance(name, str) or not name:
-            raise PluginContractError(f"{kind}: {obj!r} has no `name` (or `type`) string to register under")
-        if kind == "register_actions":
-            _validate_action(obj, name)
-        return name
+    Looked up with ``find_spec`` on the top-level name: nothing is imported."""
+    import importlib.util
 
-    return validate
+    for module, install in cls.requires.items():
+        try:
+            found = importlib.util.find_spec(module.split(".", 1)[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"check type {cls.type!r} needs the Python module {module!r}, which is not installed: " \
+                   f"pip install '{install}'"
+    return None
 
 
-def _validate_action(cls: Any, name: str) -> None:
+def validate_action(cls: object) -> str:
+    """The name an action class registers under, or PluginContractError saying what to fix."""
     from probe.actions import Action
 
+    name = _name_of("register_actions", cls)
     if not (isinstance(cls, type) and issubclass(cls, Action)):
-        raise PluginContractError(f"register_actions: {cls!r} ({name!r}) is not a subclass of probe.Action")
+        raise PluginContractError(f"register_actions: {cls!r} ({name!r}) is not a subclass of probe.actions.Action")
     options = cls.Options
     if not (isinstance(options, type) and issubclass(options, Options)):
         raise PluginContractError(f"register_actions: action {name!r} Options must subclass probe.Options")
@@ -144,3 +154,21 @@ def _validate_action(cls: Any, name: str) -> None:
                                   "(extra='forbid', frozen=True, as probe.Options sets them)")
     if cls.run is Action.run:
         raise PluginContractError(f"register_actions: action {name!r} does not implement async run(self, ctx)")
+    return name
+
+
+def validate_format(obj: object) -> str:
+    """The name a format registers under, or PluginContractError saying what to fix. A ``probe.formats.Format``,
+    or anything with its ``name`` and ``render(report)``."""
+    name = _name_of("register_formats", obj)
+    if not callable(getattr(obj, "render", None)):
+        raise PluginContractError(f"register_formats: format {name!r} has no render(report) method "
+                                  "(register a probe.formats.Format)")
+    return name
+
+
+def _name_of(hook: str, obj: object) -> str:
+    name = getattr(obj, "name", None) or getattr(obj, "type", None)
+    if not isinstance(name, str) or not name:
+        raise PluginContractError(f"{hook}: {obj!r} has no `name` (or `type`) string to register under")
+    return name

@@ -1,13 +1,18 @@
-"""Plugin loading: built-ins, entry points (group ``probe``) and single files, all through one pluggy manager.
+"""Plugin loading: built-ins, entry points and single files, each asked to register on its own, in load order.
 
-Each plugin is loaded and asked to register on its own, so one that fails to import or raises while
-registering is recorded in ``Registry.failures`` and never stops the others.
+Sources, in load order (which decides who owns a name, see ``probe.plugins.registry``):
 
-With ``lazy=True`` (what running a config uses) a built-in check module ``probe.checks.<type>`` is imported
-only when something asks for ``<type>`` (``Registry.check_type``): a config that uses three types does not
-pay to import, and build the options models of, all of them. Everything else behaves as if it had been
-loaded up front: a third-party plugin that registers a built-in's type still conflicts with it, and the
-built-in still wins.
+1. built-ins: ``BUILTINS``; a check module ``probe.checks.<type>`` declares ``<type>`` and is imported when a
+   config uses it, the others register through their hooks;
+2. entry points, by plugin name: group ``probe`` (a module with hooks, imported at once) and groups
+   ``probe.checks`` / ``probe.actions`` (one per type, named like the type, pointing at the class; the plugin is
+   the distribution, imported when a config uses one of its types);
+3. ``*.py`` files of the plugins directory, by name;
+4. plugins passed in (``extra``: tests, ``probe.testing``).
+
+A plugin that fails to import or raises while registering is recorded in ``Registry.failures`` and never
+stops the others. With ``lazy=False`` every declared name is imported before ``load_plugins`` returns
+(``probe plugins``, docs); ``lazy=True`` is what running a config uses.
 """
 
 from __future__ import annotations
@@ -17,27 +22,41 @@ import importlib.util
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Literal
 
 import pluggy
 
 from probe import hookspecs
-from probe.check import Check
-from probe.plugins.contract import PluginContractError, check_hookimpls, validate_check, validate_named
+from probe.plugins.contract import (
+    PluginContractError,
+    check_hookimpls,
+    validate_action,
+    validate_check,
+    validate_format,
+)
+from probe.plugins.registry import Kind, PluginFailure, PluginInfo, Registry
+
+__all__ = ["BUILTINS", "CHECKS_PACKAGE", "ENTRY_POINT_GROUP", "TYPE_GROUPS", "PluginFailure", "PluginInfo",
+           "Registry", "load_plugins", "new_manager"]
 
 log = logging.getLogger("probe.plugins")
 
 ENTRY_POINT_GROUP = "probe"
-CHECKS_PACKAGE = "probe.checks."  # a built-in module here registers the check type named like the module
+"""A module with hooks (``register_checks``, ``register_formats``, ``check_result``, ...), imported at start."""
+TYPE_GROUPS: dict[str, Literal["check type", "action type"]] = {"probe.checks": "check type",
+                                                                 "probe.actions": "action type"}
+"""One entry point per type, named like it, pointing at its class: imported when a config uses the type."""
+CHECKS_PACKAGE = "probe.checks."  # a built-in module here declares the check type named like the module
 
 BUILTINS: tuple[str, ...] = (
     "probe.checks.disk",
+    "probe.checks.heartbeat",
     "probe.checks.dns",
     "probe.checks.icmp",
     "probe.checks.memory",
@@ -48,62 +67,16 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.tcp",
     "probe.checks.http",
     "probe.checks.tls",
+    "probe.checks.ntp",
+    "probe.checks.grpc",
+    "probe.checks.websocket",
+    "probe.checks.ssh",
+    "probe.checks.smtp",
+    "probe.checks.imap",
+    "probe.checks.pop3",
     "probe.formats.builtin",
     "probe.actions",
 )
-
-
-@dataclass(frozen=True)
-class PluginFailure:
-    plugin: str
-    source: str
-    error: str
-    traceback: str = ""
-
-
-@dataclass
-class PluginInfo:
-    name: str
-    source: str  # "builtin", "entry point", or a file path
-    version: str = ""
-    check_types: list[str] = field(default_factory=list)
-    action_types: list[str] = field(default_factory=list)
-    formats: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Registry:
-    """Everything the loaded plugins registered, and everything that went wrong loading them."""
-
-    manager: pluggy.PluginManager
-    checks: dict[str, type[Check[Any]]] = field(default_factory=dict)
-    actions: dict[str, type[Any]] = field(default_factory=dict)
-    formats: dict[str, Any] = field(default_factory=dict)
-    plugins: dict[str, PluginInfo] = field(default_factory=dict)
-    failures: list[PluginFailure] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-    owners: dict[tuple[str, str], str] = field(default_factory=dict)
-    deferred: dict[str, str] = field(default_factory=dict)  # check type -> built-in module not imported yet
-
-    def check_type(self, name: str) -> type[Check[Any]] | None:
-        """The class registered for check type ``name``, importing its built-in module on first use."""
-        if name not in self.checks and name in self.deferred:
-            _load_builtin(self, self.deferred.pop(name))
-        return self.checks.get(name)
-
-    def check_type_names(self) -> list[str]:
-        """Every check type a config may name, loaded or not."""
-        return sorted({*self.checks, *self.deferred})
-
-    def load_all(self) -> Registry:
-        """Import every deferred built-in (for listings and documentation)."""
-        while self.deferred:
-            _load_builtin(self, self.deferred.pop(next(iter(self.deferred))))
-        return self
-
-    def owner(self, kind: str, name: str) -> str:
-        """The plugin that registered ``name`` (kind: "check type", "action type" or "format"), or ""."""
-        return self.owners.get((kind, name), "")
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -122,11 +95,11 @@ def load_plugins(
     strict_modes: bool | None = None,
     lazy: bool = False,
 ) -> Registry:
-    """Load every plugin and collect what they register. Never raises for a broken plugin.
+    """Load every plugin, in load order, and collect what they register. Never raises for a broken plugin.
 
-    With ``strict_modes`` (default: when running as root) a plugin file another user could have written
-    is refused and reported as a failed plugin, never imported (see probe._permissions).
-    ``lazy``: defer built-in check modules until their type is asked for (see the module docstring).
+    ``allow`` lists the plugin names to load (entry-point plugins and files; built-ins always load). With
+    ``strict_modes`` (default: when running as root) a plugin file another user could have written is
+    refused and reported as a failed plugin, never imported (see probe._permissions).
     """
     from probe._permissions import strict_modes_apply, unsafe_file
 
@@ -134,53 +107,80 @@ def load_plugins(
     registry = Registry(new_manager())
     allowed = set(allow) if allow is not None else None
     for module_name in builtins:
-        if lazy and module_name.startswith(CHECKS_PACKAGE):
-            registry.deferred[module_name.removeprefix(CHECKS_PACKAGE)] = module_name
-            continue
-        _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
+        if module_name.startswith(CHECKS_PACKAGE):
+            registry.declare("check type", module_name.removeprefix(CHECKS_PACKAGE), module_name,
+                             partial(_load_builtin_check, registry, module_name))
+        else:
+            _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
     if use_entry_points:
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if allowed is not None and ep.name not in allowed:
-                log.info("plugin %s skipped: not in the plugins allow-list", ep.name)
+        skipped: set[str] = set()
+        for plugin, group, ep in _entry_points():
+            if allowed is not None and plugin not in allowed:
+                if plugin not in skipped:
+                    skipped.add(plugin)
+                    log.info("plugin %s skipped: not in the plugins allow-list", plugin)
                 continue
-            _add(registry, ep.name, "entry point", ep.load, _version(ep))
+            if group == ENTRY_POINT_GROUP:
+                _add(registry, plugin, "entry point", ep.load, _version(ep))
+            else:
+                registry.plugins.setdefault(plugin, PluginInfo(plugin, "entry point", _version(ep)))
+                kind = TYPE_GROUPS[group]
+                registry.declare(kind, ep.name, plugin, partial(_load_declared, registry, plugin, kind, group, ep))
     if plugins_dir is not None and plugins_dir.is_dir():
         for path in sorted(plugins_dir.glob("*.py")):
             if allowed is not None and path.stem not in allowed:
                 continue
             if strict and (problem := unsafe_file(path)):
-                registry.failures.append(PluginFailure(path.stem, str(path), f"refused: {problem}"))
+                registry.fail(path.stem, str(path), f"refused: {problem}")
                 log.error("plugin %s (%s) refused: %s", path.stem, path, problem)
                 continue
             _add(registry, path.stem, str(path), partial(_import_file, path))
-    for i, plugin in enumerate(extra):
-        name = getattr(plugin, "__name__", None) or f"extra-{i}"
-        _add(registry, name, "extra", partial(_identity, plugin))
-    _collect(registry)
-    for check_type in [t for t in registry.deferred if t in registry.checks]:
-        _builtin_first(registry, check_type)
-    return registry
+    for i, plugin_object in enumerate(extra):
+        name = getattr(plugin_object, "__name__", None) or f"extra-{i}"
+        _add(registry, name, "extra", partial(_identity, plugin_object))
+    return registry if lazy else registry.load_all()
 
 
-def _builtin_first(registry: Registry, check_type: str) -> None:
-    """A plugin registered the type of a deferred built-in: load the built-in and register the plugin's class
-    again, so the built-in wins and the conflict reads as it would have with everything loaded up front."""
-    other, cls = registry.owners.pop(("check type", check_type)), registry.checks.pop(check_type)
-    registry.plugins[other].check_types.remove(check_type)
-    _load_builtin(registry, registry.deferred.pop(check_type))
-    _register(registry, other, "register_checks", registry.checks, cls, lambda _: check_type)
+def _entry_points() -> Iterator[tuple[str, str, EntryPoint]]:
+    """(plugin name, group, entry point) in load order: by plugin name, a plugin's ``probe`` hooks first."""
+    found = [(ep.name, ENTRY_POINT_GROUP, ep) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    for group in TYPE_GROUPS:
+        found += [(_distribution(ep), group, ep) for ep in entry_points(group=group)]
+    order = {ENTRY_POINT_GROUP: 0, **{g: i + 1 for i, g in enumerate(TYPE_GROUPS)}}
+    yield from sorted(found, key=lambda f: (f[0], order[f[1]], f[2].name))
 
 
-def _load_builtin(registry: Registry, module_name: str) -> None:
+def _load_builtin_check(registry: Registry, module_name: str) -> None:
     _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
-    if module_name in registry.plugins:
-        _collect(registry, only=module_name)
+
+
+def _load_declared(registry: Registry, plugin: str, kind: Kind, group: str, ep: EntryPoint) -> None:
+    """Import the class an entry point of ``probe.checks``/``probe.actions`` names and register it under the
+    entry point's name, which must be the class's type."""
+    source = registry.plugins[plugin].source
+    try:
+        cls = ep.load()
+        name = validate_check(cls) if kind == "check type" else validate_action(cls)
+        if name != ep.name:
+            raise PluginContractError(
+                f"entry point {ep.name!r} in group {group!r} names {ep.value}, whose {kind} is {name!r}; "
+                f"name the entry point like the type it provides")
+    except BaseException as exc:  # a plugin's import may raise anything, SystemExit included
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        _fail(registry, plugin, source, exc)
+        return
+    if kind == "check type":
+        registry.add_check(plugin, cls, name)
+    else:
+        registry.add_action(plugin, cls, name)
 
 
 def _add(registry: Registry, name: str, source: str, load: Callable[[], object], version: str = "") -> None:
+    """Import a plugin with hooks, register it with pluggy, and ask it to register what it provides."""
     try:
         plugin = load()
-        if registry.manager.has_plugin(name):
+        if registry.manager.has_plugin(name) or name in registry.plugins:
             first = registry.plugins[name].source if name in registry.plugins else "an earlier plugin"
             raise PluginContractError(f"two plugins are named {name!r} ({first} and {source}); "
                                       "rename one (the entry-point name or the file name)")
@@ -192,6 +192,7 @@ def _add(registry: Registry, name: str, source: str, load: Callable[[], object],
         _fail(registry, name, source, exc)
         return
     registry.plugins[name] = PluginInfo(name, source, version)
+    _collect(registry, name)
 
 
 def _fail(registry: Registry, name: str, source: str, exc: BaseException) -> None:
@@ -199,63 +200,55 @@ def _fail(registry: Registry, name: str, source: str, exc: BaseException) -> Non
         message = str(exc)  # already names the plugin and says the fix
     else:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-    registry.failures.append(PluginFailure(name, source, message, traceback.format_exc()))
+    registry.fail(name, source, message, traceback.format_exc())
     log.error("plugin %s (%s) failed to load: %s", name, source, message)
 
 
-def _collect(registry: Registry, only: str | None = None) -> None:
-    for hook_name, store, validate in (
-        ("register_checks", registry.checks, validate_check),
-        ("register_actions", registry.actions, validate_named("register_actions")),
-        ("register_formats", registry.formats, validate_named("register_formats")),
-    ):
-        for impl in getattr(registry.manager.hook, hook_name).get_hookimpls():  # in load order: built-ins first
-            plugin_name = impl.plugin_name
-            if only is not None and plugin_name != only:
+@dataclass(frozen=True)
+class _Registrar:
+    """The ``register`` callback one plugin's hook gets: validates, then claims the name for that plugin.
+    A registration that breaks the contract is recorded, not raised: the plugin's other ones still count."""
+
+    registry: Registry
+    plugin: str
+    kind: Kind
+
+    def __call__(self, obj: object) -> None:
+        try:
+            if self.kind == "check type":
+                self.registry.add_check(self.plugin, obj, validate_check(obj))  # type: ignore[arg-type]
+            elif self.kind == "action type":
+                self.registry.add_action(self.plugin, obj, validate_action(obj))  # type: ignore[arg-type]
+            else:
+                self.registry.add_format(self.plugin, obj, validate_format(obj))  # type: ignore[arg-type]
+        except PluginContractError as exc:
+            self.registry.fail(self.plugin, self.registry.plugins[self.plugin].source,
+                               f"plugin {self.plugin!r}: {exc}")
+            log.error("plugin %s: %s", self.plugin, exc)
+
+
+_HOOKS: tuple[tuple[str, Kind], ...] = (("register_checks", "check type"), ("register_actions", "action type"),
+                                        ("register_formats", "format"))
+
+
+def _collect(registry: Registry, plugin: str) -> None:
+    """Call ``plugin``'s register hooks, and only its: who owns a name follows load order, not pluggy's order."""
+    for hook_name, kind in _HOOKS:
+        for impl in getattr(registry.manager.hook, hook_name).get_hookimpls():
+            if impl.plugin_name != plugin:
                 continue
-            info = registry.plugins[plugin_name]
-
-            def register(obj: Any, *, _p: str = plugin_name, _h: str = hook_name,
-                         _s: dict[str, Any] = store, _v: Callable[[Any], str] = validate) -> None:
-                _register(registry, _p, _h, _s, obj, _v)
-
+            register = _Registrar(registry, plugin, kind)
             try:
                 impl.function(**({"register": register} if "register" in impl.argnames else {}))
             except Exception as exc:
-                _fail(registry, plugin_name, info.source, exc)
+                _fail(registry, plugin, registry.plugins[plugin].source, exc)
 
 
-def _register(registry: Registry, plugin: str, hook: str, store: dict[str, Any], obj: Any,
-              validate: Callable[[Any], str]) -> None:
-    try:
-        key = validate(obj)
-    except PluginContractError as exc:
-        # Recorded, not raised: the plugin's other registrations still count.
-        info = registry.plugins[plugin]
-        registry.failures.append(PluginFailure(plugin, info.source, f"plugin {plugin!r}: {exc}"))
-        log.error("plugin %s: %s", plugin, exc)
-        return
-    kind = {"register_checks": "check type", "register_actions": "action type"}.get(hook, "format")
-    owner = registry.owners.get((kind, key))
-    if owner is not None and owner != plugin:
-        registry.conflicts.append(f"{kind} {key!r} is registered by both plugin {owner!r} and plugin {plugin!r}; "
-                                  f"uninstall one, or list only one in the plugins allow-list")
-        return
-    if owner == plugin and store.get(key) is obj:
-        return
-    if owner == plugin:
-        registry.failures.append(PluginFailure(plugin, registry.plugins[plugin].source,
-                                               f"plugin {plugin!r} registers {kind} {key!r} twice, from "
-                                               f"{_where(store[key])} and {_where(obj)}"))
-        return
-    registry.owners[(kind, key)] = plugin
-    store[key] = obj
-    info = registry.plugins[plugin]
-    {"check type": info.check_types, "action type": info.action_types, "format": info.formats}[kind].append(key)
-
-
-def _where(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+def _distribution(ep: EntryPoint) -> str:
+    """The plugin an entry point of a per-type group belongs to: its distribution (what ``plugins.allow`` lists)."""
+    if ep.dist is not None:
+        return str(ep.dist.name)
+    return ep.value.partition(":")[0].partition(".")[0]
 
 
 def _version(ep: EntryPoint) -> str:

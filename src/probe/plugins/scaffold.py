@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import keyword
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -36,7 +38,8 @@ def names(name: str) -> dict[str, str]:
         "dist": f"probe-{name}",
         "module": module,
         "cls": "".join(part.capitalize() for part in name.split("-")) + "Check",
-        "probe_req": f"probe-agent>={major}.{minor}",
+        "options": "".join(part.capitalize() for part in name.split("-")) + "Options",
+        "probe_req": f"probe-monitor>={major}.{minor}",
     }
 
 
@@ -89,15 +92,18 @@ def new_plugin(name: str, directory: Path | None) -> None:
         raise click.UsageError(str(exc)) from None
     n = names(name)
     click.echo(f"created {target}/ ({len(written)} files): check type {name!r} in src/{n['module']}/__init__.py")
-    click.echo("next:")
-    click.echo(f"  cd {target} && pip install -e '.[test]' && pytest")
+    # The plugin goes into the environment probe runs from: probe finds plugins through its own environment's
+    # entry points, and the plugin's dependency on probe is satisfied there (a fresh venv has no probe).
+    python = shlex.quote(sys.executable)
+    click.echo(f"next (install into probe's own environment, {sys.prefix}):")
+    click.echo(f"  cd {shlex.quote(str(target))} && {python} -m pip install -e '.[test]' && {python} -m pytest")
     click.echo(f"  probe plugins                  # lists {n['dist']}")
     click.echo(f"  probe --config-dir checks.d/{name}.yaml run --once")
 
 
 PYPROJECT = '''\
 [build-system]
-requires = ["setuptools>=61"]
+requires = ["setuptools>=77"]
 build-backend = "setuptools.build_meta"
 
 [project]
@@ -112,9 +118,10 @@ dependencies = ["{{probe_req}}"]
 [project.optional-dependencies]
 test = ["pytest>=8", "pytest-asyncio>=0.23"]
 
-# This is how probe finds the plugin; the entry-point name is what `plugins.allow` in probe.yaml lists.
-[project.entry-points.probe]
-{{dist}} = "{{module}}"
+# How probe finds the check type: one entry point per type, named like it. probe imports this package
+# only when a config uses the type. `plugins.allow` in probe.yaml lists the distribution name, {{dist}}.
+[project.entry-points."probe.checks"]
+{{name}} = "{{module}}:{{cls}}"
 
 [tool.setuptools.packages.find]
 where = ["src"]
@@ -142,24 +149,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import probe
+from probe.hookspecs import CheckRegistrar
 from pydantic import Field
 
 
-class {{cls}}(probe.Check):
+class {{options}}(probe.Options):
+    """Options of the {{name}} check type: strict (unknown keys are errors) and frozen; the docstrings are the
+    reference users read."""
+
+    host: str = "127.0.0.1"
+    """Host name or address to connect to."""
+    port: int = Field(ge=1, le=65535)
+    """TCP port."""
+
+
+class {{cls}}(probe.Check[{{options}}]):
     """Connects to host:port and reports the connect time."""
 
     type = "{{name}}"
     # Every measurement this type may report: a threshold on any other name is a config error.
     measurements = frozenset({"duration", "connect"})
-
-    class Options(probe.Options):  # strict (unknown keys are errors) and frozen; docstrings are the reference
-        host: str = "127.0.0.1"
-        """Host name or address to connect to."""
-        port: int = Field(ge=1, le=65535)
-        """TCP port."""
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         # The core cancels this coroutine at the check's timeout and reports it; no timeout code needed here.
@@ -178,8 +189,10 @@ class {{cls}}(probe.Check):
                                probe.Measurement("connect", connect, "s"))
 
 
+# An installed package is found through its entry point (pyproject.toml). This hook is for the same file
+# dropped into probe's plugins directory, and for temporary_plugin(module) in tests.
 @probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
+def register_checks(register: CheckRegistrar) -> None:
     register({{cls}})
 '''
 
@@ -192,7 +205,7 @@ import asyncio
 import socket
 import tomllib
 from collections.abc import AsyncIterator
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import probe
@@ -200,14 +213,14 @@ import pytest
 from probe.config import ConfigErrors
 from probe.testing import assert_result, build_spec, run_check, temporary_plugin, validate_file
 
-import {{module}}
+from {{module}} import {{cls}}
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 def plugin() -> object:
-    with temporary_plugin({{module}}) as registry:
+    with temporary_plugin({{cls}}) as registry:
         yield registry
 
 
@@ -252,12 +265,15 @@ def test_example_config_validates() -> None:
     assert [s.type for s in specs] == ["{{name}}"]
 
 
-def test_entry_point_registers_the_type() -> None:
-    """pyproject declares the entry point and, once installed, probe finds the plugin through it."""
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["probe"]
-    assert declared == {"{{dist}}": "{{module}}"}
-    installed = {ep.name: ep.value for ep in entry_points(group="probe")}
-    assert installed.get("{{dist}}") == "{{module}}", "install the package first: pip install -e '.[test]'"
+def test_entry_point_declares_the_type() -> None:
+    """One entry point per check type, named like it; once installed, probe finds the type through it."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["probe.checks"]
+    assert declared == {"{{name}}": "{{module}}:{{cls}}"}
+    try:
+        installed = distribution("{{dist}}").entry_points.select(group="probe.checks")
+    except PackageNotFoundError:
+        pytest.fail("install the package first: pip install -e '.[test]'")
+    assert {ep.name: ep.value for ep in installed} == declared, "reinstall: pip install -e '.[test]'"
 '''
 
 EXAMPLE = '''\
@@ -276,12 +292,15 @@ checks:
 README = '''\
 # {{dist}}
 
-A [probe](https://pypi.org/project/probe-agent/) plugin providing the `{{name}}` check type.
+A [probe](https://pypi.org/project/probe-monitor/) plugin providing the `{{name}}` check type.
 
 ## Install and try
 
+Into the Python environment probe is installed in (its `python -m pip`), not a new one: probe loads plugins
+from its own environment.
+
 ```
-pip install -e '.[test]'
+python -m pip install -e '.[test]'
 pytest                                   # the generated tests pass as generated
 probe plugins                            # lists {{dist}} with check type {{name}}
 probe --config-dir checks.d/{{name}}.yaml run --once

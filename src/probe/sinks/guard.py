@@ -1,23 +1,10 @@
-"""What every sink shares: a ``record`` that never raises (a failure is logged once, then counted) and a
-tolerant reading of the status fields of the state objects it is handed."""
+"""What every sink shares: a ``record`` that never raises (a failure is logged once, then counted)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from probe.model import Status
 
 log = logging.getLogger("probe.sinks")
-
-
-def status_of(value: Any) -> Status | None:
-    if value is None:
-        return None
-    try:
-        return value if isinstance(value, Status) else Status(int(value))
-    except (TypeError, ValueError):
-        return None
 
 
 class Guard:

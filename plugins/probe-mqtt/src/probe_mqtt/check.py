@@ -21,31 +21,32 @@ _CONNACK_REASONS = {
 }
 
 
-class MqttCheck(probe.Check):
+class MqttOptions(probe.Options):
+    host: str = "127.0.0.1"
+    """Broker host name or address."""
+    port: int = Field(1883, ge=1, le=65535)
+    """Broker port (1883 plain, 8883 usually TLS)."""
+    tls: bool = False
+    """Connect with TLS, verifying the broker's certificate."""
+    ca_file: str | None = None
+    """CA bundle for TLS (default: the system's)."""
+    username: str | None = None
+    """User name, when the broker requires one."""
+    password: str | None = None
+    """Password; write ``${file:/run/secrets/mqtt}``, never inline (it is redacted everywhere)."""
+    topic_prefix: str = "probe/roundtrip"
+    """The check publishes to ``<topic_prefix>/<random>``; the user needs publish and subscribe rights there."""
+    qos: Literal[0, 1, 2] = 1
+    """QoS of the subscription and the message."""
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    """MQTT protocol version."""
+
+
+class MqttCheck(probe.Check[MqttOptions]):
     """Publish/subscribe round trip through an MQTT broker."""
 
     type = "mqtt"
     measurements = frozenset({"duration", "connect", "subscribe", "round_trip"})
-
-    class Options(probe.Options):
-        host: str = "127.0.0.1"
-        """Broker host name or address."""
-        port: int = Field(1883, ge=1, le=65535)
-        """Broker port (1883 plain, 8883 usually TLS)."""
-        tls: bool = False
-        """Connect with TLS, verifying the broker's certificate."""
-        ca_file: str | None = None
-        """CA bundle for TLS (default: the system's)."""
-        username: str | None = None
-        """User name, when the broker requires one."""
-        password: str | None = None
-        """Password; write ``${file:/run/secrets/mqtt}``, never inline (it is redacted everywhere)."""
-        topic_prefix: str = "probe/roundtrip"
-        """The check publishes to ``<topic_prefix>/<random>``; the user needs publish and subscribe rights there."""
-        qos: Literal[0, 1, 2] = 1
-        """QoS of the subscription and the message."""
-        protocol: Literal["3.1.1", "5"] = "3.1.1"
-        """MQTT protocol version."""
 
     def run(self, ctx: probe.Context) -> probe.Result:
         return _RoundTrip(self.options, ctx).run()

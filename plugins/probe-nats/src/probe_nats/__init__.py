@@ -1,16 +1,5 @@
-"""probe-nats: the ``jetstream`` check type (a JetStream consumer's backlog)."""
+"""probe-nats: the ``jetstream`` check type (a JetStream consumer's backlog).
 
-from __future__ import annotations
-
-from collections.abc import Callable
-
-import probe
-
-from probe_nats.check import JetStreamCheck
-
-__all__ = ["JetStreamCheck"]
-
-
-@probe.hookimpl
-def register_checks(register: Callable[[type[probe.Check]], None]) -> None:
-    register(JetStreamCheck)
+probe finds each type through its own entry point (pyproject.toml: ``probe.checks``, ``probe.actions``)
+and imports only the module that defines it; nothing is imported here.
+"""

@@ -13,30 +13,31 @@ import probe
 from pydantic import Field
 
 
-class JetStreamCheck(probe.Check):
+class JetStreamOptions(probe.Options):
+    url: str = "nats://127.0.0.1:4222"
+    """Server URL (``nats://`` or ``tls://``), without credentials."""
+    stream: str = Field(min_length=1)
+    """The stream."""
+    consumer: str = Field(min_length=1)
+    """The durable consumer on that stream."""
+    user: str | None = None
+    """User name, when the server requires one."""
+    password: str | None = None
+    """Password; write ``${file:/run/secrets/nats}``, never inline (it is redacted everywhere)."""
+    token: str | None = None
+    """Auth token instead of user/password; also a secret."""
+    capacity: int | None = Field(None, ge=1)
+    """The most pending messages acceptable (what the consumer can catch up with); enables the
+    ``utilization`` ratio and its ``time_to_full`` forecast."""
+
+
+class JetStreamCheck(probe.Check[JetStreamOptions]):
     """Backlog and in-flight messages of one durable JetStream consumer."""
 
     type = "jetstream"
     measurements = frozenset({"duration", "connect", "pending", "ack_pending", "redelivered", "waiting",
                               "utilization", "time_to_full", "ack_pending_utilization"})
     capacities = {"utilization": "time_to_full"}
-
-    class Options(probe.Options):
-        url: str = "nats://127.0.0.1:4222"
-        """Server URL (``nats://`` or ``tls://``), without credentials."""
-        stream: str = Field(min_length=1)
-        """The stream."""
-        consumer: str = Field(min_length=1)
-        """The durable consumer on that stream."""
-        user: str | None = None
-        """User name, when the server requires one."""
-        password: str | None = None
-        """Password; write ``${file:/run/secrets/nats}``, never inline (it is redacted everywhere)."""
-        token: str | None = None
-        """Auth token instead of user/password; also a secret."""
-        capacity: int | None = Field(None, ge=1)
-        """The most pending messages acceptable (what the consumer can catch up with); enables the
-        ``utilization`` ratio and its ``time_to_full`` forecast."""
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         import nats

@@ -20,31 +20,32 @@ from pydantic import Field
 logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
-class RabbitmqCheck(probe.Check):
+class RabbitmqOptions(probe.Options):
+    queue: str = Field(min_length=1)
+    """The queue to measure."""
+    host: str = "127.0.0.1"
+    """Broker host."""
+    port: int = Field(5672, ge=1, le=65535)
+    """AMQP port (5672, or 5671 with TLS)."""
+    vhost: str = "/"
+    """Virtual host of the queue."""
+    username: str = "guest"
+    """User name (RabbitMQ's default ``guest`` only works from localhost)."""
+    password: str = "guest"
+    """Password; write ``${file:/run/secrets/rabbitmq}``, never inline (it is redacted everywhere)."""
+    tls: bool = False
+    """Connect with TLS, verifying the broker's certificate."""
+    capacity: int | None = Field(None, ge=1)
+    """The most messages the queue should ever hold (its ``x-max-length``, or what the consumers can
+    catch up with); enables the ``utilization`` ratio and the ``time_to_full`` forecast."""
+
+
+class RabbitmqCheck(probe.Check[RabbitmqOptions]):
     """Messages ready in a queue and consumers attached to it."""
 
     type = "rabbitmq"
     measurements = frozenset({"duration", "connect", "messages", "consumers", "utilization", "time_to_full"})
     capacities = {"utilization": "time_to_full"}
-
-    class Options(probe.Options):
-        queue: str = Field(min_length=1)
-        """The queue to measure."""
-        host: str = "127.0.0.1"
-        """Broker host."""
-        port: int = Field(5672, ge=1, le=65535)
-        """AMQP port (5672, or 5671 with TLS)."""
-        vhost: str = "/"
-        """Virtual host of the queue."""
-        username: str = "guest"
-        """User name (RabbitMQ's default ``guest`` only works from localhost)."""
-        password: str = "guest"
-        """Password; write ``${file:/run/secrets/rabbitmq}``, never inline (it is redacted everywhere)."""
-        tls: bool = False
-        """Connect with TLS, verifying the broker's certificate."""
-        capacity: int | None = Field(None, ge=1)
-        """The most messages the queue should ever hold (its ``x-max-length``, or what the consumers can
-        catch up with); enables the ``utilization`` ratio and the ``time_to_full`` forecast."""
 
     def run(self, ctx: probe.Context) -> probe.Result:
         import pika

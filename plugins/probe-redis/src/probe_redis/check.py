@@ -10,7 +10,14 @@ import probe
 from probe_redis.connection import ConnectionOptions, client, failure, where
 
 
-class RedisCheck(probe.Check):
+class RedisOptions(ConnectionOptions):
+    role: Literal["any", "master", "replica"] = "any"
+    """Expected replication role; another role is CRITICAL (reason ``role_mismatch``)."""
+    require_master_link: bool = True
+    """On a replica, CRITICAL (reason ``master_link_down``) when its link to the master is down."""
+
+
+class RedisCheck(probe.Check[RedisOptions]):
     """PING latency and the server's INFO: memory (a capacity when maxmemory is set), clients, replication."""
 
     type = "redis"
@@ -20,12 +27,6 @@ class RedisCheck(probe.Check):
     })
     # The core forecasts when memory reaches maxmemory (then Redis evicts or refuses writes).
     capacities = {"memory_utilization": "memory_time_to_full"}
-
-    class Options(ConnectionOptions):
-        role: Literal["any", "master", "replica"] = "any"
-        """Expected replication role; another role is CRITICAL (reason ``role_mismatch``)."""
-        require_master_link: bool = True
-        """On a replica, CRITICAL (reason ``master_link_down``) when its link to the master is down."""
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         import redis.exceptions as rx

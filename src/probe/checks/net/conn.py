@@ -30,7 +30,8 @@ _VERIFY_NOT_YET_VALID = 9
 
 
 class Failure(Exception):
-    """The target could not be reached or talked to: ``reason`` is the check's machine reason."""
+    """The target could not be reached or talked to: ``reason`` is the check's machine reason. Every
+    protocol helper under ``probe.checks.net`` raises this one class (dnsclient too)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -59,6 +60,13 @@ class TlsOptions(probe.Options):
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file")
         return self
+
+
+def tls_option(value: object) -> object:
+    """``tls: true`` means TLS with default settings; ``false`` or absent means plain TCP."""
+    if value is True:
+        return {}
+    return None if value is False else value
 
 
 @functools.lru_cache(maxsize=64)
@@ -266,7 +274,7 @@ def _x509() -> Any:
         from cryptography import x509
     except ImportError:
         raise Failure("tls_config", "reading an unverified certificate needs the 'cryptography' package "
-                                    "(pip install 'probe-agent[tls]')") from None
+                                    "(pip install 'probe-monitor[tls]')") from None
     return x509
 
 
@@ -282,7 +290,7 @@ def peer_facts(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> CertFacts | 
 
 async def fetch_unverified(peer: Peer, server_name: str | None, options: TlsOptions) -> CertFacts | None:
     """A second, non-verifying handshake to read a certificate that failed verification: its expiry is
-    exactly what an operator needs then (blackbox_exporter loses it, its issue #1119)."""
+    exactly what an operator needs then (blackbox_exporter loses it: prometheus/blackbox_exporter#1119)."""
     sock = socket.socket(peer.family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:

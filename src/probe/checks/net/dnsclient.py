@@ -2,7 +2,7 @@
 
 UDP goes through a bare non-blocking socket and ``loop.sock_recv``: an asyncio datagram transport, as
 ``dns.asyncquery.udp`` builds one per query, costs several times more CPU than the whole exchange.
-Every failure is a ``Failure`` carrying the check's machine reason.
+Every failure is a ``Failure`` (the one of ``probe.checks.net.conn``) carrying the check's machine reason.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from probe.checks.net.conn import literal_family
+from probe.checks.net.conn import Failure, literal_family
 from probe.checks.net.dnswire import TC, Malformed, NotOurs, Query, Response, read_response
 from probe.units import format_duration
 
@@ -23,15 +23,6 @@ DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
 # Query ids from the OS's CSPRNG (what secrets.randbits uses): an off-path spoofer must not predict them.
 _random_bits = random.SystemRandom().getrandbits
-
-
-class Failure(Exception):
-    """No usable reply from one server: ``reason`` is the check's machine reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -124,7 +115,7 @@ async def _udp(query: Query, server: Server, family: int, address: tuple[str, in
             while True:
                 data = await loop.sock_recv(sock, 65535)
                 try:
-                    return read_response(data, qid, query)
+                    return read_response(data, qid, query, udp=True)
                 except NotOurs as exc:  # a stray or spoofed datagram must not fail a good server
                     ignored.append(str(exc))
     except TimeoutError:

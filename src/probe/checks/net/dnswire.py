@@ -9,7 +9,8 @@ Importing dnspython costs about 2 MiB of the agent's memory and 30 ms of ``probe
 (docs/performance.md, Start-up), so the names, types, classes and rcodes configs use, and the query itself,
 are handled here too. dnspython stays the reference and the fallback: for names with escapes or non-ASCII
 (IDNA) characters, record types outside the table below, and the rdata types the reader does not know.
-tests/test_dns_wire.py checks every table entry and the query bytes against it.
+tests/test_dns_wire.py checks every table entry and the query bytes against it; tests/test_dns_reference.py
+compares whole replies with dig and dnspython (docs/decisions/0003).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
 _FLAG_NAMES = (("qr", QR), ("aa", AA), ("tc", TC), ("rd", RD), ("ra", RA), ("ad", AD), ("cd", CD))
 
-A, NS, CNAME, PTR, MX, TXT, AAAA, SPF, DNAME, OPT, ANY = 1, 2, 5, 12, 15, 16, 28, 99, 39, 41, 255
+A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SPF, DNAME, OPT, ANY = 1, 2, 5, 6, 12, 15, 16, 28, 99, 39, 41, 255
+_OPCODE = 0x7800
 _NAME_TYPES = frozenset({NS, CNAME, PTR, DNAME})
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -30,6 +32,8 @@ _RR = struct.Struct("!HHIH")
 _SAFE_LABEL = re.compile(rb"[A-Za-z0-9_*-]*")
 _ESCAPED = frozenset(b'"().;\\@$')
 _MAX_POINTERS = 128
+_NO_QUESTION_RCODES = frozenset({1, 2, 4, 5})  # FORMERR, SERVFAIL, NOTIMP, REFUSED may omit it (as dnspython)
+MAX_NAME = 255  # octets of a name in wire form (RFC 1035 2.3.4)
 
 
 class Malformed(Exception):
@@ -49,13 +53,22 @@ class Record:
     text: str
 
 
+    def line(self) -> str:
+        """The record as dig prints it: ``name ttl class type rdata``."""
+        return f"{self.name} {self.ttl} {class_name(self.rdclass)} {type_name(self.rdtype)} {self.text}"
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
+    """A reply. A truncated UDP reply (TC) is read no further than its header: its sections are empty."""
+
     id: int
     flags: int
     rcode: int  # with the EDNS extended bits
     answers: tuple[Record, ...]
     size: int
+    authority: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()  # without the OPT pseudo-record
 
     def has(self, flag: int) -> bool:
         return bool(self.flags & flag)
@@ -71,6 +84,8 @@ class Query:
     wire: bytes
     question: bytes  # lowercased qname + qtype + qclass, to recognise our reply
     rdtype: int
+    rdclass: int = 1
+    name: str = "."  # the qname as ``read_name`` prints it, lowercased: where a CNAME chain starts
 
     def with_id(self, qid: int) -> bytes:
         return qid.to_bytes(2, "big") + self.wire[2:]
@@ -160,14 +175,17 @@ def make_query(name: str, rdtype: int, rdclass: int, *, recursion_desired: bool,
     flags = (RD if recursion_desired else 0) | (AD if dnssec else 0)
     question = name_wire(name) + _QUESTION.pack(rdtype, rdclass)
     opt = _OPT.pack(0, OPT, EDNS_PAYLOAD, _DO if dnssec else 0, 0)
-    return Query(_HEADER.pack(0, flags, 1, 0, 0, 1) + question + opt, _question_key(question), rdtype)
+    return Query(_HEADER.pack(0, flags, 1, 0, 0, 1) + question + opt, _question_key(question), rdtype, rdclass,
+                 read_name(question, 0)[0].lower())
 
 
-def read_response(data: bytes, qid: int, query: Query) -> Response:
+def read_response(data: bytes, qid: int, query: Query, *, udp: bool = False) -> Response:
     """Decode ``data`` as the reply to ``query`` sent with ``qid``.
 
     Raises ``NotOurs`` for a datagram that is not that reply (a UDP client keeps waiting) and
-    ``Malformed`` for a reply that is ours but broken.
+    ``Malformed`` for a reply that is ours but broken. Over ``udp`` a truncated reply (TC) is returned
+    with its header only: a server cuts such a reply anywhere, even inside a record, and the client
+    retries over TCP rather than judge it (RFC 2181 9, RFC 7766 5).
     """
     if len(data) < 12:
         raise NotOurs(f"{len(data)}-byte datagram is too short for a DNS header")
@@ -176,13 +194,18 @@ def read_response(data: bytes, qid: int, query: Query) -> Response:
         raise NotOurs(f"reply id {rid} does not match query id {qid}")
     if not flags & QR:
         raise NotOurs("packet is a query, not a response")
+    if flags & _OPCODE != query.wire[2] << 8 & _OPCODE:
+        raise NotOurs(f"reply opcode {(flags & _OPCODE) >> 11} is not the query's")
+    if udp and flags & TC:
+        return Response(rid, flags, flags & 0xF, (), len(data))
     try:
-        return _read_body(data, rid, flags, qdcount, ancount, nscount + arcount, query)
+        return _read_body(data, rid, flags, qdcount, (ancount, nscount, arcount), query)
     except (IndexError, struct.error, ValueError, UnicodeError) as exc:
         raise Malformed(f"cannot decode reply: {exc}") from None
 
 
-def _read_body(data: bytes, rid: int, flags: int, qdcount: int, ancount: int, others: int, query: Query) -> Response:
+def _read_body(data: bytes, rid: int, flags: int, qdcount: int, counts: tuple[int, int, int],
+               query: Query) -> Response:
     offset = 12
     if qdcount > 1:
         raise Malformed(f"reply has {qdcount} questions")
@@ -193,23 +216,23 @@ def _read_body(data: bytes, rid: int, flags: int, qdcount: int, ancount: int, ot
         if _question_key(data[offset:end]) != query.question:
             raise NotOurs("reply is for another question")
         offset = end
-    elif flags & 0xF == 0:
-        raise Malformed("successful reply without a question")
-    answers = []
-    for _ in range(ancount):
-        record, offset = _read_record(data, offset)
-        answers.append(record)
+    elif flags & 0xF not in _NO_QUESTION_RCODES:
+        raise NotOurs("reply without a question")
     rcode = flags & 0xF
-    for _ in range(others):
-        start = offset
-        offset = _skip_name(data, offset)
-        rdtype, _rdclass, ttl, rdlength = _RR.unpack_from(data, offset)
-        offset += _RR.size + rdlength
-        if rdtype == OPT and data[start] == 0:
-            rcode |= (ttl >> 24) << 4
+    sections: list[list[Record]] = [[], [], []]
+    for section, count in zip(sections, counts, strict=True):
+        for _ in range(count):
+            if section is sections[2] and data[offset:offset + 3] == b"\x00\x00\x29":  # OPT at the root
+                _, _, ttl, rdlength = _RR.unpack_from(data, offset + 1)
+                offset += 1 + _RR.size + rdlength
+                rcode |= (ttl >> 24) << 4
+                continue
+            record, offset = _read_record(data, offset)
+            section.append(record)
     if offset > len(data):
         raise Malformed("reply ends inside a record")
-    return Response(rid, flags, rcode, tuple(answers), len(data))
+    answers, authority, additional = (tuple(section) for section in sections)
+    return Response(rid, flags, rcode, answers, len(data), authority, additional)
 
 
 def _read_record(data: bytes, offset: int) -> tuple[Record, int]:
@@ -234,6 +257,8 @@ def _rdata_text(data: bytes, offset: int, rdlength: int, rdtype: int, rdclass: i
         return f"{int.from_bytes(rdata[:2], 'big')} {_exact_name(data, offset + 2, rdlength - 2)}"
     if rdtype in (TXT, SPF):
         return _txt_text(rdata)
+    if rdtype == SOA and rdlength >= 22:
+        return _soa_text(data, offset, rdlength)
     return _other_text(data, offset, rdlength, rdtype, rdclass)
 
 
@@ -242,6 +267,15 @@ def _exact_name(data: bytes, offset: int, rdlength: int) -> str:
     if end != offset + rdlength:
         raise Malformed("name does not fill its record")
     return name
+
+
+def _soa_text(data: bytes, offset: int, rdlength: int) -> str:
+    """As dnspython prints it; here because every NXDOMAIN carries one (no dnspython import for it)."""
+    mname, at = read_name(data, offset)
+    rname, at = read_name(data, at)
+    if at + 20 != offset + rdlength:
+        raise Malformed("SOA record does not fill its rdata")
+    return " ".join((mname, rname, *map(str, struct.unpack_from("!IIIII", data, at))))
 
 
 def _txt_text(rdata: bytes) -> str:
@@ -275,6 +309,7 @@ def read_name(data: bytes, offset: int) -> tuple[str, int]:
     labels: list[str] = []
     end = -1
     pointers = 0
+    size = 1
     while True:
         length = data[offset]
         if length == 0:
@@ -294,6 +329,9 @@ def read_name(data: bytes, offset: int) -> tuple[str, int]:
         label = data[offset + 1:offset + 1 + length]
         if len(label) != length:
             raise Malformed("name runs past the reply")
+        size += 1 + length
+        if size > MAX_NAME:
+            raise Malformed(f"name longer than {MAX_NAME} octets")
         labels.append(_label_text(label))
         offset += 1 + length
     return (".".join(labels) + "." if labels else "."), (end if end >= 0 else offset)
@@ -320,6 +358,19 @@ def _skip_name(data: bytes, offset: int) -> int:
 
 def _question_key(question: bytes) -> bytes:
     return question[:-4].lower() + question[-4:]
+
+
+_TYPE_NAMES = {code: name for name, code in RDATATYPES.items()}
+_CLASS_NAMES = {code: name for name, code in RDATACLASSES.items()}
+
+
+def type_name(rdtype: int) -> str:
+    """``AAAA``; an unknown type as RFC 3597 writes it (``TYPE65280``), without loading dnspython."""
+    return _TYPE_NAMES.get(rdtype) or f"TYPE{rdtype}"
+
+
+def class_name(rdclass: int) -> str:
+    return _CLASS_NAMES.get(rdclass) or f"CLASS{rdclass}"
 
 
 def rcode_name(rcode: int) -> str:

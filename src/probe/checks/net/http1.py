@@ -1,24 +1,34 @@
-"""A small HTTP/1.1 client for the http check: one request per fresh connection, exact phase timings,
-and a body that is never read past its limit.
+"""HTTP/1.1 for the http check: h11's framing, driven over probe's own connection.
 
-Why not httpx for every request: a check opens a new connection each time (it measures connect and TLS),
-and httpx's pool, its per-client setup and anyio cost several times the CPU of the exchange itself
-(docs/performance.md). httpx is still used for HTTP/2 and proxies (``httpclient.py``).
+h11 (the sans-IO engine under httpcore and httpx) decides what the bytes mean: status line, headers
+(obs-fold, bare-LF line ends), Content-Length (conflicts refused), chunked framing (the CRLF after each
+chunk checked), bodies that end at close. This module owns what a check needs around it: one request on a
+fresh connection (``conn.Stream``, so the dns/connect/tls phases are probe's), the first-byte and transfer
+timings, and a body never read past its limit. Why not httpx for every request: its pool and per-client
+setup cost several times the CPU of the exchange (docs/decisions/0004).
 """
 
 from __future__ import annotations
 
-import re
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from probe.checks.net.conn import CertFacts, Failure, Peer, Stream, Timings
+import h11
 
-MAX_HEAD = 64 * 1024
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_CHUNK = 65536
-_NO_BODY_STATUSES = frozenset({204, 304})
+from probe.checks.net.conn import CertFacts, Failure, Peer, Timings
+
+MAX_HEAD = 100 * 1024
+"""The response head (interim responses included) must end within this many bytes, however it is split
+(httpcore gives h11 the same limit; curl allows 100 KiB per header line)."""
+_SLICE = 16 * 1024  # h11 is fed at most this much at a time
+_RECV = 65536
+
+
+class Connection(Protocol):
+    async def send(self, data: bytes) -> None: ...
+    async def recv(self, size: int) -> bytes: ...
 
 
 @dataclass
@@ -27,12 +37,17 @@ class Response:
     reason: str
     version: str  # "HTTP/1.1", "HTTP/2"
     headers: list[tuple[str, str]]
-    body: bytes = b""
+    body: bytes = b""  # as it came over the wire, after the transfer framing
     phases: dict[str, float] = field(default_factory=dict)  # first_byte, transfer
+    _first: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
+        """The first value of a header (``name`` in lowercase)."""
+        if self._first is None:
+            self._first = {}
+            for key, value in self.headers:
+                self._first.setdefault(key.lower(), value)
+        return self._first.get(name.lower())
 
     def header_values(self, name: str) -> list[str]:
         name = name.lower()
@@ -43,17 +58,12 @@ class Response:
 class Hop:
     """One request of a check run (a run that follows redirects makes several): what it reached and when."""
 
-    url: str
+    url: str  # as shown: never with credentials
     timings: Timings = field(default_factory=Timings)
     phase: str = "connecting"  # what the request was doing, for a timeout's message
     peer: Peer | None = None
     ssl_object: Any = None
     cert: CertFacts | None = None
-
-
-def encode_request(method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in headers)]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 class BodyTooLarge(Failure):
@@ -62,114 +72,144 @@ class BodyTooLarge(Failure):
         self.response = response
 
 
-class Reader:
-    """Buffered reads off a stream."""
-
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def fill(self) -> bool:
-        chunk = await self.stream.recv(_CHUNK)
-        self.buffer += chunk
-        return bool(chunk)
-
-    async def line(self, limit: int) -> bytes:
-        while (end := self.buffer.find(b"\r\n")) < 0:
-            if len(self.buffer) > limit:
-                raise Failure("malformed_response", "a chunk header line is too long")
-            if not await self.fill():
-                raise Failure("malformed_response", "the connection closed in the middle of the chunked body")
-        line = bytes(self.buffer[:end])
-        del self.buffer[:end + 2]
-        return line
+def validate_header(name: str, value: str) -> None:
+    """h11's own rules for a request header (a token name; no CR, LF or NUL in the value); ValueError if not."""
+    try:
+        h11.Request(method="GET", target="/", headers=_wire([("Host", "probe"), (name, value)]))
+    except (h11.LocalProtocolError, UnicodeError) as exc:
+        raise ValueError(f"header {name!r}: {exc} (CR, LF and NUL would break the request)") from None
 
 
-async def exchange(hop: Hop, stream: Stream, request: bytes, method: str, max_body: int) -> Response:
-    """Send ``request`` and read the response; raise ``Failure`` (``BodyTooLarge`` past ``max_body``)."""
+def _wire(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header values as UTF-8 bytes, as curl sends what it is given (httpx would refuse non-ASCII)."""
+    return [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
+
+
+@functools.lru_cache(maxsize=256)
+def _request(method: str, target: str, headers: tuple[tuple[str, str], ...]) -> h11.Request:
+    """A check sends the same request every run: h11 validates it once (half the cost of sending it)."""
+    return h11.Request(method=method, target=target, headers=_wire(list(headers)))
+
+
+def _text(value: bytes) -> str:
+    """A header value as text: UTF-8 where it is (surrogate escapes keep other bytes for a Location)."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+async def exchange(hop: Hop, stream: Connection, method: str, target: str, headers: list[tuple[str, str]],
+                   body: bytes, max_body: int) -> Response:
+    """Send the request and read the response; raise ``Failure`` (``BodyTooLarge`` past ``max_body``)."""
+    reader = _Reader(stream)
     hop.phase = "sending the request"
-    await stream.send(request)
+    await stream.send(reader.request(method, target, headers, body))
     hop.phase = "waiting for the response"
     sent = time.monotonic()
-    reader = Reader(stream)
-    if not await reader.fill():
-        raise Failure("malformed_response", "the server closed the connection without a response")
-    first_byte = time.monotonic()
-    hop.phase = "reading the response headers"
-    response = await _head(reader)
-    while 100 <= response.status < 200 and response.status != 101:  # interim responses (100 Continue)
-        response = await _head(reader)
+    response = await reader.head()
+    first_byte = reader.first_byte or time.monotonic()
     hop.phase = "reading the body"
-    if method != "HEAD" and response.status not in _NO_BODY_STATUSES:
-        response.body = await _body(reader, response, max_body)
+    length = response.header("content-length")
+    # h11 has checked Content-Length is one number; a body it announces over the limit is not read at all
+    has_body = method != "HEAD" and response.status not in (204, 304)
+    if has_body and length is not None and int(length.split(",")[0]) > max_body:
+        raise BodyTooLarge(f"body of {length} bytes (Content-Length) is over the limit of {max_body}", response)
+    response.body = await reader.body(response, max_body)
     response.phases = {"first_byte": first_byte - sent, "transfer": time.monotonic() - first_byte}
     return response
 
 
-async def _head(reader: Reader) -> Response:
-    while (end := reader.buffer.find(b"\r\n\r\n")) < 0:
-        if len(reader.buffer) > MAX_HEAD:
-            raise Failure("malformed_response", f"response headers larger than {MAX_HEAD} bytes")
-        if not await reader.fill():
-            raise Failure("malformed_response", "the connection closed in the middle of the response headers")
-    head = bytes(reader.buffer[:end]).decode("latin-1")
-    del reader.buffer[:end + 4]
-    status_line, *lines = head.split("\r\n")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _digits(parts[1]):
-        raise Failure("malformed_response", f"not an HTTP response: {status_line[:80]!r}")
-    headers = []
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise Failure("malformed_response", f"bad header line {line[:80]!r}")
-        headers.append((name.strip(), value.strip()))
-    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", parts[0], headers)
+class _Reader:
+    """Bytes off the connection into h11, and h11's events out, every protocol error a ``Failure``."""
 
+    def __init__(self, stream: Connection) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.pending = b""
+        self.fed = 0
+        self.closed = False
+        self.first_byte: float | None = None
+        self.framing = ""  # for messages: "of N body bytes" or "chunked"
+        self.body_read = 0
 
-async def _body(reader: Reader, response: Response, max_body: int) -> bytes:
-    if "chunked" in (response.header("transfer-encoding") or "").lower():
-        return await _chunked(reader, response, max_body)
-    length_text = response.header("content-length")
-    if length_text is not None:
-        if not _digits(length_text):
-            raise Failure("malformed_response", f"bad Content-Length {length_text!r}")
-        length = int(length_text)
-        if length > max_body:
-            raise BodyTooLarge(f"body of {length} bytes (Content-Length) is over the limit of {max_body}", response)
-        while len(reader.buffer) < length:
-            if not await reader.fill():
-                raise Failure("malformed_response", f"the connection closed after {len(reader.buffer)} of "
-                                                    f"{length} body bytes")
-        return bytes(reader.buffer[:length])
-    while True:  # no framing: the body ends when the server closes
-        _limit(len(reader.buffer), max_body, response)
-        if not await reader.fill():
-            return bytes(reader.buffer)
+    def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+        try:
+            data = self.h11.send(_request(method, target, tuple(headers))) or b""
+            if body:
+                data += self.h11.send(h11.Data(data=body)) or b""
+            return data + (self.h11.send(h11.EndOfMessage()) or b"")
+        except (h11.LocalProtocolError, UnicodeError) as exc:  # options are checked with the same rules at load
+            raise Failure("bad_request", f"cannot send this request: {exc}") from None
 
+    async def head(self) -> Response:
+        while True:
+            event = await self._next(head=True)
+            if isinstance(event, h11.Response):
+                return Response(event.status_code, event.reason.decode("utf-8", "replace"),
+                                f"HTTP/{event.http_version.decode()}",
+                                [(_text(k), _text(v)) for k, v in event.headers.raw_items()])
+            # InformationalResponse (100 Continue, 103 Early Hints): the final response follows
 
-async def _chunked(reader: Reader, response: Response, max_body: int) -> bytes:
-    body = bytearray()
-    while True:
-        size_text = (await reader.line(1024)).split(b";", 1)[0].strip()
-        if not _HEX.fullmatch(size_text):  # int(..., 16) would also take "-5", "0x10" and "1_0"
-            raise Failure("malformed_response", f"bad chunk size {size_text[:20]!r}")
-        size = int(size_text, 16)
-        if size == 0:
-            return bytes(body)
-        _limit(len(body) + size, max_body, response)
-        while len(reader.buffer) < size + 2:
-            if not await reader.fill():
-                raise Failure("malformed_response", "the connection closed in the middle of a chunk")
-        body += reader.buffer[:size]
-        del reader.buffer[:size + 2]
+    async def body(self, response: Response, max_body: int) -> bytes:
+        length = response.header("content-length")
+        chunked = "chunked" in (response.header("transfer-encoding") or "").lower()
+        self.framing = "chunked" if chunked else "" if length is None else f"of {length.split(',')[0]} body bytes"
+        body = bytearray()
+        while True:
+            event = await self._next(head=False)
+            if isinstance(event, h11.Data):
+                body += event.data
+                self.body_read = len(body)
+                if len(body) > max_body:
+                    response.body = bytes(body[:max_body])
+                    raise BodyTooLarge(f"body over the limit of {max_body} bytes (max_body_size)", response)
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(body)
 
+    async def _next(self, *, head: bool) -> h11.Event:
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise self._failure(str(exc), head) from None
+            if event is h11.NEED_DATA:
+                await self._feed(head)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise Failure("malformed_response", "the server closed the connection without a response")
+            elif isinstance(event, h11.Event):
+                return event
+            else:  # PAUSED: only after a protocol switch, which h11 refuses unasked (101 is an error above)
+                raise Failure("malformed_response", "the server switched protocols")
 
-def _digits(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` then rejects."""
-    return text.isascii() and text.isdigit()
+    async def _feed(self, head: bool) -> None:
+        """Give h11 more bytes, never so many that a limit could pass or fail by how the bytes were split:
+        the head must end within MAX_HEAD bytes of the response, and in the body an unfinished chunk-size
+        line or trailer section (what h11 holds back, ``trailing_data``) within MAX_HEAD bytes too."""
+        if head:
+            room = MAX_HEAD - self.fed
+            if room <= 0:  # h11 has had MAX_HEAD bytes and still wants the end of the head
+                raise Failure("malformed_response", f"response headers larger than {MAX_HEAD} bytes")
+        else:
+            room = MAX_HEAD - len(self.h11.trailing_data[0])  # a copy, but only of an unfinished line
+            if room <= 0:
+                raise Failure("malformed_response", f"a chunk-size line or trailer larger than {MAX_HEAD} bytes")
+        if not self.pending and not self.closed:
+            self.pending = await self.stream.recv(_RECV)
+            if self.first_byte is None:
+                self.first_byte = time.monotonic()
+            self.closed = not self.pending
+        size = min(_SLICE, room)
+        piece, self.pending = self.pending[:size], self.pending[size:]
+        self.fed += len(piece)
+        self.h11.receive_data(piece)  # b"" tells h11 the server closed
 
-
-def _limit(size: int, max_body: int, response: Response) -> None:
-    if size > max_body:
-        raise BodyTooLarge(f"body over the limit of {max_body} bytes (max_body_size)", response)
+    def _failure(self, problem: str, head: bool) -> Failure:
+        if self.closed and ("peer closed" in problem or "ConnectionClosed" in problem):
+            if self.fed == 0:
+                return Failure("malformed_response", "the server closed the connection without a response")
+            if head:
+                return Failure("malformed_response", "the connection closed in the middle of the response headers")
+            if self.framing == "chunked":
+                return Failure("malformed_response", "the connection closed in the middle of the chunked body")
+            return Failure("malformed_response", f"the connection closed after {self.body_read} {self.framing}")
+        if head:
+            return Failure("malformed_response", f"not an HTTP response: {problem}")
+        return Failure("malformed_response", f"broken HTTP/1.1 body: {problem}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -121,17 +122,22 @@ def _lookup(document: Any, path: list[str | int]) -> Any:
     return document
 
 
-def problems(e: HttpExpect, response: Response) -> tuple[str, str] | None:
-    """The first condition that does not hold, as (reason, explanation)."""
+def problems(e: HttpExpect, response: Response, text: Callable[[], str]) -> tuple[str, str] | None:
+    """The first condition that does not hold, as (reason, explanation). ``text`` reads the body decoded
+    (content coding undone, in its charset: ``http_body``), called only when a condition needs it."""
     if not any(lo <= response.status <= hi for lo, hi in map(status_ranges, e.status)):
         return "status_mismatch", f"status {response.status}, expected {', '.join(map(str, e.status))}"
-    return _body_problem(e, response) or _json_problem(e, response) or _header_problem(e, response)
+    if e.body_contains or e.body_not_contains or e.body_regex or e.body_not_regex or e.json_:
+        body = text()
+        problem = _body_problem(e, body) or _json_problem(e, body)
+        if problem is not None:
+            return problem
+    return _header_problem(e, response)
 
 
-def _body_problem(e: HttpExpect, response: Response) -> tuple[str, str] | None:
+def _body_problem(e: HttpExpect, text: str) -> tuple[str, str] | None:
     if not (e.body_contains or e.body_not_contains or e.body_regex or e.body_not_regex):
         return None
-    text = response.body.decode("utf-8", "replace")
     for needle in e.body_contains:
         if needle not in text:
             return "body_mismatch", f"body does not contain {needle!r}: {_shown(text)}"
@@ -148,13 +154,13 @@ def _body_problem(e: HttpExpect, response: Response) -> tuple[str, str] | None:
     return None
 
 
-def _json_problem(e: HttpExpect, response: Response) -> tuple[str, str] | None:
+def _json_problem(e: HttpExpect, text: str) -> tuple[str, str] | None:
     if not e.json_:
         return None
     try:
-        document = json.loads(response.body)
+        document = json.loads(text)
     except ValueError as exc:
-        return "json_mismatch", f"body is not JSON ({exc}): {_shown(response.body.decode('utf-8', 'replace'))}"
+        return "json_mismatch", f"body is not JSON ({exc}): {_shown(text)}"
     for path, expected in e.json_.items():
         actual = _lookup(document, json_path(path))
         if actual is _MISSING:

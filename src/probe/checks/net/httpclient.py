@@ -1,4 +1,4 @@
-"""The http check's path through httpx, for what the small HTTP/1.1 client does not do: HTTP/2 and proxies.
+"""The http check's path through httpx, for what ``http1`` does not do: HTTP/2 and proxies.
 
 httpx is imported here only, on the first such request. Phase timings come from httpcore's trace hook.
 """
@@ -52,6 +52,8 @@ async def fetch(hop: Hop, url: str, method: str, headers: list[tuple[str, str]],
                                      follow_redirects=False, timeout=None) as client:
             request = client.build_request(method, url, headers=headers, content=body or None,
                                            extensions=extensions)
+            if not any(k.lower() == "accept-encoding" for k, _ in headers):
+                del request.headers["accept-encoding"]  # httpx's default: asked for only with compressed: true
             hop.phase = "waiting for the response"
             response = await client.send(request, stream=True)
             try:

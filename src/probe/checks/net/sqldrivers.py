@@ -385,7 +385,7 @@ def _import(module: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise SqlError("driver_missing", f"the {module} driver is not installed; "
-                                         f"install probe-agent[{extra}]", probe.Status.UNKNOWN) from None
+                                         f"install probe-monitor[{extra}]", probe.Status.UNKNOWN) from None
 
 
 def numeric(value: object) -> float | None:

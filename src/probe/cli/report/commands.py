@@ -37,6 +37,23 @@ def _configured_state_dir() -> str | None:
     return settings.state_dir
 
 
+def _configured_checks() -> set[str] | None:
+    """Names of the checks the configuration defines (found as the agent finds it), or None when it
+    cannot be read: then every check in the history is shown, since none can be called removed."""
+    from probe.config.load import ConfigErrors, find_checks_path, find_settings_path, load
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.obj if ctx else None
+    try:
+        _, plan = load(find_checks_path(getattr(obj, "config_dir", None), os.environ),
+                       settings_path=find_settings_path(getattr(obj, "config", None), os.environ))
+    except ConfigErrors as exc:
+        click.echo(f"warning: the configuration does not load ({exc.errors[0]}); showing every check in the "
+                   "history", err=True)
+        return None
+    return {spec.name for spec in plan.checks}
+
+
 def _reader(state_dir: str | None) -> object:
     from probe.sinks.history import HistoryReader
 
@@ -64,28 +81,59 @@ def status(state_dir: str | None, fmt: str) -> None:
         click.echo(f"probe: {exc}", err=True)
         sys.exit(3)
     now = time.time()
+    configured = _configured_checks()
+    # A check removed from the configuration keeps its rows in the history (reports still cover it), but
+    # it has no current state: listing it would show a stale status forever.
+    removed = sorted(set(latest) - configured) if configured is not None else []
     rows: list[dict[str, Any]] = []
-    for name in sorted(latest):
+    for name in sorted(set(latest) - set(removed)):
         r = latest[name]
         state = states.get(name, (0.0, {}))[1]
         hard = r.hard_status if r.hard_status is not None else r.status
-        rows.append({"name": name, "type": r.check_type, "status": _STATUS.get(hard, str(hard)).lower(),
-                     "state_type": r.state_type or "", "last_status": _STATUS.get(r.status, "").lower(),
+        label = _STATUS.get(hard, str(hard)).lower()
+        rows.append({"name": name, "type": r.check_type, "status": label, "hard_status": label,
+                     "soft_status": _STATUS.get(r.status, "").lower(), "state_type": r.state_type or "",
+                     "attempt": _attempt(r.state_type, r.status, hard, state),
+                     "last_status": _STATUS.get(r.status, "").lower(),
                      "last_run": r.ts, "age": now - r.ts, "summary": r.summary,
                      "flapping": bool(state.get("flapping", False)),
-                     "remediation_exhausted": _exhausted(state)})
+                     "remediation_exhausted": _exhausted(state), "maintenance": r.maintenance,
+                     "silenced": r.silenced, "suppressed_by": r.suppressed_by})
     if fmt == "json":
-        click.echo(json.dumps({"checks": rows}, indent=2))
+        click.echo(json.dumps({"checks": rows, "removed": removed}, indent=2))
         return
-    table = [("CHECK", "STATUS", "STATE", "LAST RUN", "SUMMARY")]
+    # HARD is what alerts, reports and remediation act on; LATEST is the last run, which a soft state has not
+    # confirmed yet (a WARNING 1 of 3 under a hard OK): both, so neither hides the other.
+    table = [("CHECK", "HARD", "LATEST", "STATE", "LAST RUN", "SUMMARY")]
     for row in rows:
-        flags = row["state_type"] + (" flapping" if row["flapping"] else "") + \
-            (" remediation-exhausted" if row["remediation_exhausted"] else "")
-        table.append((row["name"], row["status"].upper(), flags.strip(), f"{format_duration(row['age'])} ago",
-                      row["summary"]))
-    widths = [max(len(t[i]) for t in table) for i in range(4)]
+        state_text = row["state_type"] + (f" {row['attempt'][0]}/{row['attempt'][1]}" if row["attempt"] else "")
+        flags = state_text + (" flapping" if row["flapping"] else "") + \
+            (" remediation-exhausted" if row["remediation_exhausted"] else "") + \
+            (f" maintenance:{row['maintenance']}" if row["maintenance"] else "") + \
+            (f" silenced:{row['silenced']}" if row["silenced"] else "") + \
+            (f" suppressed-by:{row['suppressed_by']}" if row["suppressed_by"] else "")
+        table.append((row["name"], row["hard_status"].upper(), row["soft_status"].upper(), flags.strip(),
+                      f"{format_duration(row['age'])} ago", row["summary"]))
+    columns = len(table[0]) - 1
+    widths = [max(len(t[i]) for t in table) for i in range(columns)]
     for t in table:
-        click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(4)), t[4]]).rstrip())
+        click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(columns)), t[columns]]).rstrip())
+    if removed:
+        click.echo(f"not shown: {len(removed)} no longer configured ({', '.join(removed)}); probe report has "
+                   "their history")
+
+
+def _attempt(state_type: str | None, latest: int, hard: int, state: dict[str, Any]) -> list[int] | None:
+    """In a soft state, how far it is towards turning hard: ``[1, 3]`` for the first of three problems
+    (``failure_threshold``), or of the OKs that clear a hard problem (``success_threshold``)."""
+    if state_type != "soft":
+        return None
+    recovering = latest == 0 and hard != 0
+    count = state.get("successes" if recovering else "failures")
+    of = state.get("success_threshold" if recovering else "failure_threshold")
+    if not isinstance(count, int) or not isinstance(of, int) or isinstance(count, bool):
+        return None
+    return [count, of]
 
 
 def _exhausted(state: dict[str, Any]) -> bool:

@@ -25,6 +25,19 @@ class ResultRow:
     summary: str
     duration: float
     measurements: dict[str, float]
+    maintenance: str = ""
+    """The maintenance window the result ran in (``""``: none); such time is left out of availability."""
+    silenced: str = ""
+    """The id of the silence that covered it."""
+    suppressed_by: str = ""
+    """The ``depends_on`` parent that was hard non-OK: the outage is the parent's."""
+
+
+def _result(r: sqlite3.Row) -> ResultRow:
+    keys = r.keys()  # a Row's ``in`` looks at values; a database not yet migrated has no mark columns
+    marks = [r[k] or "" if k in keys else "" for k in ("maintenance", "silenced", "suppressed_by")]
+    return ResultRow(r["ts"], r["check_name"], r["check_type"], r["status"], r["hard_status"], r["state_type"],
+                     r["reason"], r["summary"], r["duration"], json.loads(r["measurements"]), *marks)
 
 
 @dataclass(frozen=True)
@@ -73,17 +86,13 @@ class HistoryReader:
         sql = "SELECT * FROM results WHERE ts >= ?" + (" AND check_name = ?" if check_name else "") + " ORDER BY ts"
         args: tuple[Any, ...] = (since, check_name) if check_name else (since,)
         with self._db() as db:
-            return [ResultRow(r["ts"], r["check_name"], r["check_type"], r["status"], r["hard_status"],
-                              r["state_type"], r["reason"], r["summary"], r["duration"],
-                              json.loads(r["measurements"])) for r in db.execute(sql, args)]
+            return [_result(r) for r in db.execute(sql, args)]
 
     def latest(self) -> dict[str, ResultRow]:
         """The most recent result of every check."""
         with self._db() as db:
             rows = db.execute("SELECT * FROM results WHERE id IN (SELECT MAX(id) FROM results GROUP BY check_name)")
-            return {r["check_name"]: ResultRow(r["ts"], r["check_name"], r["check_type"], r["status"],
-                                               r["hard_status"], r["state_type"], r["reason"], r["summary"],
-                                               r["duration"], json.loads(r["measurements"])) for r in rows}
+            return {r["check_name"]: _result(r) for r in rows}
 
     def samples(self, check_name: str, name: str, since: float) -> list[tuple[float, float]]:
         with self._db() as db:

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from probe.engine.interfaces import Outcome
-from probe.sinks.guard import Guard, status_of
+from probe.engine.interfaces import Outcome, StateView, TransitionView
+from probe.sinks.guard import Guard
 from probe.sinks.history.reader import HistoryReader
 from probe.sinks.history.store import Health, HistoryStore
 from probe.sinks.remediation.remediator import Remediator
@@ -36,31 +36,32 @@ class HistorySink:
         self._guard = Guard("history sink")
         self._saved: dict[str, dict[str, Any]] = {}  # what was last saved of each check's state (see _lasting)
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         try:
             self._record(outcome, state, transition)
-        except Exception as exc:  # the store itself never raises; this guards against odd state objects
+        except Exception as exc:  # the store itself never raises; a sink never raises either
             self._guard.failed(exc)
 
-    def _record(self, outcome: Outcome, state: Any, transition: Any) -> None:
+    def _record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
         spec, r = outcome.spec, outcome.result
-        hard = status_of(getattr(state, "hard_status", None))
         self.store.record_result(
             outcome.started, spec.name, spec.type, int(r.status), duration=outcome.duration, reason=r.reason,
-            summary=r.summary, hard_status=None if hard is None else int(hard),
-            state_type=getattr(state, "state_type", None), measurements={m.name: m.value for m in r.measurements},
-            samples=self.capacities.get(spec.type, {}).keys())
+            summary=r.summary, hard_status=None if state is None else int(state.hard_status),
+            state_type=None if state is None else state.state_type,
+            measurements={m.name: m.value for m in r.measurements}, samples=self.capacities.get(spec.type, {}).keys(),
+            maintenance=outcome.marks.maintenance, silenced=outcome.marks.silenced,
+            suppressed_by=outcome.marks.suppressed_by)
         if transition is not None:
-            self.store.record_transition(float(getattr(transition, "at", outcome.started)), spec.name,
-                                         str(transition.kind), int(transition.from_status),
+            self.store.record_transition(transition.at, spec.name, transition.kind, int(transition.from_status),
                                          int(transition.to_status), r.summary)
         if state is not None:
             self.save_state(spec.name, state, unless_unchanged=True)
 
-    def save_state(self, name: str, state: Any, *, unless_unchanged: bool = False) -> None:
-        """Save ``state`` (a CheckState) with the check's remediation budgets; with ``unless_unchanged``, only
-        when what a restart restores differs from what was saved last (a steady check's state is the same
-        run after run: serialising and writing it every run was a sixth of the history sink's cost)."""
+    def save_state(self, name: str, state: StateView, *, unless_unchanged: bool = False) -> None:
+        """Save ``state`` with the check's remediation budgets; with ``unless_unchanged``, only when what a
+        restart restores differs from what was saved last (a steady check's state is the same run after run:
+        serialising and writing it every run was a sixth of the history sink's cost)."""
         try:
             data = dict(state.to_dict())
             if self.budgets is not None:

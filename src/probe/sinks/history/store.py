@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe._statedir import StateDirError, prepare_database
 from probe.sinks.history.reader import HistoryReader
-from probe.sinks.history.schema import INSERT, HistoryError, connect, migrate, prune
+from probe.sinks.history.schema import INSERT, HistoryError, connect, migrate, newest_result, prune, prune_cutoff
 
 log = logging.getLogger("probe.history")
 
@@ -83,7 +84,13 @@ class HistoryStore:
     _health: Health = field(default_factory=Health)
     _enqueued: int = 0
     _done: int = 0  # rows written, dropped, or superseded by a newer state
-    _last_prune: float = 0.0
+    prune_every: float = 3600.0
+    """Seconds (monotonic) between two prunes."""
+    _next_prune: float = 0.0
+    _cutoff: float | None = None
+    _newest: float | None = None
+    _newest_read: bool = False
+    _cutoff_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._settled = threading.Condition(self._lock)
@@ -93,11 +100,16 @@ class HistoryStore:
     def open(self, *, degraded_ok: bool = False) -> HistoryStore:
         """Create or migrate the database and start the writer. Raises HistoryError if unusable, unless
         ``degraded_ok``: then the failure is logged, health says so, and the writer keeps the rows in
-        memory and retries (the daemon must run its checks whatever state its disk is in)."""
+        memory and retries (the daemon must run its checks whatever state its disk is in).
+
+        A state directory another user could change is never "degraded": :class:`StateDirError` is raised
+        (see ``probe._statedir``), and nothing in it is opened."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.closing(self._connect()) as db:
                 migrate(db)
+                self._read_newest(db)
+        except StateDirError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             if not degraded_ok:
                 raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
@@ -142,10 +154,13 @@ class HistoryStore:
     def record_result(self, ts: float, check_name: str, check_type: str, status: int, *, duration: float,
                       reason: str = "", summary: str = "", hard_status: int | None = None,
                       state_type: str | None = None, measurements: Mapping[str, float] | None = None,
-                      samples: Iterable[str] = ()) -> None:
+                      samples: Iterable[str] = (), maintenance: str = "", silenced: str = "",
+                      suppressed_by: str = "") -> None:
+        """One result; ``maintenance``, ``silenced`` and ``suppressed_by`` are its marks (``""``: none)."""
         values = {} if measurements is None else measurements
         row = (ts, check_name, check_type, int(status), hard_status, state_type, self._text(reason),
-               self._text(summary), duration, json.dumps(values))
+               self._text(summary), duration, json.dumps(values), maintenance or None, silenced or None,
+               suppressed_by or None)
         kept = [("samples", (ts, check_name, name, float(values[name]))) for name in samples if name in values]
         with self._lock:
             self._append("results", row)
@@ -161,8 +176,8 @@ class HistoryStore:
     def record_remediation(self, ts: float, check_name: str, action: str, command: Sequence[str], outcome: str,
                            *, exit_code: int | None = None, duration: float = 0.0, dry_run: bool = False,
                            output: str = "") -> None:
-        row = (ts, check_name, action, self._text(json.dumps(list(command))), outcome, exit_code, duration,
-               int(dry_run), self._text(output))
+        row = (ts, check_name, action, json.dumps([self._text(arg) for arg in command]), outcome, exit_code,
+               duration, int(dry_run), self._text(output))
         with self._lock:
             self._append("remediations", row)
 
@@ -316,22 +331,34 @@ class HistoryStore:
         try:
             db = self._connect()
             migrate(db)
+            self._read_newest(db)
             return db
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StateDirError) as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             return None
 
     def _maybe_prune(self, db: sqlite3.Connection) -> None:
-        now = time.time()
-        if now - self._last_prune < 3600:
+        """Prune on the monotonic clock, to a cutoff that a wall-clock jump cannot run ahead (see
+        :func:`~probe.sinks.history.schema.prune_cutoff`)."""
+        mono = time.monotonic()
+        if mono < self._next_prune:
             return
-        self._last_prune = now
+        self._next_prune = mono + self.prune_every
         try:
-            prune(db, now - self.retention)
+            cutoff = prune_cutoff(time.time(), self.retention, self._newest, self._cutoff, mono - self._cutoff_at)
+            prune(db, cutoff)
         except sqlite3.Error as exc:
             log.warning("history pruning failed: %s", exc)
+            return
+        self._cutoff, self._cutoff_at = cutoff, mono
+
+    def _read_newest(self, db: sqlite3.Connection) -> None:
+        """The newest result stored before this run wrote one: where the first prune takes its bearings."""
+        if not self._newest_read:
+            self._newest, self._newest_read = newest_result(db), True
 
     def _connect(self) -> sqlite3.Connection:
+        prepare_database(self.path)  # before SQLite opens (or creates) anything by name
         return connect(self.path)
 
     # -- reads (their own connection; for reports, status and state restore) ---------------------------

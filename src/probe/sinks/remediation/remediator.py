@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -105,7 +106,7 @@ class Record:
 
 
 class Audit(Protocol):
-    def record_remediation(self, ts: float, check_name: str, action: str, command: Any, outcome: str, *,
+    def record_remediation(self, ts: float, check_name: str, action: str, command: Sequence[str], outcome: str, *,
                            exit_code: int | None = None, duration: float = 0.0, dry_run: bool = False,
                            output: str = "") -> None: ...
 
@@ -227,8 +228,13 @@ class Remediator:
         return {str(i): b.to_dict() for i, b in self.budgets.get(check, {}).items()}
 
     def restore_budgets(self, check: str, data: Mapping[str, Any]) -> None:
+        """Budgets saved by :meth:`export_budgets`. The store may be damaged: a key that is not an entry index
+        as we write it (ASCII digits: ``"²".isdigit()`` is true, and ``int("²")`` raises) is ignored."""
         self.budgets[check] = {int(i): Budget.from_dict(b) for i, b in data.items()
-                               if str(i).isdigit() and isinstance(b, Mapping)}
+                               if _ENTRY_INDEX.fullmatch(str(i)) and isinstance(b, Mapping)}
+
+
+_ENTRY_INDEX = re.compile(r"[0-9]{1,9}")
 
 
 def _command(action: Action) -> tuple[str, ...]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Outcome
+from probe.engine.interfaces import Outcome, StateView, TransitionView
 from probe.model import Result, Status
-from probe.sinks.guard import Guard, status_of
+from probe.sinks.guard import Guard
 from probe.sinks.remediation.remediator import Record, Remediator
 
 log = logging.getLogger("probe.sinks")
@@ -30,7 +29,7 @@ class RemediationSink:
 
     def __init__(self, remediator: Remediator, rerun: Rerun, *,
                  on_record: Callable[[CheckSpec, Record], None] | None = None,
-                 persist: Callable[[str, Any], None] | None = None, grace: float = 10.0) -> None:
+                 persist: Callable[[str, StateView], None] | None = None, grace: float = 10.0) -> None:
         self.remediator = remediator
         self.rerun = rerun
         self.on_record = on_record
@@ -39,34 +38,33 @@ class RemediationSink:
         self._tasks: dict[str, asyncio.Task[list[Record]]] = {}
         self._guard = Guard("remediation sink")
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         try:
             self._record(outcome, state, transition)
         except Exception as exc:
             self._guard.failed(exc)
 
-    def _record(self, outcome: Outcome, state: Any, transition: Any) -> None:
+    def _record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
         spec = outcome.spec
         if not spec.remediate or state is None or spec.name in self._tasks:
             return  # one action per check at a time: results arriving meanwhile do not queue more
-        hard = status_of(getattr(state, "hard_status", None))
-        if hard is None:
-            return
-        entered = transition is not None and getattr(transition, "kind", None) == "hard"
-        previous = status_of(getattr(transition, "from_status", None)) if entered else hard
-        flapping = bool(getattr(state, "flapping", False))
+        if outcome.marks.muted:
+            return  # maintenance, a silence, or a parent that is down: recorded, never acted on
+        hard, flapping = state.hard_status, state.flapping
+        entered = transition is not None and transition.kind == "hard"
+        previous = transition.from_status if transition is not None and entered else hard
         if not any(d.fire for _, _, d in self.remediator.plan(spec, hard_status=hard, entered=entered,
                                                               flapping=flapping)):
             return
         task = asyncio.get_running_loop().create_task(
-            self._remediate(spec, outcome.result, hard, hard if previous is None else previous, entered, flapping,
-                            state),
+            self._remediate(spec, outcome.result, hard, previous, entered, flapping, state),
             name=f"probe-remediate-{spec.name}")
         self._tasks[spec.name] = task
         task.add_done_callback(self._done)
 
     async def _remediate(self, spec: CheckSpec, result: Result, hard: Status, previous: Status, entered: bool,
-                         flapping: bool, state: Any) -> list[Record]:
+                         flapping: bool, state: StateView) -> list[Record]:
         records = await self.remediator.handle(spec, result, hard_status=hard, previous_status=previous,
                                                entered=entered, flapping=flapping,
                                                recheck=lambda: self.rerun(spec))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from probe import __version__
 from probe.config.settings import OtlpSettings, PrometheusSettings, TelemetrySettings
 from probe.sinks.telemetry.metrics import TelemetryError
+from probe.sinks.telemetry.scrape import ScrapeServer
 
 log = logging.getLogger("probe.telemetry")
 
@@ -75,7 +75,7 @@ def _grpc_exporter(endpoint: str | None, kwargs: dict[str, Any]) -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     except ImportError as exc:
         raise TelemetryError("telemetry.otlp.protocol grpc needs the grpc extra: "
-                             "pip install 'probe-agent[grpc]'") from exc
+                             "pip install 'probe-monitor[grpc]'") from exc
     insecure = endpoint.startswith("http://") if endpoint else None
     return OTLPMetricExporter(endpoint=endpoint, insecure=insecure, **kwargs)
 
@@ -85,8 +85,7 @@ class PrometheusEndpoint:
     """The ``/metrics`` HTTP server: its own registry, so only probe's metrics are on it, and stoppable."""
 
     reader: MetricReader
-    server: Any
-    thread: threading.Thread
+    server: ScrapeServer
 
     @property
     def address(self) -> tuple[str, int]:
@@ -96,12 +95,30 @@ class PrometheusEndpoint:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.thread.join(timeout=2.0)
+
+
+FD_SHARE = 4
+"""The endpoint holds at most this fraction (1/4) of the process's descriptor limit: the rest is the checks'."""
+
+
+class _WithoutEmptyLabels:
+    """A prometheus_client collector serving another registry's metrics without empty-valued labels: in
+    Prometheus an empty label is no label, and ``team=""`` on every check without a team is only noise."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def collect(self) -> Any:
+        for family in self._source.collect():
+            family.samples = [sample._replace(labels={k: v for k, v in sample.labels.items() if v != ""})
+                              for sample in family.samples]
+            yield family
 
 
 def prometheus_endpoint(settings: PrometheusSettings) -> PrometheusEndpoint:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
 
     given = settings.model_fields_set
     host = settings.host if "host" in given else os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", settings.host)
@@ -112,13 +129,26 @@ def prometheus_endpoint(settings: PrometheusSettings) -> PrometheusEndpoint:
         except ValueError:
             raise TelemetryError(f"OTEL_EXPORTER_PROMETHEUS_PORT={os.environ['OTEL_EXPORTER_PROMETHEUS_PORT']!r} "
                                  "is not a port number") from None
+    # The reader fills each series' missing labels with "" (a check without a `team` label gets team="");
+    # the endpoint serves the reader's registry through a filter that leaves them out.
+    translated = CollectorRegistry(auto_describe=False)
+    reader = PrometheusMetricReader(registry=translated, scope_info_enabled=False, cardinality_limits=CARDINALITY)
     registry = CollectorRegistry(auto_describe=False)
-    reader = PrometheusMetricReader(registry=registry, scope_info_enabled=False, cardinality_limits=CARDINALITY)
+    registry.register(_WithoutEmptyLabels(translated))
+    limit = max(1, min(settings.max_connections, _fd_limit() // FD_SHARE))
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = ScrapeServer(host, port, lambda: generate_latest(registry), max_connections=limit)
     except OSError as exc:
         reader.shutdown()
         raise TelemetryError(f"cannot serve Prometheus metrics on {host}:{port}: {exc.strerror or exc}") from exc
-    endpoint = PrometheusEndpoint(reader, server, thread)
-    log.info("serving Prometheus metrics on http://%s:%d/metrics", *endpoint.address)
+    endpoint = PrometheusEndpoint(reader, server)
+    log.info("serving Prometheus metrics on http://%s:%d/metrics (at most %d scrapers at once)", *endpoint.address,
+             limit)
     return endpoint
+
+
+def _fd_limit() -> int:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20

@@ -18,15 +18,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from probe.model import Status
+from probe._metricnames import ATTRIBUTES, shadows_attribute
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from probe.config.spec import CheckSpec
-    from probe.engine.interfaces import Outcome
+    from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
 
 log = logging.getLogger("probe.telemetry")
@@ -34,8 +35,9 @@ log = logging.getLogger("probe.telemetry")
 OTHER = "other"
 """The value a label takes once its key has ``max_label_values`` distinct values."""
 
-RESERVED = ("check.name", "check.type", "status", "outcome")
-"""Attribute keys probe sets itself; a check label of the same name is ignored (with a warning)."""
+RESERVED = ATTRIBUTES
+"""Attribute keys probe sets itself; a check label of the same name (or the same in Prometheus: ``check_name``)
+is ignored (with a warning)."""
 
 
 class TelemetryError(Exception):
@@ -46,23 +48,29 @@ class MetricsSink:
     """Where results go to become metrics. This base class drops everything: it is what :func:`build`
     returns when no exporter is configured. Every method is safe to call from any thread."""
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
-        """One run of one check. ``state`` (the daemon's per-check state, ``None`` under ``--once``) may
-        carry ``hard_status`` and ``flapping``; ``transition`` is counted when not ``None``."""
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
+        """One run of one check. ``state`` is the daemon's per-check state (``None`` under ``--once``): its
+        ``hard_status`` and ``flapping`` are exported; a hard ``transition`` is counted."""
 
     def record_remediation(self, spec: CheckSpec, outcome: str, action: str = "run") -> None:
         """One remediation attempt and how it ended: ``fixed``, ``not_fixed``, ``failed``, ``timed_out``..."""
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,
-                     loop_stalls: int | None = None) -> None:
+                     loop_stalls: int | None = None, clock_jumps: int | None = None) -> None:
         """Agent self-metrics. ``reload`` is True for an applied reload, False for a rejected one;
         ``config_errors`` is the number of errors in the latest config load (0 once it is good);
-        ``loop_stalls`` is how many more times a check blocked the event loop (see ``probe.engine.stall``)."""
+        ``loop_stalls`` is how many more times a check blocked the event loop (see ``probe.engine.stall``);
+        ``clock_jumps`` how many more times the wall clock stepped (``probe.engine.agent.CLOCK_JUMP``)."""
 
     def record_history(self, health: Health) -> None:
         """The history store's health: ``probe.agent.history.healthy`` (0 while it cannot write), rows
         pending in memory, rows dropped and write errors so far."""
+
+    def record_alerting(self, health: AlertingHealth) -> None:
+        """The alert outbox (``AlertingHealth``): ``probe.alerts.pending`` undelivered notifications, and
+        ``probe.alerts.sent`` / ``failed`` (attempts) / ``dropped`` (given up) so far."""
 
     def forget(self, keep: Iterable[str]) -> None:
         """After a reload: stop reporting the gauges of checks not in ``keep``."""
@@ -123,7 +131,7 @@ def check_attributes(spec: CheckSpec, limit: LabelLimiter, warned: set[str]) -> 
     """``check.name``, ``check.type`` and the check's labels, bounded; probe's own keys win over labels."""
     attributes = {}
     for key, value in spec.labels.items():
-        if key in RESERVED:
+        if shadows_attribute(key):
             if key not in warned:
                 warned.add(key)
                 log.warning("check %s: label %r clashes with a metric attribute probe sets; ignored in metrics",
@@ -133,29 +141,3 @@ def check_attributes(spec: CheckSpec, limit: LabelLimiter, warned: set[str]) -> 
     attributes["check.name"] = spec.name
     attributes["check.type"] = spec.type
     return attributes
-
-
-def hard_status_of(state: Any) -> Status | None:
-    """The daemon's state object is read by duck typing, so telemetry does not depend on its module."""
-    value = getattr(state, "hard_status", None)
-    if value is None:
-        return None
-    try:
-        return value if isinstance(value, Status) else (Status.parse(value) if isinstance(value, str)
-                                                         else Status(int(value)))
-    except (ValueError, TypeError):
-        return None
-
-
-def transition_status(transition: Any) -> Status | None:
-    """The status a hard transition leads to: a Status itself, or an object with ``to_status`` (a
-    ``probe.engine.state.Transition``), ``to``, ``status`` or ``current``. A soft transition counts as none."""
-    if isinstance(transition, Status):
-        return transition
-    if getattr(transition, "kind", "hard") != "hard":
-        return None
-    for attr in ("to_status", "to", "status", "current", "hard_status"):
-        value = getattr(transition, attr, None)
-        if isinstance(value, Status):
-            return value
-    return None

@@ -5,50 +5,35 @@ from __future__ import annotations
 
 import atexit as _atexit
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 
 from probe import __version__
+from probe._metricnames import DURATION_BUCKETS, instrument_name
 from probe.model import Status
 from probe.sinks.telemetry.exporters import PrometheusEndpoint, make_resource, otlp_reader, prometheus_endpoint
-from probe.sinks.telemetry.metrics import LabelLimiter, MetricsSink, check_attributes, hard_status_of, transition_status
+from probe.sinks.telemetry.metrics import LabelLimiter, MetricsSink, check_attributes
 
 if TYPE_CHECKING:
     from probe.config.settings import TelemetrySettings
     from probe.config.spec import CheckSpec
-    from probe.engine.interfaces import Outcome
+    from probe.engine.interfaces import Outcome, StateView, TransitionView
+    from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
 
 log = logging.getLogger("probe.telemetry")
 
-# Check durations run from sub-millisecond (memory, disk) to the timeout (default 10s, minutes for commands).
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # Scheduler lag is healthy in milliseconds; seconds mean a blocked loop or an overloaded host.
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-_INVALID = re.compile(r"[^A-Za-z0-9_.\-/]")
-
 # The runner's timing is already the probe.check.duration histogram; a gauge of it would only duplicate it.
 SKIPPED_MEASUREMENTS = frozenset({"duration"})
-
-
-# Prometheus reserves these suffixes for counters, histograms and summaries; a gauge named so (a process
-# check's "count") would fail `promtool check metrics` and confuse PromQL, so it gets ".value" appended.
-_RESERVED_SUFFIX = re.compile(r"(^|[._])(count|sum|bucket|total)$")
-
-
-def measurement_instrument(check_type: str, measurement: str, unit: str = "") -> str:
-    """``probe.<type>.<measurement>``, with characters OpenTelemetry rejects in names replaced by ``_``."""
-    name = _INVALID.sub("_", f"probe.{check_type}.{measurement}")[:240]
-    dimensionless = unit in ("", "1") or unit.startswith("{")  # no unit suffix follows in Prometheus
-    return f"{name}.value" if dimensionless and _RESERVED_SUFFIX.search(measurement) else name
 
 
 @dataclass
@@ -60,6 +45,12 @@ class _Latest:
     hard_status: Status | None = None
     flapping: bool | None = None
     measurements: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Runs:
+    attributes: dict[str, str]  # the check's, with "status"
+    count: int = 1
 
 
 @dataclass
@@ -87,11 +78,14 @@ class OtelSink(MetricsSink):
         self._known: dict[str, _Known] = {}
         # Runs by (check, status), counted here and read by an observable counter when an exporter collects:
         # the SDK's own counter cost about as much per run as a whole DNS check.
-        self._runs: dict[tuple[str, Status], list[Any]] = {}  # -> [attributes with status, count]
+        self._runs: dict[tuple[str, Status], _Runs] = {}
         self._agent: dict[str, float] = {}
         self._units: dict[str, str] = {}
         self._warned: set[str] = set()
         self._limit = LabelLimiter(settings.max_label_values)
+        self._names: dict[str, set[str]] = {}  # measurement instruments each check has reported
+        self._names_warned: set[str] = set()
+        self._measurements_dropped = 0
         self._closed = False
         self._prometheus: PrometheusEndpoint | None = prometheus_endpoint(settings.prometheus) if prometheus else None
         try:
@@ -121,6 +115,8 @@ class OtelSink(MetricsSink):
         self._reloads = m.create_counter("probe.agent.reloads", "{reload}", "Config reloads, by result")
         self._stalls = m.create_counter("probe.agent.loop.stalls", "{stall}",
                                         "Times a check blocked the event loop for more than a second")
+        self._clock_jumps = m.create_counter("probe.agent.clock.jumps", "{jump}",
+                                             "Steps of the wall clock, either way, beyond 5 seconds")
         self._lag = m.create_histogram("probe.agent.scheduler.lag", "s",
                                        "How late checks started compared to their schedule",
                                        explicit_bucket_boundaries_advisory=LAG_BUCKETS)
@@ -137,15 +133,23 @@ class OtelSink(MetricsSink):
             ("probe.agent.config.errors", "{error}", "Errors in the latest configuration load (0 when it was good)"),
             ("probe.agent.history.healthy", "", "1 while the history store can write, else 0"),
             ("probe.agent.history.pending", "{row}", "History rows held in memory, not yet written"),
+            ("probe.alerts.pending", "{notification}", "Alerts and webhook notifications not delivered yet"),
         ):
             self._meter.create_observable_gauge(name, [self._agent_callback(name)], unit, description)
         for name, unit, description in (
             ("probe.agent.history.dropped", "{row}", "History rows dropped because the in-memory backlog was full"),
             ("probe.agent.history.write_errors", "{error}", "Failed history writes (full disk, locked database)"),
+            ("probe.alerts.sent", "{notification}", "Alerts and webhook notifications delivered"),
+            ("probe.alerts.failed", "{attempt}", "Failed deliveries of alerts and webhook notifications (retried)"),
+            ("probe.alerts.dropped", "{notification}",
+             "Notifications given up: refused by the receiver, older than max_age, or past max_pending"),
         ):
             self._meter.create_observable_counter(name, [self._agent_callback(name)], unit, description)
         self._meter.create_observable_counter("probe.agent.labels.collapsed", [self._collapsed], "{value}",
                                               "Label values reported as 'other' (telemetry.max_label_values)")
+        self._meter.create_observable_counter(
+            "probe.agent.measurements.dropped", [lambda options: iter([Observation(self._measurements_dropped)])],
+            "{value}", "Measurements not exported: their check had max_measurements names already")
 
     # -- gauges read the latest results when an exporter collects -------------------------------------------
 
@@ -192,7 +196,7 @@ class OtelSink(MetricsSink):
 
     def _observe_runs(self, options: CallbackOptions) -> Iterator[Observation]:
         with self._lock:
-            runs = [(attributes, count) for attributes, count in self._runs.values()]
+            runs = [(r.attributes, r.count) for r in self._runs.values()]
         for attributes, count in runs:
             yield Observation(count, attributes)
 
@@ -201,7 +205,8 @@ class OtelSink(MetricsSink):
 
     # -- the sink interface ----------------------------------------------------------------------------------
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         if self._closed:  # a check that finished after the final export: nothing left to send it
             return
         spec = outcome.spec
@@ -210,29 +215,44 @@ class OtelSink(MetricsSink):
             known = self._known[spec.name] = _Known(spec, check_attributes(spec, self._limit, self._warned))
         attributes = known.attributes
         measurements = {}
+        admitted = self._names.setdefault(spec.name, set())
         for m in outcome.result.measurements:
             if m.name in SKIPPED_MEASUREMENTS:
                 continue
             name = known.instruments.get((m.name, m.unit))
             if name is None:
-                name = known.instruments[(m.name, m.unit)] = measurement_instrument(spec.type, m.name, m.unit)
+                name = instrument_name(spec.type, m.name, m.unit)
+                if name not in admitted and not self._admit(spec.name, admitted, name):
+                    continue  # not remembered: a name past the cap is counted each time it comes
+                known.instruments[(m.name, m.unit)] = name
                 self._gauge_for(name, m.unit)
             measurements[name] = float(m.value)
-        flapping = getattr(state, "flapping", None)
-        latest = _Latest(attributes, outcome.status, hard_status_of(state),
-                         None if flapping is None else bool(flapping), measurements)
+        latest = _Latest(attributes, outcome.status, None if state is None else state.hard_status,
+                         None if state is None else state.flapping, measurements)
         key = (spec.name, outcome.status)
         with self._lock:
             self._latest[spec.name] = latest
             runs = self._runs.get(key)
             if runs is None:
-                self._runs[key] = [known.with_status(outcome.status), 1]
+                self._runs[key] = _Runs(known.with_status(outcome.status))
             else:
-                runs[1] += 1
+                runs.count += 1
         self._duration.record(max(0.0, outcome.duration), attributes)
-        entered = transition_status(transition) if transition is not None else None
-        if entered is not None:
-            self._transitions.add(1, {**attributes, "status": entered.label})
+        if transition is not None and transition.kind == "hard":
+            self._transitions.add(1, {**attributes, "status": transition.to_status.label})
+
+    def _admit(self, check: str, admitted: set[str], name: str) -> bool:
+        """A new measurement name of ``check``, while it has fewer than ``max_measurements``."""
+        if len(admitted) < self._settings.max_measurements:
+            admitted.add(name)
+            return True
+        self._measurements_dropped += 1
+        if check not in self._names_warned:
+            self._names_warned.add(check)
+            log.warning("check %s reports more than %d distinct measurement names (telemetry.max_measurements); "
+                        "further ones are not exported (perfdata labels that change every run?)", check,
+                        self._settings.max_measurements)
+        return False
 
     def record_remediation(self, spec: CheckSpec, outcome: str, action: str = "run") -> None:
         if self._closed:
@@ -242,11 +262,13 @@ class OtelSink(MetricsSink):
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,
-                     loop_stalls: int | None = None) -> None:
+                     loop_stalls: int | None = None, clock_jumps: int | None = None) -> None:
         if self._closed:
             return
         if loop_stalls:
             self._stalls.add(loop_stalls)
+        if clock_jumps:
+            self._clock_jumps.add(clock_jumps)
         if scheduler_lag is not None:
             self._lag.record(max(0.0, scheduler_lag))
         if reload is not None:
@@ -266,6 +288,13 @@ class OtelSink(MetricsSink):
             self._agent["probe.agent.history.dropped"] = float(health.dropped)
             self._agent["probe.agent.history.write_errors"] = float(health.write_errors)
 
+    def record_alerting(self, health: AlertingHealth) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            for key in ("pending", "sent", "failed", "dropped"):
+                self._agent[f"probe.alerts.{key}"] = float(getattr(health, key))
+
     def forget(self, keep: Iterable[str]) -> None:
         names = set(keep)
         with self._lock:
@@ -273,6 +302,8 @@ class OtelSink(MetricsSink):
                 del self._latest[name]
             for key in [k for k in self._runs if k[0] not in names]:
                 del self._runs[key]
+            for name in [n for n in self._names if n not in names]:
+                del self._names[name]
         for name in [n for n in self._known if n not in names]:
             del self._known[name]
 

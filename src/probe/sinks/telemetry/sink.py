@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Outcome
+from probe.engine.interfaces import Outcome, StateView, TransitionView
 from probe.sinks.guard import Guard
 from probe.sinks.history.store import Health
 from probe.sinks.remediation.remediator import Record
 from probe.sinks.telemetry.metrics import MetricsSink
+
+if TYPE_CHECKING:
+    from probe.sinks.alerting.sink import AlertingHealth
 
 
 class TelemetrySink:
@@ -21,16 +24,20 @@ class TelemetrySink:
     self-metrics, with the history store's health exported at most once per ``health_interval``."""
 
     def __init__(self, metrics: MetricsSink, *, history: Callable[[], Health] | None = None,
-                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0) -> None:
+                 agent: Callable[[MetricsSink], None] | None = None, health_interval: float = 5.0,
+                 alerting: Callable[[], AlertingHealth] | None = None) -> None:
         self.metrics = metrics
         self.history = history
+        self.alerting = alerting
+        """The alert outbox's health (``AlertingSink.health``)."""
         self.agent = agent
         """Pushes the agent's self-metrics (scheduler lag, checks loaded, reloads) into ``metrics``."""
         self.health_interval = health_interval
         self._health_at = float("-inf")
         self._guard = Guard("metrics sink")
 
-    def record(self, outcome: Outcome, state: Any = None, transition: Any = None) -> None:
+    def record(self, outcome: Outcome, state: StateView | None = None,
+               transition: TransitionView | None = None) -> None:
         try:
             self.metrics.record(outcome, state, transition)
             self._export_health()
@@ -43,10 +50,13 @@ class TelemetrySink:
         except Exception as exc:
             self._guard.failed(exc)
 
-    def record_agent(self, **values: Any) -> None:
+    def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
+                     reload: bool | None = None, config_errors: int | None = None,
+                     loop_stalls: int | None = None) -> None:
         """Scheduler lag, checks loaded, reload results (see ``MetricsSink.record_agent``)."""
         try:
-            self.metrics.record_agent(**values)
+            self.metrics.record_agent(scheduler_lag=scheduler_lag, checks_loaded=checks_loaded, reload=reload,
+                                      config_errors=config_errors, loop_stalls=loop_stalls)
         except Exception as exc:
             self._guard.failed(exc)
 
@@ -60,6 +70,8 @@ class TelemetrySink:
         self._health_at = now
         if self.history is not None:
             self.metrics.record_history(self.history())
+        if self.alerting is not None:
+            self.metrics.record_alerting(self.alerting())
         if self.agent is not None:
             self.agent(self.metrics)
 

@@ -1,0 +1,330 @@
+"""CPU per check of the round-two check types (issue 20) against the nearest real peer, both in one run.
+
+    .venv/bin/python benchmarks/bench_checks.py [--quick] [--rows ntp,grpc,...]
+
+Each row starts its own loopback server (chrony, a grpcio health server, OpenSSH's sshd, aiosmtpd, a
+websockets server: the fixtures in tests/), then alternates rounds of probe and the peer against it:
+
+- probe: ``time.process_time()`` (all threads) around N runs of one check through
+  ``probe.engine.runner.Runner`` in this process, the runner's own overhead included.
+- a Nagios plugin (check_ntp_time, check_ssh, check_smtp): user+system CPU of the children (fork+exec
+  included: what a Nagios-style scheduler pays per check).
+- blackbox_exporter (grpc, ssh_banner via tcp, websocket upgrade via http): CPU of its process from
+  /proc/PID/stat before and after N ``/probe`` requests over one keep-alive connection.
+
+The median per-round ratio is the result; target <= 0.5x. bench.py calls ``bench_rows`` for its rows
+``ntp``, ``grpc``, ``ssh``, ``smtp`` and ``websocket``; a missing peer makes a row ``skipped`` with the
+reason, never silently absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+NAGIOS = "/usr/lib/nagios/plugins"
+BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
+TICKS = os.sysconf("SC_CLK_TCK")
+TARGET = 0.5
+
+
+def row(name: str, peer_name: str, **fields: Any) -> dict[str, Any]:
+    return {"row": name, "unit": "ms CPU/check", "target": TARGET, "goal": "<=", "peer_name": peer_name,
+            "status": "skipped", "note": "", "probe": None, "peer": None, "extra": {}, **fields}
+
+
+def judged(r: dict[str, Any], mine: list[float], theirs: list[float], runs: int, peer_runs: int) -> dict[str, Any]:
+    ratios = [m / p for m, p in zip(mine, theirs, strict=True) if p > 0]
+    if not ratios:
+        r.update(status="error", note="the peer's CPU was below one clock tick in every round: too few runs")
+        return r
+    ratio = statistics.median(ratios)
+    r.update(probe=statistics.median(mine) * 1e3, peer=statistics.median(theirs) * 1e3,
+             status="pass" if ratio <= r["target"] else "fail",
+             note=f"{runs} / {peer_runs} runs x {len(mine)} rounds, median ratio {ratio:.2f}",
+             extra={"runs": runs, "peer_runs": peer_runs, "rounds": ratios})
+    return r
+
+
+# --- the two sides -----------------------------------------------------------------------------------------
+
+async def probe_cpu_per_check(check: dict[str, Any], runs: int, warmup: int = 20) -> float:
+    """CPU seconds per run of one check (a checks.d entry as a dict) through the Runner, all threads."""
+    from probe.engine.runner import Runner
+    from probe.testing import build_spec, load_registry
+
+    registry = load_registry(entry_points=False)
+    spec = build_spec(check, registry=registry)
+    runner = Runner(registry)
+    for _ in range(warmup):
+        outcome = await runner.run(spec)
+        if outcome.status.name != "OK":
+            raise RuntimeError(f"{check['type']}: {outcome.result.summary}")
+    before = time.process_time()
+    for _ in range(runs):
+        await runner.run(spec)
+    return (time.process_time() - before) / runs
+
+
+def plugin_cpu_per_run(argv: list[str], runs: int) -> float:
+    """User+system CPU per run of a Nagios plugin (fork and exec included); it must exit 0."""
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} exited {done.returncode}: {done.stdout.strip()[:200]}")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / runs
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@contextlib.contextmanager
+def blackbox(config: str) -> Iterator[tuple[int, int]]:
+    """blackbox_exporter with ``config`` on a loopback port: yields (pid, port)."""
+    from bench_dns import start_blackbox
+    from netservers import free_port
+
+    with tempfile.TemporaryDirectory(prefix="probe-bench-bb-") as tmp:
+        path = Path(tmp) / "blackbox.yml"
+        path.write_text(config)
+        port = free_port()
+        proc = start_blackbox(BLACKBOX, path, port)
+        try:
+            yield proc.pid, port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def blackbox_cpu_per_probe(pid: int, port: int, module: str, target: str, runs: int) -> float:
+    from urllib.parse import quote
+
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    path = f"/probe?module={module}&target={quote(target, safe='')}"
+
+    def once() -> None:
+        conn.request("GET", path)
+        body = conn.getresponse().read()
+        if b"probe_success 1" not in body:
+            raise RuntimeError(f"blackbox {module} failed:\n{body.decode()[-800:]}")
+
+    for _ in range(50):
+        once()
+    before = process_cpu(pid)
+    for _ in range(runs):
+        once()
+    return (process_cpu(pid) - before) / runs
+
+
+def alternate(rounds: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple[list[float], list[float]]:
+    mine, peer = [], []
+    for _ in range(rounds):
+        mine.append(ours())
+        peer.append(theirs())
+    return mine, peer
+
+
+# --- rows --------------------------------------------------------------------------------------------------
+
+def row_ntp(quick: bool) -> list[dict[str, Any]]:
+    """ntp vs check_ntp_time (the same SNTP client exchange; check_ntp_peer speaks mode 6, which chrony does
+    not answer), both against one chrony."""
+    r = row("ntp", "check_ntp_time per run")
+    binary = f"{NAGIOS}/check_ntp_time"
+    if not os.path.exists(binary) or (not shutil.which("chronyd") and not os.path.exists("/usr/sbin/chronyd")):
+        r["note"] = "needs monitoring-plugins-basic and chrony"
+        return [r]
+    from daemons import chrony
+
+    runs, peer_runs, rounds = (100, 10, 1) if quick else (2000, 200, 3)
+    with tempfile.TemporaryDirectory(prefix="probe-bench-ntp-") as tmp, chrony(Path(tmp)) as port:
+        check = {"type": "ntp", "server": f"127.0.0.1:{port}"}
+        argv = [binary, "-H", "127.0.0.1", "-p", str(port), "-w", "1", "-c", "2"]
+        mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
+                                 lambda: plugin_cpu_per_run(argv, peer_runs))
+    return [judged(r, mine, theirs, runs, peer_runs)]
+
+
+GRPC_SERVER = """
+import sys, time
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+servicer = health.HealthServicer()
+health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+print(port, flush=True)
+sys.stdin.read()
+"""
+
+
+def row_grpc(quick: bool) -> list[dict[str, Any]]:
+    """grpc vs blackbox_exporter's grpc prober (a new connection per probe, as ours), one grpcio server."""
+    r = row("grpc", "blackbox_exporter grpc")
+    if not os.path.exists(BLACKBOX):
+        r["note"] = "needs prometheus-blackbox-exporter"
+        return [r]
+    try:
+        import grpc_health  # noqa: F401
+    except ImportError:
+        r["note"] = "needs grpcio-health-checking (the dev extra) for the server"
+        return [r]
+    runs, rounds = (100, 1) if quick else (2000, 3)
+    config = "modules:\n  grpc_plain:\n    prober: grpc\n    timeout: 5s\n" \
+             "    grpc: {tls: false, preferred_ip_protocol: ip4, service: ''}\n"
+    with server_process(GRPC_SERVER) as port, blackbox(config) as (pid, bport):
+        target = f"127.0.0.1:{port}"
+        check = {"type": "grpc", "target": target}
+        mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
+                                 lambda: blackbox_cpu_per_probe(pid, bport, "grpc_plain", target, runs))
+    return [judged(r, mine, theirs, runs, runs)]
+
+
+WS_SERVER = """
+import asyncio, sys
+from websockets.asyncio.server import serve
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+async def main():
+    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+        print(next(iter(server.sockets)).getsockname()[1], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+asyncio.run(main())
+"""
+# blackbox's tcp prober sends a line and appends "\n": the request ends in "\r" so the blank line is "\r\n".
+UPGRADE = ("GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r")
+WS_BLACKBOX = ("modules:\n  ws_upgrade:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n"
+               f"      query_response:\n        - send: {json.dumps(UPGRADE)}\n        - expect: '^HTTP/1.1 101'\n")
+
+
+@contextlib.contextmanager
+def server_process(code: str) -> Iterator[int]:
+    """A server script in its own process (its CPU is not ours) that prints its port: yields the port."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def row_websocket(quick: bool) -> list[dict[str, Any]]:
+    """websocket (upgrade and clean close) vs blackbox_exporter's tcp prober sending the same upgrade request
+    and expecting ``101`` (blackbox has no WebSocket prober; this is the nearest), one websockets server."""
+    r = row("websocket", "blackbox_exporter tcp upgrade")
+    if not os.path.exists(BLACKBOX):
+        r["note"] = "needs prometheus-blackbox-exporter"
+        return [r]
+    runs, rounds = (100, 1) if quick else (2000, 3)
+    with server_process(WS_SERVER) as port, blackbox(WS_BLACKBOX) as (pid, bport):
+        check = {"type": "websocket", "url": f"ws://127.0.0.1:{port}/echo"}
+        target = f"127.0.0.1:{port}"
+        mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
+                                 lambda: blackbox_cpu_per_probe(pid, bport, "ws_upgrade", target, runs))
+    return [judged(r, mine, theirs, runs, runs)]
+
+
+def row_ssh(quick: bool) -> list[dict[str, Any]]:
+    """ssh (banner only, the common case) vs check_ssh (fork+exec, reads the banner, sends its own) and vs
+    blackbox_exporter's ssh_banner (its tcp prober expecting ``^SSH-2.0-``), against one OpenSSH sshd."""
+    nagios, banner = row("ssh", "check_ssh per run"), row("ssh-banner", "blackbox_exporter ssh_banner")
+    binary = f"{NAGIOS}/check_ssh"
+    if not os.path.exists("/usr/sbin/sshd"):
+        nagios["note"] = banner["note"] = "needs openssh-server"
+        return [nagios, banner]
+    from daemons import sshd
+
+    runs, peer_runs, rounds = (100, 10, 1) if quick else (2000, 200, 3)
+    config = ("modules:\n  ssh_banner:\n    prober: tcp\n    timeout: 5s\n    tcp:\n"
+              "      preferred_ip_protocol: ip4\n      query_response:\n        - expect: '^SSH-2.0-'\n")
+    with tempfile.TemporaryDirectory(prefix="probe-bench-ssh-") as tmp, sshd(Path(tmp)) as server:
+        check = {"type": "ssh", "host": "127.0.0.1", "port": server.port}
+        ours = lambda: asyncio.run(probe_cpu_per_check(check, runs))  # noqa: E731
+        out = []
+        if os.path.exists(binary):
+            argv = [binary, "-H", "127.0.0.1", "-p", str(server.port)]
+            mine, theirs = alternate(rounds, ours, lambda: plugin_cpu_per_run(argv, peer_runs))
+            out.append(judged(nagios, mine, theirs, runs, peer_runs))
+        else:
+            nagios["note"] = "needs monitoring-plugins-basic"
+            out.append(nagios)
+        if os.path.exists(BLACKBOX):
+            target = f"127.0.0.1:{server.port}"
+            with blackbox(config) as (pid, bport):
+                mine, theirs = alternate(rounds, ours,
+                                         lambda: blackbox_cpu_per_probe(pid, bport, "ssh_banner", target, runs))
+            out.append(judged(banner, mine, theirs, runs, runs))
+        else:
+            banner["note"] = "needs prometheus-blackbox-exporter"
+            out.append(banner)
+    return out
+
+
+ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
+    "ssh": row_ssh,
+    "websocket": row_websocket,
+    "ntp": row_ntp,
+    "grpc": row_grpc,
+}
+
+
+def bench_rows(peers: object = None, quick: bool = False, full: bool = False,
+               only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every row (or ``only`` these), as dicts of bench.py's ``Row`` fields; a failing row is an ``error`` row."""
+    results = []
+    for name, fn in ROWS.items():
+        if only is not None and name not in only:
+            continue
+        try:
+            results += fn(quick)
+        except Exception as exc:  # one broken row must not lose the others
+            results.append(row(name, "", status="error", note=f"{type(exc).__name__}: {exc}"[:300]))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    args = parser.parse_args()
+    results = bench_rows(quick=args.quick, only=args.rows.split(","))
+    print("| row | probe ms | peer ms | ratio | result | note |\n| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        ratio = f"{r['probe'] / r['peer']:.2f}x" if r["probe"] and r["peer"] else "-"
+        mine = f"{r['probe']:.3f}" if r["probe"] is not None else "-"
+        peer = f"{r['peer']:.3f} ({r['peer_name']})" if r["peer"] is not None else r["peer_name"] or "-"
+        print(f"| {r['row']} | {mine} | {peer} | {ratio} | {r['status']} | {r['note']} |")
+    print(json.dumps(results), file=sys.stderr)
+    return 1 if any(r["status"] == "error" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
