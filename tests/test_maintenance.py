@@ -192,8 +192,10 @@ def test_the_daemon_marks_suppressed_silenced_and_maintenance_results_and_never_
     rows = {r["name"]: r for r in status["checks"]}
     assert rows["web"]["suppressed_by"] == "router" and rows["batch"]["silenced"] == silence_id
     assert rows["kernel"]["maintenance"] == "patching" and rows["kernel"]["status"] == "critical"
+    assert [(x["id"], x["matches"], x["reason"]) for x in status["silences"]] == [(silence_id, "team=jobs", "reindex")]
     table = d.cli("status").stdout
     assert f"silenced:{silence_id}" in table and "suppressed-by:router" in table and "maintenance:patching" in table
+    assert f"silence {silence_id} (team=jobs) ends in" in table
 
     removed = d.cli("silence", "remove", silence_id)
     assert removed.returncode == 0, removed.stderr
