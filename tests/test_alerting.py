@@ -66,6 +66,8 @@ def test_the_notifier_fires_replaces_resolves_and_stays_quiet_while_muted_or_fla
     worse = n.decide(outcome(web, Status.CRITICAL), Status.CRITICAL, False, 4.0)
     assert [(x.kind, x.why, x.alert.severity) for x in worse] == [("resolved", "replaced", "warning"),
                                                                  ("firing", "", "critical")]
+    # A reload restarts a changed check's state (hard OK) while it still fails: that is no recovery.
+    assert n.decide(outcome(web, Status.CRITICAL), Status.OK, False, 4.5) == []
     muted = n.decide(outcome(web, Status.CRITICAL, marks=Marks(maintenance="patch")), Status.CRITICAL, False, 5.0)
     assert [(x.kind, x.why) for x in muted] == [("resolved", "muted")]
     assert n.decide(outcome(web, Status.CRITICAL), Status.CRITICAL, False, 6.0)[0].kind == "firing"  # window over
