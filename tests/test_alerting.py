@@ -5,6 +5,7 @@ bounds. The whole flow through a real Alertmanager and the daemon is in test_ale
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -174,10 +175,13 @@ async def test_a_real_alertmanager_shows_the_alert_firing_with_its_runbook_then_
         tmp_path: Path, specs: dict[str, CheckSpec]) -> None:
     web = specs["web"]
     with receiver() as notified, alertmanager(tmp_path, notified.url) as am:
-        sink = _sink(tmp_path, Clock(__import__("time").time()), alertmanager={"urls": [am.url]})
-        sink.clock = __import__("time").time
+        dead = f"http://127.0.0.1:{free_port()}"  # the HA pair's other member, down: it does not hold up this one
+        sink = _sink(tmp_path, Clock(time.time()), alertmanager={"urls": [am.url, dead]})
+        sink.clock = time.time
+        sink.delivery.clock = time.time
         sink.record(outcome(web, Status.CRITICAL, "disk 97% full"), state(Status.CRITICAL))
         await sink.step()
+        assert sink.health().pending == 1 and sink.delivery.stats[f"alertmanager {dead}"].failed == 1
         (alert,) = am.alerts(active="true")
         assert alert["labels"] == {"alertname": "ProbeCheckFailed", "check": "web", "check_type": "memory",
                                    "severity": "critical", "instance": "host1", "team": "shop", "k8s_ns": "prod"}
