@@ -9,6 +9,8 @@ the imports that run -- module level and inside functions, where a cycle likes t
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from functools import cache
@@ -83,14 +85,34 @@ def imports_of(name: str, *, runtime_only: bool = False) -> Iterator[str]:
                 yield found
 
 
+def read_facts() -> dict[str, dict[str, list[str]]]:
+    """Per module: what it imports of probe (all, and at run time) and every module it imports at run time.
+    Parsed here; :func:`facts` runs this in a fresh interpreter."""
+    return {name: {"all": sorted(set(imports_of(name))),
+                   "runtime": sorted(set(imports_of(name, runtime_only=True))),
+                   "external": sorted(_runtime_imports(path))}
+            for name, path in modules().items()}
+
+
+@cache
+def facts() -> dict[str, dict[str, list[str]]]:
+    """:func:`read_facts` in a child interpreter. CPython 3.11.7 keeps the AST converter's recursion counter in
+    per-interpreter state (gh-106905): an ``ast.parse`` in another thread at the same moment -- option docs
+    read by a thread an earlier test left winding down -- makes this one fail with "AST constructor recursion
+    depth mismatch" (seen in a full run). A fresh process has no other threads."""
+    done = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=120, check=True)
+    found: dict[str, dict[str, list[str]]] = json.loads(done.stdout)
+    return found
+
+
 @cache
 def graph() -> dict[str, frozenset[str]]:
-    return {name: frozenset(imports_of(name)) for name in modules()}
+    return {name: frozenset(f["all"]) for name, f in facts().items()}
 
 
 @cache
 def runtime_graph() -> dict[str, frozenset[str]]:
-    return {name: frozenset(imports_of(name, runtime_only=True)) for name in modules()}
+    return {name: frozenset(f["runtime"]) for name, f in facts().items()}
 
 
 def cycles() -> list[list[str]]:
@@ -245,23 +267,27 @@ def test_no_module_sits_flat_beside_the_public_contract() -> None:
     assert flat == []
 
 
-def _imports_module(path: Path, wanted: str) -> bool:
-    """Whether the file imports ``wanted`` (or a submodule of it) at run time, anywhere in it."""
+def _runtime_imports(path: Path) -> set[str]:
+    """Every module name the file imports at run time, anywhere in it (absolute imports)."""
     tree = ast.parse(path.read_text(), str(path))
     skip = _type_checking_only(tree)
+    names: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
-        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
-        if any(name == wanted or name.startswith(wanted + ".") for name in names):
-            return True
-    return False
+        names.update([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+    return names
+
+
+def _imports_module(name: str, wanted: str) -> bool:
+    """Whether module ``name`` imports ``wanted`` (or a submodule of it) at run time, anywhere in it."""
+    return any(n == wanted or n.startswith(wanted + ".") for n in facts()[name]["external"])
 
 
 def test_only_the_checks_import_ssl() -> None:
     """probe's own code brings in OpenSSL only where TLS is spoken: never the engine, config, sinks or CLI."""
-    importers = sorted(name for name, path in modules().items() if _imports_module(path, "ssl"))
+    importers = sorted(name for name in modules() if _imports_module(name, "ssl"))
     assert importers and all(in_package(name, "probe.checks") for name in importers), importers
 
 
@@ -276,3 +302,6 @@ def test_architecture_md_names_every_package_and_layer_module() -> None:
                     and f"`{name.rpartition('.')[2]}`" not in text]
     assert missing == [], f"give each a line in ARCHITECTURE.md's layer table (its job, in backticks): {missing}"
 
+
+if __name__ == "__main__":
+    print(json.dumps(read_facts()))

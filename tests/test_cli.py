@@ -450,3 +450,24 @@ def test_an_internal_error_exits_unknown_not_warning(tmp_path: Path) -> None:
     assert proc.returncode == 3
     assert proc.stderr.strip() == ("probe: internal error: ValueError: cannot render "
                                    "(--log-level debug shows where)")
+
+
+def test_local_plugins_leave_no_byte_code_in_the_plugins_dir(tmp_path: Path) -> None:
+    """/etc/probe/plugins is configuration: a root run of the CLI must not write __pycache__ there, which
+    package removal would leave behind (issue 21 item 9)."""
+    import subprocess
+    import sys
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "hello.py").write_text(
+        "import probe\n\nclass Hello(probe.Check):\n    type = 'hello'\n\n"
+        "    def run(self, ctx):\n        return probe.Result.ok('hi')\n\n"
+        "@probe.hookimpl\ndef register_checks(register):\n    register(Hello)\n")
+    (tmp_path / "probe.yaml").write_text(f"plugins: {{dir: {plugins}}}\n")
+    (tmp_path / "checks.yaml").write_text("checks: [{name: hi, type: hello}]\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("PROBE_")}
+    run = subprocess.run([sys.executable, "-m", "probe", "--config", str(tmp_path / "probe.yaml"), "--config-dir",
+                          str(tmp_path / "checks.yaml"), "run", "--once"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0 and "hi" in run.stdout, run.stderr
+    assert sorted(p.name for p in plugins.iterdir()) == ["hello.py"]

@@ -276,3 +276,38 @@ def test_run_must_be_a_list(tmp_path: Path) -> None:
                                                                  "run": "check_load -w 1"}]}))
     with pytest.raises(ConfigErrors, match="valid list"):
         load_plan(tmp_path / "c.yaml", load_plugins(use_entry_points=False), env={})
+
+
+async def test_a_stopping_agent_cancels_a_running_plugin_without_blaming_it(tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Cancelled from outside mid-run (the agent stopping): the plugin's group is killed and reaped, and
+    the command plugin is not accused of leaking the tasks it was cancelling itself (issue 21 item 8)."""
+    import asyncio
+
+    pidfile = tmp_path / "pid"
+    path = tmp_path / "checks.yaml"
+    path.write_text(yaml.safe_dump({"checks": [{
+        "name": "slow", "type": "command", "interval": "60s", "timeout": "30s",
+        "run": ["/bin/sh", "-c", f"echo $$$$ > {pidfile}; exec sleep 30"]}]}))  # $$ is an escaped $
+    registry = load_plugins(use_entry_points=False)
+    plan = load_plan(path, registry, env={})
+    runner = Runner(registry)
+    task = asyncio.ensure_future(runner.run(plan.checks[0]))
+    deadline = time.monotonic() + 20
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    pid = int(pidfile.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 10
+    while True:  # killed, and reaped by asyncio's child watcher (not left a zombie)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, Path(f"/proc/{pid}/status").read_text()[:300]
+        await asyncio.sleep(0.05)
+    assert runner.leaked_tasks == 0
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]

@@ -457,3 +457,14 @@ async def test_a_cname_loop_is_malformed(server: DnsServer) -> None:
     result = await run(query="www.test", server=server.address)
     assert (result.status, result.reason) == (probe.Status.CRITICAL, "malformed_response")
     assert "CNAME chain longer than 16" in result.summary
+
+
+async def test_an_any_question_is_answered_by_the_names_own_records(server: DnsServer) -> None:
+    from dnshostile import records
+
+    server.craft = records("www.test. 60 IN A 127.0.0.10", "www.test. 60 IN MX 10 mx.test.",
+                           "www.test. 60 IN CNAME other.test.", "other.test. 60 IN A 127.0.0.66")
+    result = await run(query="www.test", record_type="ANY", server=server.address)
+    assert result.status is probe.Status.OK, result.summary
+    assert sorted(result.details["answers"]) == ["10 mx.test.", "127.0.0.10", "other.test."]
+    assert result.details["ignored_answers"] == ["other.test. 60 IN A 127.0.0.66"]

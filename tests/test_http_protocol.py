@@ -297,3 +297,28 @@ async def test_bare_lf_on_a_connection_kept_open_is_read_at_once() -> None:
         result = await run_check("http", timeout=3.0, url=f"http://127.0.0.1:{server.port}/",
                                  expect={"body_contains": "hello", "headers": {"X-Folded": "^a b$"}})
     assert result.status is probe.Status.OK, result.summary  # waiting for the close would be a timeout
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_br_and_zstd_are_decoded_with_the_compression_extra(plain: RawServer, coding: str) -> None:
+    import brotli
+    import zstandard
+
+    data = brotli.compress(b"packed UP") if coding == "br" else zstandard.ZstdCompressor().compress(b"packed UP")
+    plain.replies[f"/{coding}"] = reply(data, head=f"Content-Encoding: {coding}\r\n")
+    result = await run_check("http", url=plain.url(f"/{coding}"), compressed=True, expect={"body_contains": "UP"})
+    assert result.status is probe.Status.OK, result.summary
+    assert coding in plain.last().headers["accept-encoding"]
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_a_br_or_zstd_bomb_stops_at_max_body_size(plain: RawServer, coding: str) -> None:
+    import brotli
+    import zstandard
+
+    zeros = b"0" * 5_000_000
+    data = brotli.compress(zeros) if coding == "br" else zstandard.ZstdCompressor().compress(zeros)
+    plain.replies[f"/bomb-{coding}"] = reply(data, head=f"Content-Encoding: {coding}\r\n")
+    result = await run_check("http", url=plain.url(f"/bomb-{coding}"), max_body_size="1MiB")
+    assert (result.status, result.reason) == (probe.Status.CRITICAL, "body_too_large"), result.summary
+    assert f"decoded {coding} body" in result.summary

@@ -16,7 +16,9 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import brotli
 import pytest
+import zstandard
 from conftest import require_binary
 from httprefs import RawServer, Reply, Verdict, basic, httpx_text, of_curl, of_httpx, of_probe, probe_options
 from netservers import Certs, Nginx, ThreadedServer, nginx, run_check
@@ -36,6 +38,8 @@ def chunked(body: str) -> bytes:
 
 
 GZ = gzip.compress(b"compressed hello")
+BR = brotli.compress(b"brotli hello")  # the compression extra (in dev): curl and httpx decode both too
+ZSTD = zstandard.ZstdCompressor().compress(b"zstd hello")
 DEFLATE = zlib.compress(b"deflated hello")
 RAW_DEFLATE = zlib.compress(b"raw deflated hello")[2:-4]
 MALFORMED = "malformed"
@@ -141,6 +145,9 @@ FRAMING: dict[str, Case] = {
                          + f"{len(GZ):x}\r\n".encode() + GZ + b"\r\n0\r\n\r\n", "response 200"),
     "deflate_zlib": Case(ok(DEFLATE, head="Content-Encoding: deflate\r\n"), "response 200"),
     "deflate_raw": Case(ok(RAW_DEFLATE, head="Content-Encoding: deflate\r\n"), "response 200"),
+    "br": Case(ok(BR, head="Content-Encoding: br\r\n"), "response 200"),
+    "zstd": Case(ok(ZSTD, head="Content-Encoding: zstd\r\n"), "response 200"),
+    "gzip_then_br": Case(ok(brotli.compress(GZ), head="Content-Encoding: gzip, br\r\n"), "response 200"),
     "gzip_twice": Case(ok(gzip.compress(GZ), head="Content-Encoding: gzip, gzip\r\n"), "response 200"),
     "gzip_corrupt": Case(ok(GZ[:10] + b"garbage" + GZ[17:], head="Content-Encoding: gzip\r\n"), MALFORMED),
     "gzip_empty_body": Case(ok(b"", head="Content-Encoding: gzip\r\n"), "response 200"),

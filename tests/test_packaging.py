@@ -100,7 +100,7 @@ def packages() -> dict[str, Path]:
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     version = _project_version()
-    deb = sorted((REPO / "dist").glob(f"probe_{version}-1_*.deb"))
+    deb = sorted((REPO / "dist").glob(f"probe_{version}-1~*_*.deb"))
     rpm = sorted((REPO / "dist").glob(f"probe-{version}-1.*.rpm"))
     assert deb and rpm
     return {"deb": deb[-1], "rpm": rpm[-1]}

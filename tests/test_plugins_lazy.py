@@ -110,6 +110,6 @@ def test_capacities_resolve_types_on_demand() -> None:
     caps = capacities(registry)
     assert "disk" not in registry.checks
     assert caps.get("disk") == {"utilization": "time_to_full", "inode_utilization": "inode_time_to_full"}
-    assert caps.get("dns") is None and "dns" not in caps
+    assert caps.get("tcp") is None and "tcp" not in caps
     assert "memory" in dict(caps)  # iterating knows every type
 

@@ -64,7 +64,8 @@ class Check(Generic[OptionsT]):
     type: ClassVar[str] = ""
     Options: ClassVar[builtins.type[Options]] = Options
     measurements: ClassVar[frozenset[str] | None] = frozenset({"duration"})
-    # Ratio measurements the core forecasts (measurement -> name of the forecast, in seconds until full).
+    # Measurements the core forecasts (measurement -> name of the forecast, in seconds): a ratio (unit "1")
+    # until it reaches 1.0, an amount left (seconds, bytes) until it reaches 0 (engine/forecast.py).
     capacities: ClassVar[Mapping[str, str]] = {}
     # The unit of each measurement, as its Measurement reports it: "s", "By", "1" (a ratio 0..1), or a count's
     # "{thing}" (OpenTelemetry's annotation: "{process}"). Known before any run, it lets the config refuse

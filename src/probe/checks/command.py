@@ -84,6 +84,11 @@ class CommandCheck(probe.Check[CommandOptions]):
         try:
             output = await _collect(proc, int(o.max_output), o.linger, stop_at, grace)
         except BaseException:
+            _signal(proc.pid, signal.SIGKILL)
+            # Let asyncio's child watcher reap it before the transport is closed: closing an unreaped
+            # process reaps it itself, and the watcher then logs "exit status already read" (Python 3.12+).
+            with contextlib.suppress(BaseException):
+                await _exit_code(proc, time.monotonic() + 1.0)
             _kill_now(proc)
             raise
         if output.returncode is None:

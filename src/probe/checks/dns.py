@@ -3,6 +3,8 @@
 The query is built once per check and only its id changes per run; queries are built and replies read by
 ``dnswire`` and sent by ``dnsclient``, which keeps a check at a fraction of blackbox_exporter's CPU
 (docs/performance.md, section DNS) and dnspython out of the process unless a config needs it.
+``dnssec`` (``checks/net/dnssec.py``, imported only then) validates the reply's signatures from a trust
+anchor, or requires a validating resolver's AD flag, and reports when the first signature expires.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 import ssl
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
@@ -21,8 +23,14 @@ from probe.checks.net import dnsanswer, dnswire
 from probe.checks.net.conn import Failure
 from probe.checks.net.dnsclient import Exchange, Server, exchange, parse_server
 from probe.hookspecs import CheckRegistrar
+from probe.units import format_duration
+
+if TYPE_CHECKING:
+    from probe.checks.net.dnssec import Anchors
 
 _RCODE_REASONS = {"NXDOMAIN": "nxdomain", "SERVFAIL": "servfail", "REFUSED": "refused"}
+# Replies DNSSEC has nothing to say about: the server did not give the answer judged (or any we can read).
+_BEFORE_DNSSEC = frozenset({*_RCODE_REASONS.values(), "rcode_mismatch", "malformed_response", "not_authenticated"})
 _SHOWN_ANSWERS = 3
 
 
@@ -105,8 +113,18 @@ class DnsOptions(probe.Options):
     """Conditions on the reply (see below)."""
     tls: DnsTls = DnsTls()
     """Certificate settings for DoT and DoH."""
+    dnssec: Literal["validate", "require_ad"] | None = None
+    """``validate``: check the signatures here, from ``trust_anchor`` down to the answer (DNSKEY and DS
+    records asked of the same server, with the CD flag); ``require_ad``: the server must be a validating
+    resolver that sets the AD flag. Both report ``signature_remaining``."""
+    trust_anchor: list[str] = []
+    """For ``dnssec: validate``: DS or DNSKEY records the chain starts from, as zone-file lines
+    (``example.com. IN DS 2371 13 2 1F98...``); one or a list."""
+    trust_anchor_file: str | None = None
+    """For ``dnssec: validate``: a file of such records (dnssec-keygen's ``.key`` file, dnssec-dsfromkey's
+    output, Debian's ``/usr/share/dns/root.ds``); read when the config is loaded."""
 
-    @field_validator("server", mode="before")
+    @field_validator("server", "trust_anchor", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
@@ -151,23 +169,50 @@ class DnsOptions(probe.Options):
             raise ValueError("transport https needs server: an https:// URL")
         return self
 
+    @model_validator(mode="after")
+    def _dnssec_is_coherent(self) -> DnsOptions:
+        if self.dnssec != "validate":
+            if self.trust_anchor or self.trust_anchor_file:
+                raise ValueError("trust_anchor and trust_anchor_file are for dnssec: validate (require_ad trusts "
+                                 "the resolver's validation)")
+            return self
+        if self.record_class != "IN":
+            raise ValueError(f"dnssec: validate works on class IN records, not {self.record_class}")
+        if self.expect.authenticated:
+            raise ValueError("expect.authenticated asks the server to validate; dnssec: validate validates here "
+                             "(use dnssec: require_ad for the server's AD flag)")
+        load_anchors(self)
+        return self
+
+
+def load_anchors(o: DnsOptions) -> Anchors:
+    from probe.checks.net.dnssec import load_anchors
+
+    return load_anchors(o.query, o.trust_anchor, o.trust_anchor_file)
+
 
 class DnsCheck(probe.Check[DnsOptions]):
     """One DNS question to a server (or the resolv.conf nameservers, in order, until one answers)."""
 
     type = "dns"
-    measurements = frozenset({"duration", "answer_count"})
-    units = {"duration": "s", "answer_count": "{record}"}
+    measurements = frozenset({"duration", "answer_count", "signature_remaining", "signature_time_to_expiry"})
+    units = {"duration": "s", "answer_count": "{record}", "signature_remaining": "s", "signature_time_to_expiry": "s"}
+    # Seconds left drain towards 0: the forecast is when the trend reaches it (engine/forecast.py).
+    capacities = {"signature_remaining": "signature_time_to_expiry"}
 
     def __init__(self, name: str, options: DnsOptions) -> None:
         super().__init__(name, options)
         self._query: dnswire.Query | None = None
         self._servers = [parse_server(s, options.transport) for s in options.server or ()]
         self._tls: ssl.SSLContext | None = None
+        self._anchors: Anchors | None = None
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         # The first run builds the query (and imports dnspython for an unusual name); not the server's time.
-        query = self._query or self._prepare()
+        try:
+            query = self._query or self._prepare()
+        except ValueError as exc:  # the trust anchor file changed since the config was loaded
+            return probe.Result.unknown(str(exc), reason="bad_trust_anchor")
         started = time.monotonic()
         result = await self._ask(ctx, query)
         duration = probe.Measurement("duration", time.monotonic() - started, "s")
@@ -190,17 +235,55 @@ class DnsCheck(probe.Check[DnsOptions]):
             except Failure as exc:
                 failures.append((server, exc))
                 continue
-            return judge(o, query, answer, server, failures)
+            result = judge(o, query, answer, server, failures)
+            if o.dnssec is None or result.reason in _BEFORE_DNSSEC or answer.response.rcode not in (0, 3):
+                return result  # nothing DNSSEC could prove: another rcode, or not the reply judged
+            return await self._secure(result, answer.response, server, deadline)
         return _all_failed(failures)
 
     def _prepare(self) -> dnswire.Query:
         o = self.options
+        if o.dnssec == "validate":
+            self._anchors = load_anchors(o)
         self._query = dnswire.make_query(
             o.query, dnswire.rdatatype(o.record_type)[1], dnswire.rdataclass(o.record_class)[1],
-            recursion_desired=o.recursion_desired, dnssec=o.expect.authenticated)
+            recursion_desired=o.recursion_desired, dnssec=o.expect.authenticated or o.dnssec is not None,
+            checking_disabled=o.dnssec == "validate")
         if o.transport in ("tls", "https"):
             self._tls = tls_context(o.tls)
         return self._query
+
+    async def _secure(self, result: probe.Result, response: dnswire.Response, server: Server,
+                      deadline: float) -> probe.Result:
+        """The DNSSEC verdict on a reply whose rcode was as expected; it outranks the answers' verdict,
+        which means nothing when the records are forged."""
+        from probe.checks.net import dnssec
+
+        o = self.options
+        what = f"{o.query} {o.record_type}"
+
+        async def ask(name: Any, rdtype: Any) -> Any:
+            query = dnswire.make_query(name.to_text(), int(rdtype), 1, recursion_desired=o.recursion_desired,
+                                       dnssec=True, checking_disabled=True)
+            reply = await exchange(query, server, o.transport, deadline, self._tls, o.tls.server_name)
+            return dnssec.read_message(reply.response.wire)
+
+        try:
+            found = await dnssec.check(o.dnssec or "", response.wire, self._anchors, ask)
+        except dnssec.Bogus as exc:
+            return result.replace(status=probe.Status.CRITICAL, reason=exc.reason, summary=f"{what}: DNSSEC: "
+                                  f"{exc.message} (from {server})", details={**result.details, **exc.details()})
+        except Failure as exc:
+            return result.replace(status=probe.Status.CRITICAL, reason=exc.reason,
+                                  summary=f"{what}: DNSSEC lookup failed: {exc.message}")
+        details = {**result.details, "dnssec": found.details()}
+        if found.remaining is None:
+            return result.replace(details=details)
+        remaining = probe.Measurement("signature_remaining", found.remaining, "s")
+        summary = result.summary
+        if result.status == probe.Status.OK:
+            summary += f"; DNSSEC {found.status}, first signature expires in {format_duration(found.remaining)}"
+        return result.replace(measurements=(*result.measurements, remaining), details=details, summary=summary)
 
 
 def tls_context(options: DnsTls) -> ssl.SSLContext:
@@ -262,7 +345,9 @@ def judge(o: DnsOptions, query: dnswire.Query, answer: Exchange, server: Server,
 def _sections(found: dnsanswer.Answer, response: dnswire.Response) -> dict[str, list[str]]:
     """The rest of the reply, as dig prints its records: the chain, what the answer section held that
     answers nothing, and the authority and additional sections."""
-    sections = {"cnames": list(found.cnames), "ignored_answers": [r.line() for r in found.ignored],
+    # RRSIGs answer nothing themselves, but sign what does: not strays.
+    ignored = [r.line() for r in found.ignored if r.rdtype != dnswire.RRSIG]
+    sections = {"cnames": list(found.cnames), "ignored_answers": ignored,
                 "authority": [r.line() for r in response.authority],
                 "additional": [r.line() for r in response.additional]}
     return {name: lines for name, lines in sections.items() if lines}
@@ -275,7 +360,7 @@ def _problem(o: DnsOptions, rcode: str, response: dnswire.Response,
         return _RCODE_REASONS.get(rcode, "rcode_mismatch"), f"rcode {rcode}, expected {' or '.join(e.rcode)}"
     if e.authoritative and not response.has(dnswire.AA):
         return "not_authoritative", "reply is not authoritative (AA flag not set)"
-    if e.authenticated and not response.has(dnswire.AD):
+    if (e.authenticated or o.dnssec == "require_ad") and not response.has(dnswire.AD):
         return "not_authenticated", "reply is not DNSSEC-authenticated (AD flag not set)"
     if rcode == "NOERROR" and not values and e.answers is None:
         return "no_answer", f"no {o.record_type} record (NOERROR, empty answer)"

@@ -325,10 +325,9 @@ def _needs(check_type: str, unavailable: dict[str, str]) -> str:
 
 
 def _no_such_check(name: str, known: Sequence[str]) -> click.UsageError:
-    from probe.config.errors import did_you_mean  # the one did-you-mean of config errors and plugin hooks
+    from probe.cli.args import did_you_mean
 
-    close = did_you_mean(name, known)
-    return click.UsageError(f"no such check: {name!r}" + (f"; did you mean {close!r}?" if close else ""))
+    return click.UsageError(f"no such check: {name!r}{did_you_mean(name, known)}")
 
 
 def _check_writable(output: str) -> None:

@@ -14,11 +14,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from probe.cli.args import did_you_mean
+
+if TYPE_CHECKING:
+    from probe.cli.commands import Env
+    from probe.config.load import Plan
+    from probe.sinks.history.pings import PingStore
 
 TAIL_LINES = 20
 
@@ -31,7 +36,7 @@ TAIL_LINES = 20
 @click.option("--exit-code", type=int, metavar="N", help="The job ended with this exit code (0: success).")
 @click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
 @click.pass_obj
-def ping(env: Any, name: str, command: tuple[str, ...], kind: str | None, exit_code: int | None,
+def ping(env: Env, name: str, command: tuple[str, ...], kind: str | None, exit_code: int | None,
          state_dir: str | None) -> None:
     """Report a job's start, success or failure to its heartbeat check, or run CMD and report how it went."""
     if command and (kind or exit_code is not None):
@@ -56,11 +61,12 @@ def ping(env: Any, name: str, command: tuple[str, ...], kind: str | None, exit_c
     sys.exit(_run(store, name, list(command), plan))
 
 
-def _add(store: Any, name: str, kind: str, **values: Any) -> None:
+def _add(store: PingStore, name: str, kind: str, *, exit_code: int | None = None, duration: float | None = None,
+         output: str = "") -> None:
     from probe._statedir import StateDirError
 
     try:
-        store.add(name, kind, **values)
+        store.add(name, kind, exit_code=exit_code, duration=duration, output=output)
     except StateDirError as exc:
         click.echo(f"probe: {exc}", err=True)
         sys.exit(78)
@@ -69,7 +75,7 @@ def _add(store: Any, name: str, kind: str, **values: Any) -> None:
         sys.exit(74)
 
 
-def _run(store: Any, name: str, argv: list[str], plan: Any) -> int:
+def _run(store: PingStore, name: str, argv: list[str], plan: Plan) -> int:
     """Run ``argv`` between a ``start`` and a ``success``/``fail`` ping; its output goes through to ours."""
     from probe.config.redact import Redactor
 

@@ -13,22 +13,27 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from probe._statedir import StateDirError
 from probe.units import format_duration
 
+if TYPE_CHECKING:
+    from probe.cli.commands import Env
+    from probe.config.load import Plan
+    from probe.sinks.alerting.silences import Silence, SilenceStore
 
-def store_path(state_dir: str | None, plan: Any) -> Path:
+
+def store_path(state_dir: str | None, plan: Plan) -> Path:
     """The state store the agent of this configuration uses (``--state-dir`` / ``$PROBE_STATE_DIR`` first)."""
     from probe.cli.report.commands import history_path
 
     return history_path(state_dir or os.environ.get("PROBE_STATE_DIR"), plan.settings.state_dir)
 
 
-def _store(state_dir: str | None, plan: Any) -> Any:
+def _store(state_dir: str | None, plan: Plan) -> SilenceStore:
     from probe.sinks.alerting.silences import SilenceStore
 
     return SilenceStore(store_path(state_dir, plan))
@@ -57,7 +62,7 @@ def silence() -> None:
 @click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def add(env: Any, names: tuple[str, ...], labels: tuple[str, ...], for_: str, reason: str, state_dir: str | None,
+def add(env: Env, names: tuple[str, ...], labels: tuple[str, ...], for_: str, reason: str, state_dir: str | None,
         fmt: str) -> None:
     """Silence checks by name and/or label; prints the silence's id."""
     from probe.cli.args import did_you_mean, duration_option, parse_labels
@@ -94,7 +99,7 @@ def add(env: Any, names: tuple[str, ...], labels: tuple[str, ...], for_: str, re
 @click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
-def list_(env: Any, show_all: bool, state_dir: str | None, fmt: str) -> None:
+def list_(env: Env, show_all: bool, state_dir: str | None, fmt: str) -> None:
     """Active (and pending) silences."""
     _registry, plan = env.load()
     store = _store(state_dir, plan)
@@ -120,7 +125,7 @@ def list_(env: Any, show_all: bool, state_dir: str | None, fmt: str) -> None:
 @click.argument("silence_id", metavar="ID")
 @click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
 @click.pass_obj
-def remove(env: Any, silence_id: str, state_dir: str | None) -> None:
+def remove(env: Env, silence_id: str, state_dir: str | None) -> None:
     """End a silence now."""
     _registry, plan = env.load()
     store = _store(state_dir, plan)
@@ -133,7 +138,7 @@ def remove(env: Any, silence_id: str, state_dir: str | None) -> None:
     click.echo(f"removed silence {removed.id} ({removed.describe()})", err=True)
 
 
-def _row(s: Any, now: float) -> dict[str, Any]:
+def _row(s: Silence, now: float) -> dict[str, Any]:
     state = "removed" if s.removed is not None else "expired" if s.ends <= now else \
         "pending" if s.starts > now else "active"
     return {"id": s.id, "state": state, "checks": list(s.checks), "labels": dict(s.labels), "matches": s.describe(),

@@ -7,6 +7,8 @@ until SIGTERM/SIGINT.
 
 from __future__ import annotations
 
+import faulthandler
+
 from probe.config.load import Plan
 from probe.daemon.systemd import SystemdLifecycle
 from probe.daemon.wiring import Reload, serve
@@ -20,6 +22,9 @@ def run_daemon(plan: Plan, registry: Registry, *, reload: Reload | None = None,
                lifecycle: Lifecycle | None = None) -> int:
     """Run the agent until SIGTERM/SIGINT; return the exit code. ``reload`` loads and validates the config
     again (raising :class:`~probe.config.ConfigErrors` when it is bad) on SIGHUP."""
+    # A watchdog kill (SIGABRT) or a crash in C code prints every thread's Python stack to stderr (the
+    # journal), so the log shows where the agent hung, not just that systemd killed it.
+    faulthandler.enable()
     raise_fd_limit()
     if lifecycle is None:
         lifecycle = SystemdLifecycle.from_environ()  # a no-op outside systemd

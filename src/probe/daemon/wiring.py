@@ -232,7 +232,8 @@ def _lock_state_dir(directory: Path) -> StateLock | None:
         return None
 
 
-async def _serve(plan: Plan, registry: Registry, *, reload: Any, lifecycle: Any, extra_sinks: Sequence[Any]) -> int:
+async def _serve(plan: Plan, registry: Registry, *, reload: Reload | None, lifecycle: Lifecycle | None,
+                 extra_sinks: Sequence[Sink]) -> int:
     agent: Agent | None = None
 
     async def rerun(spec: CheckSpec) -> Result:

@@ -1,11 +1,19 @@
-"""Capacity forecasts: when will a ratio measurement (disk utilization, memory) reach 100%?
+"""Capacity forecasts: when will a ratio in use reach 100%, or an amount left (seconds, bytes) reach zero?
 
 A check type marks measurements as capacities (``Check.capacities = {"utilization": "time_to_full"}``).
 The Forecaster keeps recent samples of each in memory (seeded from the history store at start), fits a
 least-squares line over the window, and adds the forecast measurement (seconds until the fitted line
-reaches 1.0) to the result before thresholds are evaluated, so ``time_to_full: {critical: "< 4h"}``
-fires before the disk fills, not after. When usage is flat or falling there is no forecast at all: a
-missing measurement, never a huge number that looks like data.
+reaches its limit) to the result before thresholds are evaluated, so ``time_to_full: {critical: "< 4h"}``
+fires before the disk fills, not after. When the trend points away from the limit there is no forecast at
+all: a missing measurement, never a huge number that looks like data.
+
+The measurement's unit says which limit: a ratio (unit ``1``, or none) is usage that fills towards 1.0;
+any other unit (``s``, ``By``) is an amount left that drains towards 0 -- the dns check's
+``signature_remaining``, seconds until the first RRSIG it relies on expires. A remaining time falls at
+exactly one second per second until something renews it, so while nothing does, its forecast equals the
+measurement; what the fit adds is the trend across renewals inside the window: a signer that re-signs
+every hour but for less than an hour each time draws a falling sawtooth whose forecast shows when it runs
+out, while every single sample still looks healthy (docs/reports.md, "Forecasts").
 
 A full window is thousands of samples per capacity (6 h at a 10 s interval), so each is kept as two float
 arrays with the running sums of the fit (:class:`Window`): 16 bytes a sample instead of ~110 as tuples in
@@ -22,8 +30,16 @@ from dataclasses import dataclass, field
 from probe.model import Measurement, Result
 
 FULL = 1.0
-# Slower growth than this (ratio per second; ~1% per 3 years) is "flat".
+EMPTY = 0.0
+# Slower change than this (per second; for a ratio ~1% per 3 years) is "flat".
 MIN_SLOPE = 1e-10
+RATIO_UNITS = frozenset({"1", ""})
+"""Units of a capacity that fills towards FULL; a capacity in any other unit drains towards EMPTY."""
+
+
+def drains(unit: str) -> bool:
+    """Whether a capacity measured in ``unit`` is an amount left (forecast to EMPTY), not a ratio in use."""
+    return unit not in RATIO_UNITS
 
 
 @dataclass(frozen=True)
@@ -36,8 +52,10 @@ class ForecastSettings:
     """The samples must cover at least this many seconds."""
 
 
-def time_to_full(samples: Iterable[tuple[float, float]], now: float, settings: ForecastSettings) -> float | None:
-    """Seconds from ``now`` until the least-squares line through ``samples`` reaches FULL, or None."""
+def time_to_full(samples: Iterable[tuple[float, float]], now: float, settings: ForecastSettings, *,
+                 draining: bool = False) -> float | None:
+    """Seconds from ``now`` until the least-squares line through ``samples`` reaches FULL (rising), or
+    EMPTY when ``draining`` (falling), or None."""
     points = [(t, v) for t, v in samples if now - settings.window <= t <= now]
     if len(points) < settings.min_samples or points[-1][0] - points[0][0] < settings.min_span:
         return None
@@ -49,12 +67,19 @@ def time_to_full(samples: Iterable[tuple[float, float]], now: float, settings: F
     if var_t == 0:
         return None
     slope = sum((t - t0 - mean_t) * (v - mean_v) for t, v in points) / var_t
+    return _eta(mean_v + slope * (now - t0 - mean_t), slope, draining)
+
+
+def _eta(level_now: float, slope: float, draining: bool) -> float | None:
+    """Seconds until a line at ``level_now`` with ``slope`` reaches its limit; None when it heads away."""
+    if draining:
+        level_now, slope = -level_now, -slope  # a falling amount is a rising deficit with the limit at 0
+    limit = -EMPTY if draining else FULL
     if slope <= MIN_SLOPE:
         return None
-    level_now = mean_v + slope * (now - t0 - mean_t)
-    if level_now >= FULL:
+    if level_now >= limit:
         return 0.0
-    return (FULL - level_now) / slope
+    return (limit - level_now) / slope
 
 
 class Window:
@@ -124,11 +149,11 @@ class Window:
         self._sxx = sum(x * x for x in xs)
         self._sxy = sum(x * v for x, v in zip(xs, self._v, strict=True))
 
-    def time_to_full(self, now: float, settings: ForecastSettings) -> float | None:
+    def time_to_full(self, now: float, settings: ForecastSettings, *, draining: bool = False) -> float | None:
         """The same as :func:`time_to_full` over these samples, after :meth:`trim` to ``now - window``."""
         n = self._n
         if not self._ordered or (n and self._t[-1] > now):
-            return time_to_full(self, now, settings)
+            return time_to_full(self, now, settings, draining=draining)
         if n < settings.min_samples or self._t[-1] - self._t[self._head] < settings.min_span:
             return None
         mean_t, mean_v = self._sx / n, self._sy / n
@@ -136,12 +161,7 @@ class Window:
         if var_t <= 0:
             return None
         slope = (self._sxy - self._sx * mean_v) / var_t
-        if slope <= MIN_SLOPE:
-            return None
-        level_now = mean_v + slope * (now - self._t0 - mean_t)
-        if level_now >= FULL:
-            return 0.0
-        return (FULL - level_now) / slope
+        return _eta(mean_v + slope * (now - self._t0 - mean_t), slope, draining)
 
 
 @dataclass
@@ -165,7 +185,7 @@ class Forecaster:
             window = self._window(check, source)
             window.add(now, m.value)
             window.trim(now - self.settings.window)
-            eta = window.time_to_full(now, self.settings)
+            eta = window.time_to_full(now, self.settings, draining=drains(m.unit))
             if eta is not None and result.measurement(target) is None:
                 added.append(Measurement(target, eta, "s"))
         if not added:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never impo
     from probe.engine.forecast import Forecaster
 
 log = logging.getLogger("probe.runner")
+# How long a check cancelled by a stopping agent gets for its own clean-up (killing its processes).
+CANCEL_GRACE = 2.0
 
 
 class _PluginExit(Exception):
@@ -164,6 +166,12 @@ class Runner:
             task, owned = owned_task(coro, f"probe-check-{spec.name}")
             try:
                 return await self._await(task, spec)
+            except asyncio.CancelledError:
+                # The agent is stopping: the check's own clean-up (killing its subprocess, closing its
+                # transports) needs the loop for a moment, or the loop closes under it.
+                task.cancel()
+                await asyncio.wait({task}, timeout=CANCEL_GRACE)
+                raise
             finally:
                 if not task.done():
                     self._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
@@ -212,9 +220,13 @@ class Runner:
         leaked = [t for t in owned if t is not task and not t.done()]
         if not leaked:
             return
-        self.leaked_tasks += len(leaked)
         for t in leaked:
             t.cancel()
+        if not task.done() or task.cancelled():
+            # Cut short (timeout, shutdown): its tasks may be the ones it was cancelling in its own clean-up
+            # when we looked. Only a run() that returned while its tasks ran on is the plugin's bug.
+            return
+        self.leaked_tasks += len(leaked)
         if spec.type not in self._leak_warned:  # once per type: it is the plugin's bug, not the check's
             self._leak_warned.add(spec.type)
             log.warning("check %s: %s left %d asyncio task(s) running after run() returned; cancelled them "

@@ -74,6 +74,7 @@ BUILTINS: tuple[str, ...] = (
     "probe.checks.smtp",
     "probe.checks.imap",
     "probe.checks.pop3",
+    "probe.checks.systemd",
     "probe.formats.builtin",
     "probe.actions",
 )
@@ -262,11 +263,16 @@ def _import_file(path: Path) -> ModuleType:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    # No __pycache__ next to a local plugin: the plugins dir is configuration (/etc/probe/plugins), which
+    # root runs of the CLI would otherwise litter, and package removal would leave behind.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
     return module
 
 

@@ -1,5 +1,9 @@
 """Shared by the http, tcp and tls checks: resolving, connecting with phase timings, TLS contexts and
-certificate facts. Every failure is a ``Failure`` carrying the check's machine reason."""
+certificate facts. Every failure is a ``Failure`` carrying the check's machine reason.
+
+Connecting is done on bare non-blocking sockets (``loop.sock_connect``), the cheapest asyncio path, which
+also gives each phase its own time; ``happy_eyeballs`` races them (``eyeballs``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 import probe
+from probe.checks.net import eyeballs
 from probe.units import format_duration
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
@@ -30,6 +35,7 @@ class Failure(Exception):
         self.reason = reason
         self.message = message
         self.facts: CertFacts | None = None  # the certificate, when verification is what failed
+        self.peer: Peer | None = None  # the address it happened at, when a connection was made
 
 
 class TlsOptions(probe.Options):
@@ -151,34 +157,52 @@ def show_address(address: tuple[Any, ...]) -> str:
 class Peer:
     family: int
     address: tuple[Any, ...]
+    attempts: tuple[str, ...] = ()  # Happy Eyeballs: what became of the other addresses tried
 
     def __str__(self) -> str:
-        return show_address(self.address)
+        return show_address(self.address) if self.address[1] else str(self.address[0])  # port 0: ICMP
+
+    @property
+    def family_name(self) -> str:
+        return _family_name(self.family)
+
+    def details(self) -> dict[str, Any]:
+        return {"address": str(self), **({"connect_attempts": list(self.attempts)} if self.attempts else {})}
 
 
-async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings) -> tuple[socket.socket, Peer]:
-    """A connected non-blocking socket to the first address that accepts, and that address."""
-    loop = asyncio.get_running_loop()
-    failure: Failure | None = None
-    for family, address in await resolve(host, port, ip_version, timings):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
+async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings, *,
+                  happy_eyeballs: bool = False) -> tuple[socket.socket, Peer]:
+    """A connected non-blocking socket to the first address that accepts, and that address: tried one
+    after the other, or raced (``happy_eyeballs``)."""
+    addresses = await resolve(host, port, ip_version, timings)
+    if happy_eyeballs and len(addresses) > 1:
         started = time.monotonic()
         try:
-            await loop.sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
-            failure = os_failure(exc, f"connect to {show_address(address)}")
-            continue
-        except BaseException:
-            sock.close()
-            raise
+            sock, (family, address), outcomes = await eyeballs.race(eyeballs.interleave(addresses))
+        except eyeballs.AllFailed as exc:
+            raise os_failure(exc.error, f"connect to {show_address(exc.address)}") from None
         finally:
             timings.connect = time.monotonic() - started
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, Peer(family, address)
+        return sock, Peer(family, address, tuple(outcomes))
+    failure: Failure | None = None
+    for family, address in addresses:
+        try:
+            return await connect_to(Peer(family, address), timings)
+        except Failure as exc:
+            failure = exc
     assert failure is not None
     raise failure
+
+
+async def connect_to(peer: Peer, timings: Timings) -> tuple[socket.socket, Peer]:
+    """A connected non-blocking socket to this one address."""
+    started = time.monotonic()
+    try:
+        return await eyeballs.attempt(peer.family, peer.address), peer
+    except OSError as exc:
+        raise os_failure(exc, f"connect to {peer}") from None
+    finally:
+        timings.connect = time.monotonic() - started
 
 
 def os_failure(exc: OSError, doing: str) -> Failure:
@@ -310,9 +334,12 @@ class Stream:
         self._writer: asyncio.StreamWriter | None = None
 
     @classmethod
-    async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings) -> Stream:
-        sock, peer = await connect(host, port, ip_version, timings)
-        return cls(sock, peer)
+    async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings, *,
+                   happy_eyeballs: bool = False, peer: Peer | None = None) -> Stream:
+        """Connect to ``host`` (resolved here), or to ``peer`` when the caller already chose the address."""
+        if peer is not None:
+            return cls(*await connect_to(peer, timings))
+        return cls(*await connect(host, port, ip_version, timings, happy_eyeballs=happy_eyeballs))
 
     async def start_tls(self, context: ssl.SSLContext, server_name: str | None, timings: Timings) -> None:
         started = time.monotonic()

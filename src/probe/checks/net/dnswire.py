@@ -23,7 +23,7 @@ from dataclasses import dataclass
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
 _FLAG_NAMES = (("qr", QR), ("aa", AA), ("tc", TC), ("rd", RD), ("ra", RA), ("ad", AD), ("cd", CD))
 
-A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SPF, DNAME, OPT, ANY = 1, 2, 5, 6, 12, 15, 16, 28, 99, 39, 41, 255
+A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SPF, DNAME, OPT, RRSIG, ANY = 1, 2, 5, 6, 12, 15, 16, 28, 99, 39, 41, 46, 255
 _OPCODE = 0x7800
 _NAME_TYPES = frozenset({NS, CNAME, PTR, DNAME})
 
@@ -69,6 +69,7 @@ class Response:
     size: int
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()  # without the OPT pseudo-record
+    wire: bytes = b""  # the reply as received, for the DNSSEC validator (dnspython reads it again)
 
     def has(self, flag: int) -> bool:
         return bool(self.flags & flag)
@@ -168,11 +169,14 @@ def _dnspython_name_wire(text: str) -> bytes:
         raise ValueError(str(exc)) from None
 
 
-def make_query(name: str, rdtype: int, rdclass: int, *, recursion_desired: bool, dnssec: bool) -> Query:
+def make_query(name: str, rdtype: int, rdclass: int, *, recursion_desired: bool, dnssec: bool,
+               checking_disabled: bool = False) -> Query:
     """The query dnspython's ``make_query(name, rdtype, rdclass, use_edns=0, payload=1232, want_dnssec=dnssec)``
     sends, with id 0: RD unless ``recursion_desired`` is off; DO, and AD (RFC 6840 5.7: ask a validating
-    resolver to report AD), when ``dnssec``."""
-    flags = (RD if recursion_desired else 0) | (AD if dnssec else 0)
+    resolver to report AD), when ``dnssec``. ``checking_disabled`` sets CD instead of AD: a validating
+    resolver then hands over data that fails its validation, so probe's own validator can say what is wrong
+    (RFC 4035 3.2.2) instead of seeing a bare SERVFAIL."""
+    flags = (RD if recursion_desired else 0) | (CD if checking_disabled else AD if dnssec else 0)
     question = name_wire(name) + _QUESTION.pack(rdtype, rdclass)
     opt = _OPT.pack(0, OPT, EDNS_PAYLOAD, _DO if dnssec else 0, 0)
     return Query(_HEADER.pack(0, flags, 1, 0, 0, 1) + question + opt, _question_key(question), rdtype, rdclass,
@@ -232,7 +236,7 @@ def _read_body(data: bytes, rid: int, flags: int, qdcount: int, counts: tuple[in
     if offset > len(data):
         raise Malformed("reply ends inside a record")
     answers, authority, additional = (tuple(section) for section in sections)
-    return Response(rid, flags, rcode, answers, len(data), authority, additional)
+    return Response(rid, flags, rcode, answers, len(data), authority, additional, data)
 
 
 def _read_record(data: bytes, offset: int) -> tuple[Record, int]:

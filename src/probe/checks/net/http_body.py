@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 from probe.checks.net.conn import Failure
 
@@ -58,7 +59,7 @@ def _decoder(coding: str) -> Callable[[bytes, int], bytes] | None:
             import brotli
         except ImportError:
             return None
-        return lambda data, limit: _bounded(brotli.decompress(data), limit, coding)
+        return lambda data, limit: _brotli(brotli, data, limit)
     if coding == "zstd":
         try:
             import zstandard
@@ -85,9 +86,19 @@ def _deflate(data: bytes, limit: int) -> bytes:
         return _zlib(data, limit, -zlib.MAX_WBITS, "deflate")
 
 
-def _zstd(zstandard: object, data: bytes, limit: int) -> bytes:
-    reader = zstandard.ZstdDecompressor().decompressobj()  # type: ignore[attr-defined]
-    return _bounded(reader.decompress(data), limit, "zstd")
+def _brotli(brotli: Any, data: bytes, limit: int) -> bytes:
+    decompressor = brotli.Decompressor()
+    out = decompressor.process(data, output_buffer_limit=limit + 1)  # never more than one byte past the limit
+    if len(out) > limit:
+        raise DecodedTooLarge(f"decoded br body over the limit of {limit} bytes (max_body_size)")
+    if not decompressor.is_finished():
+        raise ValueError("the compressed data ends early")
+    return bytes(out)
+
+
+def _zstd(zstandard: Any, data: bytes, limit: int) -> bytes:
+    out = zstandard.ZstdDecompressor().stream_reader(data).read(limit + 1)
+    return _bounded(out, limit, "zstd")
 
 
 def _bounded(data: bytes, limit: int, coding: str) -> bytes:

@@ -1,0 +1,1 @@
+"""probe's .deb under a real systemd: Debian containers booted with systemd-nspawn (see machine.py)."""
