@@ -120,7 +120,7 @@ def test_rtt_stats_of_equal_rtts() -> None:
     ({"host": "127.0.0.1", "packet_interval": "1ms"}, "greater than or equal to 0.01"),
     ({"host": "127.0.0.1", "size": "1MiB"}, "less than or equal to 65000"),
     ({"host": "127.0.0.1", "packet_timeout": 0}, "greater than 0"),
-    ({"host": "127.0.0.1", "ip_version": 5}, "Input should be 4 or 6"),
+    ({"host": "127.0.0.1", "ip_version": 5}, "Input should be 'any', 'ipv4', 'ipv6'"),
     ({"count": 3}, "Field required"),
     ({"host": "127.0.0.1", "timeout_per_packet": "1s"}, "Extra inputs are not permitted"),
 ])

@@ -33,6 +33,7 @@ class HeartbeatOptions(probe.Options):
 class HeartbeatCheck(probe.Check[HeartbeatOptions]):
     type = "heartbeat"
     measurements = frozenset({"duration", "since_success", "last_run_duration"})
+    units = {"duration": "s", "since_success": "s", "last_run_duration": "s"}
 
     def __init__(self, name: str, options: HeartbeatOptions) -> None:
         super().__init__(name, options)

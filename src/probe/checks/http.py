@@ -17,10 +17,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 import probe
-from probe.checks.net import http1, http_body, urls
+from probe.checks.net import addresses, http1, http_body, urls
+from probe.checks.net.addresses import AddressMode
 from probe.checks.net.conn import (
     Failure,
     IpVersion,
+    Peer,
     Stream,
     TlsOptions,
     context_for,
@@ -76,6 +78,14 @@ class HttpOptions(probe.Options):
     """Certificate settings for https (see below)."""
     ip_version: IpVersion = "any"
     """``any``, ``ipv4``, ``ipv6``, ``prefer_ipv4`` or ``prefer_ipv6``: which addresses of the host to use."""
+    addresses: AddressMode = "first"
+    """``first``: the first address of the url's host that accepts, as a browser would; ``all``: the whole
+    request against every address, OK only when each passes; ``any``: every address, OK when one passes
+    (per-address results in details, ``addresses_ok``/``addresses_total`` per family). Redirects to
+    another host or port use that host's first address."""
+    happy_eyeballs: bool = False
+    """With ``addresses: first``: race the addresses (RFC 8305): the next one is tried when the last has
+    not connected within 250 ms, the first connection wins."""
     max_body_size: Size = Field(1024 * 1024, gt=0)
     """Most body bytes read (default 1MiB); a larger body fails with ``body_too_large``."""
 
@@ -139,16 +149,25 @@ class HttpOptions(probe.Options):
             raise ValueError("set basic_auth or bearer_token, not both")
         return self
 
+    @model_validator(mode="after")
+    def _address_modes(self) -> HttpOptions:
+        addresses.check_modes(self.addresses, self.happy_eyeballs)
+        if (self.addresses != "first" or self.happy_eyeballs) and (self.http2 or self.proxy is not None):
+            raise ValueError("addresses and happy_eyeballs work with the built-in HTTP/1.1 client, not with "
+                             "http2 or proxy (httpx connects by itself)")
+        return self
+
 
 class HttpCheck(probe.Check[HttpOptions]):
     """Fetch a URL and judge the response."""
 
     type = "http"
-    measurements = frozenset({"duration", "dns", "connect", "tls", "first_byte", "transfer", "status_code",
+    measurements = frozenset({*addresses.MEASUREMENTS, "duration", "dns", "connect", "tls", "first_byte",
+                              "transfer", "status_code",
                               "body_bytes", "body_decoded_bytes", "tls_cert_remaining", "redirects"})
     units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "first_byte": "s", "transfer": "s",
              "status_code": "", "body_bytes": "By", "body_decoded_bytes": "By", "tls_cert_remaining": "s",
-             "redirects": "{redirect}"}
+             "redirects": "{redirect}", **addresses.UNITS}
 
     def __init__(self, name: str, options: HttpOptions) -> None:
         super().__init__(name, options)
@@ -158,12 +177,21 @@ class HttpCheck(probe.Check[HttpOptions]):
         self._via_httpx = options.http2 or options.proxy is not None
 
     async def run(self, ctx: probe.Context) -> probe.Result:
+        o = self.options
+        if o.addresses == "first":
+            return await self._run(ctx, None)
+        return await addresses.each(self._url.host, self._url.port, o.ip_version, o.addresses,
+                                    f"{o.method} {self._url}", lambda peer: self._run(ctx, peer),
+                                    worse=addresses.expiring_first("tls_cert_remaining"))
+
+    async def _run(self, ctx: probe.Context, pin: Peer | None) -> probe.Result:
+        """The request, to the url's host or to one of its addresses (``pin``, kept for same-host redirects)."""
         started = time.monotonic()
         hops = [Hop(str(self._url))]
         try:
             # Stop a little before the core's deadline so our own reason (and the phase) gets reported.
             async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
-                response, failure = await self._follow(hops), None
+                response, failure = await self._follow(hops, pin), None
         except TimeoutError:
             response, failure = None, Failure("timeout", f"timed out {hops[-1].phase}")
         except BodyTooLarge as exc:
@@ -175,11 +203,12 @@ class HttpCheck(probe.Check[HttpOptions]):
         duration = probe.Measurement("duration", time.monotonic() - started, "s")
         return judge(self.options, hops, response, failure, duration)
 
-    async def _follow(self, hops: list[Hop]) -> Response:
+    async def _follow(self, hops: list[Hop], pin: Peer | None) -> Response:
         o = self.options
         url, method, body, headers = self._url, o.method, self._body, self._headers
         while True:
-            response = await self._fetch(hops[-1], url, method, headers, body)
+            same = pin is not None and (url.host, url.port) == (self._url.host, self._url.port)
+            response = await self._fetch(hops[-1], url, method, headers, body, pin if same else None)
             location = response.header("location")
             if not (o.follow_redirects and response.status in _REDIRECTS and location):
                 return response
@@ -201,7 +230,7 @@ class HttpCheck(probe.Check[HttpOptions]):
             hops.append(Hop(str(url)))
 
     async def _fetch(self, hop: Hop, url: urls.Url, method: str, headers: list[tuple[str, str]],
-                     body: bytes) -> Response:
+                     body: bytes, pin: Peer | None) -> Response:
         o = self.options
         if body:
             headers = [*headers, ("Content-Length", str(len(body)))]
@@ -213,16 +242,17 @@ class HttpCheck(probe.Check[HttpOptions]):
                 return await httpclient.fetch(hop, str(url), method, headers, body, context=context,
                                               http2=o.http2, proxy=o.proxy, server_name=o.tls.server_name,
                                               max_body=int(o.max_body_size))
-            return await self._fetch_http1(hop, url, method, [("Host", url.authority), *headers], body)
+            return await self._fetch_http1(hop, url, method, [("Host", url.authority), *headers], body, pin)
         except Failure as failure:
             if failure.reason.startswith("certificate_") and hop.peer is not None and o.proxy is None:
                 failure.facts = await fetch_unverified(hop.peer, o.tls.server_name or url.host, o.tls)
             raise
 
     async def _fetch_http1(self, hop: Hop, url: urls.Url, method: str, headers: list[tuple[str, str]],
-                           body: bytes) -> Response:
+                           body: bytes, pin: Peer | None) -> Response:
         o = self.options
-        stream = await Stream.open(url.host, url.port, o.ip_version, hop.timings)
+        stream = await Stream.open(url.host, url.port, o.ip_version, hop.timings, happy_eyeballs=o.happy_eyeballs,
+                                   peer=pin)
         hop.peer = stream.peer
         try:
             if url.scheme == "https":
@@ -277,7 +307,7 @@ def judge(o: HttpOptions, hops: list[Hop], response: Response | None, failure: F
     measurements = [duration, *hop.timings.measurements()]
     details: dict[str, Any] = {"url": hop.url}
     if hop.peer is not None:
-        details["address"] = str(hop.peer)
+        details.update(hop.peer.details())
     if hop.ssl_object is not None:
         details["tls_version"] = hop.ssl_object.version()
     certificate = hop.cert or (failure.facts if failure is not None else None)

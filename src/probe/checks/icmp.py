@@ -16,11 +16,13 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import probe
+from probe.checks.net import addresses
+from probe.checks.net.addresses import AddressMode
+from probe.checks.net.conn import Failure, IpVersion, Peer, Timings, resolve
 from probe.hookspecs import CheckRegistrar
 from probe.units import Duration, Size, format_duration
 
@@ -46,24 +48,45 @@ class IcmpOptions(probe.Options):
     """How long to wait for each reply; a later reply counts as lost."""
     size: Size = Field(56, ge=0, le=65000)
     """Payload bytes per request (56 like ping, giving 64-byte ICMP packets)."""
-    ip_version: Literal[4, 6] | None = None
-    """For a host name: resolve to IPv4 (``4``) or IPv6 (``6``) only. Default: the first address."""
+    ip_version: IpVersion = "any"
+    """For a host name: ``any`` (resolver order), ``ipv4``/``ipv6`` (only that family; ``4`` and ``6`` work
+    too), ``prefer_ipv4``/``prefer_ipv6``."""
+    addresses: AddressMode = "first"
+    """``first``: ping the first address; ``all``: ping every address of the host at once, OK only when each
+    answers; ``any``: every address, OK when one answers (per-address results in details,
+    ``addresses_ok``/``addresses_total`` per family)."""
+
+    @field_validator("ip_version", mode="before")
+    @classmethod
+    def _family_number(cls, value: object) -> object:
+        return {4: "ipv4", 6: "ipv6", None: "any"}.get(value, value) if isinstance(value, int | None) else value
 
 
 class IcmpCheck(probe.Check[IcmpOptions]):
     """Ping: ``count`` echo requests ``packet_interval`` apart; a reply later than ``packet_timeout`` is lost."""
 
     type = "icmp"
-    measurements = frozenset({"duration", "loss", "rtt_min", "rtt_avg", "rtt_max", "rtt_stddev", "jitter"})
-    units = {"duration": "s", "loss": "1", "rtt_min": "s", "rtt_avg": "s", "rtt_max": "s", "rtt_stddev": "s",
-             "jitter": "s"}
+    measurements = frozenset({"duration", "dns", "loss", "rtt_min", "rtt_avg", "rtt_max", "rtt_stddev", "jitter",
+                              *addresses.MEASUREMENTS})
+    units = {"duration": "s", "dns": "s", "loss": "1", "rtt_min": "s", "rtt_avg": "s", "rtt_max": "s",
+             "rtt_stddev": "s", "jitter": "s", **addresses.UNITS}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
+        if o.addresses != "first":
+            return await addresses.each(o.host, 0, o.ip_version, o.addresses, o.host,
+                                        lambda peer: self._ping(ctx, peer), worse=_lossier)
+        timings = Timings()
         try:
-            family, address = await resolve(o.host, o.ip_version)
-        except OSError as exc:
-            return probe.Result.critical(f"cannot resolve {o.host}: {exc.strerror or exc}", reason="resolve_failed")
+            family, address = (await resolve(o.host, 0, o.ip_version, timings))[0]
+        except Failure as exc:
+            return probe.Result.critical(exc.message, reason=exc.reason)
+        result = await self._ping(ctx, Peer(family, address))
+        return result.replace(measurements=(*timings.measurements(), *result.measurements))
+
+    async def _ping(self, ctx: probe.Context, peer: Peer) -> probe.Result:
+        o = self.options
+        family, address = peer.family, peer.address
         try:
             sock, raw = open_socket(family)
         except NoPermission as exc:
@@ -79,19 +102,9 @@ class IcmpCheck(probe.Check[IcmpOptions]):
         return verdict(o, session, address[0])
 
 
-async def resolve(host: str, ip_version: int | None) -> tuple[int, tuple[str, int] | tuple[str, int, int, int]]:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return family, (host, 0)
-    family = {4: socket.AF_INET, 6: socket.AF_INET6}.get(ip_version or 0, socket.AF_UNSPEC)
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=family, type=socket.SOCK_DGRAM)
-    info = next((i for i in infos if i[0] in _ECHO), None)
-    if info is None:
-        raise OSError(f"no IPv4 or IPv6 address for {host}")
-    return info[0], info[4]  # type: ignore[return-value]
+def _lossier(result: probe.Result, elapsed: float) -> tuple[float, ...]:
+    """With ``addresses: all``, the address reported is the one that lost most, then the slowest."""
+    return tuple(m.value if (m := result.measurement(name)) else 0.0 for name in ("loss", "rtt_avg"))
 
 
 def open_socket(family: int) -> tuple[socket.socket, bool]:

@@ -93,6 +93,7 @@ class SystemdCheck(probe.Check[SystemdOptions]):
 
     type = "systemd"
     measurements = frozenset({"duration", "restarts", "age", "failed_units"})
+    units = {"duration": "s", "restarts": "{restart}", "age": "s", "failed_units": "{unit}"}
 
     _restarts: int | None = None  # NRestarts at the previous run
 

@@ -14,10 +14,13 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 import probe
+from probe.checks.net import addresses
+from probe.checks.net.addresses import AddressMode
 from probe.checks.net.conn import (
     CertFacts,
     Failure,
     IpVersion,
+    Peer,
     Stream,
     Timings,
     TlsOptions,
@@ -65,6 +68,13 @@ class TcpOptions(probe.Options):
     """TCP port."""
     ip_version: IpVersion = "any"
     """``any`` (resolver order), ``ipv4``/``ipv6`` (only that family), ``prefer_ipv4``/``prefer_ipv6``."""
+    addresses: AddressMode = "first"
+    """``first``: the first address that accepts, as a client would; ``all``: the whole check against every
+    address of the host, OK only when each passes; ``any``: every address, OK when one passes (per-address
+    results in details, ``addresses_ok``/``addresses_total`` per family)."""
+    happy_eyeballs: bool = False
+    """With ``addresses: first``: race the addresses (RFC 8305): the next one is tried when the last has
+    not connected within 250 ms, the first connection wins."""
     tls: TlsOptions | None = None
     """``true`` or TLS settings to talk TLS right after connecting (see below)."""
     banner: str | None = None
@@ -95,6 +105,11 @@ class TcpOptions(probe.Options):
             _compile(pattern)
         return value
 
+    @model_validator(mode="after")
+    def _address_modes(self) -> TcpOptions:
+        addresses.check_modes(self.addresses, self.happy_eyeballs)
+        return self
+
     def conversation(self) -> list[TcpStep]:
         steps = [TcpStep(expect=self.banner)] if self.banner is not None else []
         steps += [TcpStep(send=self.send)] if self.send is not None else []
@@ -105,14 +120,23 @@ class TcpCheck(probe.Check[TcpOptions]):
     """Connect, optionally upgrade to TLS, then banner / send / expect, in that order."""
 
     type = "tcp"
-    measurements = frozenset({"duration", "dns", "connect", "tls", "tls_cert_remaining"})
-    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "tls_cert_remaining": "s"}
+    measurements = frozenset({"duration", "dns", "connect", "tls", "tls_cert_remaining", *addresses.MEASUREMENTS})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "tls_cert_remaining": "s", **addresses.UNITS}
 
     def __init__(self, name: str, options: TcpOptions) -> None:
         super().__init__(name, options)
         self._steps = options.conversation()
 
     async def run(self, ctx: probe.Context) -> probe.Result:
+        o = self.options
+        if o.addresses == "first":
+            return await self._run(ctx, None)
+        return await addresses.each(o.host, o.port, o.ip_version, o.addresses, show_address((o.host, o.port)),
+                                    lambda peer: self._run(ctx, peer),
+                                    worse=addresses.expiring_first("tls_cert_remaining"))
+
+    async def _run(self, ctx: probe.Context, peer: Peer | None) -> probe.Result:
+        """The whole check against the host, or against one of its addresses (``peer``)."""
         o = self.options
         started = time.monotonic()
         timings = Timings()
@@ -123,7 +147,8 @@ class TcpCheck(probe.Check[TcpOptions]):
         try:
             # Stop a little before the core's deadline so our own reason (and the phase) gets reported.
             async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
-                stream = await Stream.open(o.host, o.port, o.ip_version, timings)
+                stream = await Stream.open(o.host, o.port, o.ip_version, timings, happy_eyeballs=o.happy_eyeballs,
+                                           peer=peer)
                 if o.tls is not None:
                     await self._start_tls(stream, timings)
                     certificate = peer_facts(stream.ssl_object)
@@ -140,7 +165,9 @@ class TcpCheck(probe.Check[TcpOptions]):
         finally:
             if stream is not None:
                 stream.close()
-        duration = probe.Measurement("duration", time.monotonic() - started, "s")
+        # The target's time: up to the last reply's arrival (or the last send), not the loop's.
+        ended = talk.ended if failure is None and talk.ended else time.monotonic()
+        duration = probe.Measurement("duration", ended - started, "s")
         return self._result(failure, stream, timings, talk, certificate, duration)
 
     async def _start_tls(self, stream: Stream, timings: Timings) -> None:
@@ -160,7 +187,7 @@ class TcpCheck(probe.Check[TcpOptions]):
         target = show_address((o.host, o.port))
         measurements = [duration, *timings.measurements()]
         certificate = certificate or (failure.facts if failure is not None else None)
-        details: dict[str, Any] = {"address": str(stream.peer)} if stream is not None else {}
+        details: dict[str, Any] = stream.peer.details() if stream is not None else {}
         if stream is not None:
             details.update(stream.tls_details())
         if certificate is not None:
@@ -185,6 +212,7 @@ class Conversation:
         self._unmatched = 0  # offset in ``received`` where the next expect starts looking
         self.last_match = ""
         self.waiting_for: str | None = None
+        self.ended = 0.0  # when the last step's I/O happened (monotonic)
 
     def doing(self, timings: Timings) -> str:
         if timings.connect is None:
@@ -198,11 +226,14 @@ class Conversation:
         return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
     async def run(self, stream: Stream, steps: list[TcpStep]) -> None:
+        self.ended = time.monotonic()  # connected
         for step in steps:
             if step.send is not None:
                 await stream.send(step.send.encode())
+                self.ended = time.monotonic()
             elif step.expect is not None:
                 await self._expect(stream, step.expect)
+                self.ended = stream.arrived
 
     async def _expect(self, stream: Stream, pattern: str) -> None:
         self.waiting_for = pattern

@@ -16,10 +16,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 import probe
+from probe.checks.net import addresses
+from probe.checks.net.addresses import AddressMode
 from probe.checks.net.conn import (
     CertFacts,
     Failure,
     IpVersion,
+    Peer,
     Stream,
     Timings,
     TlsOptions,
@@ -44,6 +47,13 @@ class TlsCheckOptions(probe.Options):
     """Speak this protocol in clear first and upgrade with STARTTLS (``smtp``: ports 25 and 587)."""
     ip_version: IpVersion = "any"
     """``any``, ``ipv4``, ``ipv6``, ``prefer_ipv4`` or ``prefer_ipv6``."""
+    addresses: AddressMode = "first"
+    """``first``: the first address that accepts, as a client would; ``all``: the certificate of every
+    address of the host (each may be a different front end), OK only when each verifies, and
+    ``cert_remaining`` is the soonest to expire; ``any``: every address, OK when one verifies."""
+    happy_eyeballs: bool = False
+    """With ``addresses: first``: race the addresses (RFC 8305): the next one is tried when the last has
+    not connected within 250 ms, the first connection wins."""
     tls: TlsOptions = TlsOptions()
     """Verification settings; ``tls.ca_file`` also anchors the chain of a ``file``."""
     file: str | None = None
@@ -59,6 +69,9 @@ class TlsCheckOptions(probe.Options):
             raise ValueError("key_file goes with file")
         if self.starttls is not None and self.host is None:
             raise ValueError("starttls needs host")
+        if self.file is not None and (self.addresses != "first" or self.happy_eyeballs):
+            raise ValueError("addresses and happy_eyeballs are for host, not file")
+        addresses.check_modes(self.addresses, self.happy_eyeballs)
         return self
 
 
@@ -66,13 +79,23 @@ class TlsCheck(probe.Check[TlsCheckOptions]):
     """A TLS endpoint's certificate, or certificate files on disk."""
 
     type = "tls"
-    measurements = frozenset({"duration", "dns", "connect", "tls", "cert_remaining"})
-    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "cert_remaining": "s"}
+    measurements = frozenset({"duration", "dns", "connect", "tls", "cert_remaining", *addresses.MEASUREMENTS})
+    units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "cert_remaining": "s", **addresses.UNITS}
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options
         if o.file is not None:
             return await asyncio.to_thread(check_files, o)
+        assert o.host is not None
+        if o.addresses == "first":
+            return await self._endpoint(ctx, None)
+        return await addresses.each(o.host, o.port, o.ip_version, o.addresses, show_address((o.host, o.port)),
+                                    lambda peer: self._endpoint(ctx, peer),
+                                    worse=addresses.expiring_first("cert_remaining"))
+
+    async def _endpoint(self, ctx: probe.Context, peer: Peer | None) -> probe.Result:
+        """The certificate of the host, or of one of its addresses (``peer``)."""
+        o = self.options
         started = time.monotonic()
         timings = Timings()
         facts: CertFacts | None = None
@@ -81,10 +104,10 @@ class TlsCheck(probe.Check[TlsCheckOptions]):
         try:
             async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
                 try:
-                    facts, details = await self._handshake(context_for(o.tls), timings)
+                    facts, details = await self._handshake(context_for(o.tls), timings, peer)
                 except Failure as exc:
                     if exc.reason.startswith("certificate_"):
-                        facts, details = await self._read_unverified()
+                        facts, details = await self._read_unverified(exc.peer or peer)
                     raise
         except TimeoutError:
             failure = Failure("timeout", f"timed out {_doing(timings)}")
@@ -93,26 +116,31 @@ class TlsCheck(probe.Check[TlsCheckOptions]):
         measurements = [probe.Measurement("duration", time.monotonic() - started, "s"), *timings.measurements()]
         return _endpoint_result(show_address((o.host, o.port)), facts, details, failure, measurements)
 
-    async def _read_unverified(self) -> tuple[CertFacts | None, dict[str, Any]]:
-        """The certificate that failed verification, through a second handshake that does not verify."""
+    async def _read_unverified(self, peer: Peer | None) -> tuple[CertFacts | None, dict[str, Any]]:
+        """The certificate that failed verification, through a second handshake that does not verify, with
+        the same address."""
         try:
-            return await self._handshake(unverified_context(self.options.tls), Timings())
+            return await self._handshake(unverified_context(self.options.tls), Timings(), peer)
         except Failure:
             return None, {}
 
-    async def _handshake(self, context: Any, timings: Timings) -> tuple[CertFacts | None, dict[str, Any]]:
+    async def _handshake(self, context: Any, timings: Timings,
+                         peer: Peer | None) -> tuple[CertFacts | None, dict[str, Any]]:
         o = self.options
         assert o.host is not None
-        stream = await Stream.open(o.host, o.port, o.ip_version, timings)
+        stream = await Stream.open(o.host, o.port, o.ip_version, timings, happy_eyeballs=o.happy_eyeballs,
+                                   peer=peer)
         try:
             if o.starttls == "smtp":
                 await smtp_starttls(stream)
             await stream.start_tls(context, o.tls.server_name or o.host, timings)
-            details = {"address": str(stream.peer), **stream.tls_details()}
+            details = {**stream.peer.details(), **stream.tls_details()}
             return peer_facts(stream.ssl_object), details
         except OSError as exc:
-            raise os_failure(exc, "TLS handshake" if timings.tls is not None or not o.starttls
-                             else "SMTP before STARTTLS") from None
+            failure = os_failure(exc, "TLS handshake" if timings.tls is not None or not o.starttls
+                                 else "SMTP before STARTTLS")
+            failure.peer = stream.peer
+            raise failure from None
         finally:
             stream.close()
 

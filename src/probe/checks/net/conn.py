@@ -1,5 +1,9 @@
 """Shared by the http, tcp and tls checks: resolving, connecting with phase timings, TLS contexts and
-certificate facts. Every failure is a ``Failure`` carrying the check's machine reason."""
+certificate facts. Every failure is a ``Failure`` carrying the check's machine reason.
+
+Connecting is done on bare non-blocking sockets (``loop.sock_connect``), the cheapest asyncio path, which
+also gives each phase its own time; ``happy_eyeballs`` races them (``eyeballs``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import asyncio
 import functools
 import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,9 +19,14 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 import probe
+from probe.checks.net import eyeballs
 from probe.units import format_duration
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
+# Linux: the kernel stamps each segment as it arrives and recvmsg hands the stamp over (SCM_TIMESTAMPNS), so
+# a reply's time is when it came, not when a busy event loop got round to reading it.
+_SO_TIMESTAMPNS = 35
+_STAMP_SPACE = socket.CMSG_SPACE(16)
 _VERIFY_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 _VERIFY_NOT_YET_VALID = 9
 
@@ -30,6 +40,7 @@ class Failure(Exception):
         self.reason = reason
         self.message = message
         self.facts: CertFacts | None = None  # the certificate, when verification is what failed
+        self.peer: Peer | None = None  # the address it happened at, when a connection was made
 
 
 class TlsOptions(probe.Options):
@@ -151,34 +162,52 @@ def show_address(address: tuple[Any, ...]) -> str:
 class Peer:
     family: int
     address: tuple[Any, ...]
+    attempts: tuple[str, ...] = ()  # Happy Eyeballs: what became of the other addresses tried
 
     def __str__(self) -> str:
-        return show_address(self.address)
+        return show_address(self.address) if self.address[1] else str(self.address[0])  # port 0: ICMP
+
+    @property
+    def family_name(self) -> str:
+        return _family_name(self.family)
+
+    def details(self) -> dict[str, Any]:
+        return {"address": str(self), **({"connect_attempts": list(self.attempts)} if self.attempts else {})}
 
 
-async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings) -> tuple[socket.socket, Peer]:
-    """A connected non-blocking socket to the first address that accepts, and that address."""
-    loop = asyncio.get_running_loop()
-    failure: Failure | None = None
-    for family, address in await resolve(host, port, ip_version, timings):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
+async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings, *,
+                  happy_eyeballs: bool = False) -> tuple[socket.socket, Peer]:
+    """A connected non-blocking socket to the first address that accepts, and that address: tried one
+    after the other, or raced (``happy_eyeballs``)."""
+    addresses = await resolve(host, port, ip_version, timings)
+    if happy_eyeballs and len(addresses) > 1:
         started = time.monotonic()
         try:
-            await loop.sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
-            failure = os_failure(exc, f"connect to {show_address(address)}")
-            continue
-        except BaseException:
-            sock.close()
-            raise
+            sock, (family, address), outcomes = await eyeballs.race(eyeballs.interleave(addresses))
+        except eyeballs.AllFailed as exc:
+            raise os_failure(exc.error, f"connect to {show_address(exc.address)}") from None
         finally:
             timings.connect = time.monotonic() - started
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, Peer(family, address)
+        return sock, Peer(family, address, tuple(outcomes))
+    failure: Failure | None = None
+    for family, address in addresses:
+        try:
+            return await connect_to(Peer(family, address), timings)
+        except Failure as exc:
+            failure = exc
     assert failure is not None
     raise failure
+
+
+async def connect_to(peer: Peer, timings: Timings) -> tuple[socket.socket, Peer]:
+    """A connected non-blocking socket to this one address."""
+    started = time.monotonic()
+    try:
+        return await eyeballs.attempt(peer.family, peer.address), peer
+    except OSError as exc:
+        raise os_failure(exc, f"connect to {peer}") from None
+    finally:
+        timings.connect = time.monotonic() - started
 
 
 def os_failure(exc: OSError, doing: str) -> Failure:
@@ -306,13 +335,19 @@ class Stream:
     def __init__(self, sock: socket.socket, peer: Peer) -> None:
         self.sock = sock
         self.peer = peer
+        self.arrived = 0.0
+        """When the data ``recv`` returned last reached this host (monotonic clock; the kernel's stamp on a
+        plain stream, else when it was read)."""
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     @classmethod
-    async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings) -> Stream:
-        sock, peer = await connect(host, port, ip_version, timings)
-        return cls(sock, peer)
+    async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings, *,
+                   happy_eyeballs: bool = False, peer: Peer | None = None) -> Stream:
+        """Connect to ``host`` (resolved here), or to ``peer`` when the caller already chose the address."""
+        if peer is not None:
+            return cls(*await connect_to(peer, timings))
+        return cls(*await connect(host, port, ip_version, timings, happy_eyeballs=happy_eyeballs))
 
     async def start_tls(self, context: ssl.SSLContext, server_name: str | None, timings: Timings) -> None:
         started = time.monotonic()
@@ -331,8 +366,17 @@ class Stream:
 
     async def recv(self, size: int) -> bytes:
         if self._reader is not None:
-            return await self._reader.read(size)
-        return await asyncio.get_running_loop().sock_recv(self.sock, size)
+            data = await self._reader.read(size)
+            self.arrived = time.monotonic()
+            return data
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(size, _STAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                await _readable(self.sock)
+                continue
+            self.arrived = _arrival(ancillary)
+            return data
 
     async def send(self, data: bytes) -> None:
         if self._writer is not None:
@@ -355,3 +399,30 @@ class Stream:
         if obj.selected_alpn_protocol():
             details["alpn"] = obj.selected_alpn_protocol()
         return details
+
+
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, _resolve, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive stamp (wall clock) on the monotonic clock; now, when there is none."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
+            stamp: float = seconds + nanoseconds / 1e9
+            return time.monotonic() - max(0.0, time.time() - stamp)
+    return time.monotonic()
+
