@@ -5,6 +5,7 @@ bounds. The whole flow through a real Alertmanager and the daemon is in test_ale
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -66,6 +67,8 @@ def test_the_notifier_fires_replaces_resolves_and_stays_quiet_while_muted_or_fla
     worse = n.decide(outcome(web, Status.CRITICAL), Status.CRITICAL, False, 4.0)
     assert [(x.kind, x.why, x.alert.severity) for x in worse] == [("resolved", "replaced", "warning"),
                                                                  ("firing", "", "critical")]
+    # A reload restarts a changed check's state (hard OK) while it still fails: that is no recovery.
+    assert n.decide(outcome(web, Status.CRITICAL), Status.OK, False, 4.5) == []
     muted = n.decide(outcome(web, Status.CRITICAL, marks=Marks(maintenance="patch")), Status.CRITICAL, False, 5.0)
     assert [(x.kind, x.why) for x in muted] == [("resolved", "muted")]
     assert n.decide(outcome(web, Status.CRITICAL), Status.CRITICAL, False, 6.0)[0].kind == "firing"  # window over
@@ -172,10 +175,13 @@ async def test_a_real_alertmanager_shows_the_alert_firing_with_its_runbook_then_
         tmp_path: Path, specs: dict[str, CheckSpec]) -> None:
     web = specs["web"]
     with receiver() as notified, alertmanager(tmp_path, notified.url) as am:
-        sink = _sink(tmp_path, Clock(__import__("time").time()), alertmanager={"urls": [am.url]})
-        sink.clock = __import__("time").time
+        dead = f"http://127.0.0.1:{free_port()}"  # the HA pair's other member, down: it does not hold up this one
+        sink = _sink(tmp_path, Clock(time.time()), alertmanager={"urls": [am.url, dead]})
+        sink.clock = time.time
+        sink.delivery.clock = time.time
         sink.record(outcome(web, Status.CRITICAL, "disk 97% full"), state(Status.CRITICAL))
         await sink.step()
+        assert sink.health().pending == 1 and sink.delivery.stats[f"alertmanager {dead}"].failed == 1
         (alert,) = am.alerts(active="true")
         assert alert["labels"] == {"alertname": "ProbeCheckFailed", "check": "web", "check_type": "memory",
                                    "severity": "critical", "instance": "host1", "team": "shop", "k8s_ns": "prod"}

@@ -192,8 +192,10 @@ def test_the_daemon_marks_suppressed_silenced_and_maintenance_results_and_never_
     rows = {r["name"]: r for r in status["checks"]}
     assert rows["web"]["suppressed_by"] == "router" and rows["batch"]["silenced"] == silence_id
     assert rows["kernel"]["maintenance"] == "patching" and rows["kernel"]["status"] == "critical"
+    assert [(x["id"], x["matches"], x["reason"]) for x in status["silences"]] == [(silence_id, "team=jobs", "reindex")]
     table = d.cli("status").stdout
     assert f"silenced:{silence_id}" in table and "suppressed-by:router" in table and "maintenance:patching" in table
+    assert f"silence {silence_id} (team=jobs) ends in" in table
 
     removed = d.cli("silence", "remove", silence_id)
     assert removed.returncode == 0, removed.stderr
@@ -202,3 +204,33 @@ def test_the_daemon_marks_suppressed_silenced_and_maintenance_results_and_never_
     assert [(s["id"], s["state"], s["reason"]) for s in listed] == [(silence_id, "removed", "reindex")]
     assert d.stop() == 0
     assert not Path(f"{marker}-web").exists()  # its parent never recovered
+
+
+def test_once_remediate_honours_silences_and_maintenance_windows(tmp_path: Path) -> None:
+    from hostfs import probe_cli
+
+    marker = tmp_path / "fixed"
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(json.dumps({"checks": [
+        {"name": "job", "type": "command", "run": [PY, "-c", "raise SystemExit(2)"], "labels": {"team": "ops"},
+         "remediate": [{"on": "critical", "run": [PY, "-c", f"open({str(marker)!r}, 'w')"]}]}]}))
+    settings = tmp_path / "probe.yaml"
+    settings.write_text(json.dumps({"state_dir": str(tmp_path / "state")}))
+    args = ["--config", settings, "--config-dir", checks]
+    added = probe_cli(*args, "silence", "add", "--check", "job", "--for", "1h", "--reason", "migration")
+    assert added.returncode == 0, added.stderr
+    proc = probe_cli(*args, "run", "--once", "--remediate")
+    assert proc.returncode == 2 and not marker.exists()
+    assert f"remediation of job skipped: silenced {added.stdout.strip()}" in proc.stderr
+    assert probe_cli(*args, "silence", "remove", added.stdout.strip()).returncode == 0
+
+    opened = datetime.now(ZoneInfo("UTC")) - timedelta(minutes=1)
+    settings.write_text(json.dumps({"state_dir": str(tmp_path / "state"), "maintenance": [
+        {"name": "ops-window", "cron": f"{opened.minute} {opened.hour} * * *", "duration": "1h",
+         "timezone": "UTC", "labels": {"team": "ops"}}]}))
+    proc = probe_cli(*args, "run", "--once", "--remediate")
+    assert not marker.exists() and "remediation of job skipped: maintenance ops-window" in proc.stderr
+
+    settings.write_text(json.dumps({"state_dir": str(tmp_path / "state")}))
+    probe_cli(*args, "run", "--once", "--remediate")
+    assert marker.exists()  # nothing mutes it any more

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,13 +14,17 @@ from probe.config.load import Plan
 from probe.config.redact import Redactor, check_info
 from probe.config.spec import CheckSpec
 from probe.engine.interfaces import Outcome
+from probe.engine.muting import Muting
 from probe.engine.runner import Runner
 from probe.formats import Remediation, Report
 from probe.model import Result, Status
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
+log = logging.getLogger("probe.once")
+
 if TYPE_CHECKING:
+    from probe.sinks.alerting.silences import Silence
     from probe.sinks.history.pings import PingStore
     from probe.sinks.telemetry.metrics import MetricsSink
 
@@ -49,6 +55,9 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     deadline = started + wait
     redact = Redactor(plan.secrets)
     runner = Runner(registry, redact=redact, pings=_pings(plan))
+    # Every check starts at once: build them all (their one-time set-up) and their threads first, so no
+    # check's duration includes another's imports or thread start.
+    runner.prepare(specs, threads=plan.settings.max_concurrency)
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
     remediations: list[Remediation] = []
@@ -86,9 +95,17 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
             if metrics is not None:
                 metrics.record_remediation(spec, record.outcome, record.action)
 
+    muting = _muting(plan) if remediator is not None else None
+
     async def remediate_failing() -> None:
-        if remediator is not None:
-            await asyncio.gather(*(fix(s) for s in specs if s.remediate and outcomes[s.name].status is not Status.OK))
+        if remediator is None or muting is None:
+            return
+        failing = [s for s in specs if s.remediate and outcomes[s.name].status is not Status.OK]
+        for spec in failing:
+            if (marks := muting.marks(spec, outcomes[spec.name].status, {}, time.time())).muted:
+                log.warning("remediation of %s skipped: %s", spec.name, marks.describe())
+        await asyncio.gather(*(fix(s) for s in failing
+                               if not muting.marks(s, outcomes[s.name].status, {}, time.time()).muted))
 
     await asyncio.gather(*(one(s) for s in specs))
     await remediate_failing()
@@ -197,3 +214,28 @@ def _pings(plan: Plan) -> PingStore:
     from probe.sinks.history.pings import store_for
 
     return store_for(plan.settings.state_dir)
+
+
+@dataclass
+class _Silenced:
+    """The silences active when ``--once`` started (``Silences`` for :class:`Muting`)."""
+
+    silences: list[Silence]
+
+    def matching(self, spec: CheckSpec, now: float) -> str:
+        return next((s.id for s in self.silences if s.active(now) and s.matches(spec)), "")
+
+
+def _muting(plan: Plan) -> Muting:
+    """``--once --remediate`` honours maintenance windows and silences as the agent does: a muted check's
+    remediation does not run. (``depends_on`` needs the agent's states: not applied here.)"""
+    import sqlite3
+
+    from probe.sinks.alerting.silences import read_active
+
+    try:
+        silences = read_active(_pings(plan).path, time.time())
+    except sqlite3.Error as exc:
+        log.warning("cannot read the silences (%s); remediating as if there were none", exc)
+        silences = []
+    return Muting.from_settings(plan.settings.maintenance, _Silenced(silences))

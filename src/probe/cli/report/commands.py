@@ -124,8 +124,9 @@ def status(state_dir: str | None, fmt: str) -> None:
                      "flapping": bool(state.get("flapping", False)),
                      "remediation_exhausted": _exhausted(state), "maintenance": r.maintenance,
                      "silenced": r.silenced, "suppressed_by": r.suppressed_by})
+    silences = _silences(reader.path, now)
     if fmt == "json":
-        click.echo(json.dumps({"checks": rows, "removed": removed}, indent=2))
+        click.echo(json.dumps({"checks": rows, "removed": removed, "silences": silences}, indent=2))
         return
     # HARD is what alerts, reports and remediation act on; LATEST is the last run, which a soft state has not
     # confirmed yet (a WARNING 1 of 3 under a hard OK): both, so neither hides the other.
@@ -143,9 +144,27 @@ def status(state_dir: str | None, fmt: str) -> None:
     widths = [max(len(t[i]) for t in table) for i in range(columns)]
     for t in table:
         click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(columns)), t[columns]]).rstrip())
+    for silence in silences:
+        click.echo(f"silence {silence['id']} ({silence['matches']}) ends in {format_duration(silence['ends'] - now)}: "
+                   f"{silence['reason']}")
     if removed:
         click.echo(f"not shown: {len(removed)} no longer configured ({', '.join(removed)}); probe report has "
                    "their history")
+
+
+def _silences(path: Path, now: float) -> list[dict[str, Any]]:
+    """Active silences (``probe silence add``), for the operator who wonders why nothing alerts."""
+    import sqlite3
+
+    from probe.sinks.alerting.silences import read_active
+
+    try:
+        found = read_active(path, now)
+    except sqlite3.Error as exc:
+        click.echo(f"warning: cannot read the silences: {exc}", err=True)
+        return []
+    return [{"id": s.id, "matches": s.describe(), "checks": list(s.checks), "labels": dict(s.labels),
+             "ends": s.ends, "reason": s.reason, "author": s.author} for s in found]
 
 
 def _attempt(state_type: str | None, latest: int, hard: int, state: dict[str, Any]) -> list[int] | None:

@@ -116,6 +116,9 @@ class Notifier:
         firing, status, marks = current.firing, hard.name.lower(), outcome.marks.describe()
         if firing is not None and wanted and firing.severity == base.severity:
             return []
+        if firing is not None and hard is Status.OK and outcome.status is not Status.OK and outcome.spec.alert \
+                and not outcome.marks.muted:
+            return []  # a fresh state (a reload restarted the check) is not a recovery: only an OK result is
         notices = []
         if firing is not None:
             why = "replaced" if wanted else "recovered" if hard is Status.OK else \

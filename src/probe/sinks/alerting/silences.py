@@ -107,6 +107,23 @@ class SilenceStore:
             return [_silence(r) for r in rows]
 
 
+def read_active(path: Path, now: float) -> list[Silence]:
+    """The silences active at ``now``, read-only (``probe status`` must not write the agent's store); none when
+    there is no store yet, or one from before silences existed."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    try:
+        db.row_factory = sqlite3.Row
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'silences'").fetchone():
+            return []
+        rows = db.execute("SELECT * FROM silences WHERE removed IS NULL AND starts <= ? AND ends > ? ORDER BY ends",
+                          (now, now)).fetchall()
+        return [_silence(r) for r in rows]
+    finally:
+        db.close()
+
+
 def _silence(row: Any) -> Silence:
     return Silence(row["id"], row["starts"], row["ends"], tuple(_json(row["checks"], [])),
                    {str(k): str(v) for k, v in _json(row["labels"], {}).items()}, row["reason"], row["author"],

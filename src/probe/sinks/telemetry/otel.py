@@ -48,6 +48,28 @@ class _Latest:
     measurements: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Runs:
+    attributes: dict[str, str]  # the check's, with "status"
+    count: int = 1
+
+
+@dataclass
+class _Known:
+    """What ``record`` works out once per check (per spec object), not once per run."""
+
+    spec: CheckSpec
+    attributes: dict[str, str]
+    by_status: dict[Status, dict[str, str]] = field(default_factory=dict)  # the attributes with "status"
+    instruments: dict[tuple[str, str], str] = field(default_factory=dict)  # (measurement, unit) -> gauge name
+
+    def with_status(self, status: Status) -> dict[str, str]:
+        found = self.by_status.get(status)
+        if found is None:
+            found = self.by_status[status] = {**self.attributes, "status": status.label}
+        return found
+
+
 class OtelSink(MetricsSink):
     def __init__(self, settings: TelemetrySettings, *, otlp: bool, prometheus: bool, atexit: bool = True) -> None:
         self._settings = settings
@@ -55,6 +77,10 @@ class OtelSink(MetricsSink):
         self._create_lock = threading.Lock()  # never held while the SDK calls back into us (see _gauge_for)
         self._latest: dict[str, _Latest] = {}
         self._slo: dict[str, tuple[dict[str, str], SloValues]] = {}
+        self._known: dict[str, _Known] = {}
+        # Runs by (check, status), counted here and read by an observable counter when an exporter collects:
+        # the SDK's own counter cost about as much per run as a whole DNS check.
+        self._runs: dict[tuple[str, Status], _Runs] = {}
         self._agent: dict[str, float] = {}
         self._units: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -81,7 +107,7 @@ class OtelSink(MetricsSink):
 
     def _instruments(self) -> None:
         m = self._meter
-        self._runs = m.create_counter("probe.check.runs", "{run}", "Check runs, by status")
+        m.create_observable_counter("probe.check.runs", [self._observe_runs], "{run}", "Check runs, by status")
         self._duration = m.create_histogram("probe.check.duration", "s", "How long each check run took",
                                             explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
         self._transitions = m.create_counter("probe.check.transitions", "{transition}",
@@ -192,6 +218,12 @@ class OtelSink(MetricsSink):
 
         return observe
 
+    def _observe_runs(self, options: CallbackOptions) -> Iterator[Observation]:
+        with self._lock:
+            runs = [(r.attributes, r.count) for r in self._runs.values()]
+        for attributes, count in runs:
+            yield Observation(count, attributes)
+
     def _collapsed(self, options: CallbackOptions) -> Iterator[Observation]:
         yield Observation(self._limit.collapsed)
 
@@ -202,22 +234,33 @@ class OtelSink(MetricsSink):
         if self._closed:  # a check that finished after the final export: nothing left to send it
             return
         spec = outcome.spec
-        attributes = check_attributes(spec, self._limit, self._warned)
+        known = self._known.get(spec.name)
+        if known is None or known.spec is not spec:
+            known = self._known[spec.name] = _Known(spec, check_attributes(spec, self._limit, self._warned))
+        attributes = known.attributes
         measurements = {}
         admitted = self._names.setdefault(spec.name, set())
         for m in outcome.result.measurements:
             if m.name in SKIPPED_MEASUREMENTS:
                 continue
-            name = instrument_name(spec.type, m.name, m.unit)
-            if name not in admitted and not self._admit(spec.name, admitted, name):
-                continue
-            self._gauge_for(name, m.unit)
+            name = known.instruments.get((m.name, m.unit))
+            if name is None:
+                name = instrument_name(spec.type, m.name, m.unit)
+                if name not in admitted and not self._admit(spec.name, admitted, name):
+                    continue  # not remembered: a name past the cap is counted each time it comes
+                known.instruments[(m.name, m.unit)] = name
+                self._gauge_for(name, m.unit)
             measurements[name] = float(m.value)
         latest = _Latest(attributes, outcome.status, None if state is None else state.hard_status,
                          None if state is None else state.flapping, measurements)
+        key = (spec.name, outcome.status)
         with self._lock:
             self._latest[spec.name] = latest
-        self._runs.add(1, {**attributes, "status": outcome.status.label})
+            runs = self._runs.get(key)
+            if runs is None:
+                self._runs[key] = _Runs(known.with_status(outcome.status))
+            else:
+                runs.count += 1
         self._duration.record(max(0.0, outcome.duration), attributes)
         if transition is not None and transition.kind == "hard":
             self._transitions.add(1, {**attributes, "status": transition.to_status.label})
@@ -293,8 +336,12 @@ class OtelSink(MetricsSink):
                 del self._latest[name]
             for name in [n for n in self._slo if n not in names]:
                 del self._slo[name]
+            for key in [k for k in self._runs if k[0] not in names]:
+                del self._runs[key]
             for name in [n for n in self._names if n not in names]:
                 del self._names[name]
+        for name in [n for n in self._known if n not in names]:
+            del self._known[name]
 
     def flush(self, timeout: float = 5.0) -> bool:
         return True if self._closed else self._force_flush(timeout)
