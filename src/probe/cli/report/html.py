@@ -305,7 +305,7 @@ def _burn(report: Report) -> str:
 
 
 def _definitions(report: Report) -> str:
-    outage = " and ".join(NAMES[s].upper() for s in sorted(report.outage))
+    outage = " or ".join(NAMES[s].upper() for s in sorted(report.outage))
     return '<div class="defs">' + "".join(f"<p>{text}</p>" for text in (
         f"<b>Outage</b> is time whose confirmed (hard) status was {outage}; <b>degraded</b> is time with another "
         "problem (a WARNING, such as a certificate that expires in 20 days). Degraded time still counts as "
