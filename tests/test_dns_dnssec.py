@@ -255,3 +255,29 @@ def test_nsec3_hash_is_dnspythons(labels: list[str], salt: bytes, iterations: in
 
     name = dns.name.from_text(".".join(labels) or ".")
     assert nsec3_hash(name, salt, iterations) == dns.dnssec.nsec3_hash(name, salt.hex(), iterations, 1).lower()
+
+
+# --- the agent's forecast and thresholds on signature_remaining ------------------------------------------------
+
+async def test_the_agent_forecasts_signature_expiry_from_the_falling_remaining_time(named: Bind) -> None:
+    """Runs 0.6 s apart with nothing re-signing: signature_remaining falls one second per second, and the
+    forecast (when the line reaches 0) is the remaining time itself -- a draining capacity, not a ratio."""
+    from probe.engine.forecast import Forecaster, ForecastSettings
+    from probe.engine.runner import Runner
+    from probe.testing import load_registry
+
+    registry = load_registry(entry_points=False)
+    spec = build_spec({"type": "dns", "query": "www.sec.test", "server": named.server, "dnssec": "validate",
+                       "trust_anchor": named.ds("sec.test"),
+                       "thresholds": {"signature_time_to_expiry": {"warning": "< 60d"}}}, registry=registry)
+    runner = Runner(registry, forecaster=Forecaster(ForecastSettings(window=3600, min_samples=3, min_span=0.5)))
+    outcomes = []
+    for _ in range(4):
+        outcomes.append(await runner.run(spec._spec))
+        await asyncio.sleep(0.6)
+    assert outcomes[0].result.measurement("signature_time_to_expiry") is None  # one sample is no trend
+    last = outcomes[-1].result
+    forecast, now = last.measurement("signature_time_to_expiry"), last.measurement("signature_remaining")
+    assert forecast is not None and now is not None, last
+    assert forecast.value == pytest.approx(now.value, rel=0.05)  # the fit over 1.8 s of samples: loose
+    assert last.status is probe.Status.WARNING and last.reason == "threshold"
