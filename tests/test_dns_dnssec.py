@@ -281,3 +281,15 @@ async def test_the_agent_forecasts_signature_expiry_from_the_falling_remaining_t
     assert forecast is not None and now is not None, last
     assert forecast.value == pytest.approx(now.value, rel=0.05)  # the fit over 1.8 s of samples: loose
     assert last.status is probe.Status.WARNING and last.reason == "threshold"
+
+
+def test_validate_without_cryptography_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "cryptography" else real(name, *a))
+    with pytest.raises(ConfigErrors, match=r"pip install 'probe-monitor\[dnssec\]'"):
+        build_spec({"type": "dns", "query": "www.sec.test", "dnssec": "validate",
+                    "trust_anchor": "sec.test. IN DS 1 13 2 " + "00" * 32})
+    build_spec({"type": "dns", "query": "www.sec.test", "dnssec": "require_ad"})  # needs nothing more
