@@ -13,8 +13,8 @@ websockets server: the fixtures in tests/), then alternates rounds of probe and 
   /proc/PID/stat before and after N ``/probe`` requests over one keep-alive connection.
 
 The median per-round ratio is the result; target <= 0.5x. bench.py calls ``bench_rows`` for its rows
-``ntp``, ``grpc``, ``ssh``, ``smtp`` and ``websocket``; a missing peer makes a row ``skipped`` with the
-reason, never silently absent.
+``ntp``, ``grpc``, ``ssh``, ``smtp``, ``imap`` (with ``pop3``) and ``websocket``; a missing peer makes a
+row ``skipped`` with the reason, never silently absent.
 """
 
 from __future__ import annotations
@@ -288,11 +288,83 @@ def row_ssh(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
+SMTP_SERVER = """
+import socket, sys
+from aiosmtpd.controller import Controller
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+with socket.socket() as s:  # aiosmtpd's Controller checks its port by connecting: it needs a real one
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+controller = Controller(Sink(), hostname="127.0.0.1", port=port, server_hostname="mail.test")
+controller.start()
+print(port, flush=True)
+sys.stdin.read()
+controller.stop()
+"""
+
+
+def row_smtp(quick: bool) -> list[dict[str, Any]]:
+    """smtp (greeting, EHLO, QUIT) vs check_smtp (fork+exec; greeting, EHLO, QUIT), against one aiosmtpd in
+    its own process."""
+    r = row("smtp", "check_smtp per run")
+    binary = f"{NAGIOS}/check_smtp"
+    if not os.path.exists(binary):
+        r["note"] = "needs monitoring-plugins-standard"
+        return [r]
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        r["note"] = "needs aiosmtpd (the dev extra) for the server"
+        return [r]
+    runs, peer_runs, rounds = (100, 10, 1) if quick else (2000, 200, 3)
+    with server_process(SMTP_SERVER) as port:
+        check = {"type": "smtp", "host": "127.0.0.1", "port": port}
+        argv = [binary, "-H", "127.0.0.1", "-p", str(port)]
+        mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
+                                 lambda: plugin_cpu_per_run(argv, peer_runs))
+    return [judged(r, mine, theirs, runs, peer_runs)]
+
+
+def row_mailbox(quick: bool) -> list[dict[str, Any]]:
+    """imap and pop3 (greeting, capabilities, logout) vs check_imap and check_pop (fork+exec; greeting,
+    logout), against one Dovecot on loopback ports."""
+    rows = {"imap": row("imap", "check_imap per run"), "pop3": row("pop3", "check_pop per run")}
+    plugins = {"imap": f"{NAGIOS}/check_imap", "pop3": f"{NAGIOS}/check_pop"}
+    if not shutil.which("dovecot") and not os.path.exists("/usr/sbin/dovecot"):
+        for r in rows.values():
+            r["note"] = "needs dovecot-imapd and dovecot-pop3d"
+        return list(rows.values())
+    from daemons import dovecot
+    from netservers import Certs
+
+    runs, peer_runs, rounds = (100, 10, 1) if quick else (2000, 200, 3)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="probe-bench-mail-") as tmp:
+        certs = Certs(Path(tmp))
+        with dovecot(*certs.files["valid"]) as server:
+            for kind, r in rows.items():
+                if not os.path.exists(plugins[kind]):
+                    r["note"] = "needs monitoring-plugins-standard"
+                    out.append(r)
+                    continue
+                port = server.ports[kind]
+                check = {"type": kind, "host": "127.0.0.1", "port": port}
+                argv = [plugins[kind], "-H", "127.0.0.1", "-p", str(port)]
+                mine, theirs = alternate(rounds, lambda c=check: asyncio.run(probe_cpu_per_check(c, runs)),
+                                         lambda a=argv: plugin_cpu_per_run(a, peer_runs))
+                out.append(judged(r, mine, theirs, runs, peer_runs))
+    return out
+
+
 ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "ssh": row_ssh,
     "websocket": row_websocket,
     "ntp": row_ntp,
     "grpc": row_grpc,
+    "smtp": row_smtp,
+    "imap": row_mailbox,  # also reports pop3
 }
 
 

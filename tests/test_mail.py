@@ -26,7 +26,9 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"bob", b"pw-smtp")
-    return AuthResult(success=ok)
+    # handled=False: aiosmtpd then answers a failure itself (535). Its default, handled=True, means "the
+    # authenticator already sent the reply", so a refused login got no answer at all.
+    return AuthResult(success=ok, handled=False)
 
 
 class Sink:
@@ -77,6 +79,27 @@ async def test_smtp_starttls_and_auth(smtp: int, certs: Certs) -> None:
     assert "with STARTTLS, logged in as bob" in result.summary
     assert result.details["tls_version"].startswith("TLS")
     assert result.measurement("tls_cert_remaining") is not None and result.measurement("login") is not None
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+async def test_smtp_wrong_password(certs: Certs, mechanism: str) -> None:
+    """aiosmtpd answers 535; with PLAIN left out of EHLO the check uses AUTH LOGIN's two challenges."""
+    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port(), tls_context=certs.server_context("valid"),
+                            authenticator=authenticator, auth_require_tls=True, server_hostname="mail.test",
+                            auth_exclude_mechanism=["PLAIN"] if mechanism == "LOGIN" else [])
+    controller.start()
+    try:
+        options = {"host": "127.0.0.1", "port": controller.port, "starttls": True,
+                   "tls": {"ca_file": str(certs.ca_file)}, "capabilities": [f"AUTH={mechanism}"]}
+        good = await run_check("smtp", **options, login={"user": "bob", "password": "pw-smtp"})
+        bad = await run_check("smtp", **options, login={"user": "bob", "password": "wrong-one"})
+    finally:
+        controller.stop()
+    assert good.status is probe.Status.OK, good.summary
+    offered = next(c for c in good.details["capabilities"] if c.upper().startswith("AUTH"))
+    assert ("PLAIN" in offered.upper().split()) == (mechanism == "PLAIN"), offered
+    assert bad.reason == "auth_failed", bad.summary
+    assert "535" in bad.summary and "wrong-one" not in bad.summary
 
 
 async def test_smtp_implicit_tls(smtps: int, certs: Certs) -> None:

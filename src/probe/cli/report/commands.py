@@ -54,6 +54,31 @@ def _configured_checks() -> set[str] | None:
     return {spec.name for spec in plan.checks}
 
 
+def _objectives() -> tuple[dict[str, float], frozenset[int]]:
+    """Each configured check's SLO objective (its own ``slo:``, else probe.yaml's ``slo.objective``) and the
+    statuses that count as outage. A configuration that does not load gives a report without objectives
+    (with a warning), never no report."""
+    from probe.config.load import ConfigErrors, find_checks_path, find_settings_path, load, load_settings
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.obj if ctx else None
+    settings_path = find_settings_path(getattr(obj, "config", None), os.environ)
+    settings, _ = load_settings(settings_path, os.environ, set())
+    outage = frozenset(_CODES[s] for s in settings.slo.outage)
+    try:
+        _, plan = load(find_checks_path(getattr(obj, "config_dir", None), os.environ), settings_path=settings_path)
+    except ConfigErrors as exc:
+        click.echo(f"warning: the configuration does not load ({exc.errors[0]}); the report has no objectives",
+                   err=True)
+        return {}, outage
+    default = plan.settings.slo.objective
+    objectives = {c.name: c.slo if c.slo is not None else default for c in plan.checks}
+    return {name: value for name, value in objectives.items() if value is not None}, outage
+
+
+_CODES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+
 def _reader(state_dir: str | None) -> object:
     from probe.sinks.history import HistoryReader
 
@@ -188,20 +213,33 @@ def _exhausted(state: dict[str, Any]) -> bool:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to this file.")
 @click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
 def report(since: str, names: tuple[str, ...], fmt: str, output: str | None, state_dir: str | None) -> None:
-    """Availability, incidents, MTTR/MTBF, p50/p95 duration and remediation runs per check."""
+    """Availability (outage and degraded time apart), SLOs with error budget and burn rates, incidents,
+    MTTR/MTBF, p50/p95 duration and remediation runs per check."""
+    import socket
+    import sqlite3
+
     from probe.cli.report.compute import build
-    from probe.cli.report.render import RENDERERS
+    from probe.cli.report.html import render_html
+    from probe.cli.report.render import render_json, render_table
     from probe.sinks.history import HistoryError, HistoryReader
 
     try:
         window = parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
+    if window <= 0:
+        raise click.BadParameter("must be longer than zero", param_hint="--since")
     reader = _reader(state_dir)
     assert isinstance(reader, HistoryReader)
+    objectives, outage = _objectives()
     now = time.time()
+    renderers = {"table": render_table, "json": render_json, "html": render_html}
     try:
-        text = RENDERERS[fmt](build(reader, now - window, now, names))
+        text = renderers[fmt](build(reader, now - window, now, names, host=socket.gethostname(),
+                                    objectives=objectives, outage=outage))
+    except sqlite3.Error as exc:
+        click.echo(f"probe: cannot read the history at {reader.path}: {exc}", err=True)
+        sys.exit(3)
     except HistoryError as exc:
         click.echo(f"probe: {exc}", err=True)
         sys.exit(3)
