@@ -82,3 +82,12 @@ def test_the_forecast_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None
     assert set(numbers) == {"plain_bytes", "plain_ms", "window_bytes", "window_ms"}
     assert all(value > 0 for value in numbers.values())
     assert "ratio: memory" in capsys.readouterr().out
+
+
+def test_report_benchmark_runs_on_a_small_history() -> None:
+    """benchmarks/bench_report.py end to end on 4,000 results (the real runs are 1M and 5M)."""
+    import bench_report
+
+    rows = bench_report.run([4_000])
+    assert [(r["results"], r["format"]) for r in rows] == [(4_000, "json"), (4_000, "html")]
+    assert all(r["rss_mib"] > 0 and r["wall_s"] > 0 for r in rows)

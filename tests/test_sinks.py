@@ -99,6 +99,34 @@ def test_history_sink_records_results_transitions_state_and_capacity_samples(tmp
     assert saved["state_type"] == "soft" and saved["remediation"] == budgets
 
 
+def test_a_steady_state_is_saved_once_and_every_change_that_a_restart_uses_is_saved(tmp_path: Path) -> None:
+    from probe.engine.state import CheckState
+
+    store = open_store(tmp_path / "h.db")
+    sink = HistorySink(store)
+    s = spec("web")
+    state = CheckState.for_spec(s)
+    ok, bad = Result.ok("fine"), Result.critical("down", reason="connection_refused")
+    saved: list[dict[str, Any]] = []
+    store.save_state = lambda name, data, ts=None: saved.append(dict(data))  # type: ignore[method-assign]
+    runs = iter(range(100))
+
+    def run(result: Result) -> None:
+        now = T0 + next(runs)
+        sink.record(outcome(s, result, now), state, state.update(result, now))
+
+    for _ in range(21):  # the flapping window fills: each of these runs changes what a restart restores
+        run(ok)
+    assert len(saved) == 21
+    for _ in range(10):
+        run(ok)
+    assert len(saved) == 21  # steady: nothing new to save
+    run(bad)
+    assert len(saved) == 22 and (saved[-1]["status"], saved[-1]["failures"]) == (2, 1)
+    restored = CheckState.from_dict("web", saved[-1])
+    assert (restored.status, restored.hard_status, restored.failures) == (Status.CRITICAL, Status.OK, 1)
+
+
 def test_saved_states_hand_budgets_to_the_remediator_and_the_rest_to_the_state(tmp_path: Path) -> None:
     store = open_store(tmp_path / "h.db")
     store.save_state("a", {"hard_status": 2, "remediation": {"0": {"runs": [5.0], "exhausted": True}}})
@@ -410,7 +438,7 @@ async def test_assemble_builds_from_probe_yaml_and_restores_state_on_the_next_st
         return Result.ok("fine")
 
     parts = assemble(plan, registry, rerun=rerun)
-    assert [type(s).__name__ for s in parts.sinks] == ["HistorySink", "TelemetrySink", "RemediationSink"]
+    assert [type(s).__name__ for s in parts.sinks] == ["HistorySink", "SloSink", "TelemetrySink", "RemediationSink"]
     assert parts.forecaster.settings.window == 7200 and parts.forecaster.settings.min_samples == 3
     assert parts.states == {}
     s = plan.checks[0]

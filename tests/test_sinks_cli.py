@@ -192,15 +192,15 @@ def test_report_numbers_and_an_unwritable_output(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)
     checks = {c["name"]: c for c in doc["checks"]}
     web = checks["web"]
-    # By hand: each result covers the minute to the next one; the last covers until the report (at most
-    # 3 minutes, three times the spacing). Web was down for results 20..29: 10 minutes of 60.
-    last = min(doc["until"] - (start + 59 * 60), 180)
-    assert web["observed_seconds"] == pytest.approx(59 * 60 + last, abs=0.01)
-    assert web["ok_seconds"] == pytest.approx(49 * 60 + last, abs=0.01)
-    assert web["availability"] == pytest.approx((49 * 60 + last) / (59 * 60 + last))
+    # By hand: each result covers the minute to the next one; the last covers nothing (no extrapolation).
+    # Web was down for results 20..29: 10 minutes of 59.
+    seconds = web["seconds"]
+    assert seconds["ok"] + seconds["outage"] == pytest.approx(59 * 60, abs=0.01)
+    assert seconds["ok"] == pytest.approx(49 * 60, abs=0.01) and seconds["degraded"] == 0
+    assert web["availability"] == pytest.approx(49 / 59)
     [incident] = web["incidents"]
     assert (incident["start"], incident["end"], incident["worst"]) == (start + 20 * 60, start + 30 * 60, "critical")
-    assert web["mttr_seconds"] == pytest.approx(600) and web["mtbf_seconds"] == pytest.approx(49 * 60 + last)
+    assert web["mttr_seconds"] == pytest.approx(600) and web["mtbf_seconds"] == pytest.approx(49 * 60)
     assert web["duration_p95_seconds"] == pytest.approx(0.1) and checks["db"]["duration_p50_seconds"] == 0.2
     assert web["remediations"] == {"not_fixed": 1} and checks["db"]["availability"] == 1.0
     html = tmp_path / "week.html"

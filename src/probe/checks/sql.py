@@ -17,7 +17,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 import probe
-from probe.checks.net.sqldrivers import Fetched, SqlError, fetch, first_row_values, kind_of, numeric, safe_dsn
+from probe.checks.net.sqldrivers import (
+    Fetched,
+    SqlError,
+    fetch,
+    first_row_values,
+    kind_of,
+    load_driver,
+    numeric,
+    safe_dsn,
+)
 from probe.conditions import Condition, parse_condition
 from probe.hookspecs import CheckRegistrar
 from probe.units import format_duration
@@ -110,6 +119,12 @@ class SqlCheck(probe.Check[SqlOptions]):
     type = "sql"
     measurements = None
     units = {"duration": "s", "connect_duration": "s", "query_duration": "s", "rows": "{row}"}
+
+    def __init__(self, name: str, options: SqlOptions) -> None:
+        super().__init__(name, options)
+        load_driver(options.dsn)
+        if options.reconcile is not None and options.reconcile.dsn:
+            load_driver(options.reconcile.dsn)
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         o = self.options

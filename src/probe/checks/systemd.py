@@ -93,6 +93,7 @@ class SystemdCheck(probe.Check[SystemdOptions]):
 
     type = "systemd"
     measurements = frozenset({"duration", "restarts", "age", "failed_units"})
+    units = {"duration": "s", "restarts": "{restart}", "age": "s", "failed_units": "{unit}"}
 
     _restarts: int | None = None  # NRestarts at the previous run
 
@@ -121,7 +122,7 @@ class SystemdCheck(probe.Check[SystemdOptions]):
             total = int(service["NRestarts"])
             restarts = total if self._restarts is None or total < self._restarts else total - self._restarts
             self._restarts = total
-            measurements.append(probe.Measurement("restarts", restarts))
+            measurements.append(probe.Measurement("restarts", restarts, "{restart}"))
             if problem is None and o.max_restarts is not None and restarts > o.max_restarts:
                 since = "since the last check" if total != restarts else "since it started"
                 problem = ("restarting", f"{state}: restarted {restarts} times {since} (at most {o.max_restarts})")
@@ -158,7 +159,7 @@ def _timer(bus: _Bus, path: str, unit: str, max_age: float | None) -> tuple[tupl
 def _failed_units(bus: _Bus) -> probe.Result:
     units = bus.call(_MANAGER, "org.freedesktop.systemd1.Manager", "ListUnitsFiltered", "as", ["failed"])[0]
     names = sorted(str(u[0]) for u in units)
-    count = probe.Measurement("failed_units", len(names))
+    count = probe.Measurement("failed_units", len(names), "{unit}")
     if names:
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         return probe.Result.critical(f"{len(names)} failed units: {shown}", count, reason="failed_units",

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probe.config.incidents import AlertingSettings, MaintenanceWindow, PingEndpointSettings
-from probe.units import Duration
+from probe.units import Duration, Ratio
 
 
 class Strict(BaseModel):
@@ -97,6 +97,28 @@ class RemediationSettings(Strict):
     """Global limit on remediation actions running at once."""
 
 
+class SloSettings(Strict):
+    objective: Ratio | None = None
+    """The objective of every check without its own ``slo:`` (``99.9%``); none when unset."""
+    outage: tuple[Literal["warning", "critical", "unknown"], ...] = Field(("critical", "unknown"), min_length=1)
+    """Hard statuses that count as outage in reports and SLOs; another problem (WARNING) is degraded service."""
+    window: Duration = Field(30 * 86400.0, gt=0)
+    """The period the agent's ``probe.slo.error_budget.remaining`` metric covers (a report covers its own)."""
+
+    @field_validator("objective")
+    @classmethod
+    def _below_one(cls, value: float | None) -> float | None:
+        return None if value is None else objective_problem(value)
+
+
+def objective_problem(value: float) -> float:
+    """An SLO objective is between 0% and 100%, both excluded: 100% leaves no error budget at all."""
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"an objective is a percentage above 0% and below 100% (got {value * 100:g}%): "
+                         "100% leaves no error budget; write 99.9% or 99.99%")
+    return value
+
+
 class AgentSettings(Strict):
     state_dir: str | None = None
     """Where history and state live. Default: ``$STATE_DIRECTORY``, /var/lib/probe as root, else the user state dir."""
@@ -107,6 +129,7 @@ class AgentSettings(Strict):
     history: HistorySettings = HistorySettings()
     remediation: RemediationSettings = RemediationSettings()
     forecast: ForecastSettings = ForecastSettings()
+    slo: SloSettings = SloSettings()
     shutdown_grace: Duration = 10.0
     """How long in-flight checks may finish after SIGTERM."""
     alerting: AlertingSettings = AlertingSettings()

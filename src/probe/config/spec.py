@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from probe.conditions import parse_condition
+from probe.config.settings import objective_problem
 from probe.config.thresholds import Threshold
 from probe.config.yamlsource import Location
 from probe.model import Status
-from probe.units import Duration
+from probe.units import Duration, Ratio
 
 if TYPE_CHECKING:
     from probe.check import Options
@@ -114,6 +115,8 @@ class CommonFields(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     """Parent checks: while one is down (its latest result, soft or hard, a problem), this check's problems are
     marked ``suppressed_by`` it and neither alert nor remediate."""
+    slo: Ratio | None = None
+    """The availability objective (``99.9%``); probe.yaml's ``slo.objective`` when unset."""
 
     @field_validator("runbook")
     @classmethod
@@ -121,6 +124,11 @@ class CommonFields(BaseModel):
         if value is not None and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$", value):
             raise ValueError(f"expected an absolute URL (https://wiki.example.com/...), got {value!r}")
         return value
+
+    @field_validator("slo")
+    @classmethod
+    def _objective(cls, value: float | None) -> float | None:
+        return None if value is None else objective_problem(value)
 
     @field_validator("name")
     @classmethod
@@ -166,6 +174,7 @@ class CheckSpec:
     depends_on: tuple[str, ...] = ()
     depends_on_at: tuple[Location, ...] = field(default=(), compare=False, repr=False)
     """Where each ``depends_on`` entry was written, for errors about names found only later."""
+    slo: float | None = None  # the check's own objective; probe.yaml's slo.objective applies when None
 
     @classmethod
     def build(cls, common: CommonFields, options: Options, location: Location,
@@ -199,4 +208,5 @@ class CheckSpec:
             alert=common.alert,
             depends_on=tuple(common.depends_on),
             depends_on_at=depends_on_at,
+            slo=common.slo,
         )

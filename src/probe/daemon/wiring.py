@@ -34,6 +34,9 @@ from probe.sinks.history.pings import PingStore
 from probe.sinks.history.sink import HistorySink, saved_states
 from probe.sinks.remediation.remediator import Remediator
 from probe.sinks.remediation.sink import RemediationSink, Rerun
+from probe.sinks.slo.sink import SloSink
+from probe.sinks.slo.sink import seed as slo_seed
+from probe.sinks.slo.tracker import SloTracker
 from probe.sinks.telemetry.metrics import MetricsSink
 from probe.sinks.telemetry.sink import TelemetrySink
 
@@ -42,6 +45,7 @@ log = logging.getLogger("probe.agent")
 EX_TEMPFAIL = 75
 """Another agent holds the state directory: try again when it has stopped (sysexits.h)."""
 EX_CONFIG = 78
+_STATUS = {"warning": 1, "critical": 2, "unknown": 3}
 
 
 def state_dir(plan: Plan) -> Path:
@@ -88,6 +92,7 @@ class Parts:
     remediator: Remediator
     history: HistorySink | None = None
     remediation: RemediationSink | None = None
+    slo: SloSink | None = None
     alerting: AlertingSink | None = None
     silences: SilenceWatch | None = None
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -101,7 +106,7 @@ class Parts:
 
     @property
     def sinks(self) -> list[Sink]:
-        return [s for s in (self.history, self.metrics, self.remediation, self.alerting) if s is not None]
+        return [s for s in (self.history, self.slo, self.metrics, self.remediation, self.alerting) if s is not None]
 
     async def aclose(self) -> None:
         """Remediation first (its outcomes go to history and metrics), then history, then metrics."""
@@ -127,6 +132,8 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
     parts = Parts(TelemetrySink(telemetry.build(settings.telemetry, prometheus=prometheus, atexit=False)),
                   forecaster_for(plan), remediator, redact=redact)
     names = [c.name for c in plan.checks]
+    tracker = SloTracker(window=settings.slo.window, outage=frozenset(_STATUS[s] for s in settings.slo.outage))
+    parts.slo = SloSink(tracker, parts.metrics.record_slo, default=settings.slo.objective)
     if history and settings.history.enabled:
         path = state_dir(plan) / DB_NAME
         store = HistoryStore(path, retention=settings.history.retention, redact=redact).open(degraded_ok=True)
@@ -138,6 +145,7 @@ def assemble(plan: Plan, registry: Registry, *, rerun: Rerun | None, remediate: 
             reader = HistoryReader(path)
             parts.states = saved_states(reader, names, remediator)
             seed(parts.forecaster, reader, plan.checks, capacities(registry))
+            slo_seed(tracker, reader, plan.checks, settings.slo.objective)
     if settings.alerting.enabled:
         outbox = Outbox(state_dir(plan) / DB_NAME, max_pending=settings.alerting.max_pending,
                         max_age=settings.alerting.max_age)
@@ -251,7 +259,8 @@ async def _serve(plan: Plan, registry: Registry, *, reload: Reload | None, lifec
         states[name] = state
     # Remediation closes first (its outcomes are audited in history), then history, then metrics.
     sinks = [*extra_sinks,
-             *(s for s in (parts.remediation, parts.alerting, parts.history, parts.metrics) if s is not None)]
+             *(s for s in (parts.remediation, parts.alerting, parts.history, parts.slo, parts.metrics)
+               if s is not None)]
     silences = parts.silences.start() if parts.silences is not None else None
     pings = PingStore(state_dir(plan) / DB_NAME)
     agent = Agent(plan, registry, sinks=sinks, states=states, lifecycle=lifecycle, reload=reload,

@@ -112,7 +112,8 @@ class Agent:
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
         self._inflight: dict[str, asyncio.Task[object]] = {}
-        self._wake: asyncio.Event | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, ended early by _poke
+        self._wake_at = float("inf")  # when the loop's sleep ends by itself
         self._stop = False
         self._force = asyncio.Event()
         self._reload_wanted = False
@@ -135,8 +136,8 @@ class Agent:
         self._poke()
 
     def _poke(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def checks_loaded(self) -> int:
@@ -158,9 +159,8 @@ class Agent:
         self.stats.loop_stalls += 1  # from the watcher thread, while this loop is blocked
 
     async def _loop(self) -> int:
-        self._wake = asyncio.Event()
         self._install_signals()
-        self._load(self.plan.checks, time.monotonic())
+        self._load(self.plan.checks)
         log.info("probe agent running %d checks", len(self.schedule))
         self.lifecycle.ready()
         next_sweep = time.monotonic() + STALE_SWEEP
@@ -179,11 +179,21 @@ class Agent:
                 self._sweep_stale()
                 next_sweep = now + STALE_SWEEP
             due = self.schedule.next_due()
-            delay = tick if due is None else min(tick, max(0.0, due - time.monotonic()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+            await self._sleep(tick if due is None else min(tick, max(0.0, due - time.monotonic())))
         return await self._shutdown()
+
+    async def _sleep(self, delay: float) -> None:
+        """Until ``delay`` has passed or ``_poke``: one future and one timer (``asyncio.wait_for`` on an Event
+        made a task per loop iteration, and the loop iterates about twice per check run)."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        self._wake_at = time.monotonic() + delay
+        timer = loop.call_later(delay, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter, self._wake_at = None, float("inf")
 
     def _watch_clock(self, now: float) -> None:
         offset = time.time() - now
@@ -202,7 +212,11 @@ class Agent:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
 
-    def _load(self, specs: Iterable[CheckSpec], now: float) -> None:
+    def _load(self, specs: Iterable[CheckSpec], now: float | None = None) -> None:
+        specs = list(specs)
+        self.runner.prepare(specs)  # each check's one-time set-up now, not inside its first run or a neighbour's
+        if now is None:  # after the set-up (10,000 checks: a few hundred ms), or the first runs start late
+            now = time.monotonic()
         for spec in specs:
             self.schedule.add(spec, now)
             state = self.states.get(spec.name)
@@ -237,7 +251,8 @@ class Agent:
         finally:
             state = self.states.get(entry.spec.name)
             self.schedule.done(entry, time.monotonic(), retry=state is not None and state.soft_problem)
-            self._poke()
+            if entry.due < self._wake_at:  # due before the loop would look again by itself
+                self._poke()
 
     async def rerun(self, spec: CheckSpec) -> Result:
         """Run ``spec`` now, outside its schedule (after a remediation action), and record the outcome like
@@ -386,7 +401,6 @@ class Agent:
         removed ones are dropped. Settings the agent was wired with at start keep their running values
         (``self.plan`` says what is in effect), with a warning naming them."""
         plan = self._keep_wired_settings(plan)
-        now = time.monotonic()
         wanted = {spec.name: spec for spec in plan.checks}
         removed = [name for name in self.schedule.entries if name not in wanted]
         for name in removed:
@@ -405,7 +419,7 @@ class Agent:
             (changed if entry is not None else added).append(spec)
             self.states.pop(spec.name, None)
             self._levels.pop(spec.name, None)
-        self._load(added + changed, now)
+        self._load(added + changed)
         self.runner.registry = registry
         self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
@@ -468,6 +482,11 @@ class Agent:
                 remaining -= done
         finally:
             force.cancel()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def same_check(a: CheckSpec, b: CheckSpec) -> bool:

@@ -9,14 +9,20 @@ them once, gives them ``linger`` seconds, and leaves the rest behind: the proces
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 LINGER = 1.0
+SWITCH_INTERVAL = 0.001
+"""How long a thread may hold the GIL while another wants it (CPython's default is 5 ms). Sync checks run in
+worker threads; with the default, the event loop waited up to 5 ms per contending thread after each
+syscall, and every async check running beside a CPU-heavy sync one (a process scan) was timed that late."""
 
 
 def run(main: Coroutine[Any, Any, T], *, linger: float = LINGER) -> T:
+    sys.setswitchinterval(SWITCH_INTERVAL)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -55,6 +55,9 @@ async def run_once(plan: Plan, registry: Registry, specs: Sequence[CheckSpec], *
     deadline = started + wait
     redact = Redactor(plan.secrets)
     runner = Runner(registry, redact=redact, pings=_pings(plan))
+    # Every check starts at once: build them all (their one-time set-up) and their threads first, so no
+    # check's duration includes another's imports or thread start.
+    runner.prepare(specs, threads=plan.settings.max_concurrency)
     limit = asyncio.Semaphore(plan.settings.max_concurrency)
     outcomes: dict[str, Outcome] = {}
     remediations: list[Remediation] = []

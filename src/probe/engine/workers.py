@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import queue
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
@@ -33,12 +34,13 @@ class Call(Generic[A]):
     whatever happened to ``future`` (a timed-out call may still be running: see the runner's hung checks).
     """
 
-    __slots__ = ("_error", "_value", "arg", "finished", "fn", "future", "loop")
+    __slots__ = ("_error", "_value", "arg", "duration", "finished", "fn", "future", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[A], object], arg: A) -> None:
         self.loop, self.fn, self.arg = loop, fn, arg
         self.future: asyncio.Future[object] = loop.create_future()  # what plugin code returned: checked later
         self.finished = False
+        self.duration = 0.0  # of the call, on the worker's clock
         self._value: object = None
         self._error: BaseException | None = None
 
@@ -47,10 +49,12 @@ class Call(Generic[A]):
 
     def run(self) -> None:
         """Call the function (in a worker thread); :meth:`deliver` then hands its outcome to the loop."""
+        started = time.monotonic()
         try:
             self._value = self.fn(self.arg)
         except BaseException as exc:  # the plugin's problem, reported through the future
             self._error = exc
+        self.duration = time.monotonic() - started
         self.finished = True
 
     def deliver(self) -> None:
@@ -91,6 +95,18 @@ class DaemonThreads:
             number = self._started
         threading.Thread(target=self._work, name=f"{self.name}-{number}", daemon=True).start()
         return job
+
+    def reserve(self, count: int) -> None:
+        """Start threads until ``count`` are idle, so the next ``count`` calls start none (an idle thread
+        still leaves after ``idle_timeout``)."""
+        with self._lock:
+            missing = max(0, count - self._idle)
+            self._idle += missing
+            self.threads += missing
+            numbers = range(self._started + 1, self._started + 1 + missing)
+            self._started += missing
+        for number in numbers:
+            threading.Thread(target=self._work, name=f"{self.name}-{number}", daemon=True).start()
 
     def _work(self) -> None:
         while True:

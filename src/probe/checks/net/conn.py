@@ -11,6 +11,7 @@ import asyncio
 import functools
 import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,6 +23,10 @@ from probe.checks.net import eyeballs
 from probe.units import format_duration
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
+# Linux: the kernel stamps each segment as it arrives and recvmsg hands the stamp over (SCM_TIMESTAMPNS), so
+# a reply's time is when it came, not when a busy event loop got round to reading it.
+_SO_TIMESTAMPNS = 35
+_STAMP_SPACE = socket.CMSG_SPACE(16)
 _VERIFY_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 _VERIFY_NOT_YET_VALID = 9
 
@@ -330,6 +335,9 @@ class Stream:
     def __init__(self, sock: socket.socket, peer: Peer) -> None:
         self.sock = sock
         self.peer = peer
+        self.arrived = 0.0
+        """When the data ``recv`` returned last reached this host (monotonic clock; the kernel's stamp on a
+        plain stream, else when it was read)."""
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -358,8 +366,17 @@ class Stream:
 
     async def recv(self, size: int) -> bytes:
         if self._reader is not None:
-            return await self._reader.read(size)
-        return await asyncio.get_running_loop().sock_recv(self.sock, size)
+            data = await self._reader.read(size)
+            self.arrived = time.monotonic()
+            return data
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(size, _STAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                await _readable(self.sock)
+                continue
+            self.arrived = _arrival(ancillary)
+            return data
 
     async def send(self, data: bytes) -> None:
         if self._writer is not None:
@@ -382,3 +399,30 @@ class Stream:
         if obj.selected_alpn_protocol():
             details["alpn"] = obj.selected_alpn_protocol()
         return details
+
+
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, _resolve, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive stamp (wall clock) on the monotonic clock; now, when there is none."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
+            stamp: float = seconds + nanoseconds / 1e9
+            return time.monotonic() - max(0.0, time.time() - stamp)
+    return time.monotonic()
+

@@ -71,6 +71,19 @@ def safe_dsn(dsn: str) -> str:
         return "<unparsable DSN>"
 
 
+def load_driver(dsn: str) -> None:
+    """Import the driver ``dsn`` needs (when the check is built, so a run never times the import); a missing
+    driver is reported by the run."""
+    kind = SCHEMES.get(dsn.partition("://")[0].lower())
+    try:
+        if kind == "postgresql":
+            _import("psycopg", "postgres")
+        elif kind == "mysql":
+            _mysql_connection()
+    except SqlError:
+        pass
+
+
 async def fetch(dsn: str, password: str | None, query: str, deadline: float) -> Fetched:
     kind = kind_of(dsn)
     if kind == "postgresql":

@@ -54,6 +54,31 @@ def _configured_checks() -> set[str] | None:
     return {spec.name for spec in plan.checks}
 
 
+def _objectives() -> tuple[dict[str, float], frozenset[int]]:
+    """Each configured check's SLO objective (its own ``slo:``, else probe.yaml's ``slo.objective``) and the
+    statuses that count as outage. A configuration that does not load gives a report without objectives
+    (with a warning), never no report."""
+    from probe.config.load import ConfigErrors, find_checks_path, find_settings_path, load, load_settings
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.obj if ctx else None
+    settings_path = find_settings_path(getattr(obj, "config", None), os.environ)
+    settings, _ = load_settings(settings_path, os.environ, set())
+    outage = frozenset(_CODES[s] for s in settings.slo.outage)
+    try:
+        _, plan = load(find_checks_path(getattr(obj, "config_dir", None), os.environ), settings_path=settings_path)
+    except ConfigErrors as exc:
+        click.echo(f"warning: the configuration does not load ({exc.errors[0]}); the report has no objectives",
+                   err=True)
+        return {}, outage
+    default = plan.settings.slo.objective
+    objectives = {c.name: c.slo if c.slo is not None else default for c in plan.checks}
+    return {name: value for name, value in objectives.items() if value is not None}, outage
+
+
+_CODES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+
 def _reader(state_dir: str | None) -> object:
     from probe.sinks.history import HistoryReader
 
@@ -100,8 +125,10 @@ def status(state_dir: str | None, fmt: str) -> None:
                      "remediation_exhausted": _exhausted(state), "maintenance": r.maintenance,
                      "silenced": r.silenced, "suppressed_by": r.suppressed_by})
     silences = _silences(reader.path, now)
+    windows = _open_windows(now)
     if fmt == "json":
-        click.echo(json.dumps({"checks": rows, "removed": removed, "silences": silences}, indent=2))
+        click.echo(json.dumps({"checks": rows, "removed": removed, "silences": silences,
+                               "maintenance": windows}, indent=2))
         return
     # HARD is what alerts, reports and remediation act on; LATEST is the last run, which a soft state has not
     # confirmed yet (a WARNING 1 of 3 under a hard OK): both, so neither hides the other.
@@ -119,12 +146,30 @@ def status(state_dir: str | None, fmt: str) -> None:
     widths = [max(len(t[i]) for t in table) for i in range(columns)]
     for t in table:
         click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(columns)), t[columns]]).rstrip())
+    for window in windows:
+        click.echo(f"maintenance {window['name']} open, closes in {format_duration(window['closes'] - now)}")
     for silence in silences:
         click.echo(f"silence {silence['id']} ({silence['matches']}) ends in {format_duration(silence['ends'] - now)}: "
                    f"{silence['reason']}")
     if removed:
         click.echo(f"not shown: {len(removed)} no longer configured ({', '.join(removed)}); probe report has "
                    "their history")
+
+
+def _open_windows(now: float) -> list[dict[str, Any]]:
+    """The maintenance windows of probe.yaml open now (name, when it closes)."""
+    from probe.config.load import find_settings_path, load_settings
+    from probe.engine.muting import Muting
+
+    ctx = click.get_current_context(silent=True)
+    path = find_settings_path(getattr(ctx.obj if ctx else None, "config", None), os.environ)
+    if path is None:
+        return []
+    settings, errors = load_settings(path, os.environ, set())
+    if errors:
+        return []  # already warned about by the state-dir lookup
+    return [{"name": name, "closes": closes}
+            for name, closes in Muting.from_settings(settings.maintenance).open_windows(now)]
 
 
 def _silences(path: Path, now: float) -> list[dict[str, Any]]:
@@ -168,20 +213,33 @@ def _exhausted(state: dict[str, Any]) -> bool:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to this file.")
 @click.option("--state-dir", metavar="DIR", help="Where the agent keeps its state (default as the agent's).")
 def report(since: str, names: tuple[str, ...], fmt: str, output: str | None, state_dir: str | None) -> None:
-    """Availability, incidents, MTTR/MTBF, p50/p95 duration and remediation runs per check."""
+    """Availability (outage and degraded time apart), SLOs with error budget and burn rates, incidents,
+    MTTR/MTBF, p50/p95 duration and remediation runs per check."""
+    import socket
+    import sqlite3
+
     from probe.cli.report.compute import build
-    from probe.cli.report.render import RENDERERS
+    from probe.cli.report.html import render_html
+    from probe.cli.report.render import render_json, render_table
     from probe.sinks.history import HistoryError, HistoryReader
 
     try:
         window = parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
+    if window <= 0:
+        raise click.BadParameter("must be longer than zero", param_hint="--since")
     reader = _reader(state_dir)
     assert isinstance(reader, HistoryReader)
+    objectives, outage = _objectives()
     now = time.time()
+    renderers = {"table": render_table, "json": render_json, "html": render_html}
     try:
-        text = RENDERERS[fmt](build(reader, now - window, now, names))
+        text = renderers[fmt](build(reader, now - window, now, names, host=socket.gethostname(),
+                                    objectives=objectives, outage=outage))
+    except sqlite3.Error as exc:
+        click.echo(f"probe: cannot read the history at {reader.path}: {exc}", err=True)
+        sys.exit(3)
     except HistoryError as exc:
         click.echo(f"probe: {exc}", err=True)
         sys.exit(3)

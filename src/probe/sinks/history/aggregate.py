@@ -5,6 +5,7 @@ streamed from a cursor, counts and order statistics are left to SQLite (which so
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -63,40 +64,46 @@ def result_before(reader: HistoryReader, name: str, ts: float) -> Row | None:
 
 def median_spacing(reader: HistoryReader, name: str, since: float, until: float) -> float:
     """The middle of the spacings between the check's consecutive results: how often it usually ran."""
-    with reader._db() as db:
-        spacings = ("SELECT ts - LAG(ts) OVER (ORDER BY ts) AS gap FROM results "
-                    "WHERE check_name = ? AND ts >= ? AND ts <= ?")
-        (n,) = db.execute(f"SELECT COUNT(*) FROM ({spacings}) WHERE gap > 0", (name, since, until)).fetchone()
-        if not n:
-            return 0.0
-        row = db.execute(f"SELECT gap FROM ({spacings}) WHERE gap > 0 ORDER BY gap LIMIT 1 OFFSET ?",
-                         (name, since, until, (n - 1) // 2)).fetchone()
-    return float(row[0])
+    spacings = ("SELECT ts - LAG(ts) OVER (ORDER BY ts) AS v FROM results "
+                "WHERE check_name = ? AND ts >= ? AND ts <= ?")
+    (middle,) = _ranked(reader, f"SELECT v FROM ({spacings}) WHERE v > 0", (name, since, until), [50.0], lower=True)
+    return middle or 0.0
 
 
 def duration_percentiles(reader: HistoryReader, name: str, since: float, until: float,
                          quantiles: Sequence[float]) -> list[float | None]:
     """Nearest-rank percentiles (0..100) of the check's run durations."""
+    return _ranked(reader, "SELECT duration AS v FROM results WHERE check_name = ? AND ts >= ? AND ts <= ?",
+                   (name, since, until), quantiles)
+
+
+def _ranked(reader: HistoryReader, values: str, args: tuple[object, ...], quantiles: Sequence[float], *,
+            lower: bool = False) -> list[float | None]:
+    """Order statistics of the values a query yields, read off one sorted pass. SQLite sorts on disk past its
+    cache, and the pass holds one row at a time (``ORDER BY ... LIMIT 1 OFFSET k`` would keep k rows in
+    memory). Nearest rank; ``lower`` takes the lower middle for an even count (the median of spacings)."""
     with reader._db() as db:
-        where = "WHERE check_name = ? AND ts >= ? AND ts <= ?"
-        (n,) = db.execute(f"SELECT COUNT(*) FROM results {where}", (name, since, until)).fetchone()
-        out: list[float | None] = []
-        for q in quantiles:
-            if not n:
-                out.append(None)
-                continue
-            rank = max(1, -(-q * n // 100))  # ceil(q / 100 * n), in integers
-            row = db.execute(f"SELECT duration FROM results {where} ORDER BY duration LIMIT 1 OFFSET ?",
-                             (name, since, until, int(rank) - 1)).fetchone()
-            out.append(float(row[0]))
-    return out
+        (n,) = db.execute(f"SELECT COUNT(*) FROM ({values})", args).fetchone()
+        if not n:
+            return [None for _ in quantiles]
+        ranks = [(n - 1) // 2 if lower else max(1, math.ceil(q * n / 100)) - 1 for q in quantiles]
+        wanted: dict[int, float | None] = dict.fromkeys(ranks)
+        cursor = db.execute(f"SELECT v FROM ({values}) ORDER BY v", args)
+        position, last = 0, max(ranks)
+        while position <= last and (batch := cursor.fetchmany(4096)):
+            for (value,) in batch:
+                if position in wanted:
+                    wanted[position] = float(value)
+                position += 1
+        cursor.close()
+    return [wanted[rank] for rank in ranks]
 
 
 def remediations(reader: HistoryReader, name: str, since: float, until: float) -> Iterator[tuple[float, str]]:
-    """(ts, outcome) of the check's remediation attempts in [since, until], oldest first (dry runs left out)."""
+    """(ts, outcome) of the check's remediation attempts in [since, until], oldest first."""
     with reader._db() as db:
         cursor = db.execute("SELECT ts, outcome FROM remediations WHERE check_name = ? AND ts >= ? AND ts <= ? "
-                            "AND dry_run = 0 ORDER BY ts, id", (name, since, until))
+                            "ORDER BY ts, id", (name, since, until))
         while batch := cursor.fetchmany(512):
             yield from batch
 

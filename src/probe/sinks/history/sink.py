@@ -34,6 +34,7 @@ class HistorySink:
         self.capacities = {} if capacities is None else capacities  # may resolve types lazily: no copy
         self.budgets = budgets
         self._guard = Guard("history sink")
+        self._saved: dict[str, dict[str, Any]] = {}  # what was last saved of each check's state (see _lasting)
 
     def record(self, outcome: Outcome, state: StateView | None = None,
                transition: TransitionView | None = None) -> None:
@@ -55,23 +56,45 @@ class HistorySink:
             self.store.record_transition(transition.at, spec.name, transition.kind, int(transition.from_status),
                                          int(transition.to_status), r.summary)
         if state is not None:
-            self.save_state(spec.name, state)
+            self.save_state(spec.name, state, unless_unchanged=True)
 
-    def save_state(self, name: str, state: StateView) -> None:
-        """Save ``state`` with the check's remediation budgets."""
+    def save_state(self, name: str, state: StateView, *, unless_unchanged: bool = False) -> None:
+        """Save ``state`` with the check's remediation budgets; with ``unless_unchanged``, only when what a
+        restart restores differs from what was saved last (a steady check's state is the same run after run:
+        serialising and writing it every run was a sixth of the history sink's cost)."""
         try:
             data = dict(state.to_dict())
             if self.budgets is not None:
                 data[REMEDIATION_KEY] = dict(self.budgets(name))
+            lasting = _lasting(data)
+            if unless_unchanged and self._saved.get(name) == lasting:
+                return
+            self._saved[name] = lasting
             self.store.save_state(name, data)
         except Exception as exc:
             self._guard.failed(exc)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        names = set(keep)
+        for name in [n for n in self._saved if n not in names]:
+            del self._saved[name]
 
     def health(self) -> Health:
         return self.store.health()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.store.close)
+
+
+def _lasting(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a saved state that a restart uses: not ``last_run`` (a restarted agent counts staleness
+    from its own start), and the consecutive counters only up to their thresholds (beyond, they decide
+    nothing: ``CheckState.update`` compares them with ``>=``)."""
+    lasting = {k: v for k, v in data.items() if k != "last_run"}
+    for counter, threshold in (("failures", "failure_threshold"), ("successes", "success_threshold")):
+        if isinstance(lasting.get(counter), int) and isinstance(lasting.get(threshold), int):
+            lasting[counter] = min(lasting[counter], lasting[threshold])
+    return lasting
 
 
 def saved_states(reader: HistoryReader, names: Iterable[str],

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from probe.engine.interfaces import Outcome, StateView, TransitionView
     from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
+    from probe.sinks.slo.tracker import SloValues
 
 log = logging.getLogger("probe.telemetry")
 
@@ -55,6 +56,10 @@ class MetricsSink:
 
     def record_remediation(self, spec: CheckSpec, outcome: str, action: str = "run") -> None:
         """One remediation attempt and how it ended: ``fixed``, ``not_fixed``, ``failed``, ``timed_out``..."""
+
+    def record_slo(self, spec: CheckSpec, values: SloValues | None) -> None:
+        """A check's SLO figures after its latest result (``None``: it has no objective any more):
+        ``probe.slo.objective``, ``probe.slo.error_budget.remaining`` and ``probe.slo.burn_rate`` by window."""
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,

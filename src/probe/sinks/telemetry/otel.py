@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from probe.engine.interfaces import Outcome, StateView, TransitionView
     from probe.sinks.alerting.sink import AlertingHealth
     from probe.sinks.history import Health
+    from probe.sinks.slo.tracker import SloValues
 
 log = logging.getLogger("probe.telemetry")
 
@@ -45,6 +46,29 @@ class _Latest:
     hard_status: Status | None = None
     flapping: bool | None = None
     measurements: dict[str, float] = field(default_factory=dict)
+    muted: bool | None = None
+
+
+@dataclass
+class _Runs:
+    attributes: dict[str, str]  # the check's, with "status"
+    count: int = 1
+
+
+@dataclass
+class _Known:
+    """What ``record`` works out once per check (per spec object), not once per run."""
+
+    spec: CheckSpec
+    attributes: dict[str, str]
+    by_status: dict[Status, dict[str, str]] = field(default_factory=dict)  # the attributes with "status"
+    instruments: dict[tuple[str, str], str] = field(default_factory=dict)  # (measurement, unit) -> gauge name
+
+    def with_status(self, status: Status) -> dict[str, str]:
+        found = self.by_status.get(status)
+        if found is None:
+            found = self.by_status[status] = {**self.attributes, "status": status.label}
+        return found
 
 
 class OtelSink(MetricsSink):
@@ -53,6 +77,11 @@ class OtelSink(MetricsSink):
         self._lock = threading.Lock()  # guards the data below; gauge callbacks read it from exporter threads
         self._create_lock = threading.Lock()  # never held while the SDK calls back into us (see _gauge_for)
         self._latest: dict[str, _Latest] = {}
+        self._slo: dict[str, tuple[dict[str, str], SloValues]] = {}
+        self._known: dict[str, _Known] = {}
+        # Runs by (check, status), counted here and read by an observable counter when an exporter collects:
+        # the SDK's own counter cost about as much per run as a whole DNS check.
+        self._runs: dict[tuple[str, Status], _Runs] = {}
         self._agent: dict[str, float] = {}
         self._units: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -79,7 +108,7 @@ class OtelSink(MetricsSink):
 
     def _instruments(self) -> None:
         m = self._meter
-        self._runs = m.create_counter("probe.check.runs", "{run}", "Check runs, by status")
+        m.create_observable_counter("probe.check.runs", [self._observe_runs], "{run}", "Check runs, by status")
         self._duration = m.create_histogram("probe.check.duration", "s", "How long each check run took",
                                             explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
         self._transitions = m.create_counter("probe.check.transitions", "{transition}",
@@ -102,6 +131,9 @@ class OtelSink(MetricsSink):
                     lambda s: None if s.hard_status is None else float(s.hard_status))
         self._gauge("probe.check.flapping", "", "1 while the check is flapping",
                     lambda s: None if s.flapping is None else float(s.flapping))
+        self._gauge("probe.check.muted", "", "1 while the check's results alert and remediate nothing: a "
+                    "maintenance window, a silence, or a depends_on parent down",
+                    lambda s: None if s.muted is None else float(s.muted))
         for name, unit, description in (
             ("probe.agent.checks.loaded", "{check}", "Checks in the running configuration"),
             ("probe.agent.config.errors", "{error}", "Errors in the latest configuration load (0 when it was good)"),
@@ -124,6 +156,28 @@ class OtelSink(MetricsSink):
         self._meter.create_observable_counter(
             "probe.agent.measurements.dropped", [lambda options: iter([Observation(self._measurements_dropped)])],
             "{value}", "Measurements not exported: their check had max_measurements names already")
+        self._slo_gauges()
+
+    def _slo_gauges(self) -> None:
+        def observe(value: Callable[[SloValues], Iterator[tuple[float | None, dict[str, str]]]]
+                    ) -> Callable[[CallbackOptions], Iterator[Observation]]:
+            def callback(options: CallbackOptions) -> Iterator[Observation]:
+                with self._lock:
+                    current = list(self._slo.values())
+                for attributes, values in current:
+                    for v, extra in value(values):
+                        if v is not None:
+                            yield Observation(v, {**attributes, **extra})
+            return callback
+
+        m = self._meter
+        m.create_observable_gauge("probe.slo.objective", [observe(lambda v: iter([(v.objective, {})]))], "1",
+                                  "The check's SLO objective (a ratio: 0.999 is 99.9%)")
+        m.create_observable_gauge("probe.slo.error_budget.remaining", [observe(lambda v: iter([(v.remaining, {})]))],
+                                  "1", "Share of the error budget left over slo.window (negative: overspent)")
+        m.create_observable_gauge(
+            "probe.slo.burn_rate", [observe(lambda v: iter((rate, {"window": w}) for w, rate in v.burn.items()))],
+            "1", "How fast the window spends the error budget (1: exactly over the SLO period), by window")
 
     # -- gauges read the latest results when an exporter collects -------------------------------------------
 
@@ -168,6 +222,12 @@ class OtelSink(MetricsSink):
 
         return observe
 
+    def _observe_runs(self, options: CallbackOptions) -> Iterator[Observation]:
+        with self._lock:
+            runs = [(r.attributes, r.count) for r in self._runs.values()]
+        for attributes, count in runs:
+            yield Observation(count, attributes)
+
     def _collapsed(self, options: CallbackOptions) -> Iterator[Observation]:
         yield Observation(self._limit.collapsed)
 
@@ -178,22 +238,34 @@ class OtelSink(MetricsSink):
         if self._closed:  # a check that finished after the final export: nothing left to send it
             return
         spec = outcome.spec
-        attributes = check_attributes(spec, self._limit, self._warned)
+        known = self._known.get(spec.name)
+        if known is None or known.spec is not spec:
+            known = self._known[spec.name] = _Known(spec, check_attributes(spec, self._limit, self._warned))
+        attributes = known.attributes
         measurements = {}
         admitted = self._names.setdefault(spec.name, set())
         for m in outcome.result.measurements:
             if m.name in SKIPPED_MEASUREMENTS:
                 continue
-            name = instrument_name(spec.type, m.name, m.unit)
-            if name not in admitted and not self._admit(spec.name, admitted, name):
-                continue
-            self._gauge_for(name, m.unit)
+            name = known.instruments.get((m.name, m.unit))
+            if name is None:
+                name = instrument_name(spec.type, m.name, m.unit)
+                if name not in admitted and not self._admit(spec.name, admitted, name):
+                    continue  # not remembered: a name past the cap is counted each time it comes
+                known.instruments[(m.name, m.unit)] = name
+                self._gauge_for(name, m.unit)
             measurements[name] = float(m.value)
         latest = _Latest(attributes, outcome.status, None if state is None else state.hard_status,
-                         None if state is None else state.flapping, measurements)
+                         None if state is None else state.flapping, measurements,
+                         None if state is None else outcome.marks.muted)
+        key = (spec.name, outcome.status)
         with self._lock:
             self._latest[spec.name] = latest
-        self._runs.add(1, {**attributes, "status": outcome.status.label})
+            runs = self._runs.get(key)
+            if runs is None:
+                self._runs[key] = _Runs(known.with_status(outcome.status))
+            else:
+                runs.count += 1
         self._duration.record(max(0.0, outcome.duration), attributes)
         if transition is not None and transition.kind == "hard":
             self._transitions.add(1, {**attributes, "status": transition.to_status.label})
@@ -216,6 +288,16 @@ class OtelSink(MetricsSink):
             return
         attributes = check_attributes(spec, self._limit, self._warned)
         self._remediations.add(1, {**attributes, "outcome": outcome, "action": action})
+
+    def record_slo(self, spec: CheckSpec, values: SloValues | None) -> None:
+        if self._closed:
+            return
+        attributes = check_attributes(spec, self._limit, self._warned)
+        with self._lock:
+            if values is None:
+                self._slo.pop(spec.name, None)
+            else:
+                self._slo[spec.name] = (attributes, values)
 
     def record_agent(self, *, scheduler_lag: float | None = None, checks_loaded: int | None = None,
                      reload: bool | None = None, config_errors: int | None = None,
@@ -257,8 +339,14 @@ class OtelSink(MetricsSink):
         with self._lock:
             for name in [n for n in self._latest if n not in names]:
                 del self._latest[name]
+            for name in [n for n in self._slo if n not in names]:
+                del self._slo[name]
+            for key in [k for k in self._runs if k[0] not in names]:
+                del self._runs[key]
             for name in [n for n in self._names if n not in names]:
                 del self._names[name]
+        for name in [n for n in self._known if n not in names]:
+            del self._known[name]
 
     def flush(self, timeout: float = 5.0) -> bool:
         return True if self._closed else self._force_flush(timeout)

@@ -13,6 +13,7 @@ from probe.engine.interfaces import Outcome, StateView, TransitionView
 from probe.sinks.guard import Guard
 from probe.sinks.history.store import Health
 from probe.sinks.remediation.remediator import Record
+from probe.sinks.slo.tracker import SloValues
 from probe.sinks.telemetry.metrics import MetricsSink
 
 if TYPE_CHECKING:
@@ -47,6 +48,12 @@ class TelemetrySink:
     def record_remediation(self, spec: CheckSpec, record: Record) -> None:
         try:
             self.metrics.record_remediation(spec, record.outcome, record.action)
+        except Exception as exc:
+            self._guard.failed(exc)
+
+    def record_slo(self, spec: CheckSpec, values: SloValues | None) -> None:
+        try:
+            self.metrics.record_slo(spec, values)
         except Exception as exc:
             self._guard.failed(exc)
 
