@@ -208,7 +208,7 @@ def bind(workdir: Path) -> Iterator[Bind]:
     with contextlib.ExitStack() as stack:
         auth = _start(binary, workdir / "auth", config, lambda: _answers(server.port))
         stack.callback(stop, auth)
-        anchors = "\n".join(_static_ds(server.ds(zone)) for zone in ("sec.test", "tampered.test"))
+        anchors = "\n".join(static_ds(server.ds(zone)) for zone in ("sec.test", "tampered.test"))
         server.resolver_port = free_port()
         config = RESOLVER_CONFIG.format(dir=workdir / "resolver", port=server.resolver_port, upstream=server.port,
                                         anchors=anchors)
@@ -217,7 +217,7 @@ def bind(workdir: Path) -> Iterator[Bind]:
         yield server
 
 
-def _static_ds(ds: str) -> str:
+def static_ds(ds: str) -> str:
     """``sec.test. IN DS 123 13 2 ABCD`` as named.conf's ``"sec.test." static-ds 123 13 2 "ABCD";``."""
     owner, _, _, tag, algorithm, digest_type, *digest = ds.split()
     return f'  "{owner}" static-ds {tag} {algorithm} {digest_type} "{"".join(digest)}";'

@@ -14,7 +14,8 @@ import dns.query
 import dns.rdatatype
 import dns.rrset
 import pytest
-from bindzones import VALIDITY, Bind, bind
+from bindzones import VALIDITY, Bind, bind, static_ds
+from conftest import require_binary
 from dnsservers import DnsServer
 from hypothesis import given
 from hypothesis import strategies as st
@@ -255,3 +256,83 @@ def test_nsec3_hash_is_dnspythons(labels: list[str], salt: bytes, iterations: in
 
     name = dns.name.from_text(".".join(labels) or ".")
     assert nsec3_hash(name, salt, iterations) == dns.dnssec.nsec3_hash(name, salt.hex(), iterations, 1).lower()
+
+
+# --- delv (BIND's validating lookup tool) as the reference ------------------------------------------------------
+
+DIFFERENTIAL = [  # (query, type, anchored zone, expect)
+    ("www.sec.test", "A", "sec.test", {}),
+    ("alias.sec.test", "A", "sec.test", {}),
+    ("anything.wild.sec.test", "TXT", "sec.test", {}),
+    ("www.child.sec.test", "AAAA", "sec.test", {}),
+    ("gone.sec.test", "A", "sec.test", {"rcode": "NXDOMAIN"}),
+    ("www.sec.test", "MX", "sec.test", {"answers": []}),
+    ("gone.n3.test", "A", "n3.test", {"rcode": "NXDOMAIN"}),
+    ("www.n3.test", "TXT", "n3.test", {"answers": []}),
+    ("www.tampered.test", "A", "tampered.test", {}),
+    ("www.expired.test", "A", "expired.test", {}),
+    ("www.future.test", "A", "future.test", {}),
+    ("www.nokey.test", "A", "nokey.test", {}),
+    ("www.nods.sec.test", "A", "sec.test", {}),
+    ("www.badds.sec.test", "A", "sec.test", {}),
+    ("www.sec.test", "A", "wrong", {}),
+]
+
+
+@pytest.mark.parametrize(("query", "rtype", "zone", "expect"), DIFFERENTIAL)
+async def test_the_verdict_is_delvs(named: Bind, tmp_path: Path, query: str, rtype: str, zone: str,
+                                    expect: dict[str, Any]) -> None:
+    """Secure or not, as ``delv`` (with the same anchor, validating from that zone) says: "fully validated"
+    (or "negative response, fully validated") is secure; "unsigned answer", "resolution failed" and a broken
+    chain are not."""
+    delv = require_binary("delv")
+    ds = named.wrong_ds if zone == "wrong" else named.ds(zone)
+    anchors = tmp_path / "anchors.conf"
+    anchors.write_text(f"trust-anchors {{\n{static_ds(ds)}\n}};\n")
+    owner = ds.split()[0]
+    process = await asyncio.create_subprocess_exec(
+        delv, "@127.0.0.1", "-p", str(named.port), "-a", str(anchors), f"+root={owner}", query, rtype, "+cd",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    said = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
+    theirs = "fully validated" in said
+    ours = await check(query=query, record_type=rtype, server=named.server, dnssec="validate", trust_anchor=ds,
+                       expect=expect)
+    assert (ours.status is probe.Status.OK) == theirs, f"{ours.reason}: {ours.summary}\ndelv: {said[:600]}"
+
+
+# --- the agent's forecast and thresholds on signature_remaining ------------------------------------------------
+
+async def test_the_agent_forecasts_signature_expiry_from_the_falling_remaining_time(named: Bind) -> None:
+    """Runs 0.6 s apart with nothing re-signing: signature_remaining falls one second per second, and the
+    forecast (when the line reaches 0) is the remaining time itself -- a draining capacity, not a ratio."""
+    from probe.engine.forecast import Forecaster, ForecastSettings
+    from probe.engine.runner import Runner
+    from probe.testing import load_registry
+
+    registry = load_registry(entry_points=False)
+    spec = build_spec({"type": "dns", "query": "www.sec.test", "server": named.server, "dnssec": "validate",
+                       "trust_anchor": named.ds("sec.test"),
+                       "thresholds": {"signature_time_to_expiry": {"warning": "< 60d"}}}, registry=registry)
+    runner = Runner(registry, forecaster=Forecaster(ForecastSettings(window=3600, min_samples=3, min_span=0.5)))
+    outcomes = []
+    for _ in range(4):
+        outcomes.append(await runner.run(spec._spec))
+        await asyncio.sleep(0.6)
+    assert outcomes[0].result.measurement("signature_time_to_expiry") is None  # one sample is no trend
+    last = outcomes[-1].result
+    forecast, now = last.measurement("signature_time_to_expiry"), last.measurement("signature_remaining")
+    assert forecast is not None and now is not None, last
+    assert forecast.value == pytest.approx(now.value, rel=0.05)  # the fit over 1.8 s of samples: loose
+    assert last.status is probe.Status.WARNING and last.reason == "threshold"
+
+
+def test_validate_without_cryptography_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "cryptography" else real(name, *a))
+    with pytest.raises(ConfigErrors, match=r"pip install 'probe-monitor\[dnssec\]'"):
+        build_spec({"type": "dns", "query": "www.sec.test", "dnssec": "validate",
+                    "trust_anchor": "sec.test. IN DS 1 13 2 " + "00" * 32})
+    build_spec({"type": "dns", "query": "www.sec.test", "dnssec": "require_ad"})  # needs nothing more

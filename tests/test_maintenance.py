@@ -195,7 +195,8 @@ def test_the_daemon_marks_suppressed_silenced_and_maintenance_results_and_never_
     assert [(x["id"], x["matches"], x["reason"]) for x in status["silences"]] == [(silence_id, "team=jobs", "reindex")]
     table = d.cli("status").stdout
     assert f"silenced:{silence_id}" in table and "suppressed-by:router" in table and "maintenance:patching" in table
-    assert f"silence {silence_id} (team=jobs) ends in" in table
+    assert f"silence {silence_id} (team=jobs) ends in" in table and "maintenance patching open, closes in" in table
+    assert [w["name"] for w in status["maintenance"]] == ["patching"]
 
     removed = d.cli("silence", "remove", silence_id)
     assert removed.returncode == 0, removed.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ import pytest
 import probe
 from probe.config.load import ConfigErrors, load
 from probe.config.settings import TelemetrySettings
-from probe.engine.interfaces import Outcome
+from probe.engine.interfaces import Marks, Outcome
 from probe.engine.runner import Runner
 from probe.engine.state import CheckState
 from probe.model import Result
@@ -251,6 +252,7 @@ async def test_state_transitions_remediation_and_agent_metrics(
     calm = CheckState("memory", failure_threshold=2)
     soft = calm.update(Result.warning("high"), 2.0)
     sink.record(outcome, calm, soft)  # not confirmed: the hard status stays OK and a soft change is not counted
+    sink.record(dataclasses.replace(outcome, marks=Marks(silenced="3f2a")), calm, None)  # a silence: muted
     sink.record_remediation(outcome.spec, "fixed")
     sink.record_remediation(outcome.spec, "timed_out")
     sink.record_agent(scheduler_lag=0.004, checks_loaded=12, reload=True)
@@ -259,6 +261,7 @@ async def test_state_transitions_remediation_and_agent_metrics(
     memory = {"check.name": "memory"}
     assert receiver.latest("probe.check.hard_status", **memory).value == 0
     assert receiver.latest("probe.check.flapping", **memory).value == 0
+    assert receiver.latest("probe.check.muted", **memory).value == 1
     assert receiver.latest("probe.check.transitions", **memory, status="critical").value == 1
     entered = {p.attributes["status"] for p in receiver.points() if p.name == "probe.check.transitions"}
     assert entered == {"critical"}

@@ -166,6 +166,12 @@ def prepare_database(path: Path) -> None:
     prepare(path.parent)
     for suffix in SQLITE_COMPANIONS:
         check_file(Path(f"{path}{suffix}"))
+    if os.path.lexists(path):
+        # Judged without opening it: closing any descriptor of a database file drops every POSIX lock this
+        # process holds on it, SQLite's included (the agent keeps connections open while the CLI, the ping
+        # endpoint and the history writer come and go). In a safe directory nobody can swap it afterwards.
+        check_file(path)
+        return
     try:
         os.close(open_file(path))
     except StateDirError:

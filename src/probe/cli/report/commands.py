@@ -125,8 +125,10 @@ def status(state_dir: str | None, fmt: str) -> None:
                      "remediation_exhausted": _exhausted(state), "maintenance": r.maintenance,
                      "silenced": r.silenced, "suppressed_by": r.suppressed_by})
     silences = _silences(reader.path, now)
+    windows = _open_windows(now)
     if fmt == "json":
-        click.echo(json.dumps({"checks": rows, "removed": removed, "silences": silences}, indent=2))
+        click.echo(json.dumps({"checks": rows, "removed": removed, "silences": silences,
+                               "maintenance": windows}, indent=2))
         return
     # HARD is what alerts, reports and remediation act on; LATEST is the last run, which a soft state has not
     # confirmed yet (a WARNING 1 of 3 under a hard OK): both, so neither hides the other.
@@ -144,12 +146,30 @@ def status(state_dir: str | None, fmt: str) -> None:
     widths = [max(len(t[i]) for t in table) for i in range(columns)]
     for t in table:
         click.echo("  ".join([*(t[i].ljust(widths[i]) for i in range(columns)), t[columns]]).rstrip())
+    for window in windows:
+        click.echo(f"maintenance {window['name']} open, closes in {format_duration(window['closes'] - now)}")
     for silence in silences:
         click.echo(f"silence {silence['id']} ({silence['matches']}) ends in {format_duration(silence['ends'] - now)}: "
                    f"{silence['reason']}")
     if removed:
         click.echo(f"not shown: {len(removed)} no longer configured ({', '.join(removed)}); probe report has "
                    "their history")
+
+
+def _open_windows(now: float) -> list[dict[str, Any]]:
+    """The maintenance windows of probe.yaml open now (name, when it closes)."""
+    from probe.config.load import find_settings_path, load_settings
+    from probe.engine.muting import Muting
+
+    ctx = click.get_current_context(silent=True)
+    path = find_settings_path(getattr(ctx.obj if ctx else None, "config", None), os.environ)
+    if path is None:
+        return []
+    settings, errors = load_settings(path, os.environ, set())
+    if errors:
+        return []  # already warned about by the state-dir lookup
+    return [{"name": name, "closes": closes}
+            for name, closes in Muting.from_settings(settings.maintenance).open_windows(now)]
 
 
 def _silences(path: Path, now: float) -> list[dict[str, Any]]:

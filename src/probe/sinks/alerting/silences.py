@@ -110,6 +110,11 @@ class SilenceStore:
 def read_active(path: Path, now: float) -> list[Silence]:
     """The silences active at ``now``, read-only (``probe status`` must not write the agent's store); none when
     there is no store yet, or one from before silences existed."""
+    return [s for s in read_current(path, now) if s.starts <= now]
+
+
+def read_current(path: Path, now: float) -> list[Silence]:
+    """The silences not removed that have not ended by ``now`` (pending ones included), read-only."""
     if not path.exists():
         return []
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
@@ -117,9 +122,8 @@ def read_active(path: Path, now: float) -> list[Silence]:
         db.row_factory = sqlite3.Row
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'silences'").fetchone():
             return []
-        rows = db.execute("SELECT * FROM silences WHERE removed IS NULL AND starts <= ? AND ends > ? ORDER BY ends",
-                          (now, now)).fetchall()
-        return [_silence(r) for r in rows]
+        rows = db.execute("SELECT * FROM silences WHERE removed IS NULL AND ends > ? ORDER BY ends", (now,))
+        return [_silence(r) for r in rows.fetchall()]
     finally:
         db.close()
 
@@ -155,8 +159,9 @@ class SilenceWatch:
 
     def refresh(self) -> None:
         try:
-            # Silences that start later are read too: one that starts between two reads is not missed.
-            silences = [s for s in self.store.all(since=time.time()) if s.removed is None]
+            # Silences that start later are read too: one that starts between two reads is not missed. Read-only:
+            # the agent's process keeps its own connections, and nothing here may disturb their locks.
+            silences = read_current(self.store.path, time.time())
         except (OSError, sqlite3.Error) as exc:
             if not self._failing:
                 log.warning("cannot read silences from %s: %s; keeping the last ones read", self.store.path, exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ class HistoryReader:
         the transaction: every query left one open, with its page cache, until garbage collection)."""
         if not self.path.exists():
             raise HistoryError(f"no history database at {self.path}")
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
+        db = _open_read_only(self.path)
         try:
             db.row_factory = sqlite3.Row
             yield db
@@ -122,3 +123,21 @@ class HistoryReader:
         with self._db() as db:
             return {r["check_name"]: (r["updated"], json.loads(r["state"]))
                     for r in db.execute("SELECT check_name, updated, state FROM check_state")}
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A reader that may not write the WAL index (an admin in group probe: the
+    agent's files are 0640) can still read while the index is intact; when SQLite needs to rebuild it
+    (it says "attempt to write a readonly database"), retry briefly, then read the database as of the
+    agent's last checkpoint (``immutable``) rather than fail."""
+    for _ in range(5):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "readonly" not in str(exc):
+                raise
+            time.sleep(0.05)
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=2.0)

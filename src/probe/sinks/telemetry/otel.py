@@ -46,6 +46,7 @@ class _Latest:
     hard_status: Status | None = None
     flapping: bool | None = None
     measurements: dict[str, float] = field(default_factory=dict)
+    muted: bool | None = None
 
 
 @dataclass
@@ -130,6 +131,9 @@ class OtelSink(MetricsSink):
                     lambda s: None if s.hard_status is None else float(s.hard_status))
         self._gauge("probe.check.flapping", "", "1 while the check is flapping",
                     lambda s: None if s.flapping is None else float(s.flapping))
+        self._gauge("probe.check.muted", "", "1 while the check's results alert and remediate nothing: a "
+                    "maintenance window, a silence, or a depends_on parent down",
+                    lambda s: None if s.muted is None else float(s.muted))
         for name, unit, description in (
             ("probe.agent.checks.loaded", "{check}", "Checks in the running configuration"),
             ("probe.agent.config.errors", "{error}", "Errors in the latest configuration load (0 when it was good)"),
@@ -252,7 +256,8 @@ class OtelSink(MetricsSink):
                 self._gauge_for(name, m.unit)
             measurements[name] = float(m.value)
         latest = _Latest(attributes, outcome.status, None if state is None else state.hard_status,
-                         None if state is None else state.flapping, measurements)
+                         None if state is None else state.flapping, measurements,
+                         None if state is None else outcome.marks.muted)
         key = (spec.name, outcome.status)
         with self._lock:
             self._latest[spec.name] = latest
