@@ -221,3 +221,27 @@ def test_a_second_agent_on_the_same_state_dir_exits_75_and_read_only_commands_st
     report = probe_cli(*args, "report", "--state-dir", state, "--since", "1h", env=outside_systemd())
     assert report.returncode == 0, report.stderr
     assert first.poll() is None
+
+
+def test_remediation_by_hand_beside_the_agent_exits_75_and_runs_nothing(
+        tmp_path: Path, daemon: tuple[list[str], Path, subprocess.Popen[str]]) -> None:
+    """`probe check --remediate --no-dry-run` and `run --once --remediate` next to a running agent would run
+    an action the agent may run too, each counting max_runs on its own: they take the agent's lock, so they
+    exit 75 and run nothing; once the agent has stopped they run."""
+    _, state, first = daemon
+    marker = tmp_path / "remediated"
+    checks = REMEDIATE.format(missing=tmp_path / "missing").replace("[/bin/true]", f"[/usr/bin/touch, {marker}]")
+    by_hand = tmp_path / "by-hand"
+    by_hand.mkdir()
+    args = config(by_hand, state, checks)
+    for command in (["check", "gone", "--remediate", "--no-dry-run"], ["run", "--once", "--remediate"]):
+        proc = probe_cli(*args, *command, env=outside_systemd())
+        assert proc.returncode == 75, proc.stderr
+        assert f"remediation not run: another probe agent (pid {first.pid})" in proc.stderr
+        assert not marker.exists()
+    dry = probe_cli(*args, "check", "gone", "--remediate", env=outside_systemd())
+    assert dry.returncode == 2 and "fires" in dry.stdout, dry.stderr  # the dry run only reads: allowed
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    proc = probe_cli(*args, "check", "gone", "--remediate", "--no-dry-run", env=outside_systemd())
+    assert marker.exists(), proc.stdout + proc.stderr

@@ -6,13 +6,14 @@ an internal error exits 3 (UNKNOWN), never 1, which would read as WARNING.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # the commands import these where they run, so that `probe --
 EX_USAGE = 64
 EX_IOERR = 74
 EX_CONFIG = 78
+EX_TEMPFAIL = 75  # another agent holds the state directory
 
 log = logging.getLogger("probe")
 
@@ -144,7 +146,8 @@ def run(env: Env, once: bool, names: tuple[str, ...], labels: tuple[str, ...], f
     from probe.engine.once import run_once
 
     terminal = output is None and sys.stdout.isatty()
-    with _once_metrics(plan) as metrics:  # exported when the run ends, before the exit
+    with _remediation_lock(plan, remediate and plan.settings.remediation.enabled), \
+            _once_metrics(plan) as metrics:  # exported when the run ends, before the exit
         from probe.engine import aio
 
         report = aio.run(run_once(plan, registry, selected, wait=wait_seconds, remediate=remediate,
@@ -245,12 +248,40 @@ def check(env: Env, name: str, remediate: bool, dry_run: bool) -> None:
 
     runner = Runner(registry, redact=Redactor(plan.secrets), pings=store_for(plan.settings.state_dir))
     try:
-        text, outcome = aio.run(go())
+        with _remediation_lock(plan, remediate and not dry_run):
+            text, outcome = aio.run(go())
     except StateDirError as exc:  # the audit would go where another user's symlink points: refuse, say why
         click.echo(f"probe: {exc}", err=True)
         sys.exit(EX_CONFIG)
     _emit(text, plan, None)
     sys.exit(int(outcome.status))
+
+
+@contextlib.contextmanager
+def _remediation_lock(plan: Plan, acting: bool) -> Iterator[None]:
+    """Actions run by hand (``check --remediate --no-dry-run``, ``run --once --remediate``) hold the agent's
+    state-directory lock while they run: beside a running agent the same action would run twice and each would
+    count against ``max_runs`` without the other knowing. With the agent running this exits 75, as a second
+    agent does. No state directory yet (a pipeline where no agent ever ran): nothing to share, no lock."""
+    if not acting:
+        yield
+        return
+    from probe._statedir import StateLock, StateLocked
+    from probe.daemon.wiring import state_dir
+
+    directory = state_dir(plan)
+    if not directory.is_dir():
+        yield
+        return
+    try:
+        lock = StateLock(directory).acquire()
+    except StateLocked as exc:
+        click.echo(f"probe: remediation not run: {exc}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _history_path(plan: Plan) -> Path:
