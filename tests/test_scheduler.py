@@ -92,7 +92,7 @@ def test_with_a_grid_the_checks_of_one_step_start_together_and_on_time() -> None
 def test_with_a_grid_an_interval_off_the_grid_starts_at_the_next_point_without_drifting() -> None:
     schedule = Schedule(grid=0.05)
     entry = schedule.add(spec("odd", 1.234), now=0.0, first=10.0)
-    for run in range(50):
+    for _ in range(50):
         [popped] = schedule.pop_due(entry.start)
         assert entry.start - entry.due < 0.05
         assert abs(entry.start / 0.05 - round(entry.start / 0.05)) < 1e-6
