@@ -254,14 +254,24 @@ def scripted(*frames: bytes, then_close: bool = True) -> Any:
 PEER: list[tuple[int, bytes]] = []
 
 
+async def peer_saw(count: int) -> list[tuple[int, bytes]]:
+    """What the scripted server read, once it has read ``count`` frames (its thread reads on its own time)."""
+    for _ in range(200):
+        if len(PEER) >= count:
+            break
+        await asyncio.sleep(0.01)
+    return PEER
+
+
 async def test_pings_are_answered_and_fragments_joined() -> None:
     PEER.clear()
     frames = (b"\x89\x03abc", b"\x01\x03hel", b"\x8a\x00", b"\x80\x02lo")  # ping, "hel", pong, "lo"
     with ThreadedServer(scripted(*frames)) as s:
         result = await run_check("websocket", timeout=3.0, url=f"ws://127.0.0.1:{s.port}/", expect="^hello$")
+        seen = await peer_saw(2)
     assert result.status is probe.Status.OK, result.summary
     assert result.details["received"] == "hello" and result.details["close_code"] == 1000
-    assert PEER[0] == (0xA, b"abc") and PEER[-1] == (0x8, b"\x03\xe8")
+    assert seen == [(0xA, b"abc"), (0x8, b"\x03\xe8")]
 
 
 @pytest.mark.parametrize(("frames", "words"), [
@@ -282,8 +292,9 @@ async def test_server_close_is_echoed_and_reported() -> None:
     PEER.clear()
     with ThreadedServer(scripted(b"\x88\x08\x03\xf3bye!!!")) as s:  # 1011 "bye!!!"
         result = await run_check("websocket", timeout=3.0, url=f"ws://127.0.0.1:{s.port}/", expect="x")
+        seen = await peer_saw(1)
     assert result.reason == "closed" and "code 1011: bye!!!" in result.summary, result.summary
-    assert PEER == [(0x8, b"\x03\xf3bye!!!")]
+    assert seen == [(0x8, b"\x03\xf3bye!!!")]
 
 
 async def test_connection_dropped_without_close_frame() -> None:
