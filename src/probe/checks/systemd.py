@@ -8,7 +8,6 @@ dbus restarts.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from typing import Any
 
@@ -77,8 +76,6 @@ class SystemdOptions(probe.Options):
     def _unit_or_failed_units(self) -> SystemdOptions:
         if (self.unit is None) == (not self.failed_units):
             raise ValueError("set either 'unit' or 'failed_units: true'")
-        if importlib.util.find_spec("jeepney") is None:  # said at validation, not at the first run
-            raise ValueError(_NEEDS_JEEPNEY)
         if self.unit is not None:
             if self.max_restarts is not None and not self.unit.endswith(".service"):
                 raise ValueError("'max_restarts' applies to services only")
@@ -92,6 +89,7 @@ class SystemdCheck(probe.Check[SystemdOptions]):
     or the host's failed units."""
 
     type = "systemd"
+    requires = {"jeepney": "probe-monitor[systemd]"}  # `probe plugins` and validation say what to install
     measurements = frozenset({"duration", "restarts", "age", "failed_units"})
     units = {"duration": "s", "restarts": "{restart}", "age": "s", "failed_units": "{unit}"}
 
