@@ -115,3 +115,14 @@ def test_every_decision_record_is_in_the_index() -> None:
     assert records, "no decision records"
     missing = [name for name in records if f"({name})" not in index]
     assert missing == [], f"add a row for each to docs/decisions/README.md: {missing}"
+
+
+def test_decision_records_have_one_number_each() -> None:
+    """Two records under one number (two sessions writing in parallel) make "see decision 0003" ambiguous;
+    each record's title carries its own number, so a link and the page it opens agree."""
+    folder = REPO / "docs" / "decisions"
+    records = sorted(folder.glob("[0-9][0-9][0-9][0-9]-*.md"))
+    numbers = [p.name[:4] for p in records]
+    assert sorted(n for n in set(numbers) if numbers.count(n) > 1) == [], "renumber the later record"
+    wrong = [p.name for p in records if not p.read_text(encoding="utf-8").startswith(f"# {p.name[:4]}: ")]
+    assert wrong == [], f"a record's title starts with '# NNNN: ' of its own number: {wrong}"

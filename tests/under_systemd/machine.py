@@ -73,10 +73,20 @@ def _unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def _recipe(release: str) -> tuple[bytes, Path]:
+    recipe = json.dumps([release, PACKAGES, mirror(), ROOT_RECIPE]).encode()
+    return recipe, CACHE / "roots" / f"{release}-{hashlib.sha256(recipe).hexdigest()[:12]}"
+
+
+def cached_root(release: str) -> Path | None:
+    """The cached root of ``release`` if one was made already (benchmarks use it, never make it)."""
+    path = _recipe(release)[1]
+    return path if (path / ".complete").exists() else None
+
+
 def root(release: str, log: Path) -> Path:
     """The cached root of ``release``, made now when missing (about 1.5 minutes)."""
-    recipe = json.dumps([release, PACKAGES, mirror(), ROOT_RECIPE]).encode()
-    path = CACHE / "roots" / f"{release}-{hashlib.sha256(recipe).hexdigest()[:12]}"
+    recipe, path = _recipe(release)
     with _locked(CACHE / "roots" / ".lock"):
         if (path / ".complete").exists():
             return path

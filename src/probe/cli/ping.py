@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -63,6 +62,8 @@ def ping(env: Env, name: str, command: tuple[str, ...], kind: str | None, exit_c
 
 def _add(store: PingStore, name: str, kind: str, *, exit_code: int | None = None, duration: float | None = None,
          output: str = "") -> None:
+    import sqlite3  # here, so that `probe run` never imports it
+
     from probe._statedir import StateDirError
 
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -65,6 +64,8 @@ def silence() -> None:
 def add(env: Env, names: tuple[str, ...], labels: tuple[str, ...], for_: str, reason: str, state_dir: str | None,
         fmt: str) -> None:
     """Silence checks by name and/or label; prints the silence's id."""
+    import sqlite3  # in the commands that use it, so that `probe run` never imports it
+
     from probe.cli.args import did_you_mean, duration_option, parse_labels
 
     if not names and not labels:
@@ -101,6 +102,8 @@ def add(env: Env, names: tuple[str, ...], labels: tuple[str, ...], for_: str, re
 @click.pass_obj
 def list_(env: Env, show_all: bool, state_dir: str | None, fmt: str) -> None:
     """Active (and pending) silences."""
+    import sqlite3  # in the commands that use it, so that `probe run` never imports it
+
     _registry, plan = env.load()
     store = _store(state_dir, plan)
     now = time.time()
@@ -127,6 +130,8 @@ def list_(env: Env, show_all: bool, state_dir: str | None, fmt: str) -> None:
 @click.pass_obj
 def remove(env: Env, silence_id: str, state_dir: str | None) -> None:
     """End a silence now."""
+    import sqlite3  # in the commands that use it, so that `probe run` never imports it
+
     _registry, plan = env.load()
     store = _store(state_dir, plan)
     try:

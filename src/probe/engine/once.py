@@ -14,18 +14,17 @@ from probe.config.load import Plan
 from probe.config.redact import Redactor, check_info
 from probe.config.spec import CheckSpec
 from probe.engine.interfaces import Outcome
-from probe.engine.muting import Muting
 from probe.engine.runner import Runner
 from probe.formats import Remediation, Report
-from probe.model import Result, Status
+from probe.model import Ping, Result, Status
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
 log = logging.getLogger("probe.once")
 
 if TYPE_CHECKING:
+    from probe.engine.muting import Muting
     from probe.sinks.alerting.silences import Silence
-    from probe.sinks.history.pings import PingStore
     from probe.sinks.telemetry.metrics import MetricsSink
 
 
@@ -209,11 +208,18 @@ async def check_remediation(plan: Plan, registry: Registry, runner: Runner, outc
     return "\n".join(lines) + "\n", latest
 
 
-def _pings(plan: Plan) -> PingStore:
-    """The state store's pings, for ``heartbeat`` checks: a job may have pinged without the agent running."""
-    from probe.sinks.history.pings import store_for
+def _pings(plan: Plan) -> Callable[[str, float], list[Ping]]:
+    """The state store's pings, for ``heartbeat`` checks: a job may have pinged without the agent running.
+    The store's modules (and sqlite3) are imported by the first read, so a run without heartbeat checks
+    never loads them."""
+    state_dir = plan.settings.state_dir
 
-    return store_for(plan.settings.state_dir)
+    def read(check: str, since: float) -> list[Ping]:
+        from probe.sinks.history.pings import store_for
+
+        return store_for(state_dir).since(check, since)
+
+    return read
 
 
 @dataclass
@@ -231,10 +237,12 @@ def _muting(plan: Plan) -> Muting:
     remediation does not run. (``depends_on`` needs the agent's states: not applied here.)"""
     import sqlite3
 
+    from probe.engine.muting import Muting
     from probe.sinks.alerting.silences import read_active
+    from probe.sinks.history.pings import store_for
 
     try:
-        silences = read_active(_pings(plan).path, time.time())
+        silences = read_active(store_for(plan.settings.state_dir).path, time.time())
     except sqlite3.Error as exc:
         log.warning("cannot read the silences (%s); remediating as if there were none", exc)
         silences = []
