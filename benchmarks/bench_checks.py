@@ -13,8 +13,9 @@ websockets server: the fixtures in tests/), then alternates rounds of probe and 
   /proc/PID/stat before and after N ``/probe`` requests over one keep-alive connection.
 
 The median per-round ratio is the result; target <= 0.5x. bench.py calls ``bench_rows`` for its rows
-``ntp``, ``grpc``, ``ssh``, ``smtp``, ``imap`` (with ``pop3``) and ``websocket``; a missing peer makes a
-row ``skipped`` with the reason, never silently absent.
+``ntp``, ``grpc``, ``ssh``, ``smtp``, ``imap`` (with ``pop3``), ``websocket`` and ``systemd`` (inside a
+systemd-nspawn container: ``row_systemd``); a missing peer makes a row ``skipped`` with the reason, never
+silently absent.
 """
 
 from __future__ import annotations
@@ -358,6 +359,65 @@ def row_mailbox(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
+# What the in-container benchmark imports besides probe: copied from this venv into the container (bookworm's
+# Python is 3.11 too, so the compiled ones load there).
+SYSTEMD_LIBRARIES = ("annotated_types", "h11", "jeepney", "pluggy", "psutil", "pydantic", "pydantic_core",
+                     "typing_extensions.py", "typing_inspection", "yaml", "_yaml")
+SYSTEMD_UNIT = "[Unit]\nDescription=the unit bench_checks.py checks\n[Service]\nExecStart=/bin/sleep infinity\n"
+
+
+def row_systemd(quick: bool) -> list[dict[str, Any]]:
+    """systemd (unit state over D-Bus, jeepney) vs ``systemctl is-active UNIT`` per fork+exec, both inside one
+    Debian bookworm container booted with systemd-nspawn (the tests' machine, tests/under_systemd), against
+    the same running unit. Skipped without root, systemd-nspawn or a cached container root: the row uses a
+    root the under_systemd tests made, and never runs debootstrap itself."""
+    r = row("systemd", "systemctl is-active per run")
+    if os.geteuid() != 0 or not shutil.which("systemd-nspawn") or not shutil.which("nsenter"):
+        r["note"] = "needs root, systemd-nspawn and nsenter (a container with systemd as PID 1)"
+        return [r]
+    from under_systemd.machine import cached_root, new_machine
+
+    base = cached_root("bookworm")
+    if base is None:
+        r["note"] = ("no cached bookworm root: run the under_systemd tests once (pytest tests/under_systemd, "
+                     "debootstrap, a few minutes), then this row")
+        return [r]
+    runs, peer_runs, rounds = (100, 20, 1) if quick else (1000, 200, 3)
+    machine = new_machine("bookworm")
+    try:
+        for name in ("upper", "work", "merged"):
+            (machine.workdir / name).mkdir(parents=True)
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={base},upperdir="
+                        f"{machine.workdir / 'upper'},workdir={machine.workdir / 'work'}", str(machine.rootfs)],
+                       check=True, capture_output=True)
+        _copy_probe(machine.rootfs / "opt" / "probe-bench")
+        machine.write("/etc/systemd/system/bench-steady.service", SYSTEMD_UNIT)
+        machine.boot()
+        machine.run("systemctl", "start", "bench-steady.service").check()
+        done = machine.run("python3", "/opt/probe-bench/systemd_inside.py", "bench-steady.service", str(runs),
+                           str(peer_runs), str(rounds), timeout=1800).check()
+        measured = json.loads(done.stdout)
+    finally:
+        machine.stop()
+    return [judged(r, measured["probe"], measured["peer"], runs, peer_runs)]
+
+
+def _copy_probe(dest: Path) -> None:
+    """probe's source, the libraries it imports for a systemd check, and systemd_inside.py, under ``dest``."""
+    import site
+
+    lib = dest / "lib"
+    shutil.copytree(HERE.parent / "src" / "probe", lib / "probe", ignore=shutil.ignore_patterns("__pycache__"))
+    packages = Path(next(p for p in site.getsitepackages() if p.endswith("site-packages")))
+    for name in SYSTEMD_LIBRARIES:
+        source = packages / name
+        if source.is_dir():
+            shutil.copytree(source, lib / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, lib / name)
+    shutil.copy2(HERE / "systemd_inside.py", dest / "systemd_inside.py")
+
+
 ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "ssh": row_ssh,
     "websocket": row_websocket,
@@ -365,6 +425,7 @@ ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "grpc": row_grpc,
     "smtp": row_smtp,
     "imap": row_mailbox,  # also reports pop3
+    "systemd": row_systemd,
 }
 
 

@@ -20,7 +20,12 @@ from conftest import require
 from netservers import ThreadedServer, http_server
 
 ROUNDS = 7
-WATCHED = ("redis-ping-1", "root-disk", "hosts-file")  # one per way a check is timed (see below)
+WATCHED = ("redis-ping-1", "root-disk", "hosts-file", "postgres-1")  # one per way a check is timed (see below)
+# PostgreSQL is not there yet: 3-4.5x its time alone among 20 checks (docs/performance.md, row "once"). Its
+# worker thread waits for the CPU and the GIL that the other checks take at the same moment, at each of the
+# round trips of a driver that owns its socket. Held to 5x + 2 ms, which the loop-timed check (6x and more)
+# failed, so that it cannot slide back; the bench's row judges it by the 2x rule.
+FACTOR = {"postgres-1": 5.0}
 
 
 def reachable(port: int) -> bool:
@@ -74,6 +79,9 @@ def test_durations_with_twenty_checks_at_once_are_the_targets(config: Path) -> N
             alone[name].append(durations(config, "--check", name)[name])
     report = {name: (min(mixed[name]) * 1000, min(alone[name]) * 1000) for name in WATCHED}
     # A Redis ping over tcp is timed at its I/O events (the reply's kernel arrival stamp); the disk and file
-    # checks are sync checks timed in their worker thread: neither waits for a loop busy with the others.
+    # checks are sync checks timed in their worker thread; the sql check runs its driver in its worker thread
+    # and times the connection and the query at the driver's calls: none waits for a loop busy with the others.
     for name, (together, by_itself) in report.items():
-        assert together <= 2 * by_itself + 2.0, f"{name}: {together:.2f} ms with 20 checks, {by_itself:.2f} ms alone"
+        factor = FACTOR.get(name, 2.0)
+        assert together <= factor * by_itself + 2.0, \
+            f"{name}: {together:.2f} ms with 20 checks, {by_itself:.2f} ms alone (rule: {factor:g}x + 2 ms)"

@@ -101,3 +101,20 @@ def test_the_system_bus_address_comes_from_the_environment(tmp_path: Path) -> No
     run = probe_cli("--config-dir", tmp_path / "checks.yaml", "run", "--once",
                     env={"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path}/elsewhere"}, cwd=tmp_path)
     assert run.returncode == 3 and f"{tmp_path}/elsewhere" in run.stdout, run.stdout + run.stderr
+
+
+def test_without_jeepney_the_type_is_listed_with_what_to_install(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same ``requires`` contract as a third party's type: a config using it is invalid at its line with
+    the extra to install, and the registry lists the type as unavailable, not as a failure."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "jeepney", None)
+    registry = load_plugins(use_entry_points=False)
+    path = tmp_path / "checks.yaml"
+    path.write_text("checks:\n  - {name: sd, type: systemd, unit: nginx}\n")
+    with pytest.raises(ConfigErrors) as caught:
+        load_plan(path, registry, env={})
+    assert f"{path}:2:" in str(caught.value)
+    assert "pip install 'probe-monitor[systemd]'" in str(caught.value)
+    assert "probe-monitor[systemd]" in registry.unavailable()["systemd"]

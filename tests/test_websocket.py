@@ -4,6 +4,7 @@ codes, TLS) and against servers that are not WebSocket servers at all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import sys
 import threading
@@ -219,6 +220,90 @@ async def test_not_a_websocket_server(handler_: Any, reason: str) -> None:
     assert result.reason == reason, result.summary
 
 
+def scripted(*frames: bytes, then_close: bool = True) -> Any:
+    """A server that accepts the upgrade by hand, sends ``frames`` as they are, records what the client sends
+    next (in ``PEER``) and answers a close frame with its own (or, ``then_close=False``, drops the connection
+    after the first frame)."""
+    import base64
+    import hashlib
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        key = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                   if line.lower().startswith("sec-websocket-key"))
+        accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + b"".join(frames))
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                first, second = await reader.readexactly(2)
+                mask = await reader.readexactly(4)
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(second & 0x7F)))
+                PEER.append((first & 0x0F, data))
+                if not then_close:
+                    writer.close()
+                    return
+                if first & 0x0F == 0x8:
+                    writer.write(b"\x88\x02\x03\xe8")
+                    await writer.drain()
+                    return
+    return handle
+
+
+PEER: list[tuple[int, bytes]] = []
+
+
+async def peer_saw(count: int) -> list[tuple[int, bytes]]:
+    """What the scripted server read, once it has read ``count`` frames (its thread reads on its own time)."""
+    for _ in range(200):
+        if len(PEER) >= count:
+            break
+        await asyncio.sleep(0.01)
+    return PEER
+
+
+async def test_pings_are_answered_and_fragments_joined() -> None:
+    PEER.clear()
+    frames = (b"\x89\x03abc", b"\x01\x03hel", b"\x8a\x00", b"\x80\x02lo")  # ping, "hel", pong, "lo"
+    with ThreadedServer(scripted(*frames)) as s:
+        result = await run_check("websocket", timeout=3.0, url=f"ws://127.0.0.1:{s.port}/", expect="^hello$")
+        seen = await peer_saw(2)
+    assert result.status is probe.Status.OK, result.summary
+    assert result.details["received"] == "hello" and result.details["close_code"] == 1000
+    assert seen == [(0xA, b"abc"), (0x8, b"\x03\xe8")]
+
+
+@pytest.mark.parametrize(("frames", "words"), [
+    ((b"\x81\x82\x00\x00\x00\x00hi",), "a masked frame from the server"),
+    ((b"\xc1\x02hi",), "reserved bits"),
+    ((b"\x81\x02\xff\xfe",), "not UTF-8"),
+    ((b"\x00\x02hi",), "continuation frame without a message"),
+    ((b"\x88\x01\x03",), "a close frame of one byte"),
+])
+async def test_frames_a_server_may_not_send(frames: tuple[bytes, ...], words: str) -> None:
+    with ThreadedServer(scripted(*frames)) as s:
+        result = await run_check("websocket", timeout=3.0, url=f"ws://127.0.0.1:{s.port}/", expect="x")
+    assert result.reason == "protocol_error", result.summary
+    assert words in result.summary
+
+
+async def test_server_close_is_echoed_and_reported() -> None:
+    PEER.clear()
+    with ThreadedServer(scripted(b"\x88\x08\x03\xf3bye!!!")) as s:  # 1011 "bye!!!"
+        result = await run_check("websocket", timeout=3.0, url=f"ws://127.0.0.1:{s.port}/", expect="x")
+        seen = await peer_saw(1)
+    assert result.reason == "closed" and "code 1011: bye!!!" in result.summary, result.summary
+    assert seen == [(0x8, b"\x03\xf3bye!!!")]
+
+
+async def test_connection_dropped_without_close_frame() -> None:
+    with ThreadedServer(scripted(then_close=False)) as s:
+        result = await run_check("websocket", timeout=3.0, url=f"ws://127.0.0.1:{s.port}/", send="hi", expect="x")
+    assert result.reason == "closed" and "dropped without a close frame while waiting" in result.summary, \
+        result.summary
+
+
 async def test_silent_server_times_out_in_the_upgrade() -> None:
     with ThreadedServer(silent) as s:
         result = await run_check("websocket", timeout=1.0, url=f"ws://127.0.0.1:{s.port}/")
@@ -231,13 +316,12 @@ async def test_refused() -> None:
     assert result.reason == "connection_refused"
 
 
-async def test_missing_library_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from probe.config.load import ConfigErrors
-    from probe.testing import build_spec
-
+async def test_runs_without_the_websockets_library(server: WsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check speaks WebSocket itself (docs/decisions/0030): no extra to install."""
     monkeypatch.setitem(sys.modules, "websockets", None)
-    with pytest.raises(ConfigErrors, match=r"pip install 'probe-monitor\[websocket\]'"):
-        build_spec({"type": "websocket", "url": "ws://127.0.0.1/"})
+    result = await run_check("websocket", url=server.url("/echo"), send="hi", expect="echo: hi")
+    assert result.status is probe.Status.OK, result.summary
+    assert result.details["close_code"] == 1000
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -73,14 +73,24 @@ def _unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def _recipe(release: str) -> tuple[bytes, Path]:
+    recipe = json.dumps([release, PACKAGES, mirror(), ROOT_RECIPE]).encode()
+    return recipe, CACHE / "roots" / f"{release}-{hashlib.sha256(recipe).hexdigest()[:12]}"
+
+
+def cached_root(release: str) -> Path | None:
+    """The cached root of ``release`` if one was made already (benchmarks use it, never make it)."""
+    path = _recipe(release)[1]
+    return path if (path / ".complete").exists() else None
+
+
 def root(release: str, log: Path) -> Path:
     """The cached root of ``release``, made now when missing (about 1.5 minutes). One lock per release: the
     two releases' roots can be made at the same time (conftest starts the second while the first is in use);
     two sessions wanting the same root wait for each other, and the second finds it complete. The root is
     made under a ``.partial`` name and renamed once complete, so a failed or interrupted build is never used
     (the next attempt deletes it and starts over)."""
-    recipe = json.dumps([release, PACKAGES, mirror(), ROOT_RECIPE]).encode()
-    path = CACHE / "roots" / f"{release}-{hashlib.sha256(recipe).hexdigest()[:12]}"
+    recipe, path = _recipe(release)
     with _locked(CACHE / "roots" / f".{release}.lock"):
         if (path / ".complete").exists():
             return path

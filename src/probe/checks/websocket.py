@@ -1,14 +1,15 @@
 """websocket: the HTTP upgrade, an optional subprotocol, a message sent and one expected, a clean close.
 
-The protocol is the ``websockets`` library's sans-I/O client (the ``websocket`` extra, imported on first
-run): it builds and validates the handshake and the frames; the bytes move over ``conn``'s stream, as for
-the tcp and http checks, so reasons, phases and certificate facts read the same. Environment proxies are
-not used and compression is not offered: the check sees the server as it is.
+The handshake and the frames are ``net.wswire``'s (our own, held to the ``websockets`` library's client by
+tests/test_websocket_wire.py: docs/decisions/0030); the bytes move over ``conn``'s stream, as for the tcp
+and http checks, so reasons, phases and certificate facts read the same. Environment proxies are not used
+and compression is not offered: the check sees the server as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 import probe
+from probe.checks.net import wswire
 from probe.checks.net.conn import (
     CertFacts,
     Failure,
@@ -33,6 +35,7 @@ from probe.hookspecs import CheckRegistrar
 from probe.units import Size
 
 _SHOWN = 120
+_RECV = 65536
 
 
 class WebsocketOptions(probe.Options):
@@ -92,7 +95,6 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
     measurements = frozenset({"duration", "dns", "connect", "tls", "handshake", "response", "tls_cert_remaining"})
     units = {"duration": "s", "dns": "s", "connect": "s", "tls": "s", "handshake": "s", "response": "s",
              "tls_cert_remaining": "s"}
-    requires = {"websockets": "probe-monitor[websocket]"}
 
     def __init__(self, name: str, options: WebsocketOptions) -> None:
         super().__init__(name, options)
@@ -102,7 +104,8 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
         self._port = parts.port or (443 if self._secure else 80)
         self._server_name = options.tls.server_name or self._host
         self._expect = re.compile(options.expect) if options.expect is not None else None
-        self._headers = (("User-Agent", f"probe/{probe.__version__}"), *options.headers.items())
+        self._upgrade = wswire.Upgrade(options.url, options.subprotocol,
+                                       (("User-Agent", f"probe/{probe.__version__}"), *options.headers.items()))
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         started = time.monotonic()
@@ -133,8 +136,9 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
             talk.details.update(stream.tls_details())
         talk.doing = "in the upgrade"
         sent = time.monotonic()
-        session = _Session(stream, self._protocol())
-        subprotocol = await session.upgrade(self._headers)
+        session = _Session(stream, int(o.max_bytes))
+        key = self._upgrade.fixed_key or wswire.new_key()
+        subprotocol = await session.upgrade(self._upgrade.request(key), key, o.subprotocol)
         talk.timings.extra["handshake"] = time.monotonic() - sent
         talk.details["subprotocol"] = subprotocol
         if o.subprotocol and subprotocol != o.subprotocol:
@@ -143,14 +147,6 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
         await self._send_expect(session, talk)
         talk.doing = "closing"
         talk.details["close_code"] = await session.close()
-
-    def _protocol(self) -> Any:
-        from websockets.client import ClientProtocol
-        from websockets.uri import parse_uri
-
-        o = self.options
-        offered: Any = [o.subprotocol] if o.subprotocol else None
-        return ClientProtocol(parse_uri(o.url), subprotocols=offered, max_size=int(o.max_bytes))
 
     async def _send_expect(self, session: _Session, talk: _Talk) -> None:
         sent = time.monotonic()
@@ -203,102 +199,122 @@ class _Talk:
 
 
 class _Session:
-    """websockets' sans-I/O client protocol driven over our stream: the library builds and checks the
-    handshake and the frames, we move the bytes (over a bare socket: no asyncio transport and protocol
-    objects per connection, which cost more CPU than the whole exchange)."""
+    """One WebSocket connection over our stream: ``wswire`` makes and reads the bytes, this moves them."""
 
-    def __init__(self, stream: Stream, protocol: Any) -> None:
+    def __init__(self, stream: Stream, max_size: int) -> None:
         self.stream = stream
-        self.protocol = protocol
-        self.events: list[Any] = []
-        self.parts: list[bytes] = []  # a fragmented message so far
+        self.max_size = max_size
+        self.buffer = b""
+        self.close_rcvd: tuple[int, str] | None = None
+        self.close_sent: int | None = None
 
-    async def flush(self) -> None:
-        data = b"".join(self.protocol.data_to_send())
-        if data:
-            await self.stream.send(data)
-
-    async def _more(self) -> bool:
-        """Feed what arrives next to the protocol; False at the end of the stream."""
-        data = await self.stream.recv(65536)
-        if data:
-            self.protocol.receive_data(data)
-        else:
-            self.protocol.receive_eof()
-        self.events += self.protocol.events_received()
-        if self.protocol.state.name != "CLOSED":
-            await self.flush()  # pongs, and the close frame echoed back
-        return bool(data)
-
-    async def upgrade(self, headers: tuple[tuple[str, str], ...]) -> str | None:
+    async def upgrade(self, request: bytes, key: str, offered: str | None) -> str | None:
         """Send the upgrade request and read the response; the subprotocol the server selected."""
-        from websockets.exceptions import InvalidStatus
-
-        request = self.protocol.connect()
-        for name, value in headers:
-            request.headers[name] = value
-        self.protocol.send_request(request)
-        await self.flush()
-        while not self.events and self.protocol.handshake_exc is None:
-            if not await self._more() and not self.events:
+        await self.stream.send(request)
+        data = b""
+        while True:
+            chunk = await self.stream.recv(_RECV)
+            if not chunk:
+                raise Failure("protocol_error", "the server closed the connection without answering the upgrade"
+                              + (f" (it said {data[:120]!r})" if data else ""))
+            data += chunk
+            if (parsed := wswire.parse_head(data)) is not None:
                 break
-        exc = self.protocol.handshake_exc
-        if isinstance(exc, InvalidStatus):
-            response = exc.response
-            where = response.headers.get("Location")
-            raise Failure("upgrade_refused", f"HTTP {response.status_code} {response.reason_phrase} instead of 101 "
-                                             f"Switching Protocols" + (f" (Location: {where})" if where else ""))
-        if exc is not None:
-            reason = "subprotocol_mismatch" if "subprotocol" in str(exc) else "protocol_error"
-            raise Failure(reason, f"not a WebSocket upgrade: {exc}")
-        if not self.events:
-            raise Failure("protocol_error", "the server closed the connection without answering the upgrade")
-        response = self.events.pop(0)
-        return response.headers.get("Sec-WebSocket-Protocol")  # type: ignore[no-any-return]
+        head, self.buffer = parsed
+        return wswire.check_upgrade(head, key, offered)
+
+    async def frame(self) -> wswire.Frame | None:
+        """The next frame from the server; None at the end of the stream."""
+        while (got := wswire.decode(self.buffer, self.max_size)) is None:
+            chunk = await self.stream.recv(_RECV)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        frame, self.buffer = got
+        return frame
 
     async def send_text(self, text: str, talk: _Talk) -> None:
-        if self.protocol.state.name != "OPEN":  # the server closed right after the upgrade
-            raise _closed(self.protocol, talk)
-        self.protocol.send_text(text.encode())
-        await self.flush()
+        if self.close_rcvd is not None:
+            raise _closed(self, talk)
+        await self.stream.send(wswire.encode(wswire.TEXT, text.encode()))
 
     async def message(self, talk: _Talk) -> str:
-        """The next complete data message (text, or binary decoded as UTF-8); pings are answered."""
-        from websockets.frames import Opcode
-
+        """The next complete data message (text, or binary decoded as UTF-8); pings are answered, a close
+        frame from the server is echoed and ends the run."""
+        parts: list[bytes] = []
+        size, opcode = 0, None
         while True:
-            while not self.events:
-                if not await self._more() and not self.events:
-                    raise _closed(self.protocol, talk)
-            frame = self.events.pop(0)
-            if frame.opcode is Opcode.CLOSE:
-                raise _closed(self.protocol, talk)
-            if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-                self.parts.append(frame.data)
-                if frame.fin:
-                    data, self.parts = b"".join(self.parts), []
-                    return data.decode("utf-8", "replace")
+            try:
+                frame = await self.frame()
+            except Failure as exc:
+                if exc.reason == "message_too_big":
+                    await self._send_close(1009)
+                    raise Failure("message_too_big", f"the server sent a message larger than max_bytes while "
+                                                     f"{talk.doing}") from None
+                raise
+            if frame is None:
+                raise _closed(self, talk)
+            if frame.opcode == wswire.CLOSE:
+                self.close_rcvd = wswire.parse_close(frame.data)
+                await self._send_close(self.close_rcvd[0], frame.data)
+                raise _closed(self, talk)
+            if frame.opcode == wswire.PING:
+                await self.stream.send(wswire.encode(wswire.PONG, frame.data))
+                continue
+            if frame.opcode == wswire.PONG:
+                continue
+            if (frame.opcode == wswire.CONT) != (opcode is not None):
+                raise Failure("protocol_error", "not WebSocket: a continuation frame without a message, or a new "
+                                                "message before the last one ended")
+            opcode = opcode if opcode is not None else frame.opcode
+            size += len(frame.data)
+            if size > self.max_size:
+                await self._send_close(1009)
+                raise Failure("message_too_big", f"the server sent a message larger than max_bytes while "
+                                                 f"{talk.doing}")
+            parts.append(frame.data)
+            if frame.fin:
+                return _text(b"".join(parts), opcode)
 
     async def close(self) -> int | None:
         """Send close 1000 and read until the server's close frame; its close code."""
-        self.protocol.send_close(1000)
-        await self.flush()
-        while self.protocol.close_rcvd is None and await self._more():
-            self.events.clear()
-        return self.protocol.close_rcvd.code if self.protocol.close_rcvd is not None else None
+        await self._send_close(1000)
+        while self.close_rcvd is None:
+            frame = await self.frame()
+            if frame is None:
+                return None
+            if frame.opcode == wswire.CLOSE:
+                self.close_rcvd = wswire.parse_close(frame.data)
+        return self.close_rcvd[0]
+
+    async def _send_close(self, code: int, payload: bytes = b"") -> None:
+        """Our close frame, once; ``payload`` echoes the server's."""
+        if self.close_sent is None:
+            self.close_sent = code
+            data = wswire.encode(wswire.CLOSE, payload) if payload or code == wswire.NO_STATUS \
+                else wswire.close_frame(code)
+            with contextlib.suppress(OSError):  # the server may be gone already; what it said is what counts
+                await self.stream.send(data)
 
 
-def _closed(protocol: Any, talk: _Talk) -> Failure:
+def _text(data: bytes, opcode: int) -> str:
+    if opcode == wswire.TEXT:
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise Failure("protocol_error", "not WebSocket: a text message that is not UTF-8") from None
+    return data.decode("utf-8", "replace")
+
+
+def _closed(session: _Session, talk: _Talk) -> Failure:
     """The connection closed before we were done: the server's close code and reason say why."""
-    rcvd, sent = protocol.close_rcvd, protocol.close_sent
-    if rcvd is None and sent is not None and sent.code == 1009:
-        return Failure("message_too_big", f"the server sent a message larger than max_bytes while {talk.doing}")
-    talk.details["close_code"] = rcvd.code if rcvd is not None else None
+    rcvd = session.close_rcvd
+    talk.details["close_code"] = rcvd[0] if rcvd is not None else None
     if rcvd is None:
-        why = f" ({protocol.close_exc})" if protocol.close_exc else ""
-        return Failure("closed", f"the connection dropped without a close frame while {talk.doing}{why}")
-    why = f": {rcvd.reason}" if rcvd.reason else ""
-    return Failure("closed", f"the server closed the connection with code {rcvd.code}{why} while {talk.doing}")
+        return Failure("closed", f"the connection dropped without a close frame while {talk.doing}")
+    code, reason = rcvd
+    why = f": {reason}" if reason else ""
+    return Failure("closed", f"the server closed the connection with code {code}{why} while {talk.doing}")
 
 
 def _shown(text: str) -> str:

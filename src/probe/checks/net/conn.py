@@ -335,9 +335,7 @@ class Stream:
     def __init__(self, sock: socket.socket, peer: Peer) -> None:
         self.sock = sock
         self.peer = peer
-        self.arrived = 0.0
-        """When the data ``recv`` returned last reached this host (monotonic clock; the kernel's stamp on a
-        plain stream, else when it was read)."""
+        self._arrived: float | tuple[list[tuple[int, int, bytes]], float] = 0.0  # or (the kernel's stamp, read at)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -361,13 +359,21 @@ class Stream:
             timings.tls = time.monotonic() - started
 
     @property
+    def arrived(self) -> float:
+        """When the data ``recv`` returned last reached this host (monotonic clock; the kernel's stamp on a
+        plain stream, else when it was read). Worked out when asked: few checks ask."""
+        if not isinstance(self._arrived, float):
+            self._arrived = _arrival(*self._arrived)
+        return self._arrived
+
+    @property
     def ssl_object(self) -> ssl.SSLObject | None:
         return None if self._writer is None else self._writer.get_extra_info("ssl_object")
 
     async def recv(self, size: int) -> bytes:
         if self._reader is not None:
             data = await self._reader.read(size)
-            self.arrived = time.monotonic()
+            self._arrived = time.monotonic()
             return data
         while True:
             try:
@@ -375,7 +381,7 @@ class Stream:
             except (BlockingIOError, InterruptedError):
                 await _readable(self.sock)
                 continue
-            self.arrived = _arrival(ancillary)
+            self._arrived = (ancillary, time.monotonic())
             return data
 
     async def send(self, data: bytes) -> None:
@@ -417,12 +423,13 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
-    """The kernel's receive stamp (wall clock) on the monotonic clock; now, when there is none."""
+def _arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
+    """The kernel's receive stamp (wall clock) on the monotonic clock (both clocks read now: only their
+    difference counts); when it was read, when there is none."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
             stamp: float = seconds + nanoseconds / 1e9
             return time.monotonic() - max(0.0, time.time() - stamp)
-    return time.monotonic()
+    return read_at
 
