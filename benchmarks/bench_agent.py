@@ -98,8 +98,9 @@ class Agent:
 
 @contextlib.contextmanager
 def running_agent(check: dict[str, object], checks: int, interval: float,
-                  warmup: float | None = None) -> Iterator[Agent]:
-    """``probe run`` with the shipped settings and ``checks`` copies of ``check``, every check run once."""
+                  warmup: float | None = None, source: Path | None = None) -> Iterator[Agent]:
+    """``probe run`` with the shipped settings and ``checks`` copies of ``check``, every check run once;
+    ``source``: another tree's ``src`` to run instead of the installed probe (A/B runs, benchmarks/ab_agent.py)."""
     with tempfile.TemporaryDirectory(prefix="probe-agent-bench-") as tmp:
         port = free_port()
         (Path(tmp) / "probe.yaml").write_text(shipped_settings(Path(tmp) / "state", port))
@@ -107,6 +108,8 @@ def running_agent(check: dict[str, object], checks: int, interval: float,
         items = [{**check, "name": f"c{i:04d}", "interval": f"{interval:g}s", "timeout": timeout} for i in range(checks)]
         (Path(tmp) / "checks.yaml").write_text(json.dumps({"checks": items}))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PROBE_", "OTEL_", "NOTIFY_SOCKET"))}
+        if source is not None:
+            env["PYTHONPATH"] = str(source)
         argv = [sys.executable, "-m", "probe", "--config", f"{tmp}/probe.yaml", "--config-dir", f"{tmp}/checks.yaml",
                 "--log-level", "warning", "run"]
         with open(Path(tmp) / "agent.log", "wb") as log:

@@ -67,6 +67,47 @@ def test_runs_stay_on_a_fixed_grid() -> None:
     assert schedule.lag.last == pytest.approx(0.2)
 
 
+def test_with_a_grid_the_checks_of_one_step_start_together_and_on_time() -> None:
+    schedule = Schedule(grid=0.05)
+    names = [f"c{i}" for i in range(200)]
+    for name in names:
+        schedule.add(spec(name, 1.0), now=1000.0123)
+    starts = sorted(e.start for e in schedule.entries.values())
+    steps = {round(t / 0.05) for t in starts}
+    assert all(abs(t / 0.05 - round(t / 0.05)) < 1e-6 for t in starts)  # every first run on a grid point
+    assert len(steps) <= 21  # 200 checks over 1 s: at most 21 wake-ups (20 steps, both ends), not 200
+    now, seen = 1000.0, 0
+    for _ in range(3 * 20 + 1):  # three rounds of 1 s
+        now = schedule.next_due() or now
+        batch = schedule.pop_due(now)
+        for entry in batch:
+            schedule.started(entry, now)
+            schedule.done(entry, now + 0.001, retry=False)
+        seen += len(batch)
+    assert seen >= 3 * 200
+    assert schedule.lag.worst < 1e-6  # on the grid, nothing starts late
+    assert schedule.skipped == 0
+
+
+def test_with_a_grid_an_interval_off_the_grid_starts_at_the_next_point_without_drifting() -> None:
+    schedule = Schedule(grid=0.05)
+    entry = schedule.add(spec("odd", 1.234), now=0.0, first=10.0)
+    for _ in range(50):
+        [popped] = schedule.pop_due(entry.start)
+        assert entry.start - entry.due < 0.05
+        assert abs(entry.start / 0.05 - round(entry.start / 0.05)) < 1e-6
+        schedule.started(popped, entry.start)
+        schedule.done(popped, entry.start + 0.01, retry=False)
+    assert entry.due == pytest.approx(10.0 + 50 * 1.234)  # the interval holds: no rounding accumulates
+    assert schedule.lag.worst < 0.05
+
+
+def test_a_short_interval_uses_a_finer_grid() -> None:
+    schedule = Schedule(grid=0.05)
+    entry = schedule.add(spec("fast", 0.1), now=0.0, first=0.0123)
+    assert entry.start - entry.due < 0.1 / 20 + 1e-9  # late by at most a twentieth of its interval
+
+
 def test_a_soft_problem_retries_at_retry_interval() -> None:
     schedule = Schedule()
     entry = schedule.add(spec("retry", 60.0, retry=5.0), now=0.0, first=0.0)

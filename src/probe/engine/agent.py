@@ -35,6 +35,8 @@ log = logging.getLogger("probe.agent")
 
 TICK = 1.0
 """Longest sleep of the loop: ``Lifecycle.tick`` (the watchdog) runs at least this often."""
+GRID = 0.05
+"""Runs start on this grid (``probe.engine.scheduler.Schedule``): the checks of one step in one wake-up."""
 COALESCE = 0.005
 """Checks due within this much of each other start in the same loop iteration."""
 STALE_SWEEP = 5.0
@@ -107,7 +109,7 @@ class Agent:
         self.reload_config = reload
         self.runner = Runner(registry, redact=redactor_for(plan.secrets))
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
-        self.schedule = Schedule()
+        self.schedule = Schedule(GRID)
         self.stats = AgentStats()
         self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
@@ -251,7 +253,7 @@ class Agent:
         finally:
             state = self.states.get(entry.spec.name)
             self.schedule.done(entry, time.monotonic(), retry=state is not None and state.soft_problem)
-            if entry.due < self._wake_at:  # due before the loop would look again by itself
+            if entry.start < self._wake_at:  # due before the loop would look again by itself
                 self._poke()
 
     async def rerun(self, spec: CheckSpec) -> Result:

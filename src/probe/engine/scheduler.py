@@ -6,6 +6,11 @@
   missed while a run overran are skipped (and counted), never run back to back.
 - While a problem is soft the next run comes after ``retry_interval`` instead, to confirm it sooner.
 - A check is never due while it runs: it is rescheduled only when its run completes.
+- With a ``grid`` (the agent's: 50 ms), runs start on a grid of ``grid`` seconds (or a twentieth of the
+  interval, if smaller): first runs are placed on it, so a check whose interval is a multiple of it stays on
+  it, and one whose interval is not starts at the next grid point after its due time. The checks due in one
+  step then start in one wake-up of the loop: on a 2-vCPU machine each wake-up of an idle event loop costs
+  about 0.1-0.2 ms of CPU, more than a check's own code (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class Entry:
     due: float
     running: bool = False
     removed: bool = False
+    start: float = 0.0
+    """When the run is started: ``due``, or the grid point after it (see :class:`Schedule`)."""
 
 
 @dataclass
@@ -61,9 +68,10 @@ class LagStats:
 
 
 class Schedule:
-    """The due times of every configured check."""
+    """The due times of every configured check; with ``grid``, their runs start on a grid (module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grid: float = 0.0) -> None:
+        self.grid = grid
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = 0
         self._stale = 0  # removed entries still in the heap
@@ -75,6 +83,7 @@ class Schedule:
         """Schedule ``spec``; its first run is at ``first`` or at its splay offset from ``now``."""
         self.remove(spec.name)
         entry = Entry(spec, now + splay(spec.name, spec.interval) if first is None else first)
+        entry.due = self._on_grid(entry)
         self.entries[spec.name] = entry
         self._push(entry)
         return entry
@@ -101,13 +110,22 @@ class Schedule:
         """Same check, equivalent definition (e.g. moved within its file): keep the schedule."""
         self.entries[spec.name].spec = spec
 
+    def _on_grid(self, entry: Entry) -> float:
+        """``entry.due``, or the grid point at or after it."""
+        step = min(self.grid, entry.spec.interval / 20)
+        if step <= 0:
+            return entry.due
+        # Less a hair: due + interval lands a float rounding error past the grid point it means.
+        return math.ceil(entry.due / step - 1e-6) * step
+
     def next_due(self) -> float | None:
+        """When the next run starts (``Entry.start``), or None."""
         while self._heap and (self._heap[0][2].removed or self._heap[0][2].running):
             self._drop(heapq.heappop(self._heap)[2])
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> list[Entry]:
-        """Every entry due at ``now``, marked running (the caller runs them, then calls :meth:`done`)."""
+        """Every entry that starts by ``now``, marked running (the caller runs them, then calls :meth:`done`)."""
         due = []
         while self._heap and self._heap[0][0] <= now:
             _, _, entry = heapq.heappop(self._heap)
@@ -147,7 +165,8 @@ class Schedule:
 
     def _push(self, entry: Entry) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (entry.due, self._seq, entry))
+        entry.start = max(entry.due, self._on_grid(entry))
+        heapq.heappush(self._heap, (entry.start, self._seq, entry))
 
     def __len__(self) -> int:
         return len(self.entries)
