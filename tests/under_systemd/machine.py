@@ -85,9 +85,13 @@ def cached_root(release: str) -> Path | None:
 
 
 def root(release: str, log: Path) -> Path:
-    """The cached root of ``release``, made now when missing (about 1.5 minutes)."""
+    """The cached root of ``release``, made now when missing (about 1.5 minutes). One lock per release: the
+    two releases' roots can be made at the same time (conftest starts the second while the first is in use);
+    two sessions wanting the same root wait for each other, and the second finds it complete. The root is
+    made under a ``.partial`` name and renamed once complete, so a failed or interrupted build is never used
+    (the next attempt deletes it and starts over)."""
     recipe, path = _recipe(release)
-    with _locked(CACHE / "roots" / ".lock"):
+    with _locked(CACHE / "roots" / f".{release}.lock"):
         if (path / ".complete").exists():
             return path
         tmp = path.with_name(path.name + ".partial")
@@ -134,6 +138,7 @@ class Machine:
     nspawn: subprocess.Popen[bytes] | None = None
     leader: int = 0
     cgroups: list[Path] = field(default_factory=list)
+    lintian: subprocess.Popen[bytes] | None = None  # lintian on the .deb (output in workdir), once built
 
     @property
     def rootfs(self) -> Path:
@@ -161,15 +166,20 @@ class Machine:
         source = self._copy_source(self.rootfs / "root" / "src")
         cached = CACHE / "debs" / f"{base.name}-{source}"
         dist = self.rootfs / "root" / "src" / "dist"
-        if not any(cached.glob("probe_*.deb")):
-            self._build()
-            shutil.rmtree(cached, ignore_errors=True)
-            cached.mkdir(parents=True)
-            for deb in dist.glob("probe_*.deb"):
-                shutil.copy2(deb, cached / deb.name)
-            for old in cached.parent.glob(f"{base.name}-*"):  # builds of other sources for this root
-                if old != cached:
-                    shutil.rmtree(old, ignore_errors=True)
+        # Locked per root: a second session building the same source waits and takes the first one's .deb.
+        with _locked(CACHE / "debs" / f".{base.name}.lock"):
+            if not any(cached.glob("probe_*.deb")):
+                self._build()
+                partial = cached.with_name(cached.name + ".partial")  # renamed once every file is copied
+                shutil.rmtree(partial, ignore_errors=True)
+                partial.mkdir(parents=True)
+                for deb in dist.glob("probe_*.deb"):
+                    shutil.copy2(deb, partial / deb.name)
+                shutil.rmtree(cached, ignore_errors=True)
+                partial.rename(cached)
+                for old in cached.parent.glob(f"{base.name}-*"):  # builds of other sources for this root
+                    if old != cached:
+                        shutil.rmtree(old, ignore_errors=True)
         dist.mkdir(exist_ok=True)
         debs = sorted(cached.glob("probe_*.deb"))
         assert debs, f"no .deb built in {self.release}; see {self.log}"
@@ -211,18 +221,15 @@ class Machine:
     def boot(self, timeout: float = 180) -> None:
         """Boot systemd in the overlay, in a cgroup of its own, and wait until it has finished starting."""
         self.cgroups = _own_cgroups(self.workdir.name)
-        procs = [str(cg / "cgroup.procs") for cg in self.cgroups]
-
-        def into_cgroups() -> None:
-            for path in procs:
-                with open(path, "w") as f:
-                    f.write(str(os.getpid()))
-
+        # A shell moves itself into the cgroups, then becomes nspawn (no preexec_fn: machines may boot while
+        # another thread prepares the next one, and Python code between fork and exec is unsafe then).
+        enter = "".join(f'echo $$ > "{cg / "cgroup.procs"}" && ' for cg in self.cgroups)
         out = open(self.log, "ab")  # noqa: SIM115 - held by the child; closed when the machine stops
         self.nspawn = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network",
+            ["/bin/sh", "-c", enter + 'exec "$0" "$@"',
+             "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network",
              f"--machine={self.name}", "--console=pipe", "-D", str(self.rootfs), "-b"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=into_cgroups)
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         out.close()
         deadline = time.monotonic() + timeout
         while not self.leader:
@@ -240,6 +247,9 @@ class Machine:
     def stop(self) -> None:
         """Power the container off, unmount, remove its cgroups. The overlay is thrown away, so a slow
         shutdown is cut short: SIGTERM to nspawn asks init to halt, a second one ends the container."""
+        if self.lintian is not None and self.lintian.poll() is None:
+            self.lintian.kill()
+            self.lintian.wait()
         if self.nspawn is not None:
             for sig, wait in ((signal.SIGTERM, 15), (signal.SIGTERM, 15), (signal.SIGKILL, 30)):
                 if self.nspawn.poll() is not None:

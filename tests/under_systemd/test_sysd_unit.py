@@ -47,6 +47,13 @@ def test_installed_enabled_and_ready(machine: Machine) -> None:
 
 def test_root_disk_is_ok_under_protect_system(machine: Machine) -> None:
     """ProtectSystem=strict shows / read-only inside the service; the filesystem is writable (item 1)."""
+    # The packaged check as it is, but every 2 s: its first run comes at a splay offset within its interval
+    # (up to 30 s as packaged); reset() puts the packaged file back.
+    local = f"{CHECKS}/local.yaml"
+    packaged = machine.run("cat", local).check().stdout
+    assert "  interval: 30s\n" in packaged
+    machine.write(local, packaged.replace("  interval: 30s\n", "  interval: 2s\n"), 0o644)
+    machine.run("systemctl", "reload", "probe.service").check()
     row = wait_status(machine, "root-disk", status="ok")
     assert "read-only" not in str(row["summary"])
     inside = machine.run("nsenter", "-t", machine.show()["MainPID"], "-m", "cat", "/proc/self/mountinfo").stdout
@@ -104,12 +111,15 @@ def test_good_and_bad_reloads(machine: Machine) -> None:
 
 def test_bad_config_at_start_exits_78_without_restart_and_says_why_at_err(machine: Machine) -> None:
     """Exit 78 is not restarted (RestartPreventExitStatus=78); `journalctl -p err` shows why (item 6)."""
+    # Restart=on-failure as packaged, sooner: a restart would come 1 s after the exit instead of 5 s.
+    machine.write("/etc/systemd/system/probe.service.d/50-test-restart.conf", "[Service]\nRestartSec=1s\n")
+    machine.run("systemctl", "daemon-reload").check()
     cursor = machine.cursor()
     machine.write(f"{CHECKS}/broken.yaml", "checks:\n  - {name: broken, type: disk, pth: /}\n", 0o644)
     machine.run("systemctl", "restart", "probe.service")
     state = machine.wait_for("probe.service", "failed with 78", ActiveState="failed")
     assert state["ExecMainStatus"] == "78" and state["Result"] == "exit-code"
-    time.sleep(7)  # RestartSec=5s has passed: still failed, not restarted
+    time.sleep(3)  # RestartSec=1s has passed three times over: still failed, not restarted
     assert machine.show()["ActiveState"] == "failed" and machine.show()["NRestarts"] == "0"
     errors = "\n".join(machine.messages(cursor, priority=3))  # journalctl -p err
     assert "pth" in errors and "probe: configuration invalid: 1 error" in errors, errors
@@ -118,12 +128,26 @@ def test_bad_config_at_start_exits_78_without_restart_and_says_why_at_err(machin
 def test_clean_stop_with_a_command_check_in_flight(machine: Machine) -> None:
     """SIGTERM while a command check runs: a clean exit 0, no false warning about the command plugin's
     tasks and no asyncio complaint about an unknown child (item 8)."""
+    # shutdown_grace 1 s instead of 10 s: the command still outlives it and is cancelled (restored below).
+    settings = machine.run("cat", "/etc/probe/probe.yaml").check().stdout
+    machine.write("/etc/probe/probe.yaml", settings + "shutdown_grace: 1s\n", 0o640)
+    machine.run("chgrp", "probe", "/etc/probe/probe.yaml").check()
+    # The first run comes at a splay offset within the interval (a few seconds at 10 s, half a minute at 60 s);
+    # the command outlasts the grace by seconds.
     machine.write(f"{CHECKS}/slow.yaml", "checks:\n  - name: slow-command\n    type: command\n"
-                  "    run: [/bin/sleep, '20']\n    interval: 60s\n    timeout: 30s\n", 0o644)
+                  "    run: [/bin/sleep, '8']\n    interval: 10s\n    timeout: 9s\n", 0o644)
+    try:
+        _stop_with_a_command_in_flight(machine)
+    finally:
+        machine.write("/etc/probe/probe.yaml", settings, 0o640)
+        machine.run("chgrp", "probe", "/etc/probe/probe.yaml").check()
+
+
+def _stop_with_a_command_in_flight(machine: Machine) -> None:
     machine.run("systemctl", "reload", "probe.service").check()
     deadline = time.monotonic() + 30
     while machine.run("pgrep", "-u", "probe", "-x", "sleep").returncode != 0:
-        assert time.monotonic() < deadline, "the command check never started"
+        assert time.monotonic() < deadline, "the command check never started: " + machine.journal("-n", "20")
         time.sleep(0.2)
     cursor = machine.cursor()
     machine.run("systemctl", "stop", "probe.service").check()
