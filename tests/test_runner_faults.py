@@ -172,6 +172,44 @@ async def test_back_to_back_sync_runs_reuse_one_worker_thread(registry: Registry
         assert outcome.result.reason != "plugin_error", outcome.result.summary
     assert runner.threads == 1
 
+async def test_sync_checks_started_together_share_one_worker_thread(registry: Registry, tmp_path: Path) -> None:
+    """Batched as the agent batches them: one thread and one wake-up of the loop for the checks of one step."""
+    specs = plan(tmp_path, registry, "checks:\n" + "".join(
+        f"  - {{name: d{i}, type: disk, path: /}}\n" for i in range(8))).checks
+    runner = Runner(registry)
+    runner.batch_sync_calls(5.0)
+    for _ in range(3):
+        outcomes = await asyncio.gather(*(runner.run(spec) for spec in specs))
+        assert all(o.result.reason == "" for o in outcomes), [o.result.summary for o in outcomes]
+    assert runner.threads == 1
+
+
+@pytest.mark.parametrize("hung_at", [0, 2, 4])
+async def test_a_hung_sync_check_holds_up_none_batched_with_it(registry: Registry, tmp_path: Path,
+                                                                hung_at: int) -> None:
+    """The checks behind it in its batch get threads of their own after ``spread``; the ones before it are
+    handed back then too, not at their timeout."""
+    lines = [f"  - {{name: d{i}, type: disk, path: /, timeout: 2s}}\n" for i in range(5)]
+    lines[hung_at] = "  - {name: hung, type: fault_hangs_sync, timeout: 1s}\n"
+    specs = plan(tmp_path, registry, "checks:\n" + "".join(lines)).checks
+    runner = Runner(registry)
+    runner.batch_sync_calls(0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def timed(spec: Any) -> tuple[Any, float]:
+        outcome = await runner.run(spec)
+        return outcome, loop.time() - started
+
+    results = await asyncio.gather(*(timed(spec) for spec in specs))
+    for spec, (outcome, after) in zip(specs, results, strict=True):
+        if spec.name == "hung":
+            assert outcome.result.reason == "timeout"
+        else:
+            assert outcome.result.reason == "", outcome.result.summary
+            assert after < 0.9, f"{spec.name} waited {after:.2f}s behind the hung check"
+
+
 def test_worker_threads_are_daemon_threads(registry: Registry, tmp_path: Path) -> None:
     spec = one(tmp_path, registry, "fault_hangs_sync").checks[0]
     outcome = asyncio.run(Runner(registry).run(spec))

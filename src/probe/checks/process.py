@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,17 +121,15 @@ class ProcessCheck(probe.Check[ProcessOptions]):
         pattern = re.compile(o.cmdline, re.DOTALL) if o.cmdline else None  # argv may hold newlines
         uid = _uid(o.user) if o.user else None
         if pid is not None:
-            candidates = [_one(pid, o.pidfile or "")]
+            info = _one(pid, o.pidfile or "")
+            candidates = [info | {"uid": info["uids"].real if info["uids"] else None}]
         else:
-            wanted = ["pid", "status", *(["name"] * bool(o.process_name)), *(["cmdline"] * bool(pattern)),
-                      *(["uids"] * bool(o.user))]
-            candidates = [p for p in psutil.process_iter(wanted) if p.pid != os.getpid()]
+            candidates = list(_scan(name=bool(o.process_name), cmdline=bool(pattern), uid=bool(o.user)))
         found = Matches([], [])
-        for proc in candidates:
-            info = proc.info
+        for info in candidates:
             if o.process_name and info["name"] != o.process_name:
                 continue
-            if o.user and (info["uids"] is None or info["uids"].real != uid):
+            if o.user and (info["uid"] is None or info["uid"] != uid):
                 continue
             if pattern and not pattern.search(" ".join(info["cmdline"] or [])):
                 continue
@@ -140,12 +139,12 @@ class ProcessCheck(probe.Check[ProcessOptions]):
                 found.running.append(info)
             else:
                 try:
-                    found.running.append(info | proc.as_dict(_USAGE))
+                    found.running.append(info | psutil.Process(info["pid"]).as_dict(_USAGE))
                 except psutil.NoSuchProcess:  # exited since it was matched: it is not running
                     continue
         if pid is not None and not (found.running or found.zombies):
             raise Problem(probe.Result.critical(
-                f"pid {pid} from {o.pidfile} is alive but does not match ({candidates[0].info['name']!r}); "
+                f"pid {pid} from {o.pidfile} is alive but does not match ({candidates[0]['name']!r}); "
                 "the pidfile is stale and the pid was reused", reason="stale_pidfile", details={"pid": pid}))
         return found
 
@@ -171,14 +170,73 @@ def read_pidfile(path: str) -> int:
     return int(text)
 
 
-def _one(pid: int, pidfile: str) -> psutil.Process:
+def _one(pid: int, pidfile: str) -> dict[str, Any]:
     try:
-        proc = psutil.Process(pid)
-        proc.info = proc.as_dict(_ATTRS)  # the same shape process_iter gives
+        return psutil.Process(pid).as_dict(_ATTRS)
     except psutil.NoSuchProcess:
         raise Problem(probe.Result.critical(f"pid {pid} from {pidfile} is not running (stale pidfile)",
                                             reason="stale_pidfile", details={"pid": pid})) from None
-    return proc
+
+
+def _scan(*, name: bool, cmdline: bool, uid: bool) -> Iterator[dict[str, Any]]:
+    """Every process but this one, with what the filters ask for, read from /proc as psutil reads it (name,
+    command line, real uid; ``status`` is only ever compared with zombie). psutil's process_iter builds an
+    object per process and parses fields no filter reads: 12 ms of CPU for 130 processes on the test machine,
+    all of it holding the GIL while every other check of a ``run --once`` wanted it, against 4 ms spent
+    mostly in the kernel."""
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            yield _read(int(entry.name), name=name, cmdline=cmdline, uid=uid)
+        except (FileNotFoundError, ProcessLookupError):  # exited since the listing: not running
+            continue
+
+
+def _read(pid: int, *, name: bool, cmdline: bool, uid: bool) -> dict[str, Any]:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    end = stat.rindex(b")")  # the name is in parentheses and may itself hold any character
+    info: dict[str, Any] = {"pid": pid, "status": psutil.STATUS_ZOMBIE if stat[end + 2:end + 3] == b"Z" else ""}
+    argv = _cmdline(pid) if cmdline else None
+    if name:
+        comm = os.fsdecode(stat[stat.index(b"(") + 1:end])
+        if len(comm) >= 15:  # the kernel cuts names to 15 characters; psutil completes them from argv[0]
+            argv = _cmdline(pid) if argv is None else argv
+            full = os.path.basename(argv[0]) if argv else ""
+            comm = full if full.startswith(comm) else comm
+        info["name"] = comm
+    if cmdline:
+        info["cmdline"] = argv
+    if uid:
+        info["uid"] = _real_uid(pid)
+    return info
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    """argv as psutil splits it (a process that rewrote its argv may separate it by spaces); None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = os.fsdecode(f.read())
+    except PermissionError:
+        return None
+    if not data:
+        return []
+    sep = "\0" if data.endswith("\0") else " "
+    parts = data.removesuffix(sep).split(sep)
+    return data.removesuffix(sep).split(" ") if sep == "\0" and len(parts) == 1 and " " in data else parts
+
+
+def _real_uid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except PermissionError:
+        return None
+    return None
 
 
 def _uid(user: str) -> int | None:

@@ -37,6 +37,8 @@ TICK = 1.0
 """Longest sleep of the loop: ``Lifecycle.tick`` (the watchdog) runs at least this often."""
 GRID = 0.05
 """Runs start on this grid (``probe.engine.scheduler.Schedule``): the checks of one step in one wake-up."""
+SPREAD = 0.01
+"""The sync checks started together run in one worker thread; any not started after this long get their own."""
 COALESCE = 0.005
 """Checks due within this much of each other start in the same loop iteration."""
 STALE_SWEEP = 5.0
@@ -108,6 +110,7 @@ class Agent:
         self.lifecycle = lifecycle or Lifecycle()
         self.reload_config = reload
         self.runner = Runner(registry, redact=redactor_for(plan.secrets))
+        self.runner.batch_sync_calls(SPREAD)
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule(GRID)
         self.stats = AgentStats()

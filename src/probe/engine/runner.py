@@ -22,7 +22,7 @@ from probe.config.spec import CheckSpec
 from probe.config.thresholds import Threshold
 from probe.engine.intake import admit
 from probe.engine.interfaces import Outcome
-from probe.engine.workers import DaemonThreads, owned_task
+from probe.engine.workers import Call, DaemonThreads, owned_task
 from probe.model import Measurement, Ping, Result, Status, Verdict
 from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
@@ -55,9 +55,13 @@ class _Expired(Exception):
     """A sync check's time ran out (set on its future by the timer)."""
 
 
-def _expire(future: asyncio.Future[object]) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
+def _expire(call: Call[Context]) -> None:
+    if call.future.done():
+        return
+    if call.finished:  # returned in time; its batch has not handed it back yet (workers.DaemonThreads)
+        call.resolve()
+    else:
+        call.future.set_exception(_Expired())
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,11 @@ class Runner:
                          logging.getLogger(f"probe.check.{spec.name}"))
         self._instances[spec.name] = made
         return made
+
+    def batch_sync_calls(self, spread: float) -> None:
+        """Hand the sync checks started in one iteration of the loop to one worker thread together, the ones a
+        slow check holds up to threads of their own after ``spread`` seconds (``workers.DaemonThreads``)."""
+        self._threads.spread = spread
 
     def prepare(self, specs: Iterable[CheckSpec], *, threads: int = 0) -> None:
         """Build the check objects for ``specs`` now, and start a worker thread for each sync one (at most
@@ -201,7 +210,7 @@ class Runner:
                     self._cancel_leaked(spec, task, owned)
         call = self._threads.call(check.run, ctx)
         try:
-            result = await self._await_call(call.future, spec)
+            result = await self._await_call(call, spec)
         finally:
             if not call.finished:
                 self._hung[spec.name] = _Hung(call.is_finished, time.monotonic(), "sync code")
@@ -228,13 +237,13 @@ class Runner:
             return _crash(spec, exc, self._who(spec))
         return _validate(spec, value, self._who(spec))
 
-    async def _await_call(self, future: asyncio.Future[object], spec: CheckSpec) -> Result:
+    async def _await_call(self, call: Call[Context], spec: CheckSpec) -> Result:
         """A worker thread's outcome, or a timeout: the future and one timer. ``_await``'s ``asyncio.wait``
         is for tasks that may swallow cancellation; this future is ours (and a cancelled caller still
         raises CancelledError from here)."""
-        timer = asyncio.get_running_loop().call_later(max(0.0, spec.timeout), _expire, future)
+        timer = asyncio.get_running_loop().call_later(max(0.0, spec.timeout), _expire, call)
         try:
-            value = await future
+            value = await call.future
         except _Expired:
             return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends its run, not the agent
