@@ -245,8 +245,9 @@ def row_agent(peers: Peers, s: Settings) -> list[Row]:
     """CPU per check of the running agent (``probe run``, shipped probe.yaml, 100 checks/s) per check type vs
     the same peers as the in-process rows (benchmarks/bench_agent.py has the method)."""
     # 100 checks/s in the steady state: every check has run 21 times (a full flapping window) before measuring
-    checks, interval, warmup = (50, 1.0, 3.0) if s.quick else (100, 1.0, 25.0)
-    window = 2.0 if s.quick else 20.0
+    # --quick: every check has run once (first runs are splayed over one interval), then one 1 s window.
+    checks, interval, warmup = (50, 1.0, 1.5) if s.quick else (100, 1.0, 25.0)
+    window = 1.0 if s.quick else 20.0
     rows = []
     for kind, target in AGENT_TARGETS.items():
         row = Row(f"agent-{kind}", "ms CPU/check", target,
@@ -572,11 +573,11 @@ def row_rss(peers: Peers, s: Settings) -> list[Row]:
         lines.append(item.replace("{name: ", f"{{name: c{i:03d}-", 1))
     probes = [(m, t) for m, t in (("http_2xx", f"http://{peers.web}/"), ("dns_udp", peers.dns),
                                   ("tcp_connect", peers.web)) if t]
-    from bench_http import blackbox_cpu_per_probe
+    from bench_http import blackbox_probe
 
     for i in range(100):  # the same targets the agent's checks probe, 100 times in all
         module, target = probes[i % len(probes)]
-        blackbox_cpu_per_probe(peers.blackbox_pid, peers.blackbox_port or 0, module, target, 1)
+        blackbox_probe(peers.blackbox_port or 0, module, target)
     theirs = rss(peers.blackbox_pid)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "checks.d").mkdir()
@@ -675,14 +676,14 @@ def row_scale(peers: Peers, s: Settings) -> list[Row]:
     """10,000 dns checks at a 60 s interval against dnsmasq, in an agent wired as ``probe run`` wires it
     (history and metrics sinks, forecasts), in a child process: its CPU (all threads) over the window, the p99
     of how late runs started (the scheduler's own lag samples) and its RSS. 60 s by default (every check runs
-    once), 5 minutes with BENCH_FULL=1; --quick runs 1,000 checks for 5 s."""
+    once), 5 minutes with BENCH_FULL=1; --quick runs 1,000 checks for 2 s."""
     row = Row("10k-checks", "% of one core", 25.0)
     if (HERE / "scheduler_scale.py").exists():
         return delegated("scheduler_scale", (row,), "daemon")(peers, s)
     if peers.dns is None:
         row.note = peers.why("dnsmasq-base")
         return [row]
-    seconds = 5.0 if s.quick else 300.0 if s.full else 60.0
+    seconds = 2.0 if s.quick else 300.0 if s.full else 60.0
     checks = SCALE_CHECKS // 10 if s.quick else SCALE_CHECKS
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "checks.yaml"

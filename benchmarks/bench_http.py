@@ -61,6 +61,18 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def blackbox_probe(port: int, module: str, target: str) -> None:
+    """One probe by blackbox_exporter (for its RSS after a number of probes; no CPU measured)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    try:
+        conn.request("GET", f"/probe?module={module}&target={target}")
+        body = conn.getresponse().read()
+    finally:
+        conn.close()
+    if b"probe_success 1" not in body:
+        raise RuntimeError(f"blackbox probe failed:\n{body.decode()}")
+
+
 def blackbox_cpu_per_probe(pid: int, port: int, module: str, target: str, runs: int) -> float:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     path = f"/probe?module={module}&target={target}"

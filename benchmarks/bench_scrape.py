@@ -28,7 +28,7 @@ SCRAPERS = 1000
 
 
 def bench_rows(peers: Any = None, quick: bool = False, full: bool = False) -> list[dict[str, Any]]:
-    seconds = 3.0 if quick else 30.0 if full else 10.0
+    seconds = 2.0 if quick else 30.0 if full else 10.0
     row: dict[str, Any] = {"row": "scrape-flood", "unit": "ms p99 lateness", "target": 50.0}
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()

@@ -235,3 +235,57 @@ def test_unreadable_pidfile_is_permission_denied(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd="/")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == ["UNKNOWN", "permission_denied", f"pidfile {pidfile}: permission denied"]
+
+
+def test_the_scan_reads_proc_as_psutil_does(tmp_path: Path, spawn: Spawn) -> None:
+    """The check's own /proc scan (not psutil.process_iter, for speed: docs/performance.md) against psutil on
+    every process of this machine plus awkward ones: a name past the kernel's 15 characters, one with spaces
+    and a parenthesis, argv with spaces, newlines and an empty argument, a process that rewrote its argv
+    into one space-separated string (as setproctitle does), a zombie, and one running as nobody."""
+    from probe.checks.process import _scan
+
+    long_name = tmp_path / "a-process-name-longer-than-15"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", long_name)
+    odd_name = tmp_path / "odd (name) x"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", odd_name)
+    spawn(long_name, "60")
+    spawn(odd_name, "60")
+    spawn(sys.executable, "-c", "import time; time.sleep(60)", "two words", "line\nbreak", "")
+    spawn("perl", "-e", '$0 = "rewritten title with spaces"; sleep 60')  # perl rewrites argv in place
+    zombie = spawn(sys.executable, "-c", "pass")
+    wait_for_status(zombie.pid, psutil.STATUS_ZOMBIE)
+    if os.geteuid() == 0:
+        spawn("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sleep", "60")
+    time.sleep(0.2)
+
+    ours = {info["pid"]: info for info in _scan(name=True, cmdline=True, uid=True)}
+    theirs = {p.pid: p.info for p in psutil.process_iter(["name", "cmdline", "uids", "status"])}
+    both = sorted(set(ours) & set(theirs))
+    assert len(both) > 20 and zombie.pid in both
+    def fields(mine: dict[str, object], ref: dict[str, object]) -> dict[str, tuple[object, object]]:
+        uids = ref["uids"]
+        # psutil says None where it cannot read argv (a zombie's); the filter joins None and [] alike
+        return {"name": (mine["name"], ref["name"]), "cmdline": (mine["cmdline"] or [], ref["cmdline"] or []),
+                "uid": (mine["uid"], uids.real if uids else None),  # type: ignore[attr-defined]
+                "zombie": (mine["status"] == psutil.STATUS_ZOMBIE, ref["status"] == psutil.STATUS_ZOMBIE)}
+
+    differ = []
+    for pid in both:
+        for attempt in range(3):  # a kernel worker renames itself as it works: read both sides again
+            try:
+                mine = ours[pid] if attempt == 0 else next(
+                    i for i in _scan(name=True, cmdline=True, uid=True) if i["pid"] == pid)
+                ref = theirs[pid] if attempt == 0 else psutil.Process(pid).as_dict(
+                    ["name", "cmdline", "uids", "status"])
+            except (StopIteration, psutil.NoSuchProcess):  # exited between the reads
+                wrong = []
+                break
+            wrong = [(pid, field, a, b) for field, (a, b) in fields(mine, ref).items() if a != b]
+            if not wrong:
+                break
+        differ += wrong
+    assert differ == []
+    assert os.getpid() not in ours  # the agent itself is never a candidate
+    names = {info["name"] for info in ours.values()}
+    assert {long_name.name, odd_name.name} <= names
+    assert ["rewritten", "title", "with", "spaces"] in [info["cmdline"] for info in ours.values()]
