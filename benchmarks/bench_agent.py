@@ -105,7 +105,8 @@ def running_agent(check: dict[str, object], checks: int, interval: float,
         port = free_port()
         (Path(tmp) / "probe.yaml").write_text(shipped_settings(Path(tmp) / "state", port))
         timeout = f"{min(2.0, interval / 2):g}s"
-        items = [{**check, "name": f"c{i:04d}", "interval": f"{interval:g}s", "timeout": timeout} for i in range(checks)]
+        items = [{**check, "name": f"c{i:04d}", "interval": f"{interval:g}s", "timeout": timeout}
+                 for i in range(checks)]
         (Path(tmp) / "checks.yaml").write_text(json.dumps({"checks": items}))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PROBE_", "OTEL_", "NOTIFY_SOCKET"))}
         if source is not None:

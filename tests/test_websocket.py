@@ -39,8 +39,9 @@ async def handler(ws: ServerConnection) -> None:
         return
     if path == "/big":
         await ws.send("x" * (2 * 1024 * 1024))
-    if path == "/mute":
-        await asyncio.sleep(3600)
+    if path == "/mute":  # silent until the client goes (a sleep here held the server's shutdown for 10 s)
+        await ws.wait_closed()
+        return
     async for message in ws:
         await ws.send(f"echo: {message}")
 

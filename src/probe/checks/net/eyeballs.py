@@ -53,8 +53,34 @@ async def attempt(family: int, address: tuple[Any, ...]) -> socket.socket:
         raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if sys.platform == "linux":  # conn.Stream.recv reads the kernel's receive stamp (SCM_TIMESTAMPNS)
+        _keep_stamps_on()
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     return sock
+
+
+_stamper: socket.socket | None = None
+
+
+def _keep_stamps_on() -> None:
+    """Hold one socket with receive stamps on for the life of the process.
+
+    The kernel switches its receive stamping on when the first socket asks and off again after the last one
+    closes; switching it on made the ``setsockopt`` of the next check's socket take 26 us (median) to 146 us
+    (p90) on the calling thread instead of 4 us, the loop's thread for a tcp or http check, while the agent's
+    sockets came and went between runs. One unbound UDP socket (one descriptor, no traffic) keeps it on."""
+    global _stamper
+    if _stamper is not None:
+        return
+    try:
+        stamper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:  # out of descriptors: each check's socket still asks for its own stamps
+        return
+    try:
+        stamper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        stamper.close()
+        return
+    _stamper = stamper
 
 
 async def race(addresses: list[Address], delay: float = ATTEMPT_DELAY) -> tuple[socket.socket, Address, list[str]]:
