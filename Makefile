@@ -29,7 +29,7 @@ run: $(RUN_STAMP)
 test: $(STAMP) lint typecheck pytest plugins-test
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

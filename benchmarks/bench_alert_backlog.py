@@ -22,13 +22,13 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from probe.config.incidents import AlertingSettings  # noqa: E402
-from probe.config.load import load_plan  # noqa: E402
-from probe.engine.interfaces import Outcome  # noqa: E402
-from probe.model import Result, Status  # noqa: E402
-from probe.plugins.manager import load_plugins  # noqa: E402
-from probe.sinks.alerting.outbox import Outbox  # noqa: E402
-from probe.sinks.alerting.sink import AlertingSink  # noqa: E402
+from probe.config.incidents import AlertingSettings
+from probe.config.load import load_plan
+from probe.engine.interfaces import Outcome
+from probe.model import Result, Status
+from probe.plugins.manager import load_plugins
+from probe.sinks.alerting.outbox import Outbox
+from probe.sinks.alerting.sink import AlertingSink
 
 
 class Receiver:
