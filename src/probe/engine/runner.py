@@ -59,6 +59,7 @@ class _Instance:
     check: Check[Any]
     is_async: bool
     logger: logging.Logger
+    task_name: str  # probe.engine.stall.TASK_PREFIX + the check's name
 
 
 @dataclass
@@ -239,7 +240,7 @@ class Runner:
             raise KeyError(f"unknown check type {spec.type!r}")
         check = cls(spec.name, spec.options)
         made = _Instance(spec, check, inspect.iscoroutinefunction(check.run),
-                         logging.getLogger(f"probe.check.{spec.name}"))
+                         logging.getLogger(f"probe.check.{spec.name}"), f"probe-check-{spec.name}")
         self._instances[spec.name] = made
         return made
 
@@ -289,10 +290,10 @@ class Runner:
             if made.is_async:
                 # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
                 coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)))
-                run.task, run.owned = owned_task(coro, f"probe-check-{spec.name}")
+                run.task, run.owned = owned_task(coro, made.task_name, loop)
                 run.task.add_done_callback(run.task_done)
             else:
-                run.call = self._threads.call(made.check.run, ctx)
+                run.call = self._threads.call(made.check.run, ctx, loop)
                 run.call.future.add_done_callback(run.call_done)
         except Exception as exc:  # run() itself raised before returning a coroutine
             loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
