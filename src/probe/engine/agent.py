@@ -417,6 +417,7 @@ class Agent:
             else:
                 settle(functools.partial(future.set_result, value))
 
+        future.add_done_callback(_retrieve)  # an abandoned load that fails later: nobody awaits it any more
         thread = threading.Thread(target=work, name="probe-reload", daemon=True)
         thread.start()
         try:
@@ -546,6 +547,11 @@ class _Start:
 
     def __init__(self, name: str, begin: Callable[[], Run], future: asyncio.Future[Result] | None = None) -> None:
         self.name, self.begin, self.future = name, begin, future
+
+
+def _retrieve(future: asyncio.Future[tuple[Plan, Registry]]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

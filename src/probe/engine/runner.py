@@ -318,8 +318,9 @@ class Runner:
         thresholds."""
         spec = run.spec
         raw = admit(raw, self.redact) if self.redact is not None else admit(raw)
-        duration = _own_duration(raw, elapsed)
-        result = _with_duration(raw, duration)
+        own = raw.measurement("duration")
+        duration = _own_duration(own, elapsed)
+        result = raw if own is not None else _with_duration(raw, duration)
         if self.forecaster is not None:
             result = self._forecast(spec, result, run.started_wall)
         final, verdicts = apply_thresholds(spec, result, run.levels or {})
@@ -417,19 +418,17 @@ def _validate(spec: CheckSpec, value: object, who: str) -> Result:
     return value
 
 
-def _own_duration(result: Result, elapsed: float) -> float:
-    """The run's duration: the check's own ``duration`` when it reports one (a check that times its target
-    at the I/O events knows better than the event loop, which may have been busy with other checks when the
-    reply came), within what the core measured; else what the core measured."""
-    own = result.measurement("duration")
+def _own_duration(own: Measurement | None, elapsed: float) -> float:
+    """The run's duration: the check's own ``duration`` measurement when it reports one (a check that times its
+    target at the I/O events knows better than the event loop, which may have been busy with other checks when
+    the reply came), within what the core measured; else what the core measured."""
     if own is not None and isinstance(own.value, int | float) and 0.0 <= own.value <= elapsed:
         return float(own.value)
     return elapsed
 
 
 def _with_duration(result: Result, duration: float) -> Result:
-    if result.measurement("duration") is not None:
-        return result
+    """``result`` with the core's ``duration`` added (it reported none)."""
     # Not result.replace(): dataclasses.replace re-inspects the fields on every call (runs per check run).
     return Result(result.status, result.summary, result.reason,
                   (*result.measurements, Measurement("duration", duration, "s")), result.details)
