@@ -413,3 +413,30 @@ async def forward_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.write(chunk)
     await writer.drain()
     upstream_writer.close()
+
+
+# --- timing: the target's time, not the loop's ---------------------------------------------------------------
+
+def slow_answer(greeting: bytes, greet_after: float, answer: bytes, answer_after: float) -> Handler:
+    """Greets ``greet_after`` seconds after accepting, then answers the first thing it is sent ``answer_after``
+    seconds later, with ``answer``."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(greet_after)
+        writer.write(greeting)
+        await writer.drain()
+        await reader.read(65536)
+        await asyncio.sleep(answer_after)
+        writer.write(answer)
+        await writer.drain()
+    return handle
+
+
+async def run_with_busy_loop(server: ThreadedServer, busy: float, check_type: str, **options: object) -> probe.Result:
+    """Run a check and, once ``server`` has its connection, hold the event loop for ``busy`` seconds (as other
+    checks' code would): whatever the server sends meanwhile waits to be read."""
+    before = server.connections
+    running = asyncio.ensure_future(run_check(check_type, **options))
+    while server.connections == before and not running.done():
+        await asyncio.sleep(0.001)
+    time.sleep(busy)  # on purpose: the loop is busy
+    return await running

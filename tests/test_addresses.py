@@ -187,8 +187,8 @@ async def test_a_refused_attempt_starts_the_next_at_once() -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     accepting = server.sockets[0].getsockname()
     try:
-        sock, winner, outcomes = await eyeballs.race([(socket.AF_INET, refusing), (socket.AF_INET, accepting)],
-                                                     delay=30)  # a long delay: only the refusal can start #2
+        sock, winner, outcomes, _ = await eyeballs.race([(socket.AF_INET, refusing), (socket.AF_INET, accepting)],
+                                                        delay=30)  # a long delay: only the refusal can start #2
         sock.close()
     finally:
         server.close()

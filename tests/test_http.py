@@ -10,7 +10,19 @@ from typing import Any
 
 import pytest
 from conftest import require_binary
-from netservers import Certs, HttpLog, Nginx, ThreadedServer, closed_port, forward_proxy, http_server, nginx, run_check
+from netservers import (
+    Certs,
+    HttpLog,
+    Nginx,
+    ThreadedServer,
+    closed_port,
+    forward_proxy,
+    http_server,
+    nginx,
+    run_check,
+    run_with_busy_loop,
+    slow_answer,
+)
 from pydantic import ValidationError
 
 import probe
@@ -59,6 +71,22 @@ def measured(result: probe.Result, name: str) -> float:
 
 
 # --- plain HTTP/1.1 ----------------------------------------------------------------------------------------
+
+async def test_duration_and_phases_are_the_targets_not_the_busy_loops() -> None:
+    """The server answers 0.2 s after the request; the loop is held for 0.5 s from the connection on, so the
+    answer waits 0.3 s to be read. The duration and first_byte are the target's 0.2 s (kernel arrival
+    stamps), and the phases add up to the duration."""
+    answer, busy = 0.2, 0.5
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    with ThreadedServer(slow_answer(b"", 0.0, response, answer)) as server:
+        result = await run_with_busy_loop(server, busy, "http", url=f"http://127.0.0.1:{server.port}/")
+    assert result.status is probe.Status.OK, result.summary
+    duration = measured(result, "duration")
+    assert answer <= duration < answer + busy / 2, duration
+    assert answer <= measured(result, "first_byte") < answer + busy / 2
+    phases = sum(measured(result, p) for p in ("connect", "first_byte", "transfer"))
+    assert phases == pytest.approx(duration, abs=1e-4)  # the request's start: two clock reads, microseconds apart
+
 
 async def test_ok_with_phases(web: str) -> None:
     result = await run_check("http", url=f"{web}/health")

@@ -6,7 +6,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netservers import Certs, ThreadedServer, banner_server, closed_port, full_backlog, resetter, run_check, silent
+from netservers import (
+    Certs,
+    ThreadedServer,
+    banner_server,
+    closed_port,
+    full_backlog,
+    resetter,
+    run_check,
+    run_with_busy_loop,
+    silent,
+    slow_answer,
+)
 from pydantic import ValidationError
 
 import probe
@@ -232,3 +243,43 @@ async def test_receive_stamps_stay_on_with_one_descriptor(redis_like: ThreadedSe
         assert (await run_check("tcp", host="127.0.0.1", port=redis_like.port)).status is probe.Status.OK
     # the same socket, still open (a count of /proc/self/fd is not stable in a process other tests share)
     assert eyeballs._stamper is stamper and stamper.fileno() >= 0
+
+
+async def test_duration_is_the_targets_not_the_busy_loops() -> None:
+    """The server greets 0.05 s after accepting and answers PING 0.2 s later; the loop is held for 0.5 s from
+    the connection on, so the greeting waits 0.45 s to be read and PING goes out that late. The duration is
+    the target's: connect to the greeting's arrival, PING to the answer's (0.25 s in all), not the loop's
+    absence (wall 0.75 s)."""
+    greet, answer, busy = 0.05, 0.2, 0.5
+    with ThreadedServer(slow_answer(b"hi\r\n", greet, b"+PONG\r\n", answer)) as server:
+        result = await run_with_busy_loop(server, busy, "tcp", host="127.0.0.1", port=server.port, banner="^hi",
+                                          send="PING\r\n", expect=[r"\+PONG"])
+    assert result.status is probe.Status.OK, result.summary
+    duration, connect = measured(result, "duration"), measured(result, "connect")
+    assert greet + answer <= duration < greet + answer + busy / 2, duration
+    assert connect < greet
+
+
+async def test_connect_is_the_kernels_handshake_round_trip(redis_like: ThreadedServer) -> None:
+    import socket
+    import sys
+
+    from probe.checks.net.conn import handshake_rtt
+
+    result = await run_check("tcp", host="127.0.0.1", port=redis_like.port)
+    assert result.status is probe.Status.OK, result.summary
+    assert 0 < measured(result, "connect") < 0.1
+    assert measured(result, "duration") == pytest.approx(measured(result, "connect"))  # the one segment
+    sock = socket.create_connection(("127.0.0.1", redis_like.port))
+    try:
+        rtt = handshake_rtt(sock)
+    finally:
+        sock.close()
+    if sys.platform == "linux":
+        assert rtt is not None and 0 < rtt < 0.1
+
+
+def measured(result: probe.Result, name: str) -> float:
+    m = result.measurement(name)
+    assert m is not None and isinstance(m.value, float), name
+    return m.value

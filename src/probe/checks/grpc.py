@@ -107,9 +107,9 @@ class GrpcCheck(probe.Check[GrpcOptions]):
                 stream = await Stream.open(self._host, self._port, self.options.ip_version, timings)
                 if self.options.tls is not None:
                     certificate = await self._start_tls(stream, timings)
-                sent = time.monotonic()
+                before = timings.target()
                 reply = await grpcwire.call(stream, self._head, ctx.remaining(), self._body)
-                timings.extra["rpc"] = time.monotonic() - sent
+                timings.extra["rpc"] = timings.target() - before
                 serving = self._serving(reply)
             failure = None if serving == "SERVING" else Failure(_REASONS[serving], f"health status {serving}")
         except TimeoutError:
@@ -122,7 +122,9 @@ class GrpcCheck(probe.Check[GrpcOptions]):
         finally:
             if stream is not None:
                 stream.close()
-        return self._result(failure, serving, stream, timings, certificate, time.monotonic() - started)
+        # The target's time (conn.Timings) when the call went through; a failure's is the wall's.
+        took = timings.target() if failure is None else time.monotonic() - started
+        return self._result(failure, serving, stream, timings, certificate, took)
 
     async def _start_tls(self, stream: Stream, timings: Timings) -> CertFacts | None:
         tls = self.options.tls

@@ -165,9 +165,9 @@ class TcpCheck(probe.Check[TcpOptions]):
         finally:
             if stream is not None:
                 stream.close()
-        # The target's time: up to the last reply's arrival (or the last send), not the loop's.
-        ended = talk.ended if failure is None and talk.ended else time.monotonic()
-        duration = probe.Measurement("duration", ended - started, "s")
+        # The target's time (connect, each send to its reply's arrival), not the loop's; a failure's is the wall's.
+        took = timings.target() if failure is None else time.monotonic() - started
+        duration = probe.Measurement("duration", took, "s")
         return self._result(failure, stream, timings, talk, certificate, duration)
 
     async def _start_tls(self, stream: Stream, timings: Timings) -> None:
@@ -212,7 +212,6 @@ class Conversation:
         self._unmatched = 0  # offset in ``received`` where the next expect starts looking
         self.last_match = ""
         self.waiting_for: str | None = None
-        self.ended = 0.0  # when the last step's I/O happened (monotonic)
 
     def doing(self, timings: Timings) -> str:
         if timings.connect is None:
@@ -226,14 +225,11 @@ class Conversation:
         return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
     async def run(self, stream: Stream, steps: list[TcpStep]) -> None:
-        self.ended = time.monotonic()  # connected
         for step in steps:
             if step.send is not None:
                 await stream.send(step.send.encode())
-                self.ended = time.monotonic()
             elif step.expect is not None:
                 await self._expect(stream, step.expect)
-                self.ended = stream.arrived
 
     async def _expect(self, stream: Stream, pattern: str) -> None:
         self.waiting_for = pattern

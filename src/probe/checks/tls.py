@@ -113,7 +113,9 @@ class TlsCheck(probe.Check[TlsCheckOptions]):
             failure = Failure("timeout", f"timed out {_doing(timings)}")
         except Failure as exc:
             failure = exc
-        measurements = [probe.Measurement("duration", time.monotonic() - started, "s"), *timings.measurements()]
+        # The target's time (conn.Timings) when the handshake went through; a failure's is the wall's.
+        took = timings.target() if failure is None else time.monotonic() - started
+        measurements = [probe.Measurement("duration", took, "s"), *timings.measurements()]
         return _endpoint_result(show_address((o.host, o.port)), facts, details, failure, measurements)
 
     async def _read_unverified(self, peer: Peer | None) -> tuple[CertFacts | None, dict[str, Any]]:

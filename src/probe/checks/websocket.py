@@ -124,7 +124,9 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
         finally:
             if talk.stream is not None:
                 talk.stream.close()
-        return self._result(talk, time.monotonic() - started)
+        # The target's time (conn.Timings) when the talk went through; a failure's is the wall's.
+        took = talk.timings.target() if talk.failure is None else time.monotonic() - started
+        return self._result(talk, took)
 
     async def _converse(self, talk: _Talk) -> None:
         o = self.options
@@ -135,11 +137,11 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
             talk.certificate = peer_facts(stream.ssl_object)
             talk.details.update(stream.tls_details())
         talk.doing = "in the upgrade"
-        sent = time.monotonic()
+        before = talk.timings.target()
         session = _Session(stream, int(o.max_bytes))
         key = self._upgrade.fixed_key or wswire.new_key()
         subprotocol = await session.upgrade(self._upgrade.request(key), key, o.subprotocol)
-        talk.timings.extra["handshake"] = time.monotonic() - sent
+        talk.timings.extra["handshake"] = talk.timings.target() - before
         talk.details["subprotocol"] = subprotocol
         if o.subprotocol and subprotocol != o.subprotocol:
             raise Failure("subprotocol_mismatch", f"offered subprotocol {o.subprotocol!r}, the server selected "
@@ -149,7 +151,7 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
         talk.details["close_code"] = await session.close()
 
     async def _send_expect(self, session: _Session, talk: _Talk) -> None:
-        sent = time.monotonic()
+        before = talk.timings.target()
         if self.options.send is not None:
             talk.doing = "sending"
             await session.send_text(self.options.send, talk)
@@ -161,7 +163,7 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
             talk.received += len(text)
             talk.last = text
             if self._expect.search(text):
-                talk.timings.extra["response"] = time.monotonic() - sent
+                talk.timings.extra["response"] = talk.timings.target() - before
                 return
             if talk.received >= self.options.max_bytes:
                 raise Failure("expect_mismatch", f"no message matched /{self._expect.pattern}/ in the first "
@@ -259,7 +261,7 @@ class _Session:
                 await self._send_close(self.close_rcvd[0], frame.data)
                 raise _closed(self, talk)
             if frame.opcode == wswire.PING:
-                await self.stream.send(wswire.encode(wswire.PONG, frame.data))
+                await self.stream.send(wswire.encode(wswire.PONG, frame.data), asks=False)  # still awaiting its message
                 continue
             if frame.opcode == wswire.PONG:
                 continue

@@ -8,6 +8,7 @@ What the agent hands on and to whom (``Outcome``, ``Sink``, ``Lifecycle``) is in
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -23,7 +24,7 @@ from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
 from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink, StateView, TransitionView
 from probe.engine.muting import Muting
-from probe.engine.runner import Runner
+from probe.engine.runner import Run, Runner
 from probe.engine.scheduler import Entry, Schedule
 from probe.engine.stall import Stall, StallDetector
 from probe.engine.state import CheckState, Transition
@@ -114,9 +115,13 @@ class Agent:
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule(GRID)
         self.stats = AgentStats()
-        self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
+        self._limit = plan.settings.max_concurrency
+        self._running = 0  # runs started and not ended
+        self._active: dict[str, Run | None] = {}  # check name -> its run in flight (None: waiting to start)
+        self._waiting: collections.deque[_Start] = collections.deque()  # for a free slot
+        self._blocked: dict[str, collections.deque[_Start]] = {}  # for the same check's run in flight to end
+        self._idle: asyncio.Future[None] | None = None  # set when no run is left (while stopping)
         self._levels: dict[str, dict[str, Status]] = {}
-        self._inflight: dict[str, asyncio.Task[object]] = {}
         self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, ended early by _poke
         self._wake_at = float("inf")  # when the loop's sleep ends by itself
         self._stop = False
@@ -230,54 +235,89 @@ class Agent:
             else:
                 state.configure(spec)
 
+    # -- starting runs: one at a time per check, at most max_concurrency at once -----------------------------
     def _launch(self, entry: Entry) -> None:
-        name = entry.spec.name
-        task = asyncio.create_task(self._run(entry, self._inflight.get(name)), name=f"probe-check-{name}")
-        self._inflight[name] = task
-        task.add_done_callback(functools.partial(self._finished, name))
+        self._submit(_Start(entry.spec.name, functools.partial(self._start_scheduled, entry)))
 
-    def _finished(self, name: str, task: asyncio.Task[object]) -> None:
-        if self._inflight.get(name) is task:
-            del self._inflight[name]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("internal error running check %s", name, exc_info=task.exception())
+    def _submit(self, start: _Start) -> None:
+        name = start.name
+        if name in self._active:  # a run of this check is going or waiting (a reload, a rerun): never two at once
+            self._blocked.setdefault(name, collections.deque()).append(start)
+            return
+        self._active[name] = None
+        self._admit(start)
 
-    async def _run(self, entry: Entry, previous: asyncio.Task[object] | None) -> None:
-        if previous is not None and not previous.done():
-            # A changed check's old run is still going (reload): never two runs of one check at once.
-            await asyncio.wait({previous})
-        limit = self._limit
+    def _admit(self, start: _Start) -> None:
+        if self._running >= self._limit:
+            self._waiting.append(start)
+            return
+        self._running += 1
         try:
-            async with limit:
-                self.schedule.started(entry, time.monotonic())
-                outcome = await self.runner.run(entry.spec, self._levels.get(entry.spec.name))
+            self._active[start.name] = start.begin()
+        except Exception as exc:  # a bug of ours: the slot must not be lost with it
+            log.error("internal error starting check %s", start.name, exc_info=exc)
+            self._active[start.name] = None
+            self._release(start.name)
+
+    def _release(self, name: str) -> None:
+        """A run of ``name`` has ended: its slot goes to the next run of the same check, else to the next
+        waiting one."""
+        self._running -= 1
+        blocked = self._blocked.get(name)
+        if blocked:
+            following = blocked.popleft()
+            if not blocked:
+                del self._blocked[name]
+            self._active[name] = None
+            self._admit(following)
+        else:
+            self._active.pop(name, None)
+        while self._waiting and self._running < self._limit:
+            self._admit(self._waiting.popleft())
+        if not self._active and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _start_scheduled(self, entry: Entry) -> Run:
+        self.schedule.started(entry, time.monotonic())
+        name = entry.spec.name
+        return self.runner.start(entry.spec, self._levels.get(name), functools.partial(self._ran, entry))
+
+    def _ran(self, entry: Entry, outcome: Outcome) -> None:
+        name = entry.spec.name
+        try:
             if not entry.removed:
                 self._deliver(entry.spec, outcome)
+        except Exception as exc:
+            log.error("internal error running check %s", name, exc_info=exc)
         finally:
-            state = self.states.get(entry.spec.name)
+            state = self.states.get(name)
             self.schedule.done(entry, time.monotonic(), retry=state is not None and state.soft_problem)
+            self._release(name)
             if entry.start < self._wake_at:  # due before the loop would look again by itself
                 self._poke()
 
     async def rerun(self, spec: CheckSpec) -> Result:
         """Run ``spec`` now, outside its schedule (after a remediation action), and record the outcome like
         any other. Waits for a run of the same check already in flight, so runs never overlap."""
-        name = spec.name
-        previous = self._inflight.get(name)
-        task = asyncio.create_task(self._run_now(spec, previous), name=f"probe-rerun-{name}")
-        self._inflight[name] = task
-        task.add_done_callback(functools.partial(self._finished, name))
-        return await asyncio.shield(task)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
 
-    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[object] | None) -> Result:
-        if previous is not None and not previous.done():
-            await asyncio.wait({previous})
-        async with self._limit:
-            outcome = await self.runner.run(spec, self._levels.get(spec.name))
-        entry = self.schedule.entries.get(spec.name)
-        if entry is not None and same_check(entry.spec, spec):
-            self._deliver(spec, outcome)
-        return outcome.result
+        def begin() -> Run:
+            return self.runner.start(spec, self._levels.get(spec.name), functools.partial(self._reran, spec, future))
+
+        self._submit(_Start(spec.name, begin, future))
+        return await asyncio.shield(future)
+
+    def _reran(self, spec: CheckSpec, future: asyncio.Future[Result], outcome: Outcome) -> None:
+        try:
+            entry = self.schedule.entries.get(spec.name)
+            if entry is not None and same_check(entry.spec, spec):
+                self._deliver(spec, outcome)
+        except Exception as exc:
+            log.error("internal error running check %s", spec.name, exc_info=exc)
+        finally:
+            self._release(spec.name)
+            if not future.done():
+                future.set_result(outcome.result)
 
     def _deliver(self, spec: CheckSpec, outcome: Outcome) -> None:
         self.stats.runs += 1
@@ -377,6 +417,7 @@ class Agent:
             else:
                 settle(functools.partial(future.set_result, value))
 
+        future.add_done_callback(_retrieve)  # an abandoned load that fails later: nobody awaits it any more
         thread = threading.Thread(target=work, name="probe-reload", daemon=True)
         thread.start()
         try:
@@ -428,8 +469,9 @@ class Agent:
         self.runner.registry = registry
         self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
-        if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
-            self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
+        self._limit = plan.settings.max_concurrency
+        while self._waiting and self._running < self._limit:
+            self._admit(self._waiting.popleft())
         self.plan, self.registry = plan, registry
         self.muting = Muting.from_settings(plan.settings.maintenance, self.muting.silences)
         for sink in self.sinks:
@@ -453,15 +495,17 @@ class Agent:
     async def _shutdown(self) -> int:
         self.lifecycle.stopping()
         grace = self.plan.settings.shutdown_grace
-        inflight = set(self._inflight.values())
-        if inflight:
-            log.info("stopping: waiting up to %s for %d running checks", format_duration(grace), len(inflight))
-            await self._wait_inflight(inflight, grace)
-            pending = {t for t in inflight if not t.done()}
-            for task in pending:
-                task.cancel()
+        if self._active:
+            log.info("stopping: waiting up to %s for %d running checks", format_duration(grace), len(self._active))
+            await self._wait_idle(grace)
+        if self._active:
+            dropped = self._drop_queued()
+            runs = [run for run in self._active.values() if run is not None]
+            for run in runs:
+                run.cancel()
+            log.warning("stopping: cancelled %d checks still running", len(runs) + dropped)
+            pending = [run.ended() for run in runs if not run.finished]
             if pending:
-                log.warning("stopping: cancelled %d checks still running", len(pending))
                 await asyncio.wait(pending, timeout=1.0)
         if self._reload_task is not None:
             self._reload_task.cancel()
@@ -473,20 +517,41 @@ class Agent:
         log.info("probe agent stopped")
         return 0
 
-    async def _wait_inflight(self, inflight: set[asyncio.Task[object]], grace: float) -> None:
+    async def _wait_idle(self, grace: float) -> None:
         """Until every run is done, the grace period is over, or a second stop request says hurry."""
-        deadline = time.monotonic() + grace
+        self._idle = idle = asyncio.get_running_loop().create_future()
         force = asyncio.create_task(self._force.wait())
-        remaining = set(inflight)
         try:
-            while remaining and not force.done():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                done, _ = await asyncio.wait(remaining | {force}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                remaining -= done
+            await asyncio.wait({idle, force}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
         finally:
             force.cancel()
+            self._idle = None
+
+    def _drop_queued(self) -> int:
+        """Forget the runs not started yet (stopping); a rerun waiting for one is cancelled."""
+        queued = [*self._waiting, *(start for starts in self._blocked.values() for start in starts)]
+        self._waiting.clear()
+        self._blocked.clear()
+        for start in queued:
+            if start.future is not None:
+                start.future.cancel()
+        for name in [name for name, run in self._active.items() if run is None]:
+            del self._active[name]
+        return len(queued)
+
+
+class _Start:
+    """A run waiting to start: for a free slot (``max_concurrency``), or for the check's previous run to end."""
+
+    __slots__ = ("begin", "future", "name")
+
+    def __init__(self, name: str, begin: Callable[[], Run], future: asyncio.Future[Result] | None = None) -> None:
+        self.name, self.begin, self.future = name, begin, future
+
+
+def _retrieve(future: asyncio.Future[tuple[Plan, Registry]]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

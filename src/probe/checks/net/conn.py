@@ -12,6 +12,7 @@ import functools
 import socket
 import ssl
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +28,9 @@ IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
 # a reply's time is when it came, not when a busy event loop got round to reading it.
 _SO_TIMESTAMPNS = 35
 _STAMP_SPACE = socket.CMSG_SPACE(16)
+# struct tcp_info (linux/tcp.h): tcpi_retransmits at byte 2, tcpi_rtt (us) at 68, tcpi_total_retrans at 100.
+_TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
+_TCP_INFO_SIZE = 104
 _VERIFY_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 _VERIFY_NOT_YET_VALID = 9
 
@@ -103,16 +107,41 @@ def unverified_context(options: TlsOptions) -> ssl.SSLContext:
 
 @dataclass
 class Timings:
-    """Phase durations in seconds; ``None`` for a phase that did not happen."""
+    """Phase durations in seconds (``None`` for a phase that did not happen), and the target's time.
+
+    The target's time (:meth:`target`) is the lookup plus a sum of segments, each from something the client
+    did that the target answers (a connect, a send: :meth:`asked`) to the target's last event before the
+    client's next such action (a reply's kernel arrival stamp: :meth:`answered`). What the client took in
+    between -- to notice a reply, to decide what to send next, an event loop busy with other checks, a thread
+    waiting for the GIL -- is not in it (docs/decisions/0031-the-targets-time-in-segments.md)."""
 
     dns: float | None = None
     connect: float | None = None
     tls: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    _spent: float = field(default=0.0, init=False, repr=False)  # the closed segments
+    _asked: float | None = field(default=None, init=False, repr=False)  # the open segment: its start ...
+    _answered: float = field(default=0.0, init=False, repr=False)  # ... and the target's last event in it
 
     def measurements(self) -> list[probe.Measurement]:
         phases = {"dns": self.dns, "connect": self.connect, "tls": self.tls, **self.extra}
         return [probe.Measurement(name, value, "s") for name, value in phases.items() if value is not None]
+
+    def asked(self, at: float) -> None:
+        """The client did something the target answers, at ``at`` (monotonic): a new segment starts."""
+        if self._asked is not None:
+            self._spent += self._answered - self._asked
+        self._asked = self._answered = at
+
+    def answered(self, at: float) -> None:
+        """The target's latest event (monotonic) in the open segment; one before it changes nothing."""
+        if self._asked is not None and at > self._answered:
+            self._answered = at
+
+    def target(self) -> float:
+        """The target's time so far: the lookup and the segments."""
+        open_segment = self._answered - self._asked if self._asked is not None else 0.0
+        return (self.dns or 0.0) + self._spent + open_segment
 
 
 def literal_family(host: str) -> int:
@@ -134,12 +163,13 @@ async def resolve(host: str, port: int, ip_version: IpVersion, timings: Timings)
         return [(family, (host, port))]
     wanted = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}.get(ip_version, socket.AF_UNSPEC)
     started = time.monotonic()
+    took: list[float] = []
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=wanted, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().run_in_executor(None, _getaddrinfo, host, port, wanted, took)
     except socket.gaierror as exc:
         raise Failure("resolve_failed", f"cannot resolve {host}: {exc.strerror}") from None
     finally:
-        timings.dns = time.monotonic() - started
+        timings.dns = took[0] if took else time.monotonic() - started
     addresses: list[tuple[int, tuple[Any, ...]]] = [(info[0], info[4]) for info in infos]
     if ip_version.startswith("prefer_"):
         first = socket.AF_INET if ip_version == "prefer_ipv4" else socket.AF_INET6
@@ -147,6 +177,16 @@ async def resolve(host: str, port: int, ip_version: IpVersion, timings: Timings)
     if not addresses:
         raise Failure("resolve_failed", f"{host} has no {ip_version} address")
     return addresses
+
+
+def _getaddrinfo(host: str, port: int, family: int, took: list[float]) -> list[Any]:
+    """``loop.getaddrinfo``'s call, timed in the executor's thread: the lookup's time, not the wait for the
+    loop to hear of its answer."""
+    started = time.monotonic()
+    try:
+        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    finally:
+        took.append(time.monotonic() - started)
 
 
 def _family_name(family: int) -> str:
@@ -183,12 +223,14 @@ async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings,
     if happy_eyeballs and len(addresses) > 1:
         started = time.monotonic()
         try:
-            sock, (family, address), outcomes = await eyeballs.race(eyeballs.interleave(addresses))
+            won = await eyeballs.race(eyeballs.interleave(addresses))
         except eyeballs.AllFailed as exc:
-            raise os_failure(exc.error, f"connect to {show_address(exc.address)}") from None
-        finally:
             timings.connect = time.monotonic() - started
-        return sock, Peer(family, address, tuple(outcomes))
+            raise os_failure(exc.error, f"connect to {show_address(exc.address)}") from None
+        # The attempts' staggered starts are the target's time (the earlier ones did not connect); the winner's
+        # own attempt is its handshake.
+        _connected(timings, started, time.monotonic() - started, won.began - started, won.sock)
+        return won.sock, Peer(won.address[0], won.address[1], tuple(won.outcomes))
     failure: Failure | None = None
     for family, address in addresses:
         try:
@@ -203,11 +245,41 @@ async def connect_to(peer: Peer, timings: Timings) -> tuple[socket.socket, Peer]
     """A connected non-blocking socket to this one address."""
     started = time.monotonic()
     try:
-        return await eyeballs.attempt(peer.family, peer.address), peer
+        sock = await eyeballs.attempt(peer.family, peer.address)
     except OSError as exc:
-        raise os_failure(exc, f"connect to {peer}") from None
-    finally:
         timings.connect = time.monotonic() - started
+        raise os_failure(exc, f"connect to {peer}") from None
+    _connected(timings, started, time.monotonic() - started, 0.0, sock)
+    return sock, peer
+
+
+def _connected(timings: Timings, started: float, elapsed: float, before: float, sock: socket.socket) -> None:
+    """The connect phase and segment: ``before`` (the race's staggered starts) plus the kernel's handshake
+    round trip, or the time it took to see the connection up (a thread waiting for the GIL after the
+    ``connect`` call, a loop busy with other checks before it polled: the agent's time) when the kernel has
+    no round trip to give."""
+    rtt = handshake_rtt(sock)
+    timings.connect = elapsed if rtt is None else min(elapsed, before + rtt)
+    timings.asked(started)
+    timings.answered(started + timings.connect)
+
+
+def handshake_rtt(sock: socket.socket) -> float | None:
+    """Linux: the round trip of a connection's handshake, SYN to SYN-ACK, as the kernel measured it: its only
+    round-trip sample until data has gone both ways (``tcpi_rtt``, microseconds). ``None`` elsewhere, or when
+    the SYN was sent again (the kernel's sample then leaves out the wait before the retry)."""
+    if _TCP_INFO is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_SIZE:
+        return None
+    retransmits, rtt, total_retrans = info[2], *struct.unpack_from("=I28xI", info, 68)
+    if retransmits or total_retrans or not rtt:
+        return None
+    return float(rtt) / 1e6
 
 
 def os_failure(exc: OSError, doing: str) -> Failure:
@@ -332,10 +404,11 @@ class Stream:
     """A connected socket, plain (bare non-blocking socket: the cheapest asyncio path) or upgraded to TLS
     (asyncio streams), with the same ``recv``/``send`` either way."""
 
-    def __init__(self, sock: socket.socket, peer: Peer) -> None:
+    def __init__(self, sock: socket.socket, peer: Peer, timings: Timings | None = None) -> None:
         self.sock = sock
         self.peer = peer
-        self._arrived: float | tuple[list[tuple[int, int, bytes]], float] = 0.0  # or (the kernel's stamp, read at)
+        self.timings = timings or Timings()  # each send asks, each reply's arrival answers (Timings.target)
+        self._arrived = 0.0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -344,8 +417,8 @@ class Stream:
                    happy_eyeballs: bool = False, peer: Peer | None = None) -> Stream:
         """Connect to ``host`` (resolved here), or to ``peer`` when the caller already chose the address."""
         if peer is not None:
-            return cls(*await connect_to(peer, timings))
-        return cls(*await connect(host, port, ip_version, timings, happy_eyeballs=happy_eyeballs))
+            return cls(*await connect_to(peer, timings), timings)
+        return cls(*await connect(host, port, ip_version, timings, happy_eyeballs=happy_eyeballs), timings)
 
     async def start_tls(self, context: ssl.SSLContext, server_name: str | None, timings: Timings) -> None:
         started = time.monotonic()
@@ -357,13 +430,14 @@ class Stream:
             raise
         finally:
             timings.tls = time.monotonic() - started
+        # asyncio's TLS transport reads the handshake: when the loop got round to it, not the kernel's stamps.
+        timings.asked(started)
+        timings.answered(started + timings.tls)
 
     @property
     def arrived(self) -> float:
-        """When the data ``recv`` returned last reached this host (monotonic clock; the kernel's stamp on a
-        plain stream, else when it was read). Worked out when asked: few checks ask."""
-        if not isinstance(self._arrived, float):
-            self._arrived = _arrival(*self._arrived)
+        """When the last data ``recv`` returned reached this host (monotonic clock; the kernel's stamp on a
+        plain stream, else when it was read)."""
         return self._arrived
 
     @property
@@ -373,7 +447,9 @@ class Stream:
     async def recv(self, size: int) -> bytes:
         if self._reader is not None:
             data = await self._reader.read(size)
-            self._arrived = time.monotonic()
+            if data:
+                self._arrived = time.monotonic()
+                self.timings.answered(self._arrived)
             return data
         while True:
             try:
@@ -381,10 +457,16 @@ class Stream:
             except (BlockingIOError, InterruptedError):
                 await _readable(self.sock)
                 continue
-            self._arrived = (ancillary, time.monotonic())
+            if data:  # a close carries no stamp: it is seen when the loop reads it
+                self._arrived = _arrival(ancillary, time.monotonic())
+                self.timings.answered(self._arrived)
             return data
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, *, asks: bool = True) -> None:
+        """``asks``: the target answers this (a request: a new segment of ``Timings``), rather than it being
+        our part of an exchange the target is still answering (an HTTP/2 SETTINGS ack, a WebSocket pong)."""
+        if asks:  # taken before the call: a thread that waits for the GIL once the kernel has the data is late
+            self.timings.asked(time.monotonic())
         if self._writer is not None:
             self._writer.write(data)
             await self._writer.drain()

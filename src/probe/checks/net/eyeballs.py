@@ -16,7 +16,7 @@ import select
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from probe.units import format_duration
 
@@ -33,6 +33,13 @@ class AllFailed(Exception):
     def __init__(self, error: OSError, address: tuple[Any, ...]) -> None:
         super().__init__(str(error))
         self.error, self.address = error, address
+
+
+class Won(NamedTuple):
+    sock: socket.socket
+    address: Address
+    outcomes: list[str]  # what became of the other addresses tried
+    began: float  # when the winning attempt started (monotonic)
 
 
 def interleave(addresses: list[Address]) -> list[Address]:
@@ -83,10 +90,10 @@ def _keep_stamps_on() -> None:
     _stamper = stamper
 
 
-async def race(addresses: list[Address], delay: float = ATTEMPT_DELAY) -> tuple[socket.socket, Address, list[str]]:
+async def race(addresses: list[Address], delay: float = ATTEMPT_DELAY) -> Won:
     """The first connection among ``addresses`` started ``delay`` apart (at once after a failure), its
-    address, and what became of the others (for details); the losers are cancelled and closed. Raises
-    ``AllFailed`` when none connects."""
+    address, what became of the others (for details) and when it started; the losers are cancelled and
+    closed. Raises ``AllFailed`` when none connects."""
     waiting = list(addresses)
     running: dict[asyncio.Task[socket.socket], tuple[Address, float]] = {}
     outcomes: list[str] = []
@@ -104,7 +111,7 @@ async def race(addresses: list[Address], delay: float = ATTEMPT_DELAY) -> tuple[
                 if error is None:
                     outcomes += [f"{_show(a)}: cancelled after {format_duration(time.monotonic() - b)}"
                                  for (_, a), b in running.values()]
-                    return task.result(), (family, address), outcomes
+                    return Won(task.result(), (family, address), outcomes, began)
                 if not isinstance(error, OSError):
                     raise error
                 outcomes.append(f"{_show(address)}: {_why(error)} after {format_duration(time.monotonic() - began)}")

@@ -149,9 +149,9 @@ class _Reader:
         while True:
             kind, flags, stream, payload = await self._frame()
             if kind == SETTINGS and not flags & ACK:
-                await self.stream.send(frame(SETTINGS, ACK, 0))
+                await self.stream.send(frame(SETTINGS, ACK, 0), asks=False)  # the reply is still the server's
             elif kind == PING and not flags & ACK:
-                await self.stream.send(frame(PING, ACK, 0, payload[:8]))
+                await self.stream.send(frame(PING, ACK, 0, payload[:8]), asks=False)
             elif kind == GOAWAY:
                 last, code = struct.unpack_from("!II", payload) if len(payload) >= 8 else (0, 1)
                 if last & 0x7FFFFFFF < 1:

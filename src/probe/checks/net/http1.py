@@ -29,6 +29,9 @@ _RECV = 65536
 class Connection(Protocol):
     async def send(self, data: bytes) -> None: ...
     async def recv(self, size: int) -> bytes: ...
+    @property
+    def arrived(self) -> float:
+        """When the last data ``recv`` returned reached this host (monotonic; the kernel's stamp if it has one)."""
 
 
 @dataclass
@@ -101,9 +104,10 @@ async def exchange(hop: Hop, stream: Connection, method: str, target: str, heade
     """Send the request and read the response; raise ``Failure`` (``BodyTooLarge`` past ``max_body``)."""
     reader = _Reader(stream)
     hop.phase = "sending the request"
-    await stream.send(reader.request(method, target, headers, body))
+    request = reader.request(method, target, headers, body)
+    sent = time.monotonic()  # as the stream's Timings: the request's segment, to the last arrival of its answer
+    await stream.send(request)
     hop.phase = "waiting for the response"
-    sent = time.monotonic()
     response = await reader.head()
     first_byte = reader.first_byte or time.monotonic()
     hop.phase = "reading the body"
@@ -113,7 +117,8 @@ async def exchange(hop: Hop, stream: Connection, method: str, target: str, heade
     if has_body and length is not None and int(length.split(",")[0]) > max_body:
         raise BodyTooLarge(f"body of {length} bytes (Content-Length) is over the limit of {max_body}", response)
     response.body = await reader.body(response, max_body)
-    response.phases = {"first_byte": first_byte - sent, "transfer": time.monotonic() - first_byte}
+    # Kernel arrival stamps on a plain connection: not when a loop busy with other checks read them.
+    response.phases = {"first_byte": first_byte - sent, "transfer": max(0.0, stream.arrived - first_byte)}
     return response
 
 
@@ -193,8 +198,8 @@ class _Reader:
                 raise Failure("malformed_response", f"a chunk-size line or trailer larger than {MAX_HEAD} bytes")
         if not self.pending and not self.closed:
             self.pending = await self.stream.recv(_RECV)
-            if self.first_byte is None:
-                self.first_byte = time.monotonic()
+            if self.first_byte is None and self.pending:
+                self.first_byte = self.stream.arrived
             self.closed = not self.pending
         size = min(_SLICE, room)
         piece, self.pending = self.pending[:size], self.pending[size:]

@@ -171,7 +171,9 @@ class MailCheck(probe.Check[MailOptions]):
         finally:
             if session is not None:
                 session.stream.close()
-        return self._result(session, port, timings, certificate, failure, time.monotonic() - started)
+        # The target's time (conn.Timings) when the session went through; a failure's is the wall's.
+        took = timings.target() if failure is None else time.monotonic() - started
+        return self._result(session, port, timings, certificate, failure, took)
 
     async def _converse(self, s: Session, doing: list[str]) -> CertFacts | None:
         o = self.options
@@ -183,9 +185,9 @@ class MailCheck(probe.Check[MailOptions]):
             await s.start_tls(tls, tls.server_name or o.host)
             certificate = peer_facts(s.stream.ssl_object)
         doing.append("waiting for the greeting")
-        sent = time.monotonic()
+        before = s.timings.target()
         await d.greet(s)
-        s.timings.extra["greeting"] = time.monotonic() - sent
+        s.timings.extra["greeting"] = s.timings.target() - before
         doing.append("reading capabilities")
         s.capabilities = await d.capabilities(s)
         if o.starttls:
@@ -204,9 +206,9 @@ class MailCheck(probe.Check[MailOptions]):
                                                 f"(it offers: {' '.join(s.capabilities)[:200]})")
         if o.login is not None:
             doing.append(f"logging in as {o.login.user}")
-            sent = time.monotonic()
+            before = s.timings.target()
             await d.login(s, o.login.user, o.login.password.get_secret_value())
-            s.timings.extra["login"] = time.monotonic() - sent
+            s.timings.extra["login"] = s.timings.target() - before
         doing.append("saying goodbye")
         await d.quit(s)
         return certificate
