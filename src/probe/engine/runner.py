@@ -12,7 +12,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never impo
 log = logging.getLogger("probe.runner")
 # How long a check cancelled by a stopping agent gets for its own clean-up (killing its processes).
 CANCEL_GRACE = 2.0
-EXPIRY_STEP = 0.005
-"""A run is ended at most this long after its timeout; the runs expiring within one step share a timer."""
 
 
 class _PluginExit(Exception):
@@ -75,14 +72,14 @@ class _Hung:
 
 
 class Run:
-    """One run in flight: the check's task (async) or worker-thread call (sync), its deadline, and who hears of
-    the outcome. Whichever comes first -- the task or call ending, or the deadline (``Runner._expire_at``) --
+    """One run in flight: the check's task (async) or worker-thread call (sync), the timer that ends it at the
+    timeout, and who hears of the outcome. Whichever comes first -- the task or call ending, or the timer --
     ends the run; what comes later finds it finished. A task that outlives its timeout is cancelled and
     abandoned (a plugin that swallows cancellation must not hold the agent past the deadline), a thread that
     does is left to finish; both are remembered as hung until they do."""
 
     __slots__ = ("_ended", "call", "cancelled", "done", "finished", "levels", "loop", "owned", "runner", "spec",
-                 "started", "started_wall", "task")
+                 "started", "started_wall", "task", "timer")
 
     def __init__(self, runner: Runner, spec: CheckSpec, levels: Mapping[str, Status] | None,
                  done: Callable[[Outcome], None], loop: asyncio.AbstractEventLoop) -> None:
@@ -90,6 +87,7 @@ class Run:
         self.task: asyncio.Task[object] | None = None
         self.owned: set[asyncio.Task[object]] | None = None
         self.call: Call[Context] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.finished = False
         self.cancelled = False
         self._ended: asyncio.Future[None] | None = None
@@ -137,7 +135,8 @@ class Run:
         self.finish(raw, self.call.duration)
 
     def expire(self) -> None:
-        """The run's time is up (``Runner._expire_at``)."""
+        """The timer: the run's time is up."""
+        self.timer = None
         if self.finished:
             return
         call, task, spec = self.call, self.task, self.spec
@@ -171,7 +170,6 @@ class Run:
             self.done(outcome)
         except Exception as exc:
             log.error("internal error handing on the outcome of check %s", self.spec.name, exc_info=exc)
-        self.levels = None
 
     def cancel(self) -> None:
         """Stop the run without an outcome (the agent is stopping): an async check's task is cancelled and gets
@@ -195,7 +193,9 @@ class Run:
 
     def _end(self) -> None:
         self.finished = True
-        self.call = None  # not needed any more (the run waits in its expiry bucket until its deadline)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(None)
 
@@ -216,7 +216,6 @@ class Runner:
     _hung: dict[str, _Hung] = field(default_factory=dict)
     _abandoned: set[asyncio.Task[object]] = field(default_factory=set)
     _threads: DaemonThreads = field(default_factory=DaemonThreads)
-    _expiries: dict[int, list[Run]] = field(default_factory=dict)  # runs by the EXPIRY_STEP of their deadline
     _leak_warned: set[str] = field(default_factory=set)
 
     @property
@@ -269,8 +268,7 @@ class Runner:
         (never from inside this call). ``levels`` are the threshold levels of the previous run (hysteresis).
 
         No task of the runner's own: an async check's coroutine is the one task, a sync check is one call in a
-        worker thread, and a timer shared by the runs due to expire in the same ``EXPIRY_STEP`` ends either at
-        the timeout (the agent starts hundreds of runs a second;
+        worker thread, and one timer ends either at the timeout (the agent starts hundreds of runs a second;
         a waiting task per run was a quarter of its own cost). The clock starts once the check object exists
         (built on first use, or by :meth:`prepare`): the duration is the run's, not the plugin's set-up."""
         loop = asyncio.get_running_loop()
@@ -300,23 +298,8 @@ class Runner:
         except Exception as exc:  # run() itself raised before returning a coroutine
             loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
             return run
-        self._expire_at(run, run.started + max(0.0, spec.timeout), loop)
+        run.timer = loop.call_later(max(0.0, spec.timeout), run.expire)
         return run
-
-    def _expire_at(self, run: Run, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
-        """End ``run`` at ``deadline`` (at most ``EXPIRY_STEP`` later) unless it has ended by then: one timer per
-        step for all the runs expiring in it, not a timer per run to make and cancel."""
-        step = math.ceil(deadline / EXPIRY_STEP)
-        bucket = self._expiries.get(step)
-        if bucket is None:
-            bucket = self._expiries[step] = []
-            loop.call_at(step * EXPIRY_STEP, self._expire, step)  # loop.time() is time.monotonic()
-        bucket.append(run)
-
-    def _expire(self, step: int) -> None:
-        for run in self._expiries.pop(step, ()):
-            if not run.finished:
-                run.expire()
 
     async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
         """Run ``spec`` once and return its outcome (:meth:`start`, awaited). Cancelled (``probe check``
