@@ -191,3 +191,93 @@ async def test_a_reload_stuck_in_a_read_is_abandoned_refuses_later_ones_and_neve
         assert calls[0].is_alive() and calls[0].daemon  # still blocked, and it cannot hold the exit
     finally:
         release.set()
+
+
+async def _running_with_every_check_due(agent: Agent) -> asyncio.Task[int]:
+    """``agent.run()`` as a task, every check due at once (not at its splay offset)."""
+    task = asyncio.create_task(agent.run())
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(agent.schedule) == len(agent.plan.checks):
+            break
+    now = time.monotonic()
+    for spec in agent.plan.checks:
+        agent.schedule.add(spec, now, first=now)
+    agent._poke()
+    return task
+
+
+def _busy_windows(path: Path) -> list[tuple[str, str, float]]:
+    """The ``start``/``end`` lines the sleep check wrote: (check, what, when)."""
+    return [(name, what, float(when)) for name, what, _, when in
+            (line.split() for line in path.read_text().splitlines())]
+
+
+def _most_at_once(lines: list[tuple[str, str, float]]) -> int:
+    running = most = 0
+    for _, what, _ in sorted(lines, key=lambda line: (line[2], line[1] == "start")):  # an end before a start
+        running += 1 if what == "start" else -1
+        most = max(most, running)
+    return most
+
+
+async def test_runs_never_exceed_max_concurrency_and_the_waiting_ones_all_run(tmp_path: Path,
+                                                                              registry: Registry) -> None:
+    notes = tmp_path / "notes"
+    body = "".join(f"  - {{name: s{i}, type: sleep, interval: 1h, seconds: 0.2, file: '{notes}'}}\n"
+                   for i in range(6))
+    path = tmp_path / "checks.yaml"
+    path.write_text("checks:\n" + body)
+    settings = AgentSettings.model_validate({"max_concurrency": 2})
+    recorder = Recorder()
+    agent = Agent(load_plan(path, registry, settings=settings), registry, sinks=[recorder])
+    task = await _running_with_every_check_due(agent)
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if len(recorder.seen) >= 6:
+            break
+    agent.request_stop()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert sorted(name for name, _, _ in recorder.seen) == [f"s{i}" for i in range(6)]
+    lines = _busy_windows(notes)
+    assert len(lines) == 12 and _most_at_once(lines) == 2
+
+
+async def test_a_rerun_waits_for_the_run_in_flight_and_is_recorded(tmp_path: Path, registry: Registry) -> None:
+    notes = tmp_path / "notes"
+    recorder = Recorder()
+    agent = Agent(plan(tmp_path, registry, f"  - {{name: slow, type: sleep, interval: 1h, "
+                                           f"seconds: 0.3, file: '{notes}'}}\n"), registry,
+                  sinks=[recorder])
+    task = await _running_with_every_check_due(agent)
+    for _ in range(100):  # the scheduled run has started
+        await asyncio.sleep(0.02)
+        if notes.exists():
+            break
+    result = await asyncio.wait_for(agent.rerun(agent.plan.checks[0]), 10)
+    agent.request_stop()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert result.status is Status.OK
+    assert [what for _, what, _ in _busy_windows(notes)] == ["start", "end", "start", "end"]  # one after the other
+    assert [name for name, _, _ in recorder.seen] == ["slow", "slow"]
+
+
+async def test_stopping_cancels_runs_past_the_grace_and_starts_no_waiting_one(tmp_path: Path,
+                                                                              registry: Registry) -> None:
+    notes = tmp_path / "notes"
+    body = "".join(f"  - {{name: s{i}, type: sleep, interval: 1h, timeout: 30m, "
+                   f"seconds: 3600, file: '{notes}'}}\n" for i in range(3))
+    path = tmp_path / "checks.yaml"
+    path.write_text("checks:\n" + body)
+    settings = AgentSettings.model_validate({"max_concurrency": 1, "shutdown_grace": "200ms"})
+    recorder = Recorder()
+    agent = Agent(load_plan(path, registry, settings=settings), registry, sinks=[recorder])
+    task = await _running_with_every_check_due(agent)
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if notes.exists():
+            break
+    agent.request_stop()
+    assert await asyncio.wait_for(task, 30) == 0  # not an hour: the run in flight was cancelled
+    assert [what for _, what, _ in _busy_windows(notes)] == ["start"]  # the two waiting for a slot never started
+    assert recorder.seen == [] and recorder.closed

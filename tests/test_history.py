@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from hostfs import fill_up, tmpfs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from probe.config.redact import Redactor
 from probe.sinks.history import (
@@ -21,6 +24,7 @@ from probe.sinks.history import (
     migrate,
     prune,
 )
+from probe.sinks.history.store import json_numbers
 
 T0 = time.time() - 3600  # recent: rows older than the retention are pruned at the first write
 
@@ -227,3 +231,22 @@ def test_default_state_dir_follows_systemd_then_root_then_user(tmp_path: Path) -
     assert default_state_dir({"STATE_DIRECTORY": "/var/lib/probe:/other"}) == Path("/var/lib/probe")
     expected = Path("/var/lib/probe") if os.geteuid() == 0 else Path(str(tmp_path)) / "probe"
     assert default_state_dir({"XDG_STATE_HOME": str(tmp_path)}) == expected
+
+
+class FloatSubclass(float):
+    pass
+
+
+numbers = st.one_of(st.floats(), st.integers(), st.booleans(), st.none(), st.floats().map(FloatSubclass))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(), numbers, max_size=4) | st.dictionaries(st.text(), st.floats(allow_nan=False,
+                                                                                              allow_infinity=False)))
+def test_measurements_are_stored_as_json_dumps_spells_them(values: dict[str, object]) -> None:
+    assert json_numbers(values) == json.dumps(values)  # type: ignore[arg-type]
+
+
+def test_measurements_with_keys_json_would_convert_are_stored_as_json_dumps_spells_them() -> None:
+    values = {1: 0.5, None: 1.0, 2.5: 2}
+    assert json_numbers(values) == json.dumps(values)  # type: ignore[arg-type]

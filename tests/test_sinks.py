@@ -5,6 +5,7 @@ attributes the Sink contract names are read."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -43,6 +44,7 @@ class State:
     flapping: bool = False
     status: Status | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    revision: int = field(default_factory=itertools.count(10**9).__next__)  # each State a snapshot of its own
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": None if self.status is None else int(self.status), "hard_status": int(self.hard_status),
@@ -125,6 +127,28 @@ def test_a_steady_state_is_saved_once_and_every_change_that_a_restart_uses_is_sa
     assert len(saved) == 22 and (saved[-1]["status"], saved[-1]["failures"]) == (2, 1)
     restored = CheckState.from_dict("web", saved[-1])
     assert (restored.status, restored.hard_status, restored.failures) == (Status.CRITICAL, Status.OK, 1)
+
+
+def test_a_steady_state_is_saved_again_when_its_budgets_change_or_a_new_state_replaces_it(tmp_path: Path) -> None:
+    from probe.engine.state import CheckState
+
+    budgets: dict[str, Any] = {}
+    sink = HistorySink(open_store(tmp_path / "h.db"), budgets=lambda name: budgets)
+    saved: list[dict[str, Any]] = []
+    sink.store.save_state = lambda name, data, ts=None: saved.append(dict(data))  # type: ignore[method-assign]
+    s, ok = spec("web"), Result.ok("fine")
+    state = CheckState.for_spec(s)
+    for i in range(30):
+        sink.record(outcome(s, ok, T0 + i), state, state.update(ok, T0 + i))
+    assert len(saved) == 21
+    budgets["0"] = {"runs": [], "exhausted": False}  # a remediation budget changed, the check did not
+    sink.record(outcome(s, ok, T0 + 30), state, state.update(ok, T0 + 30))
+    assert len(saved) == 22 and saved[-1]["remediation"] == budgets
+    sink.record(outcome(s, ok, T0 + 31), state, state.update(ok, T0 + 31))
+    assert len(saved) == 22
+    again = CheckState.from_dict("web", state.to_dict())  # the same content in another object (a restart)
+    sink.record(outcome(s, ok, T0 + 32), again, again.update(ok, T0 + 32))
+    assert len(saved) == 23
 
 
 def test_saved_states_hand_budgets_to_the_remediator_and_the_rest_to_the_state(tmp_path: Path) -> None:

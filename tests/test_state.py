@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,9 @@ from hypothesis import strategies as st
 
 from probe.engine.state import FLAP_SAMPLES, CheckState, Transition, flap_percent
 from probe.model import Result, Status
+
+if TYPE_CHECKING:
+    from probe.config.spec import CheckSpec
 
 OK, WARN, CRIT, UNK = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
 
@@ -265,3 +270,56 @@ def test_a_transition_says_its_kind_and_the_status_entered() -> None:
     soft, hard = feed(state, [CRIT, CRIT])
     assert soft is not None and (soft.kind, soft.from_status, soft.to_status) == ("soft", Status.OK, CRIT)
     assert hard is not None and (hard.kind, hard.from_status, hard.to_status) == ("hard", Status.OK, CRIT)
+
+
+# -- revision: what the state store saves on -------------------------------------------------------------
+
+def lasting(state: CheckState) -> dict[str, object]:
+    """What a restart restores of ``state``, as the history sink compared it before ``revision``: the saved
+    snapshot but ``last_run``, with the counters capped at their thresholds."""
+    data = {k: v for k, v in state.to_dict().items() if k != "last_run"}
+    data["failures"] = min(state.failures, state.failure_threshold)
+    data["successes"] = min(state.successes, state.success_threshold)
+    return data
+
+
+Step = tuple[Status, str] | str | tuple[float, int, int]  # a run (status, reason), "stale", or a reload's spec
+thresholds = st.sampled_from([1, 2, 3, 25])  # above the flap window too: counters past it change with no history change
+runs = st.tuples(st.tuples(st.sampled_from(list(Status)), st.sampled_from(["", "timeout"])), st.integers(1, 30))
+steps = st.lists(st.one_of(runs.map(lambda run: [run[0]] * run[1]), st.just(["stale"]),
+                           st.tuples(st.sampled_from([30.0, 60.0]), thresholds, thresholds).map(lambda spec: [spec])),
+                 max_size=25).map(lambda groups: [step for group in groups for step in group])
+
+
+def take(state: CheckState, step: Step, now: float) -> None:
+    if step == "stale":
+        state.mark_stale(now)
+    elif isinstance(step[0], Status):
+        state.update(Result(step[0], "s", cast(str, step[1])), now)
+    else:
+        interval, fail, succeed = cast(tuple[float, int, int], step)
+        spec = SimpleNamespace(interval=interval, failure_threshold=fail, success_threshold=succeed)
+        state.configure(cast("CheckSpec", spec))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(statuses, st.sampled_from(list(Status)).map(lambda s: [s] * FLAP_SAMPLES)), st.booleans(),
+       thresholds, thresholds, steps)
+def test_the_revision_changes_exactly_when_what_a_restart_restores_changes(
+        saved: list[Status], flapping: bool, fail: int, succeed: int, taken: list[Step]) -> None:
+    # Restored from a store, possibly with a flapping flag its (steady) history no longer supports.
+    earlier = CheckState("r", failure_threshold=fail, success_threshold=succeed)
+    feed(earlier, saved)
+    state = CheckState.from_dict("r", {**earlier.to_dict(), "flapping": flapping})
+    for i, step in enumerate(taken):
+        before, revision = lasting(state), state.revision
+        take(state, step, 1000.0 + i)
+        assert (state.revision != revision) == (lasting(state) != before)
+        assert state.flap_percent == flap_percent(state.history)  # the steady path skips recomputing it
+
+
+def test_every_state_has_revisions_of_its_own() -> None:
+    a, b = CheckState("a"), CheckState("a")
+    assert a.revision != b.revision
+    restored = CheckState.from_dict("a", a.to_dict())
+    assert restored.revision not in (a.revision, b.revision)

@@ -101,7 +101,10 @@ class Result:
         return cls(Status.UNKNOWN, summary, reason, tuple(measurements), dict(details or {}))
 
     def measurement(self, name: str) -> Measurement | None:
-        return next((m for m in self.measurements if m.name == name), None)
+        for m in self.measurements:  # not next(genexpr): a generator per call, and the core calls this per run
+            if m.name == name:
+                return m
+        return None
 
     def replace(self, **changes: Any) -> Result:
         return replace(self, **changes)

@@ -23,8 +23,9 @@ from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
 from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink, StateView, TransitionView
 from probe.engine.muting import Muting
-from probe.engine.runner import Runner
+from probe.engine.runner import Run, Runner
 from probe.engine.scheduler import Entry, Schedule
+from probe.engine.slots import Slots
 from probe.engine.stall import Stall, StallDetector
 from probe.engine.state import CheckState, Transition
 from probe.model import Result, Status
@@ -114,9 +115,8 @@ class Agent:
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule(GRID)
         self.stats = AgentStats()
-        self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
+        self.slots = Slots(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
-        self._inflight: dict[str, asyncio.Task[object]] = {}
         self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, ended early by _poke
         self._wake_at = float("inf")  # when the loop's sleep ends by itself
         self._stop = False
@@ -230,54 +230,51 @@ class Agent:
             else:
                 state.configure(spec)
 
+    # -- runs: started through self.slots (at most max_concurrency at once, one at a time per check) ---------
     def _launch(self, entry: Entry) -> None:
+        self.slots.submit(entry.spec.name, functools.partial(self._start_scheduled, entry))
+
+    def _start_scheduled(self, entry: Entry) -> Run:
+        self.schedule.started(entry, time.monotonic())
         name = entry.spec.name
-        task = asyncio.create_task(self._run(entry, self._inflight.get(name)), name=f"probe-check-{name}")
-        self._inflight[name] = task
-        task.add_done_callback(functools.partial(self._finished, name))
+        return self.runner.start(entry.spec, self._levels.get(name), functools.partial(self._ran, entry))
 
-    def _finished(self, name: str, task: asyncio.Task[object]) -> None:
-        if self._inflight.get(name) is task:
-            del self._inflight[name]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("internal error running check %s", name, exc_info=task.exception())
-
-    async def _run(self, entry: Entry, previous: asyncio.Task[object] | None) -> None:
-        if previous is not None and not previous.done():
-            # A changed check's old run is still going (reload): never two runs of one check at once.
-            await asyncio.wait({previous})
-        limit = self._limit
+    def _ran(self, entry: Entry, outcome: Outcome) -> None:
+        name = entry.spec.name
         try:
-            async with limit:
-                self.schedule.started(entry, time.monotonic())
-                outcome = await self.runner.run(entry.spec, self._levels.get(entry.spec.name))
             if not entry.removed:
                 self._deliver(entry.spec, outcome)
+        except Exception as exc:
+            log.error("internal error running check %s", name, exc_info=exc)
         finally:
-            state = self.states.get(entry.spec.name)
+            state = self.states.get(name)
             self.schedule.done(entry, time.monotonic(), retry=state is not None and state.soft_problem)
+            self.slots.release(name)
             if entry.start < self._wake_at:  # due before the loop would look again by itself
                 self._poke()
 
     async def rerun(self, spec: CheckSpec) -> Result:
         """Run ``spec`` now, outside its schedule (after a remediation action), and record the outcome like
         any other. Waits for a run of the same check already in flight, so runs never overlap."""
-        name = spec.name
-        previous = self._inflight.get(name)
-        task = asyncio.create_task(self._run_now(spec, previous), name=f"probe-rerun-{name}")
-        self._inflight[name] = task
-        task.add_done_callback(functools.partial(self._finished, name))
-        return await asyncio.shield(task)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
 
-    async def _run_now(self, spec: CheckSpec, previous: asyncio.Task[object] | None) -> Result:
-        if previous is not None and not previous.done():
-            await asyncio.wait({previous})
-        async with self._limit:
-            outcome = await self.runner.run(spec, self._levels.get(spec.name))
-        entry = self.schedule.entries.get(spec.name)
-        if entry is not None and same_check(entry.spec, spec):
-            self._deliver(spec, outcome)
-        return outcome.result
+        def begin() -> Run:
+            return self.runner.start(spec, self._levels.get(spec.name), functools.partial(self._reran, spec, future))
+
+        self.slots.submit(spec.name, begin, future)
+        return await asyncio.shield(future)
+
+    def _reran(self, spec: CheckSpec, future: asyncio.Future[Result], outcome: Outcome) -> None:
+        try:
+            entry = self.schedule.entries.get(spec.name)
+            if entry is not None and same_check(entry.spec, spec):
+                self._deliver(spec, outcome)
+        except Exception as exc:
+            log.error("internal error running check %s", spec.name, exc_info=exc)
+        finally:
+            self.slots.release(spec.name)
+            if not future.done():
+                future.set_result(outcome.result)
 
     def _deliver(self, spec: CheckSpec, outcome: Outcome) -> None:
         self.stats.runs += 1
@@ -377,6 +374,7 @@ class Agent:
             else:
                 settle(functools.partial(future.set_result, value))
 
+        future.add_done_callback(_retrieve)  # an abandoned load that fails later: nobody awaits it any more
         thread = threading.Thread(target=work, name="probe-reload", daemon=True)
         thread.start()
         try:
@@ -428,8 +426,7 @@ class Agent:
         self.runner.registry = registry
         self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
-        if plan.settings.max_concurrency != self.plan.settings.max_concurrency:
-            self._limit = asyncio.Semaphore(plan.settings.max_concurrency)
+        self.slots.limit = plan.settings.max_concurrency
         self.plan, self.registry = plan, registry
         self.muting = Muting.from_settings(plan.settings.maintenance, self.muting.silences)
         for sink in self.sinks:
@@ -453,15 +450,17 @@ class Agent:
     async def _shutdown(self) -> int:
         self.lifecycle.stopping()
         grace = self.plan.settings.shutdown_grace
-        inflight = set(self._inflight.values())
-        if inflight:
-            log.info("stopping: waiting up to %s for %d running checks", format_duration(grace), len(inflight))
-            await self._wait_inflight(inflight, grace)
-            pending = {t for t in inflight if not t.done()}
-            for task in pending:
-                task.cancel()
+        if self.slots:
+            log.info("stopping: waiting up to %s for %d running checks", format_duration(grace), len(self.slots))
+            await self._wait_idle(grace)
+        if self.slots:
+            dropped = self.slots.drop_queued()
+            runs = self.slots.runs()
+            for run in runs:
+                run.cancel()
+            log.warning("stopping: cancelled %d checks still running", len(runs) + dropped)
+            pending = [run.ended() for run in runs if not run.finished]
             if pending:
-                log.warning("stopping: cancelled %d checks still running", len(pending))
                 await asyncio.wait(pending, timeout=1.0)
         if self._reload_task is not None:
             self._reload_task.cancel()
@@ -473,20 +472,19 @@ class Agent:
         log.info("probe agent stopped")
         return 0
 
-    async def _wait_inflight(self, inflight: set[asyncio.Task[object]], grace: float) -> None:
+    async def _wait_idle(self, grace: float) -> None:
         """Until every run is done, the grace period is over, or a second stop request says hurry."""
-        deadline = time.monotonic() + grace
-        force = asyncio.create_task(self._force.wait())
-        remaining = set(inflight)
+        force: asyncio.Future[object] = asyncio.ensure_future(self._force.wait())
+        idle: asyncio.Future[object] = asyncio.ensure_future(self.slots.idle())
         try:
-            while remaining and not force.done():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                done, _ = await asyncio.wait(remaining | {force}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                remaining -= done
+            await asyncio.wait({idle, force}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
         finally:
             force.cancel()
+
+
+def _retrieve(future: asyncio.Future[tuple[Plan, Registry]]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -80,7 +80,11 @@ class Outcome:
 
 
 class StateView(CheckStateView, Protocol):
-    """What a sink reads of a check's state: the public view, and a JSON-friendly snapshot for the store."""
+    """What a sink reads of a check's state: the public view, a JSON-friendly snapshot for the store, and the
+    snapshot's ``revision``: a new one whenever what a restart restores of it changes (``CheckState.revision``)."""
+
+    @property
+    def revision(self) -> int: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 

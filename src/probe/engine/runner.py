@@ -51,19 +51,6 @@ async def _contained(coro: Coroutine[object, None, Result]) -> Result:
         raise _PluginExit(exc) from exc
 
 
-class _Expired(Exception):
-    """A sync check's time ran out (set on its future by the timer)."""
-
-
-def _expire(call: Call[Context]) -> None:
-    if call.future.done():
-        return
-    if call.finished:  # returned in time; its batch has not handed it back yet (workers.DaemonThreads)
-        call.resolve()
-    else:
-        call.future.set_exception(_Expired())
-
-
 @dataclass(frozen=True)
 class _Instance:
     """A check object for one spec, with what each run needs of it, worked out once."""
@@ -72,6 +59,7 @@ class _Instance:
     check: Check[Any]
     is_async: bool
     logger: logging.Logger
+    task_name: str  # probe.engine.stall.TASK_PREFIX + the check's name
 
 
 @dataclass
@@ -81,6 +69,135 @@ class _Hung:
     done: Callable[[], bool]
     since: float
     where: str  # "sync code" | "async code"
+
+
+class Run:
+    """One run in flight: the check's task (async) or worker-thread call (sync), the timer that ends it at the
+    timeout, and who hears of the outcome. Whichever comes first -- the task or call ending, or the timer --
+    ends the run; what comes later finds it finished. A task that outlives its timeout is cancelled and
+    abandoned (a plugin that swallows cancellation must not hold the agent past the deadline), a thread that
+    does is left to finish; both are remembered as hung until they do."""
+
+    __slots__ = ("_ended", "call", "cancelled", "done", "finished", "levels", "loop", "owned", "runner", "spec",
+                 "started", "started_wall", "task", "timer")
+
+    def __init__(self, runner: Runner, spec: CheckSpec, levels: Mapping[str, Status] | None,
+                 done: Callable[[Outcome], None], loop: asyncio.AbstractEventLoop) -> None:
+        self.runner, self.spec, self.levels, self.done, self.loop = runner, spec, levels, done, loop
+        self.task: asyncio.Task[object] | None = None
+        self.owned: set[asyncio.Task[object]] | None = None
+        self.call: Call[Context] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.finished = False
+        self.cancelled = False
+        self._ended: asyncio.Future[None] | None = None
+        self.started_wall, self.started = time.time(), time.monotonic()
+
+    def task_done(self, task: asyncio.Task[object]) -> None:
+        """The async check's task ended (done callback)."""
+        runner, spec = self.runner, self.spec
+        if self.owned:
+            runner._cancel_leaked(spec, task, self.owned)
+        if self.finished:  # its timeout ended the run: an abandoned task, finishing now
+            runner._reap(task)
+            return
+        if self.cancelled:  # the agent is stopping: no outcome
+            runner._reap(task)
+            self._end()
+            return
+        try:
+            value = task.result()
+        except asyncio.CancelledError:
+            raw = _timeout(spec, "cancelled")
+        except Exception as exc:
+            raw = _crash(spec, exc, runner._who(spec))
+        else:
+            raw = _validate(spec, value, runner._who(spec))
+        self.finish(raw)
+
+    def call_done(self, future: asyncio.Future[object]) -> None:
+        """The sync check's call returned (its future settled by the worker's batch, on the loop)."""
+        if self.finished:  # timed out, or cancelled by a stopping agent: its outcome comes too late
+            if not future.cancelled():
+                future.exception()  # retrieved: nobody else will
+            return
+        spec, who = self.spec, self.runner._who(self.spec)
+        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if isinstance(exc, asyncio.CancelledError):
+            raw = _timeout(spec, "cancelled")
+        elif exc is not None:  # sys.exit() in a plugin (SystemExit) ends its run, not the agent
+            raw = _crash(spec, exc, who)
+        else:
+            raw = _validate(spec, future.result(), who)
+        assert self.call is not None
+        # From the thread's own clock: the call itself, not the hand-off to a thread and back (nor the wait for
+        # the loop, busy with other checks, to hear of it).
+        self.finish(raw, self.call.duration)
+
+    def expire(self) -> None:
+        """The timer: the run's time is up."""
+        self.timer = None
+        if self.finished:
+            return
+        call, task, spec = self.call, self.task, self.spec
+        if call is not None:
+            if call.finished:  # returned in time; its batch has not handed it back yet (workers.DaemonThreads)
+                call.resolve()  # -> call_done
+                return
+            self.runner._hung[spec.name] = _Hung(call.is_finished, time.monotonic(), "sync code")
+        elif task is not None:
+            task.cancel()
+            self.runner._abandoned.add(task)  # not awaited: reaped when it ends (task_done)
+            self.runner._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
+            if self.owned:
+                self.runner._cancel_leaked(spec, task, self.owned)
+        self.finish(_timeout(spec, f"no result within {format_duration(spec.timeout)}"))
+
+    def finish(self, raw: Result, elapsed: float | None = None) -> None:
+        """End the run with ``raw`` (the plugin's result, or the core's for a crash or timeout) and tell ``done``."""
+        if self.finished:
+            return
+        if elapsed is None:
+            elapsed = time.monotonic() - self.started
+        self._end()
+        try:
+            outcome = self.runner.outcome(self, raw, elapsed)
+        except Exception as exc:  # a bug of ours; the run still ends, as data
+            log.error("internal error finishing check %s", self.spec.name, exc_info=exc)
+            outcome = Outcome(self.spec, Result.unknown(f"internal error: {type(exc).__name__}",
+                                                        reason="internal_error"), self.started_wall, elapsed)
+        try:
+            self.done(outcome)
+        except Exception as exc:
+            log.error("internal error handing on the outcome of check %s", self.spec.name, exc_info=exc)
+
+    def cancel(self) -> None:
+        """Stop the run without an outcome (the agent is stopping): an async check's task is cancelled and gets
+        its own clean-up (killing its processes, closing its transports); a thread is left to finish.
+        ``done`` is not called."""
+        if self.finished:
+            return
+        self.cancelled = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # task_done ends the run
+        else:
+            self._end()
+
+    def ended(self) -> asyncio.Future[None]:
+        """A future done once the run has ended (with an outcome, or cancelled and cleaned up)."""
+        if self._ended is None:
+            self._ended = self.loop.create_future()
+            if self.finished:
+                self._ended.set_result(None)
+        return self._ended
+
+    def _end(self) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
 
 @dataclass
@@ -123,7 +240,7 @@ class Runner:
             raise KeyError(f"unknown check type {spec.type!r}")
         check = cls(spec.name, spec.options)
         made = _Instance(spec, check, inspect.iscoroutinefunction(check.run),
-                         logging.getLogger(f"probe.check.{spec.name}"))
+                         logging.getLogger(f"probe.check.{spec.name}"), f"probe-check-{spec.name}")
         self._instances[spec.name] = made
         return made
 
@@ -146,32 +263,68 @@ class Runner:
                 log.debug("check %s: building the check object failed (its run reports it): %r", spec.name, exc)
         self._threads.reserve(min(sync, threads))
 
-    async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
-        """Run ``spec`` once. ``levels`` are the threshold levels of the previous run (for hysteresis).
+    def start(self, spec: CheckSpec, levels: Mapping[str, Status] | None, done: Callable[[Outcome], None]) -> Run:
+        """Start one run of ``spec`` and return at once; ``done(outcome)`` is called on the loop when it ends
+        (never from inside this call). ``levels`` are the threshold levels of the previous run (hysteresis).
 
-        The clock starts once the check object exists (built on first use, or by :meth:`prepare`): the
-        duration is the run's, not the plugin's one-time set-up."""
+        No task of the runner's own: an async check's coroutine is the one task, a sync check is one call in a
+        worker thread, and one timer ends either at the timeout (the agent starts hundreds of runs a second;
+        a waiting task per run was a quarter of its own cost). The clock starts once the check object exists
+        (built on first use, or by :meth:`prepare`): the duration is the run's, not the plugin's set-up."""
+        loop = asyncio.get_running_loop()
+        run = Run(self, spec, levels, done, loop)
         try:
-            made: _Instance | Exception = self._instance(spec)
+            made = self._instance(spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
-            made = exc
-        started_wall, started = time.time(), time.monotonic()
-        timed: list[float] = []  # a sync check's own duration, taken in its thread
+            loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
+            return run
+        hung = self._hung.get(spec.name)
+        if hung is not None:
+            if not hung.done():
+                loop.call_soon(run.finish, _still_running(hung, self._who(spec)))
+                return run
+            del self._hung[spec.name]
+        ctx = Context(spec.name, run.started + spec.timeout, made.logger, spec.labels,
+                      None if self.pings is None else functools.partial(self.pings, spec.name))
         try:
-            if isinstance(made, Exception):
-                raise made
-            ctx = Context(spec.name, started + spec.timeout, made.logger, spec.labels,
-                          None if self.pings is None else functools.partial(self.pings, spec.name))
-            raw = await self._call(made, ctx, spec, timed)
-        except Exception as exc:
-            raw = _crash(spec, exc, self._who(spec))
+            if made.is_async:
+                # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
+                coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)))
+                run.task, run.owned = owned_task(coro, made.task_name, loop)
+                run.task.add_done_callback(run.task_done)
+            else:
+                run.call = self._threads.call(made.check.run, ctx, loop)
+                run.call.future.add_done_callback(run.call_done)
+        except Exception as exc:  # run() itself raised before returning a coroutine
+            loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
+            return run
+        run.timer = loop.call_later(max(0.0, spec.timeout), run.expire)
+        return run
+
+    async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
+        """Run ``spec`` once and return its outcome (:meth:`start`, awaited). Cancelled (``probe check``
+        interrupted), the check's own clean-up gets ``CANCEL_GRACE`` before the cancellation goes on."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        run = self.start(spec, levels, functools.partial(_settle, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            run.cancel()
+            await asyncio.wait({run.ended()}, timeout=CANCEL_GRACE)
+            raise
+
+    def outcome(self, run: Run, raw: Result, elapsed: float) -> Outcome:
+        """What a run ends with: the result admitted (control characters, secrets), its duration, forecasts and
+        thresholds."""
+        spec = run.spec
         raw = admit(raw, self.redact) if self.redact is not None else admit(raw)
-        duration = _own_duration(raw, timed[0] if timed else time.monotonic() - started)
-        result = _with_duration(raw, duration)
+        own = raw.measurement("duration")
+        duration = _own_duration(own, elapsed)
+        result = raw if own is not None else _with_duration(raw, duration)
         if self.forecaster is not None:
-            result = self._forecast(spec, result, started_wall)
-        final, verdicts = apply_thresholds(spec, result, levels or {})
-        return Outcome(spec, final, started_wall, duration, verdicts, raw)
+            result = self._forecast(spec, result, run.started_wall)
+        final, verdicts = apply_thresholds(spec, result, run.levels or {})
+        return Outcome(spec, final, run.started_wall, duration, verdicts, raw)
 
     def _forecast(self, spec: CheckSpec, result: Result, now: float) -> Result:
         cls = self.registry.check_type(spec.type)
@@ -183,74 +336,6 @@ class Runner:
         except Exception as exc:  # a forecast is a bonus; it never costs the result
             log.warning("forecast for %s failed: %s", spec.name, exc)
             return result
-
-    async def _call(self, made: _Instance, ctx: Context, spec: CheckSpec, timed: list[float]) -> Result:
-        hung = self._hung.get(spec.name)
-        if hung is not None:
-            if not hung.done():
-                return _still_running(hung, self._who(spec))
-            del self._hung[spec.name]
-        check = made.check
-        if made.is_async:
-            # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
-            coro = _contained(cast("Coroutine[object, None, Result]", check.run(ctx)))
-            task, owned = owned_task(coro, f"probe-check-{spec.name}")
-            try:
-                return await self._await(task, spec)
-            except asyncio.CancelledError:
-                # The agent is stopping: the check's own clean-up (killing its subprocess, closing its
-                # transports) needs the loop for a moment, or the loop closes under it.
-                task.cancel()
-                await asyncio.wait({task}, timeout=CANCEL_GRACE)
-                raise
-            finally:
-                if not task.done():
-                    self._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
-                if owned:
-                    self._cancel_leaked(spec, task, owned)
-        call = self._threads.call(check.run, ctx)
-        try:
-            result = await self._await_call(call, spec)
-        finally:
-            if not call.finished:
-                self._hung[spec.name] = _Hung(call.is_finished, time.monotonic(), "sync code")
-        if call.finished:
-            # From the thread's own clock: the call itself, not the hand-off to a thread and back (nor the
-            # wait for the loop, busy with other checks, to hear of it).
-            timed.append(call.duration)
-        return result
-
-    async def _await(self, task: asyncio.Task[object], spec: CheckSpec) -> Result:
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, spec.timeout))
-        if not done:
-            task.cancel()
-            if isinstance(task, asyncio.Task):
-                # Not awaited: a plugin that swallows cancellation must not hold us past the deadline.
-                self._abandoned.add(task)
-                task.add_done_callback(self._reap)
-            return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
-        try:
-            value = task.result()
-        except asyncio.CancelledError:
-            return _timeout(spec, "cancelled")
-        except Exception as exc:
-            return _crash(spec, exc, self._who(spec))
-        return _validate(spec, value, self._who(spec))
-
-    async def _await_call(self, call: Call[Context], spec: CheckSpec) -> Result:
-        """A worker thread's outcome, or a timeout: the future and one timer. ``_await``'s ``asyncio.wait``
-        is for tasks that may swallow cancellation; this future is ours (and a cancelled caller still
-        raises CancelledError from here)."""
-        timer = asyncio.get_running_loop().call_later(max(0.0, spec.timeout), _expire, call)
-        try:
-            value = await call.future
-        except _Expired:
-            return _timeout(spec, f"no result within {format_duration(spec.timeout)}")
-        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin ends its run, not the agent
-            return _crash(spec, exc, self._who(spec))
-        finally:
-            timer.cancel()
-        return _validate(spec, value, self._who(spec))
 
     def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[object], owned: set[asyncio.Task[object]]) -> None:
         leaked = [t for t in owned if t is not task and not t.done()]
@@ -285,6 +370,11 @@ class Runner:
                 del self._instances[name]
         if self.forecaster is not None:
             self.forecaster.forget(names)
+
+
+def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
 
 
 def _timeout(spec: CheckSpec, detail: str) -> Result:
@@ -328,19 +418,17 @@ def _validate(spec: CheckSpec, value: object, who: str) -> Result:
     return value
 
 
-def _own_duration(result: Result, elapsed: float) -> float:
-    """The run's duration: the check's own ``duration`` when it reports one (a check that times its target
-    at the I/O events knows better than the event loop, which may have been busy with other checks when the
-    reply came), within what the core measured; else what the core measured."""
-    own = result.measurement("duration")
+def _own_duration(own: Measurement | None, elapsed: float) -> float:
+    """The run's duration: the check's own ``duration`` measurement when it reports one (a check that times its
+    target at the I/O events knows better than the event loop, which may have been busy with other checks when
+    the reply came), within what the core measured; else what the core measured."""
     if own is not None and isinstance(own.value, int | float) and 0.0 <= own.value <= elapsed:
         return float(own.value)
     return elapsed
 
 
 def _with_duration(result: Result, duration: float) -> Result:
-    if result.measurement("duration") is not None:
-        return result
+    """``result`` with the core's ``duration`` added (it reported none)."""
     # Not result.replace(): dataclasses.replace re-inspects the fields on every call (runs per check run).
     return Result(result.status, result.summary, result.reason,
                   (*result.measurements, Measurement("duration", duration, "s")), result.details)

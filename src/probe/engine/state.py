@@ -19,6 +19,7 @@ Times are wall-clock epoch seconds, so a state saved before a restart still mean
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ FLAP_LOW = 0.20
 FLAP_HIGH = 0.30
 _LOW_WEIGHT, _HIGH_WEIGHT = 0.75, 1.25
 STALE_INTERVALS = 2
+
+_revisions = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class CheckState:
         makes no check stale (``last_run`` is the wall time, for people and the store)."""
         self.last_change: float | None = None  # last change of status, soft or hard
         self.last_hard_change: float | None = None
+        self.revision = next(_revisions)
+        """Changes whenever what a restart restores changes (see :meth:`_lasting`); unique across all states, so
+        a saved revision never matches another state object. The state store saves on a new revision only."""
 
     @classmethod
     def for_spec(cls, spec: CheckSpec, *, flap_low: float = FLAP_LOW, flap_high: float = FLAP_HIGH) -> CheckState:
@@ -105,9 +111,12 @@ class CheckState:
 
     def configure(self, spec: CheckSpec) -> None:
         """Take the interval and thresholds of ``spec``; the counters are kept."""
+        before = self._lasting()
         self.interval = float(spec.interval)
         self.failure_threshold = int(spec.failure_threshold)
         self.success_threshold = int(spec.success_threshold)
+        if self._lasting() != before:
+            self.revision = next(_revisions)
 
     @property
     def problem(self) -> bool:
@@ -124,13 +133,18 @@ class CheckState:
         ``now`` is the wall time; ``seen`` the monotonic one (``now`` when not given, as in tests)."""
         status = result.status
         previous, previous_hard = self.status, self.hard_status
+        lasting = self._lasting()
         if status is Status.OK:
             self.successes, self.failures = self.successes + 1, 0
         else:
             self.failures, self.successes = self.failures + 1, 0
         self.status, self.reason, self.last_run = status, result.reason, now
         self.last_seen = now if seen is None else seen
+        # A full window of this very status stays the same: so do the percent change and the saved history.
+        steady = len(self.history) == FLAP_SAMPLES and self.history.count(status) == FLAP_SAMPLES
         self.history.append(status)
+        if not steady:
+            self.flap_percent = flap_percent(self.history)
         self._update_flapping()
         if status is Status.OK:
             if self.successes >= self.success_threshold:
@@ -141,8 +155,12 @@ class CheckState:
         self.state_type = "hard" if status is self.hard_status else "soft"
         if status is not previous:
             self.last_change = now
-        if self.hard_status is not previous_hard:
+        hard_change = self.hard_status is not previous_hard
+        if hard_change:
             self.last_hard_change = now
+        if not steady or self._lasting() != lasting:
+            self.revision = next(_revisions)
+        if hard_change:
             return Transition(self.name, "hard", previous_hard, self.hard_status, now, result.reason)
         before = previous if previous is not None else previous_hard  # a new check is presumed OK
         if status is not before:
@@ -150,7 +168,6 @@ class CheckState:
         return None
 
     def _update_flapping(self) -> None:
-        self.flap_percent = flap_percent(self.history)
         if not self.flapping and self.flap_percent >= self.flap_high:
             self.flapping = True
         elif self.flapping and self.flap_percent < self.flap_low:
@@ -167,15 +184,27 @@ class CheckState:
         """Make the check UNKNOWN (reason ``stale``), hard at once. ``last_run`` is kept: it is when the
         last real result came. Returns the hard transition, if the hard status changed."""
         previous_hard = self.hard_status
+        before = self._lasting()
         if self.status is not Status.UNKNOWN:
             self.last_change = now
         self.status, self.hard_status, self.state_type, self.reason = (
             Status.UNKNOWN, Status.UNKNOWN, "hard", "stale")
         self.failures, self.successes = max(self.failures, self.failure_threshold), 0
+        if self._lasting() != before:
+            self.revision = next(_revisions)
         if previous_hard is Status.UNKNOWN:
             return None
         self.last_hard_change = now
         return Transition(self.name, "hard", previous_hard, Status.UNKNOWN, now, "stale")
+
+    def _lasting(self) -> tuple[object, ...]:
+        """What a restart restores (:meth:`to_dict`) but the flap history: not ``last_run`` (a restarted agent
+        counts staleness from its own start), and the consecutive counters only up to their thresholds (beyond,
+        they decide nothing: :meth:`update` compares them with ``>=``)."""
+        return (self.status, self.hard_status, self.state_type, self.reason,
+                min(self.failures, self.failure_threshold), min(self.successes, self.success_threshold),
+                self.flapping, self.last_change, self.last_hard_change, self.interval, self.failure_threshold,
+                self.success_threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly snapshot, for the state store."""

@@ -128,9 +128,11 @@ class DaemonThreads:
         self._started = 0
         self._pending: list[Call[Any]] = []  # batched calls of this loop iteration, not handed out yet
 
-    def call(self, fn: Callable[[A], object], arg: A) -> Call[A]:
-        """Start ``fn(arg)`` in a worker thread; await ``.future`` on the running loop for its outcome."""
-        loop = asyncio.get_running_loop()
+    def call(self, fn: Callable[[A], object], arg: A, loop: asyncio.AbstractEventLoop | None = None) -> Call[A]:
+        """Start ``fn(arg)`` in a worker thread; await ``.future`` on ``loop`` (default: the running one) for its
+        outcome."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         job = Call(loop, fn, arg)
         if self.spread is None:
             self._hand(_Batch(loop, (job,)))
@@ -215,11 +217,12 @@ def _factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> async
     return task
 
 
-def owned_task(coro: Coroutine[object, None, T], name: str
+def owned_task(coro: Coroutine[object, None, T], name: str, loop: asyncio.AbstractEventLoop | None = None
                ) -> tuple[asyncio.Task[T], set[asyncio.Task[object]] | None]:
-    """``coro`` as a task, and the set that collects every task it (or its tasks) create; None when the loop
-    already has another task factory (then leaks are not tracked)."""
-    loop = asyncio.get_running_loop()
+    """``coro`` as a task on ``loop`` (default: the running one), and the set that collects every task it (or
+    its tasks) create; None when the loop already has another task factory (then leaks are not tracked)."""
+    if loop is None:  # each asyncio.get_running_loop() is a getpid() system call on CPython 3.11
+        loop = asyncio.get_running_loop()
     factory = loop.get_task_factory()
     if factory is None:
         loop.set_task_factory(_factory)  # type: ignore[arg-type]

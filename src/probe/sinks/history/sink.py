@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from probe.config.spec import CheckSpec
 from probe.engine.interfaces import Outcome, StateView, TransitionView
 from probe.sinks.guard import Guard
 from probe.sinks.history.reader import HistoryReader
@@ -34,7 +35,8 @@ class HistorySink:
         self.capacities = {} if capacities is None else capacities  # may resolve types lazily: no copy
         self.budgets = budgets
         self._guard = Guard("history sink")
-        self._saved: dict[str, dict[str, Any]] = {}  # what was last saved of each check's state (see _lasting)
+        self._saved: dict[str, tuple[int, dict[str, Any] | None]] = {}  # (revision, budgets) last saved, by check
+        self._samples: dict[str, tuple[CheckSpec, tuple[str, ...]]] = {}  # see _samples_of
 
     def record(self, outcome: Outcome, state: StateView | None = None,
                transition: TransitionView | None = None) -> None:
@@ -49,7 +51,7 @@ class HistorySink:
             outcome.started, spec.name, spec.type, int(r.status), duration=outcome.duration, reason=r.reason,
             summary=r.summary, hard_status=None if state is None else int(state.hard_status),
             state_type=None if state is None else state.state_type,
-            measurements={m.name: m.value for m in r.measurements}, samples=self.capacities.get(spec.type, {}).keys(),
+            measurements={m.name: m.value for m in r.measurements}, samples=self._samples_of(spec),
             maintenance=outcome.marks.maintenance, silenced=outcome.marks.silenced,
             suppressed_by=outcome.marks.suppressed_by)
         if transition is not None:
@@ -58,18 +60,28 @@ class HistorySink:
         if state is not None:
             self.save_state(spec.name, state, unless_unchanged=True)
 
+    def _samples_of(self, spec: CheckSpec) -> tuple[str, ...]:
+        """The capacity measurements of ``spec``'s type, looked up once per check (per spec object: a reload
+        makes new ones) rather than once per run."""
+        known = self._samples.get(spec.name)
+        if known is None or known[0] is not spec:
+            known = self._samples[spec.name] = (spec, tuple(self.capacities.get(spec.type, {})))
+        return known[1]
+
     def save_state(self, name: str, state: StateView, *, unless_unchanged: bool = False) -> None:
         """Save ``state`` with the check's remediation budgets; with ``unless_unchanged``, only when what a
-        restart restores differs from what was saved last (a steady check's state is the same run after run:
-        serialising and writing it every run was a sixth of the history sink's cost)."""
+        restart restores differs from what was saved last: a new ``state.revision``, or other budgets (a steady
+        check's state is the same run after run: serialising it every run just to compare was a fifth of the
+        history sink's cost)."""
         try:
-            data = dict(state.to_dict())
-            if self.budgets is not None:
-                data[REMEDIATION_KEY] = dict(self.budgets(name))
-            lasting = _lasting(data)
-            if unless_unchanged and self._saved.get(name) == lasting:
+            budgets = None if self.budgets is None else dict(self.budgets(name))
+            saved = (state.revision, budgets)
+            if unless_unchanged and self._saved.get(name) == saved:
                 return
-            self._saved[name] = lasting
+            data = dict(state.to_dict())
+            if budgets is not None:
+                data[REMEDIATION_KEY] = budgets
+            self._saved[name] = saved
             self.store.save_state(name, data)
         except Exception as exc:
             self._guard.failed(exc)
@@ -78,23 +90,14 @@ class HistorySink:
         names = set(keep)
         for name in [n for n in self._saved if n not in names]:
             del self._saved[name]
+        for name in [n for n in self._samples if n not in names]:
+            del self._samples[name]
 
     def health(self) -> Health:
         return self.store.health()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.store.close)
-
-
-def _lasting(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a saved state that a restart uses: not ``last_run`` (a restarted agent counts staleness
-    from its own start), and the consecutive counters only up to their thresholds (beyond, they decide
-    nothing: ``CheckState.update`` compares them with ``>=``)."""
-    lasting = {k: v for k, v in data.items() if k != "last_run"}
-    for counter, threshold in (("failures", "failure_threshold"), ("successes", "success_threshold")):
-        if isinstance(lasting.get(counter), int) and isinstance(lasting.get(threshold), int):
-            lasting[counter] = min(lasting[counter], lasting[threshold])
-    return lasting
 
 
 def saved_states(reader: HistoryReader, names: Iterable[str],
