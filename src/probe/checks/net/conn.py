@@ -8,6 +8,7 @@ also gives each phase its own time; ``happy_eyeballs`` races them (``eyeballs``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import socket
 import ssl
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 import probe
-from probe.checks.net import eyeballs
+from probe.checks.net import eyeballs, tlsbio
 from probe.units import format_duration
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
@@ -401,16 +402,16 @@ async def fetch_unverified(peer: Peer, server_name: str | None, options: TlsOpti
 
 
 class Stream:
-    """A connected socket, plain (bare non-blocking socket: the cheapest asyncio path) or upgraded to TLS
-    (asyncio streams), with the same ``recv``/``send`` either way."""
+    """A connected bare non-blocking socket (the cheapest asyncio path), plain or upgraded to TLS (through
+    memory BIOs on the same socket, ``tlsbio``), with the same ``recv``/``send`` either way, and the
+    kernel's receive stamps either way."""
 
     def __init__(self, sock: socket.socket, peer: Peer, timings: Timings | None = None) -> None:
         self.sock = sock
         self.peer = peer
         self.timings = timings or Timings()  # each send asks, each reply's arrival answers (Timings.target)
         self._arrived = 0.0
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._tls: tlsbio.Tls | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings, *,
@@ -421,18 +422,18 @@ class Stream:
         return cls(*await connect(host, port, ip_version, timings, happy_eyeballs=happy_eyeballs), timings)
 
     async def start_tls(self, context: ssl.SSLContext, server_name: str | None, timings: Timings) -> None:
-        started = time.monotonic()
+        """The handshake: its flights are segments of ``timings`` (``tls`` is their sum; the wall's when it
+        failed)."""
+        started, before = time.monotonic(), timings.target()
+        tls = tlsbio.Tls(context, server_name)
         try:
-            self._reader, self._writer = await asyncio.open_connection(sock=self.sock, ssl=context,
-                                                                       server_hostname=server_name)
+            await tls.handshake(self)
         except BaseException:
+            timings.tls = time.monotonic() - started
             self.sock.close()
             raise
-        finally:
-            timings.tls = time.monotonic() - started
-        # asyncio's TLS transport reads the handshake: when the loop got round to it, not the kernel's stamps.
-        timings.asked(started)
-        timings.answered(started + timings.tls)
+        timings.tls = timings.target() - before
+        self._tls = tls
 
     @property
     def arrived(self) -> float:
@@ -442,15 +443,23 @@ class Stream:
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:
-        return None if self._writer is None else self._writer.get_extra_info("ssl_object")
+        return None if self._tls is None else self._tls.obj
 
     async def recv(self, size: int) -> bytes:
-        if self._reader is not None:
-            data = await self._reader.read(size)
-            if data:
-                self._arrived = time.monotonic()
-                self.timings.answered(self._arrived)
-            return data
+        if self._tls is not None:
+            return await self._tls.read(self, size)
+        return await self.recv_raw(size)
+
+    async def send(self, data: bytes, *, asks: bool = True) -> None:
+        """``asks``: the target answers this (a request: a new segment of ``Timings``), rather than it being
+        our part of an exchange the target is still answering (an HTTP/2 SETTINGS ack, a WebSocket pong)."""
+        if self._tls is not None:
+            await self._tls.write(self, data, asks=asks)
+        else:
+            await self.send_raw(data, asks=asks)
+
+    async def recv_raw(self, size: int) -> bytes:
+        """Off the socket itself (TLS records, on a TLS stream)."""
         while True:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(size, STAMP_SPACE)
@@ -462,22 +471,16 @@ class Stream:
                 self.timings.answered(self._arrived)
             return data
 
-    async def send(self, data: bytes, *, asks: bool = True) -> None:
-        """``asks``: the target answers this (a request: a new segment of ``Timings``), rather than it being
-        our part of an exchange the target is still answering (an HTTP/2 SETTINGS ack, a WebSocket pong)."""
+    async def send_raw(self, data: bytes, *, asks: bool) -> None:
         if asks:  # taken before the call: a thread that waits for the GIL once the kernel has the data is late
             self.timings.asked(time.monotonic())
-        if self._writer is not None:
-            self._writer.write(data)
-            await self._writer.drain()
-        else:
-            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        else:
-            self.sock.close()
+        if self._tls is not None:  # close_notify first, as a TLS client should; never waiting for it
+            with contextlib.suppress(OSError):
+                self.sock.send(self._tls.close_notify())
+        self.sock.close()
 
     def tls_details(self) -> dict[str, Any]:
         obj = self.ssl_object
