@@ -134,8 +134,7 @@ def test_sigterm_flushes_metrics_and_a_reload_forgets_removed_checks(tmp_path: P
                                                                       daemons: list[Daemon]) -> None:
     import otlp_receiver
 
-    receiver = otlp_receiver.start()
-    try:
+    with otlp_receiver.start() as receiver:
         mem = {"type": "memory", "interval": "1s", "timeout": "900ms"}
         settings = {"state_dir": str(tmp_path / "state"),
                     "telemetry": {"otlp": {"enabled": True, "endpoint": receiver.endpoint, "interval": "1h"}}}
@@ -156,9 +155,6 @@ def test_sigterm_flushes_metrics_and_a_reload_forgets_removed_checks(tmp_path: P
         assert (receiver.latest("probe.agent.scheduler.lag").count or 0) >= 2
         assert receiver.latest("probe.agent.history.healthy").value == 1
         assert receiver.latest("probe.agent.history.dropped").value == 0
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
 
 
 def test_a_real_prometheus_scrapes_the_running_agent_and_promtool_accepts_its_metrics(

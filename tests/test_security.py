@@ -166,10 +166,8 @@ def test_probe_check_and_the_daemon_log_show_no_secret(planted: dict[str, Any]) 
 
 @pytest.fixture
 def otlp() -> Iterator[otlp_receiver.Receiver]:
-    receiver = otlp_receiver.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    with otlp_receiver.start() as receiver:
+        yield receiver
 
 
 def _with_telemetry(planted: dict[str, Any], endpoint: str) -> None:
