@@ -27,7 +27,7 @@ IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
 # Linux: the kernel stamps each segment as it arrives and recvmsg hands the stamp over (SCM_TIMESTAMPNS), so
 # a reply's time is when it came, not when a busy event loop got round to reading it.
 _SO_TIMESTAMPNS = 35
-_STAMP_SPACE = socket.CMSG_SPACE(16)
+STAMP_SPACE = socket.CMSG_SPACE(16)
 # struct tcp_info (linux/tcp.h): tcpi_retransmits at byte 2, tcpi_rtt (us) at 68, tcpi_total_retrans at 100.
 _TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
 _TCP_INFO_SIZE = 104
@@ -453,12 +453,12 @@ class Stream:
             return data
         while True:
             try:
-                data, ancillary, _, _ = self.sock.recvmsg(size, _STAMP_SPACE)
+                data, ancillary, _, _ = self.sock.recvmsg(size, STAMP_SPACE)
             except (BlockingIOError, InterruptedError):
                 await _readable(self.sock)
                 continue
             if data:  # a close carries no stamp: it is seen when the loop reads it
-                self._arrived = _arrival(ancillary, time.monotonic())
+                self._arrived = arrival(ancillary, time.monotonic())
                 self.timings.answered(self._arrived)
             return data
 
@@ -505,13 +505,19 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
-    """The kernel's receive stamp (wall clock) on the monotonic clock (both clocks read now: only their
-    difference counts); when it was read, when there is none."""
+def arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
+    """The kernel's receive stamp on the monotonic clock; when it was read, when there is none."""
+    stamp = kernel_stamp(ancillary)
+    return read_at if stamp is None else stamp
+
+
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's stamp in a message's ancillary data (SCM_TIMESTAMPNS, wall clock) on the monotonic
+    clock (both clocks read now: only their difference counts)."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
             stamp: float = seconds + nanoseconds / 1e9
             return time.monotonic() - max(0.0, time.time() - stamp)
-    return read_at
+    return None
 
