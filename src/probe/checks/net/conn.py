@@ -464,7 +464,7 @@ class Stream:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(size, STAMP_SPACE)
             except (BlockingIOError, InterruptedError):
-                await _readable(self.sock)
+                await readable(self.sock)
                 continue
             if data:  # a close carries no stamp: it is seen when the loop reads it
                 self._arrived = arrival(ancillary, time.monotonic())
@@ -492,7 +492,7 @@ class Stream:
         return details
 
 
-async def _readable(sock: socket.socket) -> None:
+async def readable(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     fd = sock.fileno()
