@@ -515,12 +515,30 @@ def arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
 
 
 def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    """The kernel's stamp in a message's ancillary data (SCM_TIMESTAMPNS, wall clock) on the monotonic
-    clock (both clocks read now: only their difference counts)."""
+    """The kernel's stamp in a message's ancillary data on the monotonic clock (both clocks read now: only
+    their difference counts)."""
+    stamp = wall_stamp(ancillary)
+    return None if stamp is None else time.monotonic() - max(0.0, time.time() - stamp)
+
+
+def wall_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's stamp in a message's ancillary data (SCM_TIMESTAMPNS: the wall clock, as ``time.time``)."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
             stamp: float = seconds + nanoseconds / 1e9
-            return time.monotonic() - max(0.0, time.time() - stamp)
+            return stamp
     return None
+
+
+async def datagram(sock: socket.socket, size: int) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+    """The next datagram on a non-blocking socket, with its ancillary data: the kernel's receive stamp when
+    the socket asked for them (``eyeballs.stamp``; ``arrival``, ``wall_stamp``)."""
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(size, STAMP_SPACE)
+        except (BlockingIOError, InterruptedError):
+            await readable(sock)
+            continue
+        return data, ancillary
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from probe.checks.net import eyeballs
-from probe.checks.net.conn import STAMP_SPACE, Failure, arrival, literal_family, readable
+from probe.checks.net.conn import Failure, arrival, datagram, literal_family
 from probe.checks.net.dnswire import TC, Malformed, NotOurs, Query, Response, read_response
 from probe.units import format_duration
 
@@ -122,7 +122,8 @@ async def _udp(query: Query, server: Server, family: int, address: tuple[str, in
             sent = time.monotonic()
             await loop.sock_sendall(sock, query.with_id(qid))
             while True:
-                data, arrived = await _datagram(sock)
+                data, ancillary = await datagram(sock, 65535)
+                arrived = arrival(ancillary, time.monotonic())
                 try:
                     return read_response(data, qid, query, udp=True), max(0.0, arrived - sent)
                 except NotOurs as exc:  # a stray or spoofed datagram must not fail a good server
@@ -140,17 +141,6 @@ async def _udp(query: Query, server: Server, family: int, address: tuple[str, in
         raise Failure("network_error", f"{server}: {exc.strerror or exc}") from None
     finally:
         sock.close()
-
-
-async def _datagram(sock: socket.socket) -> tuple[bytes, float]:
-    """The next datagram, and when it arrived (monotonic)."""
-    while True:
-        try:
-            data, ancillary, _, _ = sock.recvmsg(65535, STAMP_SPACE)
-        except (BlockingIOError, InterruptedError):
-            await readable(sock)
-            continue
-        return data, arrival(ancillary, time.monotonic())
 
 
 async def _stream(query: Query, server: Server, address: tuple[str, int], deadline: float,
