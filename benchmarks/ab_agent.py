@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from bench import start_peers  # noqa: E402
-from bench_agent import process_cpu, running_agent, runs_total  # noqa: E402
+from bench_agent import running_agent, runs_total  # noqa: E402
+from measure import process_cpu  # noqa: E402
 
 
 def check_for(kind: str, web: str, dns: str) -> dict[str, object]:

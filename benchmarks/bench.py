@@ -37,13 +37,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests")]
 
+from measure import alternate, blackbox, blackbox_cpu_per_probe, forked_cpu_per_run, probe_cpu_per_check  # noqa: E402
+
 PACKAGES = {  # Debian package -> the file that shows it is installed
     "prometheus-blackbox-exporter": "/usr/bin/prometheus-blackbox-exporter",
     "dnsmasq-base": "/usr/sbin/dnsmasq",
     "monitoring-plugins-basic": "/usr/lib/nagios/plugins/check_disk",
     "nginx": "/usr/sbin/nginx",
 }
-CHECK_DISK = PACKAGES["monitoring-plugins-basic"]
+# The disk rows: probe's check and check_disk with the same thresholds (20% free = 80% used)
+DISK_CHECK = {"type": "disk", "path": "/", "thresholds": {"utilization": {"warning": ">= 80%", "critical": ">= 90%"}}}
+CHECK_DISK_ARGV = [PACKAGES["monitoring-plugins-basic"], "-w", "20%", "-c", "10%", "-p", "/"]
 # issue 20's types: benchmarks/bench_checks.py
 CHECK_ROWS = ("ntp", "grpc", "websocket", "ssh", "smtp", "imap", "systemd")
 ROWS = ("agent", "http", "tcp", "dns", "disk", "once", "startup", "scale", "rss", "history", "scrape-flood",
@@ -149,28 +153,15 @@ def start_peers(install: bool) -> Iterator[Peers]:
             peers.web, peers.web_tls = f"127.0.0.1:{server.port}", f"127.0.0.1:{server.tls_port}"
             peers.ca_file = str(certs.ca_file)
         if "prometheus-blackbox-exporter" not in peers.unavailable:
+            import bench_dns
             import bench_http
-            from bench_dns import BLACKBOX_CONFIG, start_blackbox
-            from dnsservers import free_port
 
-            config = Path(tmp) / "blackbox.yml"
             http_modules = bench_http.BLACKBOX_CONFIG.format(ca_file=peers.ca_file or "/dev/null")
-            config.write_text(BLACKBOX_CONFIG + http_modules.split("modules:", 1)[1])
-            port = free_port()
-            proc = start_blackbox(PACKAGES["prometheus-blackbox-exporter"], config, port)
-            stack.callback(_stop, proc)
+            config = bench_dns.BLACKBOX_CONFIG + http_modules.split("modules:", 1)[1]
+            pid, port = stack.enter_context(blackbox(config, PACKAGES["prometheus-blackbox-exporter"]))
             time.sleep(0.5)  # let it settle before reading its idle RSS
-            peers.blackbox_pid, peers.blackbox_port, peers.blackbox_idle_rss = proc.pid, port, rss(proc.pid)
+            peers.blackbox_pid, peers.blackbox_port, peers.blackbox_idle_rss = pid, port, rss(pid)
         yield peers
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def rss(pid: int) -> int:
@@ -183,47 +174,16 @@ def rss(pid: int) -> int:
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def load_specs(yaml_text: str) -> tuple[object, tuple[object, ...]]:
-    """Registry and check specs from a checks file, through the same loader ``probe`` uses."""
-    from probe.config.load import load
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.yaml"
-        path.write_text(yaml_text)
-        registry, plan = load(path, env={})
-    return registry, plan.checks
-
-
 def check_types() -> set[str]:
     from probe.plugins.manager import load_plugins
 
     return set(load_plugins(use_entry_points=False).checks)
 
 
-async def runner_cpu_per_check(yaml_text: str, runs: int, warmup: int = 20) -> float:
-    """CPU seconds per run of the file's first check through ``probe.engine.runner.Runner`` (all threads)."""
-    from probe.engine.runner import Runner
-
-    registry, specs = load_specs(yaml_text)
-    spec = specs[0]
-    runner = Runner(registry)  # type: ignore[arg-type]
-    for _ in range(warmup):
-        outcome = await runner.run(spec)  # type: ignore[arg-type]
-        if outcome.status.name not in ("OK", "WARNING"):
-            raise RuntimeError(f"{spec.name}: {outcome.result.summary}")  # type: ignore[attr-defined]
-    before = time.process_time()
-    for _ in range(runs):
-        await runner.run(spec)  # type: ignore[arg-type]
-    return (time.process_time() - before) / runs
-
-
 def median_of_rounds(rounds: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple[float, float, float,
                                                                                                    list[float]]:
     """Alternate the two sides; the median per-round ratio is the result (load on the machine shifts both)."""
-    mine, peer = [], []
-    for _ in range(rounds):
-        mine.append(ours())
-        peer.append(theirs())
+    mine, peer = alternate(rounds, ours, theirs)
     ratios = [m / p for m, p in zip(mine, peer, strict=True) if p > 0]
     if not ratios:  # /proc/PID/stat counts whole clock ticks (10 ms)
         raise RuntimeError("the peer's CPU was below one clock tick in every round: too few runs")
@@ -271,9 +231,8 @@ def agent_row(row: Row, kind: str, peers: Peers, s: Settings, checks: int, inter
         if "monitoring-plugins-basic" in peers.unavailable:
             row.note = peers.why("monitoring-plugins-basic")
             return row
-        check: dict[str, object] = {"type": "disk", "path": "/",
-                                    "thresholds": {"utilization": {"warning": ">= 80%", "critical": ">= 90%"}}}
-        peer = check_disk_cpu(s.runs(300, 10))
+        check: dict[str, object] = DISK_CHECK
+        peer = partial(forked_cpu_per_run, CHECK_DISK_ARGV, s.runs(300, 10))
     else:
         target = {"http": peers.web, "tcp": peers.web, "dns": peers.dns}[kind]
         if target is None or peers.blackbox_pid is None:
@@ -296,24 +255,7 @@ def agent_row(row: Row, kind: str, peers: Peers, s: Settings, checks: int, inter
     return row.judge()
 
 
-def check_disk_cpu(runs: int) -> Callable[[], float]:
-    argv = [CHECK_DISK, "-w", "20%", "-c", "10%", "-p", "/"]
-
-    def theirs() -> float:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        for _ in range(runs):
-            subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / runs
-
-    return theirs
-
-
 def blackbox_cpu(peers: Peers, module: str, target: str, runs: int) -> Callable[[], float]:
-    if module.startswith("dns"):
-        from bench_dns import blackbox_cpu_per_probe
-    else:
-        from bench_http import blackbox_cpu_per_probe
     pid, port = peers.blackbox_pid or 0, peers.blackbox_port or 0
     return lambda: blackbox_cpu_per_probe(pid, port, module, target, runs)
 
@@ -328,14 +270,11 @@ def dns_row(peers: Peers, s: Settings, transport: str) -> Row:
     if peers.dns is None or peers.blackbox_pid is None:
         row.note = peers.why("dnsmasq-base" if peers.dns is None else "prometheus-blackbox-exporter")
         return row
-    from bench_dns import blackbox_cpu_per_probe
-
     runs = s.runs(2000)
-    yaml_text = (f"checks:\n  - {{name: bench, type: dns, query: www.test, server: '{peers.dns}', "
-                 f"transport: {transport}, timeout: 2s}}\n")
+    check = {"type": "dns", "query": "www.test", "server": peers.dns, "transport": transport, "timeout": "2s"}
     pid, port, target = peers.blackbox_pid, peers.blackbox_port or 0, peers.dns
     mine, peer, ratio, ratios = median_of_rounds(
-        s.rounds, lambda: asyncio.run(runner_cpu_per_check(yaml_text, runs)),
+        s.rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
         lambda: blackbox_cpu_per_probe(pid, port, f"dns_{transport}", target, runs))
     row.probe, row.peer = mine * 1e3, peer * 1e3
     row.extra = {"runs": runs, "rounds": ratios}
@@ -362,22 +301,21 @@ def http_row(peers: Peers, s: Settings, name: str, check_type: str, module: str)
     if check_type not in check_types():
         row.note = f"no {check_type} check type on this branch"
         return row
-    from bench_http import blackbox_cpu_per_probe, probe_cpu_per_check
-
     host, port = peers.web.rsplit(":", 1)
-    options: dict[str, object]
+    check: dict[str, object] = {"type": check_type, "timeout": "2s"}
     if module == "tcp_connect":
-        options, target = {"host": host, "port": int(port)}, peers.web
+        check.update(host=host, port=int(port))
+        target = peers.web
     elif module == "https_2xx":
         target = f"https://{peers.web_tls}/"
-        options = {"url": target, "tls": {"ca_file": peers.ca_file}}
+        check.update(url=target, tls={"ca_file": peers.ca_file})
     else:
         target = f"http://{peers.web}/"
-        options = {"url": target}
+        check.update(url=target)
     runs = s.runs(2000)
     pid, bport = peers.blackbox_pid, peers.blackbox_port or 0
     mine, peer, ratio, ratios = median_of_rounds(
-        s.rounds, lambda: asyncio.run(probe_cpu_per_check(check_type, options, runs)),
+        s.rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
         lambda: blackbox_cpu_per_probe(pid, bport, module, target, runs))
     row.probe, row.peer = mine * 1e3, peer * 1e3
     row.extra = {"runs": runs, "rounds": ratios}
@@ -396,19 +334,8 @@ def row_disk(peers: Peers, s: Settings) -> list[Row]:
         return [row]
     runs = s.runs(2000)
     peer_runs = s.runs(300, 10)
-    yaml_text = ("checks:\n  - name: bench\n    type: disk\n    path: /\n    thresholds:\n"
-                 "      utilization: {warning: '>= 80%', critical: '>= 90%'}\n")
-    argv = [CHECK_DISK, "-w", "20%", "-c", "10%", "-p", "/"]
-
-    def theirs() -> float:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        for _ in range(peer_runs):
-            subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / peer_runs
-
-    mine, peer, ratio, ratios = median_of_rounds(
-        s.rounds, lambda: asyncio.run(runner_cpu_per_check(yaml_text, runs)), theirs)
+    mine, peer, ratio, ratios = median_of_rounds(s.rounds, lambda: asyncio.run(probe_cpu_per_check(DISK_CHECK, runs)),
+                                                 partial(forked_cpu_per_run, CHECK_DISK_ARGV, peer_runs))
     row.probe, row.peer = mine * 1e3, peer * 1e3
     row.extra = {"runs": runs, "peer_runs": peer_runs, "rounds": ratios}
     row.note = f"{runs} / {peer_runs} runs x {s.rounds} rounds, median ratio {ratio:.2f}"
@@ -586,6 +513,7 @@ def row_rss(peers: Peers, s: Settings) -> list[Row]:
         (Path(tmp) / "checks.d").mkdir()
         (Path(tmp) / "checks.d" / "hundred.yaml").write_text("\n".join(lines) + "\n")
         from bench_agent import free_port
+        from daemons import stop
 
         (Path(tmp) / "probe.yaml").write_text(shipped_settings(Path(tmp) / "state", free_port()))
         argv = [*probe_command(), "--config", f"{tmp}/probe.yaml", "--config-dir", f"{tmp}/checks.d", "run"]
@@ -599,7 +527,7 @@ def row_rss(peers: Peers, s: Settings) -> list[Row]:
                 return [row]
             mine = rss(proc.pid)
         finally:
-            _stop(proc)
+            stop(proc)
     row.probe, row.peer = mine / 2**20, theirs / 2**20
     row.note = (f"100 checks of {', '.join(kinds)} at 10 s, shipped probe.yaml; RSS at {3 if s.quick else 12} s; "
                 f"blackbox idle {(peers.blackbox_idle_rss or 0) / 2**20:.1f} MiB")

@@ -34,17 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from measure import process_cpu
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHIPPED = ROOT / "packaging" / "probe.yaml"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """utime + stime of every thread of ``pid``, seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def free_port() -> int:

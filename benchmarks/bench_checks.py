@@ -5,12 +5,12 @@
 Each row starts its own loopback server (chrony, a grpcio health server, OpenSSH's sshd, aiosmtpd, a
 websockets server: the fixtures in tests/), then alternates rounds of probe and the peer against it:
 
-- probe: ``time.process_time()`` (all threads) around N runs of one check through
-  ``probe.engine.runner.Runner`` in this process, the runner's own overhead included.
-- a Nagios plugin (check_ntp_time, check_ssh, check_smtp): user+system CPU of the children (fork+exec
-  included: what a Nagios-style scheduler pays per check).
-- blackbox_exporter (grpc, ssh_banner via tcp, websocket upgrade via http): CPU of its process from
-  /proc/PID/stat before and after N ``/probe`` requests over one keep-alive connection.
+- probe: its CPU around N runs of one check through ``probe.engine.runner.Runner`` in this process.
+- a Nagios plugin (check_ntp_time, check_ssh, check_smtp): the CPU of the forked children.
+- blackbox_exporter (grpc, ssh_banner via tcp, websocket upgrade via http): the CPU of its process around
+  N ``/probe`` requests.
+
+benchmarks/measure.py measures all three, and explains how.
 
 The median per-round ratio is the result; target <= 0.5x. bench.py calls ``bench_rows`` for its rows
 ``ntp``, ``grpc``, ``ssh``, ``smtp``, ``imap`` (with ``pop3``), ``websocket`` and ``systemd`` (inside a
@@ -23,16 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,9 +37,16 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+from measure import (  # noqa: E402
+    BLACKBOX,
+    alternate,
+    blackbox,
+    blackbox_cpu_per_probe,
+    forked_cpu_per_run,
+    probe_cpu_per_check,
+)
+
 NAGIOS = "/usr/lib/nagios/plugins"
-BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
-TICKS = os.sysconf("SC_CLK_TCK")
 TARGET = 0.5
 
 
@@ -64,89 +68,6 @@ def judged(r: dict[str, Any], mine: list[float], theirs: list[float], runs: int,
     return r
 
 
-# --- the two sides -----------------------------------------------------------------------------------------
-
-async def probe_cpu_per_check(check: dict[str, Any], runs: int, warmup: int = 20) -> float:
-    """CPU seconds per run of one check (a checks.d entry as a dict) through the Runner, all threads."""
-    from probe.engine.runner import Runner
-    from probe.testing import build_spec, load_registry
-
-    registry = load_registry(entry_points=False)
-    spec = build_spec(check, registry=registry)
-    runner = Runner(registry)
-    for _ in range(warmup):
-        outcome = await runner.run(spec)
-        if outcome.status.name != "OK":
-            raise RuntimeError(f"{check['type']}: {outcome.result.summary}")
-    before = time.process_time()
-    for _ in range(runs):
-        await runner.run(spec)
-    return (time.process_time() - before) / runs
-
-
-def plugin_cpu_per_run(argv: list[str], runs: int) -> float:
-    """User+system CPU per run of a Nagios plugin (fork and exec included); it must exit 0."""
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{Path(argv[0]).name} exited {done.returncode}: {done.stdout.strip()[:200]}")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for _ in range(runs):
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / runs
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-@contextlib.contextmanager
-def blackbox(config: str) -> Iterator[tuple[int, int]]:
-    """blackbox_exporter with ``config`` on a loopback port: yields (pid, port)."""
-    from bench_dns import start_blackbox
-    from netservers import free_port
-
-    with tempfile.TemporaryDirectory(prefix="probe-bench-bb-") as tmp:
-        path = Path(tmp) / "blackbox.yml"
-        path.write_text(config)
-        port = free_port()
-        proc = start_blackbox(BLACKBOX, path, port)
-        try:
-            yield proc.pid, port
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-def blackbox_cpu_per_probe(pid: int, port: int, module: str, target: str, runs: int) -> float:
-    from urllib.parse import quote
-
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    path = f"/probe?module={module}&target={quote(target, safe='')}"
-
-    def once() -> None:
-        conn.request("GET", path)
-        body = conn.getresponse().read()
-        if b"probe_success 1" not in body:
-            raise RuntimeError(f"blackbox {module} failed:\n{body.decode()[-800:]}")
-
-    for _ in range(50):
-        once()
-    before = process_cpu(pid)
-    for _ in range(runs):
-        once()
-    return (process_cpu(pid) - before) / runs
-
-
-def alternate(rounds: int, ours: Callable[[], float], theirs: Callable[[], float]) -> tuple[list[float], list[float]]:
-    mine, peer = [], []
-    for _ in range(rounds):
-        mine.append(ours())
-        peer.append(theirs())
-    return mine, peer
-
-
 # --- rows --------------------------------------------------------------------------------------------------
 
 def row_ntp(quick: bool) -> list[dict[str, Any]]:
@@ -164,7 +85,7 @@ def row_ntp(quick: bool) -> list[dict[str, Any]]:
         check = {"type": "ntp", "server": f"127.0.0.1:{port}"}
         argv = [binary, "-H", "127.0.0.1", "-p", str(port), "-w", "1", "-c", "2"]
         mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
-                                 lambda: plugin_cpu_per_run(argv, peer_runs))
+                                 lambda: forked_cpu_per_run(argv, peer_runs))
     return [judged(r, mine, theirs, runs, peer_runs)]
 
 
@@ -272,7 +193,7 @@ def row_ssh(quick: bool) -> list[dict[str, Any]]:
         out = []
         if os.path.exists(binary):
             argv = [binary, "-H", "127.0.0.1", "-p", str(server.port)]
-            mine, theirs = alternate(rounds, ours, lambda: plugin_cpu_per_run(argv, peer_runs))
+            mine, theirs = alternate(rounds, ours, lambda: forked_cpu_per_run(argv, peer_runs))
             out.append(judged(nagios, mine, theirs, runs, peer_runs))
         else:
             nagios["note"] = "needs monitoring-plugins-basic"
@@ -324,7 +245,7 @@ def row_smtp(quick: bool) -> list[dict[str, Any]]:
         check = {"type": "smtp", "host": "127.0.0.1", "port": port}
         argv = [binary, "-H", "127.0.0.1", "-p", str(port)]
         mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
-                                 lambda: plugin_cpu_per_run(argv, peer_runs))
+                                 lambda: forked_cpu_per_run(argv, peer_runs))
     return [judged(r, mine, theirs, runs, peer_runs)]
 
 
@@ -354,7 +275,7 @@ def row_mailbox(quick: bool) -> list[dict[str, Any]]:
                 check = {"type": kind, "host": "127.0.0.1", "port": port}
                 argv = [plugins[kind], "-H", "127.0.0.1", "-p", str(port)]
                 mine, theirs = alternate(rounds, lambda c=check: asyncio.run(probe_cpu_per_check(c, runs)),
-                                         lambda a=argv: plugin_cpu_per_run(a, peer_runs))
+                                         lambda a=argv: forked_cpu_per_run(a, peer_runs))
                 out.append(judged(r, mine, theirs, runs, peer_runs))
     return out
 
@@ -403,7 +324,8 @@ def row_systemd(quick: bool) -> list[dict[str, Any]]:
 
 
 def _copy_probe(dest: Path) -> None:
-    """probe's source, the libraries it imports for a systemd check, and systemd_inside.py, under ``dest``."""
+    """probe's source, the libraries it imports for a systemd check, systemd_inside.py and the measure.py it
+    imports, under ``dest``."""
     import site
 
     lib = dest / "lib"
@@ -415,7 +337,8 @@ def _copy_probe(dest: Path) -> None:
             shutil.copytree(source, lib / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.exists():
             shutil.copy2(source, lib / name)
-    shutil.copy2(HERE / "systemd_inside.py", dest / "systemd_inside.py")
+    for script in ("systemd_inside.py", "measure.py"):
+        shutil.copy2(HERE / script, dest / script)
 
 
 ROWS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {

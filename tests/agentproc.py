@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,3 +67,16 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, lo
         time.sleep(0.2)
     tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
     raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def scrape(port: int) -> str:
+    """The page the agent's Prometheus endpoint on ``port`` serves at /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def scrape_until(what: str, port: int, predicate: Callable[[str], T | None], timeout: float = 60.0,
+                 log: Path | None = None) -> T:
+    """Scrape /metrics on ``port`` until ``predicate(page)`` returns something true, and return that (the
+    endpoint may not listen yet: that counts as not yet)."""
+    return wait_for(what, lambda: predicate(scrape(port)), timeout, log)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import require
+from daemons import stop
 
 SIGNATURE = "X-Probe-Signature-256"
 
@@ -153,9 +154,4 @@ def alertmanager(tmp_path: Path, notify_url: str, port: int | None = None) -> It
             time.sleep(0.1)
         yield am
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)

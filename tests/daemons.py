@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from conftest import require_binary
 from netservers import free_port
@@ -34,7 +35,8 @@ def wait_for(check: object, what: str, proc: subprocess.Popen[bytes], log: Path 
     raise RuntimeError(f"{what} did not start in {seconds} s")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Terminate ``proc`` (and only it), killing it if it has not exited after 10 s."""
     if proc.poll() is None:
         proc.terminate()
         try:

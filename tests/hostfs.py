@@ -85,6 +85,18 @@ async def run_checks(tmp_path: Path, yaml_text: str) -> dict[str, Outcome]:
     return {spec.name: await runner.run(spec) for spec in plan.checks}
 
 
+def config_errors(path: Path, yaml_text: str) -> list[str]:
+    """Write ``yaml_text`` to ``path`` as a checks file and load it, which must fail: every error it reports,
+    each as ``path:line:column: ...``."""
+    from probe.config.load import ConfigErrors, load_plan
+    from probe.plugins.manager import load_plugins
+
+    path.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(ConfigErrors) as info:
+        load_plan(path, load_plugins(use_entry_points=False), env={})
+    return [str(e) for e in info.value.errors]
+
+
 # A checks file whose checks end in each status on any Linux machine, without a network.
 STATUS_CHECKS = """
 checks:

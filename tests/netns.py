@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import REPO, require, require_binary
+from daemons import stop
 
 C_V4, S_V4 = "10.201.0.1", "10.201.0.2"
 C_V6, S_V6, S_HOLE = "2001:db8:201::1", "2001:db8:201::2", "2001:db8:201::3"
@@ -106,7 +107,7 @@ def namespaces(workdir: Path, tls: dict[str, str]) -> Iterator[Namespaces]:
         setup = json.dumps({"v4": S_V4, "v6": S_V6, "hole": S_HOLE, **tls})
         server = subprocess.Popen(["ip", "netns", "exec", ns.server, sys.executable, str(SERVER), setup],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        cleanup.callback(_stop, server)
+        cleanup.callback(stop, server)
         assert server.stdout is not None
         ready = server.stdout.readline()
         if ready.strip() != "ready":
@@ -129,12 +130,3 @@ def _blackhole(ns: Namespaces, veth_c: str, veth_s: str) -> None:
 def _remove_if_empty(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.rmdir()
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)

@@ -57,6 +57,13 @@ class Receiver:
     def points(self) -> list[Point]:
         return list(_flatten(self.requests))
 
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
     def latest(self, name: str, **attrs: Any) -> Point:
         """The last point of metric ``name`` whose attributes include ``attrs``."""
         found = [p for p in self.points() if p.name == name and all(p.attributes.get(k) == v
@@ -95,6 +102,7 @@ def _flatten(requests: list[ExportMetricsServiceRequest]) -> Iterator[Point]:
 
 
 def start() -> Receiver:
+    """A receiver serving on a loopback port; ``with start() as receiver:`` stops it at the end."""
     receiver: Receiver
 
     class Handler(BaseHTTPRequestHandler):

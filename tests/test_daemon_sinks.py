@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from agentproc import Daemon, wait_for
+from agentproc import Daemon, scrape, wait_for
 from hostfs import fill, fill_up, tmpfs
+from netservers import free_port
 
 from probe.sinks.history import HistoryReader
 
@@ -91,14 +90,8 @@ def _status_of(d: Daemon, name: str, status: str) -> dict[str, Any] | None:
     return row if row is not None and row["status"] == status else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _metrics(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = scrape(port)
     values: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -113,7 +106,7 @@ def _one(metrics: dict[str, float], prefix: str) -> float | None:
 
 def test_a_full_state_filesystem_never_stops_the_checks_and_history_recovers(
         tmp_path: Path, daemons: list[Daemon]) -> None:
-    port = _free_port()
+    port = free_port()
     with tmpfs(tmp_path / "state", size="1m", inodes=64) as state:
         d = Daemon(tmp_path, {"checks": [{"name": "mem", "type": "memory", "interval": "1s", "timeout": "900ms"}]},
                    {"state_dir": str(state), "telemetry": {"prometheus": {"enabled": True, "port": port}}})
@@ -141,8 +134,7 @@ def test_sigterm_flushes_metrics_and_a_reload_forgets_removed_checks(tmp_path: P
                                                                       daemons: list[Daemon]) -> None:
     import otlp_receiver
 
-    receiver = otlp_receiver.start()
-    try:
+    with otlp_receiver.start() as receiver:
         mem = {"type": "memory", "interval": "1s", "timeout": "900ms"}
         settings = {"state_dir": str(tmp_path / "state"),
                     "telemetry": {"otlp": {"enabled": True, "endpoint": receiver.endpoint, "interval": "1h"}}}
@@ -163,31 +155,29 @@ def test_sigterm_flushes_metrics_and_a_reload_forgets_removed_checks(tmp_path: P
         assert (receiver.latest("probe.agent.scheduler.lag").count or 0) >= 2
         assert receiver.latest("probe.agent.history.healthy").value == 1
         assert receiver.latest("probe.agent.history.dropped").value == 0
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
 
 
 def test_a_real_prometheus_scrapes_the_running_agent_and_promtool_accepts_its_metrics(
         tmp_path: Path, daemons: list[Daemon]) -> None:
     import urllib.parse
+    import urllib.request
 
     from conftest import require_binary
 
     promtool, prometheus = require_binary("promtool"), require_binary("prometheus")
-    port = _free_port()
+    port = free_port()
     d = Daemon(tmp_path, {"checks": [{"name": "mem", "type": "memory", "interval": "1s", "timeout": "900ms",
                                       "labels": {"team": "ops"}}]},
                {"state_dir": str(tmp_path / "state"), "telemetry": {"prometheus": {"enabled": True, "port": port}}})
     daemons.append(d.start())
     wait_for("the agent's self-metrics", lambda: _one(_metrics(port), "probe_agent_checks_loaded") == 1, log=d.log)
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = scrape(port)
     lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     config = tmp_path / "prometheus.yml"
     config.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: probe\n"
                       f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
-    listen = f"127.0.0.1:{_free_port()}"
+    listen = f"127.0.0.1:{free_port()}"
     with open(tmp_path / "prometheus.log", "w") as log:
         server = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                                    f"--web.listen-address={listen}"], stdout=subprocess.DEVNULL, stderr=log)

@@ -7,15 +7,15 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agentproc import scrape
+from netservers import free_port
 from notifysocket import NotifySocket
 
 from probe.daemon.systemd import monotonic_usec
@@ -95,14 +95,6 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock.close()
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.kill()
-
-
 def test_ready_watchdog_reload_and_stop_as_systemd_sees_them(tmp_path: Path, notify: NotifySocket,
                                                              daemons: list[Daemon]) -> None:
     (tmp_path / "token").write_text(SECRET)
@@ -153,17 +145,6 @@ def test_ready_watchdog_reload_and_stop_as_systemd_sees_them(tmp_path: Path, not
     # No watchdog ping was sent after STOPPING, and none before READY.
     kinds = [next(iter(m)) for m in notify.messages]
     assert kinds.index("READY") < kinds.index("WATCHDOG") and "WATCHDOG" not in kinds[kinds.index("STOPPING"):]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        return str(response.read().decode())
 
 
 def quick_name(interval: float) -> str:

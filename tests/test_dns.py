@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
@@ -468,3 +469,46 @@ async def test_an_any_question_is_answered_by_the_names_own_records(server: DnsS
     assert result.status is probe.Status.OK, result.summary
     assert sorted(result.details["answers"]) == ["10 mx.test.", "127.0.0.10", "other.test."]
     assert result.details["ignored_answers"] == ["other.test. 60 IN A 127.0.0.66"]
+
+
+# --- timing ---------------------------------------------------------------------------------------
+
+async def test_udp_duration_is_the_servers_not_the_busy_loops() -> None:
+    """The server (in its own thread) answers 0.2 s after the query; the loop is held for 0.5 s from the query
+    on, so the reply waits 0.3 s to be read. The duration is the server's: the query sent to the reply's
+    kernel arrival stamp (decision 0031)."""
+    import threading
+    import time
+
+    import dns.message
+
+    answer_after, busy = 0.2, 0.5
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    asked = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            wire, client = sock.recvfrom(65535)
+            asked.set()
+            time.sleep(answer_after)
+            reply = dns.message.make_response(dns.message.from_wire(wire))
+            reply.answer.append(dns.rrset.from_text("www.test.", 60, "IN", "A", "127.0.0.10"))
+            sock.sendto(reply.to_wire(), client)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        running = asyncio.ensure_future(run(timeout=3, query="www.test", record_type="A",
+                                            server=f"127.0.0.1:{sock.getsockname()[1]}"))
+        while not asked.is_set() and not running.done():
+            await asyncio.sleep(0.001)
+        time.sleep(busy)  # on purpose: the loop is busy
+        result = await running
+    finally:
+        server.join(5)
+        sock.close()
+    assert result.status is probe.Status.OK, result.summary
+    duration = result.measurement("duration")
+    assert duration is not None and answer_after <= duration.value < answer_after + busy / 2, duration

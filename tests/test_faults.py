@@ -489,38 +489,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-SWALLOWS_CANCEL = """
-import asyncio, time, probe
-
-class Blocks(probe.Check):
-    type = "blocks"
-
-    def run(self, ctx):
-        time.sleep(3600)
-
-class Stubborn(probe.Check):
-    type = "stubborn"
-
-    async def run(self, ctx):
-        while True:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                pass
-
-@probe.hookimpl
-def register_checks(register):
-    register(Stubborn)
-    register(Blocks)
-"""
-
-
 def test_once_exits_even_when_plugins_swallow_cancellation_or_block(tmp_path: Path) -> None:
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "stubborn.py").write_text(SWALLOWS_CANCEL)
+    (tmp_path / "plugins" / "faulty.py").write_text(PLUGINS)
     (tmp_path / "probe.yaml").write_text(f"plugins: {{dir: {tmp_path / 'plugins'}}}\n")
-    (tmp_path / "checks.yaml").write_text("checks:\n  - {name: s, type: stubborn, timeout: 1s}\n"
-                                          "  - {name: b, type: blocks, timeout: 1s}\n")
+    (tmp_path / "checks.yaml").write_text("checks:\n  - {name: s, type: fault_hang_async, timeout: 1s}\n"
+                                          "  - {name: b, type: fault_hang_sync, timeout: 1s}\n")
     proc = subprocess.run([sys.executable, "-m", "probe", "--config", str(tmp_path / "probe.yaml"), "--config-dir",
                            str(tmp_path / "checks.yaml"), "run", "--once", "--format", "json"],
                           capture_output=True, text=True, timeout=60)

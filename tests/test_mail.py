@@ -3,6 +3,7 @@ against a real Dovecot (plain, STARTTLS/STLS, implicit TLS, login), and servers 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,26 +37,32 @@ class Sink:
         return "250 OK"
 
 
-@pytest.fixture(scope="module")
-def smtp(certs: Certs) -> Iterator[int]:
-    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port(), tls_context=certs.server_context("valid"),
-                            authenticator=authenticator, auth_require_tls=True, server_hostname="mail.test")
+@contextlib.contextmanager
+def smtp_server(certs: Certs, *, implicit_tls: bool = False, **options: Any) -> Iterator[int]:
+    """aiosmtpd as ``mail.test`` on a loopback port, with the valid certificate for STARTTLS (AUTH only after
+    it) or for implicit TLS, taking bob/pw-smtp; ``options`` go to its Controller. Yields the port."""
+    context = certs.server_context("valid")
+    tls: dict[str, Any] = ({"ssl_context": context, "auth_require_tls": False} if implicit_tls
+                           else {"tls_context": context, "auth_require_tls": True})
+    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
+                            server_hostname="mail.test", **tls, **options)
     controller.start()
     try:
         yield controller.port
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp(certs: Certs) -> Iterator[int]:
+    with smtp_server(certs) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
 def smtps(certs: Certs) -> Iterator[int]:
-    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port(), ssl_context=certs.server_context("valid"),
-                            authenticator=authenticator, auth_require_tls=False, server_hostname="mail.test")
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
+    with smtp_server(certs, implicit_tls=True) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +91,11 @@ async def test_smtp_starttls_and_auth(smtp: int, certs: Certs) -> None:
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 async def test_smtp_wrong_password(certs: Certs, mechanism: str) -> None:
     """aiosmtpd answers 535; with PLAIN left out of EHLO the check uses AUTH LOGIN's two challenges."""
-    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port(), tls_context=certs.server_context("valid"),
-                            authenticator=authenticator, auth_require_tls=True, server_hostname="mail.test",
-                            auth_exclude_mechanism=["PLAIN"] if mechanism == "LOGIN" else [])
-    controller.start()
-    try:
-        options = {"host": "127.0.0.1", "port": controller.port, "starttls": True,
-                   "tls": {"ca_file": str(certs.ca_file)}, "capabilities": [f"AUTH={mechanism}"]}
+    with smtp_server(certs, auth_exclude_mechanism=["PLAIN"] if mechanism == "LOGIN" else []) as port:
+        options = {"host": "127.0.0.1", "port": port, "starttls": True, "tls": {"ca_file": str(certs.ca_file)},
+                   "capabilities": [f"AUTH={mechanism}"]}
         good = await run_check("smtp", **options, login={"user": "bob", "password": "pw-smtp"})
         bad = await run_check("smtp", **options, login={"user": "bob", "password": "wrong-one"})
-    finally:
-        controller.stop()
     assert good.status is probe.Status.OK, good.summary
     offered = next(c for c in good.details["capabilities"] if c.upper().startswith("AUTH"))
     assert ("PLAIN" in offered.upper().split()) == (mechanism == "PLAIN"), offered

@@ -9,18 +9,17 @@ import json
 import re
 import socket
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agentproc import Daemon, scrape_until
 from conftest import require_binary
 from dnsservers import dnsmasq
 from hostfs import probe_cli
-from netservers import ThreadedServer, http_server
+from netservers import ThreadedServer, free_port, http_server
 from prometheus_client.parser import text_string_to_metric_families
-from test_daemon_sinks import Daemon, wait_for
 
 from probe._metricnames import instrument_name, prometheus_name, prometheus_unit
 from probe.plugins.manager import load_plugins
@@ -148,22 +147,15 @@ def _families(text: str) -> dict[str, tuple[str, set[frozenset[str]]]]:
 def test_the_agent_and_format_prometheus_name_every_series_alike(tmp_path: Path, peers: dict[str, str]) -> None:
     promtool = require_binary("promtool")
     checks = _checks(tmp_path, peers)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     daemon = Daemon(tmp_path, checks, {"state_dir": str(tmp_path / "state"), "plugins": {"entry_points": False},
                                        "telemetry": {"prometheus": {"enabled": True, "port": port}}}).start()
     try:
-        def scraped() -> str | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                    text: str = response.read().decode()
-            except OSError:
-                return None
+        def every_check_ran(text: str) -> str | None:
             ran = {m.group(1) for m in re.finditer(r'^probe_check_status\{check_name="([^"]+)"', text, re.M)}
             return text if ran == {c["name"] for c in checks["checks"]} else None
 
-        agent = wait_for("every check's first run", scraped, log=daemon.log)
+        agent = scrape_until("every check's first run", port, every_check_ran, log=daemon.log)
     finally:
         daemon.stop()
     once = probe_cli("--config", daemon.settings, "--config-dir", daemon.checks, "run", "--once", "--format",

@@ -236,3 +236,29 @@ def test_default_port() -> None:
     assert sntp.parse_server("[::1]:1123") == sntp.Server("::1", 1123)
     assert sntp.parse_server("::1") == sntp.Server("::1", 123)
     assert str(sntp.parse_server("::1")) == "[::1]:123"
+
+
+async def test_a_reply_read_late_keeps_its_arrival_time() -> None:
+    """The server answers 50 ms after the request (its receive and transmit timestamps say so), with the right
+    time; the loop is held for 0.5 s from the request on, so the reply waits to be read. Its receive time
+    (T4) is the kernel's stamp: offset and delay stay near 0, where the read time made them -0.2 s and 0.4 s."""
+    import asyncio
+
+    busy = 0.5
+
+    def in_50ms(request: bytes) -> list[bytes]:
+        received = ntp_time(time.time())
+        time.sleep(0.05)
+        nonce = struct.unpack_from("!Q", request, 40)[0]
+        return [struct.pack("!BBbbII4sQQQQ", 4 << 3 | 4, 2, 6, -20, 0x00010000, 0x00008000, b"\x7f\0\0\x01",
+                            received, nonce, received, ntp_time(time.time()))]
+
+    with UdpServer(in_50ms) as server:
+        running = asyncio.ensure_future(run_check("ntp", server=f"127.0.0.1:{server.port}"))
+        while not server.requests and not running.done():
+            await asyncio.sleep(0.001)
+        time.sleep(busy)  # on purpose: the loop is busy
+        result = await running
+    assert result.status is probe.Status.OK, result.summary
+    assert abs(result.measurement("offset").value) < busy / 5  # type: ignore[union-attr]
+    assert result.measurement("delay").value < busy / 5  # type: ignore[union-attr]

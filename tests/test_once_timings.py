@@ -1,7 +1,6 @@
 """``probe run --once`` reports the target's timings, not its own queueing: a check's duration with 20 mixed
-checks started at once stays within 2x (+ a 5 ms margin; the bench row `once` judges 2x + 2 ms) of the same
-check run alone. Real Redis and PostgreSQL, a
-loopback HTTP server, local checks, a process scan and subprocesses, all in one run.
+checks started at once stays within 2x + 2 ms (PostgreSQL 3x + 5 ms) of the same check run alone. Real
+Redis and PostgreSQL, a loopback HTTP server, local checks, a process scan and subprocesses, all in one run.
 
 Both sides are the best of several rounds, interleaved, so a busy machine (other suites on the same two
 CPUs) moves both alike; docs/performance.md has the figures."""
@@ -22,17 +21,15 @@ from netservers import ThreadedServer, http_server
 
 ROUNDS = 7
 WATCHED = ("redis-ping-1", "root-disk", "hosts-file", "postgres-1")  # one per way a check is timed (see below)
-# PostgreSQL is not there yet: 3-4.5x its time alone among 20 checks (docs/performance.md, row "once"). Its
-# worker thread waits for the CPU and the GIL that the other checks take at the same moment, at each of the
-# round trips of a driver that owns its socket. Held to 5x + 2 ms, which the loop-timed check (6x and more)
-# failed, so that it cannot slide back; the bench's row judges it by the 2x rule.
-FACTOR = {"postgres-1": 5.0}
-# The issue's rule is 2x + 2 ms; the bench's row `once` judges by it and reports the real figures. This test
-# keeps the factor and gives the constant term a generous margin: even the best of 7 rounds of a Redis ping
-# among 20 checks ranged 0.5-3.4 ms against 0.4 ms alone on an idle machine (its connect completes while the
-# loop is starting the other checks), which failed 2x + 2 ms in one CI run in four. The inflation this test
-# is for was 30-68 ms (Redis) and 131-175 ms (disk): far above 2x + 5 ms.
-MARGIN_MS = 5.0
+# The issue's rule, 2x + 2 ms, which the bench's row `once` judges by too. Best of 7 on 2026-12-07, three runs
+# of this test at load ~1.5 (checks timed in segments at their I/O events, decision 0031): Redis 0.08-0.09 ms
+# among 20 against 0.07-0.08 alone, disk 0.30-0.37 against 0.32-0.34, file 0.17-0.19 against 0.20-0.22; the
+# constant is 5x the worst of them. The inflation this test is for was 30-68 ms (Redis) and 131-175 ms (disk).
+# PostgreSQL: its segments are the server's, and three backends starting at once on a busy 2-CPU machine take
+# longer than one: 5.9-8.7 ms among 20 against 2.6-3.0 alone in the same runs (2.0-2.9x). Held to 3x + 5 ms,
+# which the wall-timed check (4-6x) failed.
+RULE = {"postgres-1": (3.0, 5.0)}
+DEFAULT_RULE = (2.0, 2.0)  # (factor, margin in ms)
 
 
 def reachable(port: int) -> bool:
@@ -85,10 +82,10 @@ def test_durations_with_twenty_checks_at_once_are_the_targets(config: Path) -> N
             mixed[name].append(everything[name])
             alone[name].append(durations(config, "--check", name)[name])
     report = {name: (min(mixed[name]) * 1000, min(alone[name]) * 1000) for name in WATCHED}
-    # A Redis ping over tcp is timed at its I/O events (the reply's kernel arrival stamp); the disk and file
-    # checks are sync checks timed in their worker thread; the sql check runs its driver in its worker thread
-    # and times the connection and the query at the driver's calls: none waits for a loop busy with the others.
+    # A Redis ping over tcp is timed at its I/O events (its send to the reply's kernel arrival stamp); the disk
+    # and file checks are sync checks timed in their worker thread; the sql check drives psycopg in its worker
+    # thread and times each round trip at the socket: none waits for a loop or a thread busy with the others.
     for name, (together, by_itself) in report.items():
-        factor = FACTOR.get(name, 2.0)
-        assert together <= factor * by_itself + MARGIN_MS, \
-            f"{name}: {together:.2f} ms with 20 checks, {by_itself:.2f} ms alone (rule: {factor:g}x + {MARGIN_MS:g} ms)"
+        factor, margin = RULE.get(name, DEFAULT_RULE)
+        assert together <= factor * by_itself + margin, \
+            f"{name}: {together:.2f} ms with 20 checks, {by_itself:.2f} ms alone (rule: {factor:g}x + {margin:g} ms)"

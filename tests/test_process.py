@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hostfs import run_checks
+from hostfs import config_errors, run_checks
 
 from probe import Status
 
@@ -204,14 +204,8 @@ async def test_pidfiles(tmp_path: Path, sleeper: Path, spawn: Spawn) -> None:
     ("process_name: x, pid: 3", "pid: unknown key 'pid'; did you mean 'pidfile'?"),
 ])
 def test_bad_options_are_config_errors(tmp_path: Path, options: str, message: str) -> None:
-    from probe.config.load import ConfigErrors, load_plan
-    from probe.plugins.manager import load_plugins
-
     path = tmp_path / "bad.yaml"
-    path.write_text(f"checks:\n  - {{name: p, type: process, {options}}}\n")
-    with pytest.raises(ConfigErrors) as info:
-        load_plan(path, load_plugins(use_entry_points=False), env={})
-    errors = [str(e) for e in info.value.errors]
+    errors = config_errors(path, f"checks:\n  - {{name: p, type: process, {options}}}\n")
     assert len(errors) == 1 and errors[0].startswith(f"{path}:2:") and message in errors[0], errors
 
 

@@ -279,3 +279,24 @@ async def test_the_daemon_keeps_good_checks_on_schedule_beside_faulty_ones(regis
     assert agent.states["raises"].hard_status is Status.UNKNOWN
     assert agent.states["hangs-async"].hard_status is Status.CRITICAL
     assert agent.runner.hung >= 1
+
+
+async def test_the_previous_runs_levels_hold_a_threshold_until_it_clears(registry: Registry, tmp_path: Path) -> None:
+    spec = plan(tmp_path, registry, "checks:\n  - name: c\n    type: noop\n    thresholds:\n      duration: "
+                                    "{critical: '> 1h', clear: '< 0s'}\n").checks[0]
+    runner = Runner(registry)
+    fresh = await runner.run(spec)
+    held = await runner.run(spec, {"duration": Status.CRITICAL})
+    assert fresh.status is Status.OK
+    assert held.status is Status.CRITICAL and held.result.reason == "threshold"
+
+
+async def test_runs_timing_out_together_all_end_at_their_timeout_and_the_quick_one_is_left_alone(
+        registry: Registry, tmp_path: Path) -> None:
+    checks = "checks:\n" + "".join(f"  - {{name: h{i}, type: fault_hangs_async, timeout: 200ms}}\n"
+                                   for i in range(3)) + "  - {name: quick, type: noop, timeout: 200ms}\n"
+    runner = Runner(registry)
+    outcomes = await asyncio.wait_for(asyncio.gather(*(runner.run(s) for s in plan(tmp_path, registry,
+                                                                                     checks).checks)), 10)
+    assert [o.result.reason for o in outcomes] == ["timeout", "timeout", "timeout", ""]
+    assert all(0.2 <= o.duration < 1.0 for o in outcomes[:3])

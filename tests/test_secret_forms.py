@@ -10,6 +10,7 @@ base64-looking word is decoded), never with the redactor under test.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import html
@@ -19,12 +20,10 @@ import re
 import secrets
 import signal
 import socket
-import socketserver
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 from hostfs import probe_cli
+from netservers import ThreadedServer
 
 SECRET = f'pw "q\\u#<&>é|\'x {secrets.token_hex(6)}'
 TYPED_TOKEN = "typed-bearer-" + secrets.token_hex(8)
@@ -63,31 +63,21 @@ def assert_clean(text: str, where: str, *, binary: bool = False) -> None:
         assert control not in text, f"{where}: control character {control!r} reached the output"
 
 
-class _Echo(socketserver.BaseRequestHandler):
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Answers 401 with a reason phrase that quotes the request's credentials, in terminal escapes."""
-
-    def handle(self) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = self.request.recv(4096)
-            if not chunk:
-                return
-            data += chunk
-        auth = next((line.split(b":", 1)[1].strip() for line in data.split(b"\r\n")
-                     if line.lower().startswith(b"authorization:")), b"")
-        reason = (b"Denied\x00\x1b]0;pwned\x07\x1b[2J\xc2\x9b echo=" + auth + b" url=" + quote(SECRET).encode()
-                  + b" \x1b[31m")
-        self.request.sendall(b"HTTP/1.1 401 " + reason + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    data = await reader.readuntil(b"\r\n\r\n")
+    auth = next((line.split(b":", 1)[1].strip() for line in data.split(b"\r\n")
+                 if line.lower().startswith(b"authorization:")), b"")
+    reason = (b"Denied\x00\x1b]0;pwned\x07\x1b[2J\xc2\x9b echo=" + auth + b" url=" + quote(SECRET).encode()
+              + b" \x1b[31m")
+    writer.write(b"HTTP/1.1 401 " + reason + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    await writer.drain()
 
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with ThreadedServer(_echo) as server:
+        yield server.port
 
 
 PLUGIN = """

@@ -10,16 +10,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import secrets
 import signal
 import socket
-import socketserver
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from typing import Any
 import otlp_receiver
 import pytest
 from conftest import require
+from netservers import ThreadedServer
 
 import probe
 from probe._subprocesses import run_argv
@@ -58,20 +58,15 @@ print(os.environ.get("PROBE_SUMMARY"))
 """
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        data = self.request.recv(4096)
-        self.request.sendall(b"you said: " + data)
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"you said: " + await reader.read(4096))
+    await writer.drain()
 
 
 @pytest.fixture(scope="module")
 def echo_port() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with ThreadedServer(_echo) as server:
+        yield server.port
 
 
 def _postgres_up() -> bool:
@@ -171,10 +166,8 @@ def test_probe_check_and_the_daemon_log_show_no_secret(planted: dict[str, Any]) 
 
 @pytest.fixture
 def otlp() -> Iterator[otlp_receiver.Receiver]:
-    receiver = otlp_receiver.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    with otlp_receiver.start() as receiver:
+        yield receiver
 
 
 def _with_telemetry(planted: dict[str, Any], endpoint: str) -> None:

@@ -94,10 +94,8 @@ def test_remediation_disabled_in_probe_yaml_wins_over_the_flag(tmp_path: Path) -
 
 @pytest.fixture
 def receiver() -> Iterator[otlp_receiver.Receiver]:
-    r = otlp_receiver.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+    with otlp_receiver.start() as r:
+        yield r
 
 
 def test_run_once_exports_runs_and_remediation_outcomes_at_exit(tmp_path: Path,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from agentproc import Daemon, scrape_until
 from conftest import require_binary
-from test_daemon_sinks import Daemon, wait_for
+from netservers import free_port
 
 from probe.cli.report.compute import build
 from probe.config.spec import CheckSpec
@@ -106,26 +106,17 @@ def test_the_agent_exports_budget_and_burn_rates(tmp_path: Path) -> None:
          "slo": "99%"},
         {"name": "default", "type": "memory", "interval": "1s", "labels": {"team": "ops"}},
     ]}
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     daemon = Daemon(tmp_path, checks, {"state_dir": str(tmp_path / "state"), "plugins": {"entry_points": False},
                                        "slo": {"objective": "99.5%"},
                                        "telemetry": {"prometheus": {"enabled": True, "port": port}}}).start()
     try:
-        def scraped() -> str | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                    text: str = response.read().decode()
-            except OSError:
-                return None
+        def burn_rate_seen(text: str) -> str | None:
             burning = re.search(r'^probe_slo_burn_rate\{check_name="gone",check_type="file",window="5m"\} (\S+)$',
                                 text, re.M)
             return text if burning and float(burning.group(1)) > 0 and 'check_name="default"' in text else None
 
-        text = wait_for("the failing check's burn rate", scraped, log=daemon.log)
+        text = scrape_until("the failing check's burn rate", port, burn_rate_seen, log=daemon.log)
     finally:
         daemon.stop()
     lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
@@ -147,13 +138,10 @@ def test_a_maintenance_window_is_left_out_of_the_report_and_the_budget(tmp_path:
     """The real daemon with a window open all along over one failing check: its results are marked, and the
     report shows the time as maintenance, no outage, the objective met; the agent's budget is untouched."""
     import json
-    import socket
 
     from hostfs import probe_cli
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     checks = {"checks": [
         {"name": "patched", "type": "file", "path": str(tmp_path / "never"), "interval": "1s",
          "failure_threshold": 1, "slo": "99%"},
@@ -165,19 +153,14 @@ def test_a_maintenance_window_is_left_out_of_the_report_and_the_budget(tmp_path:
                 "telemetry": {"prometheus": {"enabled": True, "port": port}}}
     daemon = Daemon(tmp_path, checks, settings).start()
     try:
-        def budgets() -> dict[str, float] | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                    text = response.read().decode()
-            except OSError:
-                return None
+        def budgets(text: str) -> dict[str, float] | None:
             found = {m.group(1): float(m.group(2)) for m in re.finditer(
                 r'^probe_slo_error_budget_remaining\{check_name="(\w+)",check_type="file"\} (\S+)$', text, re.M)}
             return found if "down" in found else None
 
-        wait_for("the failing check's budget", budgets, log=daemon.log)
+        scrape_until("the failing check's budget", port, budgets, log=daemon.log)
         time.sleep(3)  # a few more results of each
-        remaining = wait_for("the failing check's budget", budgets, log=daemon.log)
+        remaining = scrape_until("the failing check's budget", port, budgets, log=daemon.log)
     finally:
         daemon.stop()
     assert remaining["down"] < 0  # 100% outage against 1% allowed

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentproc import Daemon, wait_for
 from hostfs import probe_cli
-from test_daemon_sinks import Daemon, wait_for
 
 pytestmark = pytest.mark.slow
 

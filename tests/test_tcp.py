@@ -144,6 +144,22 @@ async def test_tls_with_banner(certs: Certs) -> None:
     assert result.measurement("tls") is not None
 
 
+async def test_tls_duration_is_the_targets_not_the_busy_loops(certs: Certs) -> None:
+    """As over plain TCP (below): over TLS too the reads keep the kernel's receive stamps (the records go
+    through memory BIOs on the stream's own socket), so the greeting that waits 0.45 s to be read, and the
+    answer, count from when they came; the handshake's flights are segments, and the phases add up."""
+    greet, answer, busy = 0.05, 0.2, 0.5
+    with ThreadedServer(slow_answer(b"hi\r\n", greet, b"+PONG\r\n", answer),
+                        tls=certs.server_context("valid")) as server:
+        result = await run_with_busy_loop(server, busy, "tcp", host="127.0.0.1", port=server.port, banner="^hi",
+                                          send="PING\r\n", expect=[r"\+PONG"], tls={"ca_file": str(certs.ca_file)})
+    assert result.status is probe.Status.OK, result.summary
+    duration, tls = measured(result, "duration"), measured(result, "tls")
+    assert greet + answer <= duration < greet + answer + busy / 2, duration
+    assert 0 < tls < busy / 2
+    assert measured(result, "connect") + tls < duration - answer
+
+
 @pytest.mark.parametrize(("variant", "reason"), [
     ("expired", "certificate_expired"),
     ("wrong_host", "certificate_invalid"),

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pydantic import Field, field_validator
 
 import probe
-from probe.checks.net import addresses
+from probe.checks.net import addresses, eyeballs
 from probe.checks.net.addresses import AddressMode
-from probe.checks.net.conn import Failure, IpVersion, Peer, Timings, resolve
+from probe.checks.net.conn import Failure, IpVersion, Peer, Timings, arrival, datagram, resolve
 from probe.hookspecs import CheckRegistrar
 from probe.units import Duration, Size, format_duration
 
@@ -150,6 +150,7 @@ class Session:
 
     def __post_init__(self) -> None:
         self.payload = (os.urandom(8) * (self.size // 8 + 1))[:self.size]
+        eyeballs.stamp(self.sock)  # a reply's time is the kernel's stamp, not when a busy loop read it
 
     async def ping(self, count: int, interval: float, end: float) -> None:
         loop = asyncio.get_running_loop()
@@ -160,8 +161,8 @@ class Session:
         try:
             async with asyncio.timeout_at(end):
                 while len(self.rtts) < 1 + len(timers) - self.failed_sends:
-                    data = await loop.sock_recv(self.sock, _MAX_PACKET)
-                    self.receive(data, time.monotonic())
+                    data, ancillary = await datagram(self.sock, _MAX_PACKET)
+                    self.receive(data, arrival(ancillary, time.monotonic()))
         except TimeoutError:
             pass
         finally:
@@ -173,13 +174,14 @@ class Session:
         packet = _HEADER.pack(request, 0, 0, self.ident, seq) + self.payload
         if self.family == socket.AF_INET:  # the kernel fills in ICMPv6 checksums, not ICMPv4 ones on raw sockets
             packet = packet[:2] + checksum(packet).to_bytes(2, "big") + packet[4:]
+        at = time.monotonic()  # before the call: a wait for the GIL after it would shorten the round trip
         try:
             self.sock.sendto(packet, self.address)
         except OSError as exc:
             self.errors.append(f"request {seq}: {exc.strerror or exc}")
             self.failed_sends += 1
             return
-        self.sent[seq] = time.monotonic()
+        self.sent[seq] = at
 
     def receive(self, data: bytes, now: float) -> None:
         if self.raw and self.family == socket.AF_INET:

@@ -8,7 +8,6 @@ What the agent hands on and to whom (``Outcome``, ``Sink``, ``Lifecycle``) is in
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import functools
@@ -26,6 +25,7 @@ from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink, StateVie
 from probe.engine.muting import Muting
 from probe.engine.runner import Run, Runner
 from probe.engine.scheduler import Entry, Schedule
+from probe.engine.slots import Slots
 from probe.engine.stall import Stall, StallDetector
 from probe.engine.state import CheckState, Transition
 from probe.model import Result, Status
@@ -115,12 +115,7 @@ class Agent:
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
         self.schedule = Schedule(GRID)
         self.stats = AgentStats()
-        self._limit = plan.settings.max_concurrency
-        self._running = 0  # runs started and not ended
-        self._active: dict[str, Run | None] = {}  # check name -> its run in flight (None: waiting to start)
-        self._waiting: collections.deque[_Start] = collections.deque()  # for a free slot
-        self._blocked: dict[str, collections.deque[_Start]] = {}  # for the same check's run in flight to end
-        self._idle: asyncio.Future[None] | None = None  # set when no run is left (while stopping)
+        self.slots = Slots(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
         self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, ended early by _poke
         self._wake_at = float("inf")  # when the loop's sleep ends by itself
@@ -235,47 +230,9 @@ class Agent:
             else:
                 state.configure(spec)
 
-    # -- starting runs: one at a time per check, at most max_concurrency at once -----------------------------
+    # -- runs: started through self.slots (at most max_concurrency at once, one at a time per check) ---------
     def _launch(self, entry: Entry) -> None:
-        self._submit(_Start(entry.spec.name, functools.partial(self._start_scheduled, entry)))
-
-    def _submit(self, start: _Start) -> None:
-        name = start.name
-        if name in self._active:  # a run of this check is going or waiting (a reload, a rerun): never two at once
-            self._blocked.setdefault(name, collections.deque()).append(start)
-            return
-        self._active[name] = None
-        self._admit(start)
-
-    def _admit(self, start: _Start) -> None:
-        if self._running >= self._limit:
-            self._waiting.append(start)
-            return
-        self._running += 1
-        try:
-            self._active[start.name] = start.begin()
-        except Exception as exc:  # a bug of ours: the slot must not be lost with it
-            log.error("internal error starting check %s", start.name, exc_info=exc)
-            self._active[start.name] = None
-            self._release(start.name)
-
-    def _release(self, name: str) -> None:
-        """A run of ``name`` has ended: its slot goes to the next run of the same check, else to the next
-        waiting one."""
-        self._running -= 1
-        blocked = self._blocked.get(name)
-        if blocked:
-            following = blocked.popleft()
-            if not blocked:
-                del self._blocked[name]
-            self._active[name] = None
-            self._admit(following)
-        else:
-            self._active.pop(name, None)
-        while self._waiting and self._running < self._limit:
-            self._admit(self._waiting.popleft())
-        if not self._active and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        self.slots.submit(entry.spec.name, functools.partial(self._start_scheduled, entry))
 
     def _start_scheduled(self, entry: Entry) -> Run:
         self.schedule.started(entry, time.monotonic())
@@ -292,7 +249,7 @@ class Agent:
         finally:
             state = self.states.get(name)
             self.schedule.done(entry, time.monotonic(), retry=state is not None and state.soft_problem)
-            self._release(name)
+            self.slots.release(name)
             if entry.start < self._wake_at:  # due before the loop would look again by itself
                 self._poke()
 
@@ -304,7 +261,7 @@ class Agent:
         def begin() -> Run:
             return self.runner.start(spec, self._levels.get(spec.name), functools.partial(self._reran, spec, future))
 
-        self._submit(_Start(spec.name, begin, future))
+        self.slots.submit(spec.name, begin, future)
         return await asyncio.shield(future)
 
     def _reran(self, spec: CheckSpec, future: asyncio.Future[Result], outcome: Outcome) -> None:
@@ -315,7 +272,7 @@ class Agent:
         except Exception as exc:
             log.error("internal error running check %s", spec.name, exc_info=exc)
         finally:
-            self._release(spec.name)
+            self.slots.release(spec.name)
             if not future.done():
                 future.set_result(outcome.result)
 
@@ -469,9 +426,7 @@ class Agent:
         self.runner.registry = registry
         self.runner.redact = redactor_for(plan.secrets | self.plan.secrets)  # a rotated secret is still one
         self.runner.forget(set(wanted))
-        self._limit = plan.settings.max_concurrency
-        while self._waiting and self._running < self._limit:
-            self._admit(self._waiting.popleft())
+        self.slots.limit = plan.settings.max_concurrency
         self.plan, self.registry = plan, registry
         self.muting = Muting.from_settings(plan.settings.maintenance, self.muting.silences)
         for sink in self.sinks:
@@ -495,12 +450,12 @@ class Agent:
     async def _shutdown(self) -> int:
         self.lifecycle.stopping()
         grace = self.plan.settings.shutdown_grace
-        if self._active:
-            log.info("stopping: waiting up to %s for %d running checks", format_duration(grace), len(self._active))
+        if self.slots:
+            log.info("stopping: waiting up to %s for %d running checks", format_duration(grace), len(self.slots))
             await self._wait_idle(grace)
-        if self._active:
-            dropped = self._drop_queued()
-            runs = [run for run in self._active.values() if run is not None]
+        if self.slots:
+            dropped = self.slots.drop_queued()
+            runs = self.slots.runs()
             for run in runs:
                 run.cancel()
             log.warning("stopping: cancelled %d checks still running", len(runs) + dropped)
@@ -519,34 +474,12 @@ class Agent:
 
     async def _wait_idle(self, grace: float) -> None:
         """Until every run is done, the grace period is over, or a second stop request says hurry."""
-        self._idle = idle = asyncio.get_running_loop().create_future()
-        force = asyncio.create_task(self._force.wait())
+        force: asyncio.Future[object] = asyncio.ensure_future(self._force.wait())
+        idle: asyncio.Future[object] = asyncio.ensure_future(self.slots.idle())
         try:
             await asyncio.wait({idle, force}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
         finally:
             force.cancel()
-            self._idle = None
-
-    def _drop_queued(self) -> int:
-        """Forget the runs not started yet (stopping); a rerun waiting for one is cancelled."""
-        queued = [*self._waiting, *(start for starts in self._blocked.values() for start in starts)]
-        self._waiting.clear()
-        self._blocked.clear()
-        for start in queued:
-            if start.future is not None:
-                start.future.cancel()
-        for name in [name for name, run in self._active.items() if run is None]:
-            del self._active[name]
-        return len(queued)
-
-
-class _Start:
-    """A run waiting to start: for a free slot (``max_concurrency``), or for the check's previous run to end."""
-
-    __slots__ = ("begin", "future", "name")
-
-    def __init__(self, name: str, begin: Callable[[], Run], future: asyncio.Future[Result] | None = None) -> None:
-        self.name, self.begin, self.future = name, begin, future
 
 
 def _retrieve(future: asyncio.Future[tuple[Plan, Registry]]) -> None:

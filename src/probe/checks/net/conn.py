@@ -8,6 +8,7 @@ also gives each phase its own time; ``happy_eyeballs`` races them (``eyeballs``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import socket
 import ssl
@@ -20,14 +21,14 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 import probe
-from probe.checks.net import eyeballs
+from probe.checks.net import eyeballs, tlsbio
 from probe.units import format_duration
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
 # Linux: the kernel stamps each segment as it arrives and recvmsg hands the stamp over (SCM_TIMESTAMPNS), so
 # a reply's time is when it came, not when a busy event loop got round to reading it.
 _SO_TIMESTAMPNS = 35
-_STAMP_SPACE = socket.CMSG_SPACE(16)
+STAMP_SPACE = socket.CMSG_SPACE(16)
 # struct tcp_info (linux/tcp.h): tcpi_retransmits at byte 2, tcpi_rtt (us) at 68, tcpi_total_retrans at 100.
 _TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
 _TCP_INFO_SIZE = 104
@@ -401,16 +402,16 @@ async def fetch_unverified(peer: Peer, server_name: str | None, options: TlsOpti
 
 
 class Stream:
-    """A connected socket, plain (bare non-blocking socket: the cheapest asyncio path) or upgraded to TLS
-    (asyncio streams), with the same ``recv``/``send`` either way."""
+    """A connected bare non-blocking socket (the cheapest asyncio path), plain or upgraded to TLS (through
+    memory BIOs on the same socket, ``tlsbio``), with the same ``recv``/``send`` either way, and the
+    kernel's receive stamps either way."""
 
     def __init__(self, sock: socket.socket, peer: Peer, timings: Timings | None = None) -> None:
         self.sock = sock
         self.peer = peer
         self.timings = timings or Timings()  # each send asks, each reply's arrival answers (Timings.target)
         self._arrived = 0.0
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._tls: tlsbio.Tls | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings, *,
@@ -421,18 +422,18 @@ class Stream:
         return cls(*await connect(host, port, ip_version, timings, happy_eyeballs=happy_eyeballs), timings)
 
     async def start_tls(self, context: ssl.SSLContext, server_name: str | None, timings: Timings) -> None:
-        started = time.monotonic()
+        """The handshake: its flights are segments of ``timings`` (``tls`` is their sum; the wall's when it
+        failed)."""
+        started, before = time.monotonic(), timings.target()
+        tls = tlsbio.Tls(context, server_name)
         try:
-            self._reader, self._writer = await asyncio.open_connection(sock=self.sock, ssl=context,
-                                                                       server_hostname=server_name)
+            await tls.handshake(self)
         except BaseException:
+            timings.tls = time.monotonic() - started
             self.sock.close()
             raise
-        finally:
-            timings.tls = time.monotonic() - started
-        # asyncio's TLS transport reads the handshake: when the loop got round to it, not the kernel's stamps.
-        timings.asked(started)
-        timings.answered(started + timings.tls)
+        timings.tls = timings.target() - before
+        self._tls = tls
 
     @property
     def arrived(self) -> float:
@@ -442,42 +443,44 @@ class Stream:
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:
-        return None if self._writer is None else self._writer.get_extra_info("ssl_object")
+        return None if self._tls is None else self._tls.obj
 
     async def recv(self, size: int) -> bytes:
-        if self._reader is not None:
-            data = await self._reader.read(size)
-            if data:
-                self._arrived = time.monotonic()
-                self.timings.answered(self._arrived)
-            return data
-        while True:
-            try:
-                data, ancillary, _, _ = self.sock.recvmsg(size, _STAMP_SPACE)
-            except (BlockingIOError, InterruptedError):
-                await _readable(self.sock)
-                continue
-            if data:  # a close carries no stamp: it is seen when the loop reads it
-                self._arrived = _arrival(ancillary, time.monotonic())
-                self.timings.answered(self._arrived)
-            return data
+        if self._tls is not None:
+            return await self._tls.read(self, size)
+        return await self.recv_raw(size)
 
     async def send(self, data: bytes, *, asks: bool = True) -> None:
         """``asks``: the target answers this (a request: a new segment of ``Timings``), rather than it being
         our part of an exchange the target is still answering (an HTTP/2 SETTINGS ack, a WebSocket pong)."""
+        if self._tls is not None:
+            await self._tls.write(self, data, asks=asks)
+        else:
+            await self.send_raw(data, asks=asks)
+
+    async def recv_raw(self, size: int) -> bytes:
+        """Off the socket itself (TLS records, on a TLS stream)."""
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(size, STAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                await readable(self.sock)
+                continue
+            if data:  # a close carries no stamp: it is seen when the loop reads it
+                self._arrived = arrival(ancillary, time.monotonic())
+                self.timings.answered(self._arrived)
+            return data
+
+    async def send_raw(self, data: bytes, *, asks: bool) -> None:
         if asks:  # taken before the call: a thread that waits for the GIL once the kernel has the data is late
             self.timings.asked(time.monotonic())
-        if self._writer is not None:
-            self._writer.write(data)
-            await self._writer.drain()
-        else:
-            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        else:
-            self.sock.close()
+        if self._tls is not None:  # close_notify first, as a TLS client should; never waiting for it
+            with contextlib.suppress(OSError):
+                self.sock.send(self._tls.close_notify())
+        self.sock.close()
 
     def tls_details(self) -> dict[str, Any]:
         obj = self.ssl_object
@@ -489,7 +492,7 @@ class Stream:
         return details
 
 
-async def _readable(sock: socket.socket) -> None:
+async def readable(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     fd = sock.fileno()
@@ -505,13 +508,37 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
-    """The kernel's receive stamp (wall clock) on the monotonic clock (both clocks read now: only their
-    difference counts); when it was read, when there is none."""
+def arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
+    """The kernel's receive stamp on the monotonic clock; when it was read, when there is none."""
+    stamp = kernel_stamp(ancillary)
+    return read_at if stamp is None else stamp
+
+
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's stamp in a message's ancillary data on the monotonic clock (both clocks read now: only
+    their difference counts)."""
+    stamp = wall_stamp(ancillary)
+    return None if stamp is None else time.monotonic() - max(0.0, time.time() - stamp)
+
+
+def wall_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's stamp in a message's ancillary data (SCM_TIMESTAMPNS: the wall clock, as ``time.time``)."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
             stamp: float = seconds + nanoseconds / 1e9
-            return time.monotonic() - max(0.0, time.time() - stamp)
-    return read_at
+            return stamp
+    return None
+
+
+async def datagram(sock: socket.socket, size: int) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+    """The next datagram on a non-blocking socket, with its ancillary data: the kernel's receive stamp when
+    the socket asked for them (``eyeballs.stamp``; ``arrival``, ``wall_stamp``)."""
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(size, STAMP_SPACE)
+        except (BlockingIOError, InterruptedError):
+            await readable(sock)
+            continue
+        return data, ancillary
 

@@ -12,10 +12,12 @@ import random
 import re
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from probe.checks.net.conn import Failure, literal_family
+from probe.checks.net import eyeballs
+from probe.checks.net.conn import Failure, arrival, datagram, literal_family
 from probe.checks.net.dnswire import TC, Malformed, NotOurs, Query, Response, read_response
 from probe.units import format_duration
 
@@ -69,6 +71,9 @@ class Exchange:
     response: Response
     transport: str  # the one that answered: "tcp" after a truncated UDP reply
     tcp_fallback: bool = False
+    # The server's time over UDP: the query sent to the kernel's arrival stamp of the reply, not when a loop
+    # busy with other checks read it (docs/decisions/0031); None where it is not known that way.
+    took: float | None = None
 
 
 async def exchange(query: Query, server: Server, transport: str, deadline: float,
@@ -78,9 +83,9 @@ async def exchange(query: Query, server: Server, transport: str, deadline: float
         return Exchange(await _https(query, server, deadline, tls), transport)
     family, address = await _address(server)
     if transport == "udp":
-        response = await _udp(query, server, family, address, deadline)
+        response, took = await _udp(query, server, family, address, deadline)
         if not response.has(TC):
-            return Exchange(response, transport)
+            return Exchange(response, transport, took=took)
         try:
             return Exchange(await _stream(query, server, address, deadline, None, None), "tcp", True)
         except Failure as exc:
@@ -100,7 +105,9 @@ async def _address(server: Server) -> tuple[int, tuple[str, int]]:
     return family, (str(sockaddr[0]), int(sockaddr[1]))
 
 
-async def _udp(query: Query, server: Server, family: int, address: tuple[str, int], deadline: float) -> Response:
+async def _udp(query: Query, server: Server, family: int, address: tuple[str, int],
+               deadline: float) -> tuple[Response, float]:
+    """The reply, and the time from sending the query to its arrival (the kernel's stamp where it has one)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     qid = _random_bits(16)
@@ -110,12 +117,15 @@ async def _udp(query: Query, server: Server, family: int, address: tuple[str, in
         sock.setblocking(False)
         # Connected, so the kernel drops datagrams from other sources and reports ICMP port unreachable.
         sock.connect(address)
+        eyeballs.stamp(sock)
         async with asyncio.timeout_at(deadline):
+            sent = time.monotonic()
             await loop.sock_sendall(sock, query.with_id(qid))
             while True:
-                data = await loop.sock_recv(sock, 65535)
+                data, ancillary = await datagram(sock, 65535)
+                arrived = arrival(ancillary, time.monotonic())
                 try:
-                    return read_response(data, qid, query, udp=True)
+                    return read_response(data, qid, query, udp=True), max(0.0, arrived - sent)
                 except NotOurs as exc:  # a stray or spoofed datagram must not fail a good server
                     ignored.append(str(exc))
     except TimeoutError:

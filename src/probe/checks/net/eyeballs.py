@@ -59,10 +59,21 @@ async def attempt(family: int, address: tuple[Any, ...]) -> socket.socket:
         sock.close()
         raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if sys.platform == "linux":  # conn.Stream.recv reads the kernel's receive stamp (SCM_TIMESTAMPNS)
-        _keep_stamps_on()
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    stamp(sock)
     return sock
+
+
+def stamp(sock: socket.socket) -> bool:
+    """Linux: have the kernel stamp each segment ``sock`` receives (``conn.Stream.recv`` reads the stamps,
+    SCM_TIMESTAMPNS); False where it cannot."""
+    if sys.platform != "linux":
+        return False
+    _keep_stamps_on()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
 
 
 _stamper: socket.socket | None = None

@@ -17,7 +17,8 @@ import struct
 import time
 from dataclasses import dataclass
 
-from probe.checks.net.conn import Failure, literal_family, show_address
+from probe.checks.net import eyeballs
+from probe.checks.net.conn import Failure, datagram, literal_family, show_address, wall_stamp
 
 PORT = 123
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
@@ -143,13 +144,14 @@ async def query(server: Server, deadline: float) -> Sample:
     try:
         sock.setblocking(False)
         sock.connect(address)  # the kernel drops datagrams from others and reports ICMP port unreachable
+        eyeballs.stamp(sock)  # the reply's arrival is the kernel's stamp, not when a busy loop read it
         while True:
             nonce = _random_bits(64)
             sent[nonce] = time.time()
             await loop.sock_sendall(sock, request(nonce))
             try:
                 async with asyncio.timeout_at(min(deadline, loop.time() + RESEND_AFTER)):
-                    return await _reply(loop, sock, sent, ignored, str(server))
+                    return await _reply(sock, sent, ignored, str(server))
             except TimeoutError:
                 if loop.time() >= deadline:
                     raise
@@ -168,11 +170,10 @@ async def query(server: Server, deadline: float) -> Sample:
         sock.close()
 
 
-async def _reply(loop: asyncio.AbstractEventLoop, sock: socket.socket, sent: dict[int, float], ignored: list[str],
-                 server: str) -> Sample:
+async def _reply(sock: socket.socket, sent: dict[int, float], ignored: list[str], server: str) -> Sample:
     while True:
-        data = await loop.sock_recv(sock, 1024)
-        received = time.time()
+        data, ancillary = await datagram(sock, 1024)
+        received = wall_stamp(ancillary) or time.time()
         reply = parse(data)  # from the server's own address: garbage fails the check (Malformed)
         if reply.origin not in sent:
             ignored.append(f"origin timestamp {reply.origin:#x} answers no request of ours")

@@ -7,7 +7,6 @@ imported here, on first use, so ``probe`` starts fast and only needs the driver 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import decimal
 import functools
@@ -78,6 +77,7 @@ def load_driver(dsn: str) -> None:
     try:
         if kind == "postgresql":
             _import("psycopg", "postgres")
+            from probe.checks.net import pgclock  # noqa: F401 -- psycopg's generators and conninfo
         elif kind == "mysql":
             _mysql_connection()
     except SqlError:
@@ -89,10 +89,10 @@ def fetch(dsn: str, password: str | None, query: str, deadline: float) -> Fetche
     kind = kind_of(dsn)
     if kind == "postgresql":
         try:
-            return asyncio.run(_fetch_postgresql(dsn, password, query, deadline))
+            return _fetch_postgresql(dsn, password, query, deadline)
         except SqlError as exc:
-            # Its traceback and context hold the finished loop's frames, and through them a connection attempt
-            # cut off at the deadline, in a reference cycle: its socket stayed open until a garbage collection.
+            # Its traceback and context hold the frames, and through them a connection attempt cut off at the
+            # deadline, in a reference cycle: its socket stayed open until a garbage collection.
             exc.__traceback__ = exc.__context__ = None
             raise
     if kind == "mysql":
@@ -107,41 +107,47 @@ def _budget(deadline: float) -> float:
     return left
 
 
-# -- PostgreSQL (psycopg 3's async client, on an event loop of the worker thread's own: wait_for bounds every
-# step and closes the connection at the deadline, so the thread is never held past it) -----------------------
+# -- PostgreSQL (psycopg 3, its I/O driven and timed at the socket by pgclock in the worker thread: every wait
+# is bounded by the deadline, and the round trips are the server's, not this thread's waits for the GIL) ------
 
-async def _fetch_postgresql(dsn: str, password: str | None, query: str, deadline: float) -> Fetched:
+def _fetch_postgresql(dsn: str, password: str | None, query: str, deadline: float) -> Fetched:
     psycopg = _import("psycopg", "postgres")
+    from probe.checks.net import pgclock
+
     budget = _budget(deadline)
     # default_transaction_read_only also covers anything the statement itself might commit.
     options = f"-c statement_timeout={max(1, int(budget * 1000))} -c default_transaction_read_only=on"
     extra = {"password": password} if password is not None else {}
     secret = password if password is not None else _url_password(dsn)
+    clock = pgclock.Clock(deadline - MARGIN)
     started = time.monotonic()
     try:
-        conn = await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(dsn, options=options, application_name="probe", **extra), budget)
+        conninfo = psycopg.conninfo.make_conninfo(dsn, options=options, application_name="probe", **extra)
+        conn = pgclock.connect(conninfo, clock)
     except TimeoutError:
         raise SqlError("timeout", f"no connection within {budget:.2f}s") from None
     except psycopg.Error as exc:
         raise _postgresql_error(exc, secret, connecting=True) from None
-    connected = time.monotonic()
+    connected, connecting = time.monotonic(), clock.timings.target()
     try:
-        await conn.set_read_only(True)
-        async with conn.cursor() as cur:
+        conn.set_read_only(True)
+        with conn.cursor() as cur:
             # binary=True forces the extended protocol, which runs exactly one statement.
-            await asyncio.wait_for(cur.execute(query, binary=True), _budget(deadline))
-            rows = await cur.fetchall() if cur.description else []
+            cur.execute(query, binary=True)
+            rows = cur.fetchall() if cur.description else []
             columns = tuple(c.name for c in cur.description or ())
-        done = time.monotonic()
-        await conn.rollback()
+        done, answering = time.monotonic(), clock.timings.target() - connecting
+        conn.rollback()
     except TimeoutError:
         raise SqlError("timeout", "no answer from the server before the deadline") from None
     except psycopg.Error as exc:
         raise _postgresql_error(exc, secret, connecting=False) from None
     finally:
-        await conn.close()
-    return Fetched(columns, rows, connected - started, done - connected)
+        conn.close()
+        clock.close()
+    if clock.stamped:
+        return Fetched(columns, rows, connecting, answering)
+    return Fetched(columns, rows, connected - started, done - connected)  # a Unix socket: by the wall
 
 
 _LIBPQ_PREFIX = re.compile(r"^connection failed: (connection to server (at|on) .*?failed: )?")
