@@ -97,7 +97,9 @@ class Muting:
         return cls([Window(w) for w in windows], silences, clock)
 
     def marks(self, spec: CheckSpec, status: Status, states: Mapping[str, CheckState], now: float) -> Marks:
-        maintenance = next((w.config.name for w in self.windows if w.covers(spec) and w.is_open(now)), "")
+        maintenance = ""
+        if self.windows:  # every result comes here, and most agents have no window: no generator then
+            maintenance = next((w.config.name for w in self.windows if w.covers(spec) and w.is_open(now)), "")
         silenced = self.silences.matching(spec, now) if self.silences is not None else ""
         parent = ""
         if status is not Status.OK:

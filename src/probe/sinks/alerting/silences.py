@@ -155,7 +155,10 @@ class SilenceWatch:
         self._failing = False
 
     def matching(self, spec: CheckSpec, now: float) -> str:
-        return next((s.id for s in self.silences if s.active(now) and s.matches(spec)), "")
+        silences = self.silences  # one read: the watcher thread swaps the list
+        if not silences:  # the usual case, asked for every result
+            return ""
+        return next((s.id for s in silences if s.active(now) and s.matches(spec)), "")
 
     def refresh(self) -> None:
         try:

@@ -333,6 +333,8 @@ class OtelSink(MetricsSink):
             self._lag.record(max(0.0, scheduler_lag))
         if reload is not None:
             self._reloads.add(1, {"result": "ok" if reload else "failed"})
+        if checks_loaded is None and config_errors is None:
+            return  # a scheduler lag sample: ~100 a second, fed in one burst every few seconds
         with self._lock:
             if checks_loaded is not None:
                 self._agent["probe.agent.checks.loaded"] = float(checks_loaded)
