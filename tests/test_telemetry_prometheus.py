@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -22,6 +23,8 @@ from probe.engine.interfaces import Outcome
 from probe.engine.runner import Runner
 from probe.model import Result
 from probe.sinks import telemetry
+from probe.sinks.telemetry import otel
+from probe.sinks.telemetry import scrape as scrape_module
 
 CHECKS = """
 checks:
@@ -113,6 +116,48 @@ def test_shutdown_stops_serving(sink: telemetry.MetricsSink) -> None:
     sink.shutdown()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1)
+
+
+def scraped(text: str, name: str, check: str) -> float:
+    [value] = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(f"{name}{{") and f'check_name="{check}"' in line]
+    return value
+
+
+def test_every_duration_recorded_before_a_scrape_is_in_it_with_its_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durations are held and recorded into the histogram as an exporter collects (OtelSink._record_durations):
+    a scrape must still see each one recorded before it, beside its run in probe_check_runs_total, from
+    another thread while runs keep coming, and past the bound on what is held without any scrape."""
+    monkeypatch.setattr(scrape_module, "RENDER_EVERY", 0.0)  # every scrape renders anew
+    (tmp_path / "checks.yaml").write_text(CHECKS.replace("{path}", str(tmp_path)))
+    _, plan = load(tmp_path / "checks.yaml")
+    spec = plan.checks[1]
+    s = telemetry.build(TelemetrySettings.model_validate({"prometheus": {"enabled": True, "port": 0}}))
+    try:
+        runs, total = 0, 0.0
+
+        def record(count: int) -> None:
+            nonlocal runs, total
+            for i in range(count):
+                duration = 0.001 * (i % 7)
+                s.record(Outcome(spec, Result.ok("fine"), 0.0, duration))
+                runs, total = runs + 1, total + duration
+
+        for count in (1, 3, otel.HELD_DURATIONS + 5):
+            record(count)
+            assert len(s._durations) < otel.HELD_DURATIONS  # type: ignore[attr-defined]
+            text = scrape(s)
+            assert scraped(text, "probe_check_duration_seconds_count", "memory") == runs
+            assert scraped(text, "probe_check_runs_total", "memory") == runs
+            assert scraped(text, "probe_check_duration_seconds_sum", "memory") == pytest.approx(total)
+        scrapes = threading.Thread(target=lambda: [scrape(s) for _ in range(20)])
+        scrapes.start()
+        record(3000)
+        scrapes.join()
+        assert scraped(scrape(s), "probe_check_duration_seconds_count", "memory") == runs
+    finally:
+        s.shutdown()
 
 
 def _free_port() -> int:

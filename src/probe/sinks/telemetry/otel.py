@@ -7,6 +7,7 @@ import atexit as _atexit
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -35,6 +36,9 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 
 # The runner's timing is already the probe.check.duration histogram; a gauge of it would only duplicate it.
 SKIPPED_MEASUREMENTS = frozenset({"duration"})
+
+HELD_DURATIONS = 4096
+"""Run durations held for the histogram at most (see ``OtelSink._record_durations``)."""
 
 
 @dataclass
@@ -82,6 +86,8 @@ class OtelSink(MetricsSink):
         # Runs by (check, status), counted here and read by an observable counter when an exporter collects:
         # the SDK's own counter cost about as much per run as a whole DNS check.
         self._runs: dict[tuple[str, Status], _Runs] = {}
+        # Durations (with their attributes) not yet in the probe.check.duration histogram: see _record_durations.
+        self._durations: deque[tuple[float, dict[str, str]]] = deque()
         self._agent: dict[str, float] = {}
         self._units: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -223,10 +229,23 @@ class OtelSink(MetricsSink):
         return observe
 
     def _observe_runs(self, options: CallbackOptions) -> Iterator[Observation]:
+        self._record_durations()
         with self._lock:
             runs = [(r.attributes, r.count) for r in self._runs.values()]
         for attributes, count in runs:
             yield Observation(count, attributes)
+
+    def _record_durations(self) -> None:
+        """The held durations into the histogram in one tight loop: one SDK ``Histogram.record`` between two
+        check runs cost ~45 us of CPU (a tenth of a TCP check's run), ~11 in a row. Called by the runs counter's
+        callback: the SDK runs every callback of a collection before it reads the histogram. Any thread."""
+        held, record = self._durations, self._duration.record
+        while held:
+            try:
+                duration, attributes = held.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            record(duration, attributes)
 
     def _collapsed(self, options: CallbackOptions) -> Iterator[Observation]:
         yield Observation(self._limit.collapsed)
@@ -243,13 +262,13 @@ class OtelSink(MetricsSink):
             known = self._known[spec.name] = _Known(spec, check_attributes(spec, self._limit, self._warned))
         attributes = known.attributes
         measurements = {}
-        admitted = self._names.setdefault(spec.name, set())
         for m in outcome.result.measurements:
             if m.name in SKIPPED_MEASUREMENTS:
                 continue
             name = known.instruments.get((m.name, m.unit))
             if name is None:
                 name = instrument_name(spec.type, m.name, m.unit)
+                admitted = self._names.setdefault(spec.name, set())
                 if name not in admitted and not self._admit(spec.name, admitted, name):
                     continue  # not remembered: a name past the cap is counted each time it comes
                 known.instruments[(m.name, m.unit)] = name
@@ -266,7 +285,9 @@ class OtelSink(MetricsSink):
                 self._runs[key] = _Runs(known.with_status(outcome.status))
             else:
                 runs.count += 1
-        self._duration.record(max(0.0, outcome.duration), attributes)
+        self._durations.append((max(0.0, outcome.duration), attributes))
+        if len(self._durations) >= HELD_DURATIONS:
+            self._record_durations()
         if transition is not None and transition.kind == "hard":
             self._transitions.add(1, {**attributes, "status": transition.to_status.label})
 
