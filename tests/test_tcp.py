@@ -102,6 +102,7 @@ async def test_connect_timeout_is_not_refused() -> None:
         result = await run_check("tcp", timeout=1.0, host="127.0.0.1", port=port, banner=".")
     assert result.status is probe.Status.CRITICAL
     assert result.reason == "timeout"
+    assert 0.5 < measured(result, "connect") <= measured(result, "duration")  # what the attempt took, by the wall
 
 
 async def test_silent_server_times_out_waiting() -> None:

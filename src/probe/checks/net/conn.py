@@ -228,6 +228,9 @@ async def connect(host: str, port: int, ip_version: IpVersion, timings: Timings,
         except eyeballs.AllFailed as exc:
             timings.connect = time.monotonic() - started
             raise os_failure(exc.error, f"connect to {show_address(exc.address)}") from None
+        except BaseException:  # timed out (cancelled): what it took so far
+            timings.connect = time.monotonic() - started
+            raise
         # The attempts' staggered starts are the target's time (the earlier ones did not connect); the winner's
         # own attempt is its handshake.
         _connected(timings, started, time.monotonic() - started, won.began - started, won.sock)
@@ -250,6 +253,9 @@ async def connect_to(peer: Peer, timings: Timings) -> tuple[socket.socket, Peer]
     except OSError as exc:
         timings.connect = time.monotonic() - started
         raise os_failure(exc, f"connect to {peer}") from None
+    except BaseException:  # timed out (cancelled): what it took so far
+        timings.connect = time.monotonic() - started
+        raise
     _connected(timings, started, time.monotonic() - started, 0.0, sock)
     return sock, peer
 
