@@ -35,6 +35,8 @@ class Stream:
         self.timings = timings or Timings()  # each send asks, each reply's arrival answers (Timings.target)
         self._arrived = 0.0
         self._tls: tlsbio.Tls | None = None
+        # Looked up once: each asyncio.get_running_loop() is a getpid() system call on CPython 3.11.
+        self._loop = asyncio.get_running_loop()
 
     @classmethod
     async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings, *,
@@ -87,7 +89,7 @@ class Stream:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(size, STAMP_SPACE)
             except (BlockingIOError, InterruptedError):
-                await readable(self.sock)
+                await readable(self.sock, self._loop)
                 continue
             if data:  # a close carries no stamp: it is seen when the loop reads it
                 self._arrived = arrival(ancillary, time.monotonic())
@@ -97,7 +99,7 @@ class Stream:
     async def send_raw(self, data: bytes, *, asks: bool) -> None:
         if asks:  # taken before the call: a thread that waits for the GIL once the kernel has the data is late
             self.timings.asked(time.monotonic())
-        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+        await self._loop.sock_sendall(self.sock, data)
 
     def close(self) -> None:
         if self._tls is not None:  # close_notify first, as a TLS client should; never waiting for it
@@ -115,8 +117,10 @@ class Stream:
         return details
 
 
-async def readable(sock: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
+async def readable(sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Until ``sock`` has something to read (on ``loop``, the running one by default)."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     ready = loop.create_future()
     fd = sock.fileno()
     loop.add_reader(fd, _resolve, ready)
