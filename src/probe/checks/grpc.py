@@ -16,20 +16,18 @@ from pydantic import Field, field_validator
 
 import probe
 from probe.checks.net import grpcwire
+from probe.checks.net.certs import CertFacts, fetch_unverified, peer_facts
 from probe.checks.net.conn import (
-    CertFacts,
     Failure,
     IpVersion,
-    Stream,
     Timings,
     TlsOptions,
     context_for,
-    fetch_unverified,
     os_failure,
-    peer_facts,
     show_address,
     tls_option,
 )
+from probe.checks.net.stream import Stream
 from probe.hookspecs import CheckRegistrar
 
 METHOD = "/grpc.health.v1.Health/Check"

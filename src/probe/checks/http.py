@@ -19,19 +19,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 import probe
 from probe.checks.net import addresses, http1, http_body, urls
 from probe.checks.net.addresses import AddressMode
-from probe.checks.net.conn import (
-    Failure,
-    IpVersion,
-    Peer,
-    Stream,
-    TlsOptions,
-    context_for,
-    fetch_unverified,
-    os_failure,
-    peer_facts,
-)
+from probe.checks.net.certs import fetch_unverified, peer_facts
+from probe.checks.net.conn import Failure, IpVersion, Peer, TlsOptions, context_for, os_failure
 from probe.checks.net.http1 import BodyTooLarge, Hop, Response
 from probe.checks.net.http_expect import HttpExpect, problems
+from probe.checks.net.stream import Stream
 from probe.hookspecs import CheckRegistrar
 from probe.units import Size
 

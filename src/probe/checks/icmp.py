@@ -22,7 +22,8 @@ from pydantic import Field, field_validator
 import probe
 from probe.checks.net import addresses, eyeballs
 from probe.checks.net.addresses import AddressMode
-from probe.checks.net.conn import Failure, IpVersion, Peer, Timings, arrival, datagram, resolve
+from probe.checks.net.conn import Failure, IpVersion, Peer, Timings, resolve
+from probe.checks.net.stream import arrival, datagram
 from probe.hookspecs import CheckRegistrar
 from probe.units import Duration, Size, format_duration
 

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 import probe
-from probe.checks.net.conn import Failure, IpVersion, Stream, Timings, connect, os_failure, show_address
+from probe.checks.net.conn import Failure, IpVersion, Timings, connect, os_failure, show_address
+from probe.checks.net.stream import Stream
 from probe.hookspecs import CheckRegistrar
 
 CLIENT_ID = f"SSH-2.0-probe_{probe.__version__}"
@@ -121,7 +122,7 @@ class SshCheck(probe.Check[SshOptions]):
             failure = os_failure(exc, doing[-1])
         except Failure as exc:
             failure = exc
-        # The identification alone goes through conn.Stream: the target's time (docs/decisions/0031); asyncssh's
+        # The identification alone goes through stream.Stream: the target's time (docs/decisions/0031); asyncssh's
         # key exchange, or a failure, by the wall.
         took = timings.target() if banner_only and failure is None else time.monotonic() - started
         measurements = [probe.Measurement("duration", took, "s"), *timings.measurements()]

@@ -16,21 +16,19 @@ from pydantic import Field, field_validator, model_validator
 import probe
 from probe.checks.net import addresses
 from probe.checks.net.addresses import AddressMode
+from probe.checks.net.certs import CertFacts, fetch_unverified, peer_facts
 from probe.checks.net.conn import (
-    CertFacts,
     Failure,
     IpVersion,
     Peer,
-    Stream,
     Timings,
     TlsOptions,
     context_for,
-    fetch_unverified,
     os_failure,
-    peer_facts,
     show_address,
     tls_option,
 )
+from probe.checks.net.stream import Stream
 from probe.hookspecs import CheckRegistrar
 from probe.units import Size
 

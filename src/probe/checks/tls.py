@@ -18,21 +18,19 @@ from pydantic import Field, model_validator
 import probe
 from probe.checks.net import addresses
 from probe.checks.net.addresses import AddressMode
+from probe.checks.net.certs import CertFacts, facts_from_x509, peer_facts
 from probe.checks.net.conn import (
-    CertFacts,
     Failure,
     IpVersion,
     Peer,
-    Stream,
     Timings,
     TlsOptions,
     context_for,
-    facts_from_x509,
     os_failure,
-    peer_facts,
     show_address,
     unverified_context,
 )
+from probe.checks.net.stream import Stream
 from probe.hookspecs import CheckRegistrar
 
 _REPLY_LIMIT = 16 * 1024

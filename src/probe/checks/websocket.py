@@ -19,18 +19,9 @@ from pydantic import Field, field_validator
 
 import probe
 from probe.checks.net import wswire
-from probe.checks.net.conn import (
-    CertFacts,
-    Failure,
-    IpVersion,
-    Stream,
-    Timings,
-    TlsOptions,
-    context_for,
-    fetch_unverified,
-    os_failure,
-    peer_facts,
-)
+from probe.checks.net.certs import CertFacts, fetch_unverified, peer_facts
+from probe.checks.net.conn import Failure, IpVersion, Timings, TlsOptions, context_for, os_failure
+from probe.checks.net.stream import Stream
 from probe.hookspecs import CheckRegistrar
 from probe.units import Size
 

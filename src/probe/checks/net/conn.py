@@ -1,5 +1,6 @@
-"""Shared by the http, tcp and tls checks: resolving, connecting with phase timings, TLS contexts and
-certificate facts. Every failure is a ``Failure`` carrying the check's machine reason.
+"""Shared by the checks that connect: resolving, connecting with phase timings (``Timings``: the target's
+time, docs/decisions/0031), TLS options and contexts. Every failure is a ``Failure`` carrying the check's
+machine reason. What a connection then carries is ``stream``'s; certificate facts are ``certs``'.
 
 Connecting is done on bare non-blocking sockets (``loop.sock_connect``), the cheapest asyncio path, which
 also gives each phase its own time; ``happy_eyeballs`` races them (``eyeballs``).
@@ -8,7 +9,6 @@ also gives each phase its own time; ``happy_eyeballs`` races them (``eyeballs``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import socket
 import ssl
@@ -16,13 +16,16 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import model_validator
 
 import probe
-from probe.checks.net import eyeballs, tlsbio
+from probe.checks.net import eyeballs
 from probe.units import format_duration
+
+if TYPE_CHECKING:
+    from probe.checks.net.certs import CertFacts
 
 IpVersion = Literal["any", "ipv4", "ipv6", "prefer_ipv4", "prefer_ipv6"]
 # Linux: the kernel stamps each segment as it arrives and recvmsg hands the stamp over (SCM_TIMESTAMPNS), so
@@ -315,236 +318,3 @@ def timed_out(doing: str, started: float) -> Failure:
 
 
 # --- certificate facts -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CertFacts:
-    subject: str
-    issuer: str
-    sans: tuple[str, ...]
-    not_before: float  # epoch seconds
-    not_after: float
-    serial: str = ""
-
-    def remaining(self, now: float | None = None) -> float:
-        return self.not_after - (time.time() if now is None else now)
-
-    def details(self) -> dict[str, Any]:
-        return {"subject": self.subject, "issuer": self.issuer, "sans": list(self.sans),
-                "not_before": _iso(self.not_before), "not_after": _iso(self.not_after),
-                **({"serial": self.serial} if self.serial else {})}
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def facts_from_dict(cert: dict[str, Any]) -> CertFacts:
-    """From ``SSLSocket.getpeercert()`` (only filled in for a verified certificate)."""
-    def name(rdns: Any) -> str:
-        return ", ".join(f"{k}={v}" for rdn in rdns for k, v in rdn)
-
-    return CertFacts(name(cert.get("subject", ())), name(cert.get("issuer", ())),
-                     tuple(f"{kind}:{value}" for kind, value in cert.get("subjectAltName", ())),
-                     ssl.cert_time_to_seconds(cert["notBefore"]), ssl.cert_time_to_seconds(cert["notAfter"]),
-                     str(cert.get("serialNumber", "")))
-
-
-def facts_from_der(der: bytes) -> CertFacts:
-    """From a DER certificate that was not verified (``cryptography``, imported only for this)."""
-    x509 = _x509()
-    return facts_from_x509(x509.load_der_x509_certificate(der))
-
-
-def facts_from_x509(cert: Any) -> CertFacts:
-    x509 = _x509()
-    try:
-        sans_ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        sans = tuple(f"DNS:{v}" for v in sans_ext.get_values_for_type(x509.DNSName)) + tuple(
-            f"IP Address:{v}" for v in sans_ext.get_values_for_type(x509.IPAddress))
-    except x509.ExtensionNotFound:
-        sans = ()
-    return CertFacts(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), sans,
-                     cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp(),
-                     format(cert.serial_number, "X"))
-
-
-def _x509() -> Any:
-    try:
-        from cryptography import x509
-    except ImportError:
-        raise Failure("tls_config", "reading an unverified certificate needs the 'cryptography' package "
-                                    "(pip install 'probe-monitor[tls]')") from None
-    return x509
-
-
-def peer_facts(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> CertFacts | None:
-    if ssl_object is None:
-        return None
-    cert = ssl_object.getpeercert()
-    if cert:
-        return facts_from_dict(cert)
-    der = ssl_object.getpeercert(binary_form=True)
-    return facts_from_der(der) if der else None
-
-
-async def fetch_unverified(peer: Peer, server_name: str | None, options: TlsOptions) -> CertFacts | None:
-    """A second, non-verifying handshake to read a certificate that failed verification: its expiry is
-    exactly what an operator needs then (blackbox_exporter loses it: prometheus/blackbox_exporter#1119)."""
-    sock = socket.socket(peer.family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, peer.address)
-        _, writer = await asyncio.open_connection(sock=sock, ssl=unverified_context(options),
-                                                  server_hostname=server_name)
-    except (OSError, Failure):
-        sock.close()
-        return None
-    try:
-        return peer_facts(writer.get_extra_info("ssl_object"))
-    except Failure:
-        return None
-    finally:
-        writer.close()
-
-
-class Stream:
-    """A connected bare non-blocking socket (the cheapest asyncio path), plain or upgraded to TLS (through
-    memory BIOs on the same socket, ``tlsbio``), with the same ``recv``/``send`` either way, and the
-    kernel's receive stamps either way."""
-
-    def __init__(self, sock: socket.socket, peer: Peer, timings: Timings | None = None) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.timings = timings or Timings()  # each send asks, each reply's arrival answers (Timings.target)
-        self._arrived = 0.0
-        self._tls: tlsbio.Tls | None = None
-
-    @classmethod
-    async def open(cls, host: str, port: int, ip_version: IpVersion, timings: Timings, *,
-                   happy_eyeballs: bool = False, peer: Peer | None = None) -> Stream:
-        """Connect to ``host`` (resolved here), or to ``peer`` when the caller already chose the address."""
-        if peer is not None:
-            return cls(*await connect_to(peer, timings), timings)
-        return cls(*await connect(host, port, ip_version, timings, happy_eyeballs=happy_eyeballs), timings)
-
-    async def start_tls(self, context: ssl.SSLContext, server_name: str | None, timings: Timings) -> None:
-        """The handshake: its flights are segments of ``timings`` (``tls`` is their sum; the wall's when it
-        failed)."""
-        started, before = time.monotonic(), timings.target()
-        tls = tlsbio.Tls(context, server_name)
-        try:
-            await tls.handshake(self)
-        except BaseException:
-            timings.tls = time.monotonic() - started
-            self.sock.close()
-            raise
-        timings.tls = timings.target() - before
-        self._tls = tls
-
-    @property
-    def arrived(self) -> float:
-        """When the last data ``recv`` returned reached this host (monotonic clock; the kernel's stamp on a
-        plain stream, else when it was read)."""
-        return self._arrived
-
-    @property
-    def ssl_object(self) -> ssl.SSLObject | None:
-        return None if self._tls is None else self._tls.obj
-
-    async def recv(self, size: int) -> bytes:
-        if self._tls is not None:
-            return await self._tls.read(self, size)
-        return await self.recv_raw(size)
-
-    async def send(self, data: bytes, *, asks: bool = True) -> None:
-        """``asks``: the target answers this (a request: a new segment of ``Timings``), rather than it being
-        our part of an exchange the target is still answering (an HTTP/2 SETTINGS ack, a WebSocket pong)."""
-        if self._tls is not None:
-            await self._tls.write(self, data, asks=asks)
-        else:
-            await self.send_raw(data, asks=asks)
-
-    async def recv_raw(self, size: int) -> bytes:
-        """Off the socket itself (TLS records, on a TLS stream)."""
-        while True:
-            try:
-                data, ancillary, _, _ = self.sock.recvmsg(size, STAMP_SPACE)
-            except (BlockingIOError, InterruptedError):
-                await readable(self.sock)
-                continue
-            if data:  # a close carries no stamp: it is seen when the loop reads it
-                self._arrived = arrival(ancillary, time.monotonic())
-                self.timings.answered(self._arrived)
-            return data
-
-    async def send_raw(self, data: bytes, *, asks: bool) -> None:
-        if asks:  # taken before the call: a thread that waits for the GIL once the kernel has the data is late
-            self.timings.asked(time.monotonic())
-        await asyncio.get_running_loop().sock_sendall(self.sock, data)
-
-    def close(self) -> None:
-        if self._tls is not None:  # close_notify first, as a TLS client should; never waiting for it
-            with contextlib.suppress(OSError):
-                self.sock.send(self._tls.close_notify())
-        self.sock.close()
-
-    def tls_details(self) -> dict[str, Any]:
-        obj = self.ssl_object
-        if obj is None:
-            return {}
-        details: dict[str, Any] = {"tls_version": obj.version(), "cipher": (obj.cipher() or ("",))[0]}
-        if obj.selected_alpn_protocol():
-            details["alpn"] = obj.selected_alpn_protocol()
-        return details
-
-
-async def readable(sock: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    fd = sock.fileno()
-    loop.add_reader(fd, _resolve, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
-    """The kernel's receive stamp on the monotonic clock; when it was read, when there is none."""
-    stamp = kernel_stamp(ancillary)
-    return read_at if stamp is None else stamp
-
-
-def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    """The kernel's stamp in a message's ancillary data on the monotonic clock (both clocks read now: only
-    their difference counts)."""
-    stamp = wall_stamp(ancillary)
-    return None if stamp is None else time.monotonic() - max(0.0, time.time() - stamp)
-
-
-def wall_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    """The kernel's stamp in a message's ancillary data (SCM_TIMESTAMPNS: the wall clock, as ``time.time``)."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
-            seconds, nanoseconds = struct.unpack_from("qq", data)  # struct timespec
-            stamp: float = seconds + nanoseconds / 1e9
-            return stamp
-    return None
-
-
-async def datagram(sock: socket.socket, size: int) -> tuple[bytes, list[tuple[int, int, bytes]]]:
-    """The next datagram on a non-blocking socket, with its ancillary data: the kernel's receive stamp when
-    the socket asked for them (``eyeballs.stamp``; ``arrival``, ``wall_stamp``)."""
-    while True:
-        try:
-            data, ancillary, _, _ = sock.recvmsg(size, STAMP_SPACE)
-        except (BlockingIOError, InterruptedError):
-            await readable(sock)
-            continue
-        return data, ancillary
-

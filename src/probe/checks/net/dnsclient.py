@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from probe.checks.net import eyeballs
-from probe.checks.net.conn import Failure, arrival, datagram, literal_family
+from probe.checks.net.conn import Failure, literal_family
 from probe.checks.net.dnswire import TC, Malformed, NotOurs, Query, Response, read_response
+from probe.checks.net.stream import arrival, datagram
 from probe.units import format_duration
 
 DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}

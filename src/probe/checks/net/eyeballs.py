@@ -64,7 +64,7 @@ async def attempt(family: int, address: tuple[Any, ...]) -> socket.socket:
 
 
 def stamp(sock: socket.socket) -> bool:
-    """Linux: have the kernel stamp each segment ``sock`` receives (``conn.Stream.recv`` reads the stamps,
+    """Linux: have the kernel stamp each segment ``sock`` receives (``stream.Stream.recv`` reads the stamps,
     SCM_TIMESTAMPNS); False where it cannot."""
     if sys.platform != "linux":
         return False

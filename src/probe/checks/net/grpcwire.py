@@ -13,7 +13,8 @@ import struct
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from probe.checks.net.conn import Failure, Stream
+from probe.checks.net.conn import Failure
+from probe.checks.net.stream import Stream
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)

@@ -3,7 +3,7 @@
 h11 (the sans-IO engine under httpcore and httpx) decides what the bytes mean: status line, headers
 (obs-fold, bare-LF line ends), Content-Length (conflicts refused), chunked framing (the CRLF after each
 chunk checked), bodies that end at close. This module owns what a check needs around it: one request on a
-fresh connection (``conn.Stream``, so the dns/connect/tls phases are probe's), the first-byte and transfer
+fresh connection (``stream.Stream``, so the dns/connect/tls phases are probe's), the first-byte and transfer
 timings, and a body never read past its limit. Why not httpx for every request: its pool and per-client
 setup cost several times the CPU of the exchange (docs/decisions/0004).
 """
@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import h11
 
-from probe.checks.net.conn import CertFacts, Failure, Peer, Timings
+from probe.checks.net.certs import CertFacts
+from probe.checks.net.conn import Failure, Peer, Timings
 
 MAX_HEAD = 100 * 1024
 """The response head (interim responses included) must end within this many bytes, however it is split

@@ -9,7 +9,8 @@ import ssl
 import time
 from typing import Any
 
-from probe.checks.net.conn import Failure, Peer, os_failure, peer_facts
+from probe.checks.net.certs import peer_facts
+from probe.checks.net.conn import Failure, Peer, os_failure
 from probe.checks.net.http1 import BodyTooLarge, Hop, Response
 
 _EVENTS = {  # httpcore trace event -> the phase it ends

@@ -16,20 +16,18 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 import probe
+from probe.checks.net.certs import CertFacts, fetch_unverified, peer_facts
 from probe.checks.net.conn import (
-    CertFacts,
     Failure,
     IpVersion,
-    Stream,
     Timings,
     TlsOptions,
     context_for,
-    fetch_unverified,
     os_failure,
-    peer_facts,
     show_address,
     tls_option,
 )
+from probe.checks.net.stream import Stream
 
 MAX_LINE = 8192
 MAX_REPLY = 64 * 1024

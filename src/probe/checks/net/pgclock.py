@@ -33,7 +33,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq.abc import PGconn
 
 from probe.checks.net import eyeballs
-from probe.checks.net.conn import STAMP_SPACE, Timings, arrival, handshake_rtt, kernel_stamp, literal_family
+from probe.checks.net.conn import STAMP_SPACE, Timings, handshake_rtt, literal_family
+from probe.checks.net.stream import arrival, kernel_stamp
 
 RV = TypeVar("RV")
 _READ, _WRITE = 1, 2  # psycopg's Wait and Ready values (selectors.EVENT_READ, EVENT_WRITE)

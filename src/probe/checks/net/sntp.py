@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 
 from probe.checks.net import eyeballs
-from probe.checks.net.conn import Failure, datagram, literal_family, show_address, wall_stamp
+from probe.checks.net.conn import Failure, literal_family, show_address
+from probe.checks.net.stream import datagram, wall_stamp
 
 PORT = 123
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")

@@ -1,4 +1,4 @@
-"""TLS for ``conn.Stream`` over its own socket, through memory BIOs (``ssl.SSLObject``).
+"""TLS for ``stream.Stream`` over its own socket, through memory BIOs (``ssl.SSLObject``).
 
 asyncio's TLS transport reads the socket itself, so what came over TLS was timed when the event loop got
 round to it, and the handshake from its start to when a loop busy with other checks resumed the caller.
