@@ -118,17 +118,20 @@ def test_shutdown_stops_serving(sink: telemetry.MetricsSink) -> None:
         urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1)
 
 
-def scraped(text: str, name: str, check: str) -> float:
+def scraped(text: str, name: str, check: str | None) -> float:
+    """The value of ``name`` for ``check`` (``None``: a metric without labels) in a scraped page."""
+    start = f"{name}{{" if check else f"{name} "
     [value] = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(f"{name}{{") and f'check_name="{check}"' in line]
+               if line.startswith(start) and (not check or f'check_name="{check}"' in line)]
     return value
 
 
-def test_every_duration_recorded_before_a_scrape_is_in_it_with_its_run(
+def test_every_duration_and_lag_recorded_before_a_scrape_is_in_it_with_its_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Durations are held and recorded into the histogram as an exporter collects (OtelSink._record_durations):
-    a scrape must still see each one recorded before it, beside its run in probe_check_runs_total, from
-    another thread while runs keep coming, and past the bound on what is held without any scrape."""
+    """Durations and scheduler lags are held and recorded into their histograms as an exporter collects
+    (OtelSink._record_held): a scrape must still see each one recorded before it (a duration beside its run in
+    probe_check_runs_total), from another thread while runs keep coming, and past the bound on what is held
+    without any scrape."""
     monkeypatch.setattr(scrape_module, "RENDER_EVERY", 0.0)  # every scrape renders anew
     (tmp_path / "checks.yaml").write_text(CHECKS.replace("{path}", str(tmp_path)))
     _, plan = load(tmp_path / "checks.yaml")
@@ -142,20 +145,25 @@ def test_every_duration_recorded_before_a_scrape_is_in_it_with_its_run(
             for i in range(count):
                 duration = 0.001 * (i % 7)
                 s.record(Outcome(spec, Result.ok("fine"), 0.0, duration))
+                s.record_agent(scheduler_lag=duration)
                 runs, total = runs + 1, total + duration
 
-        for count in (1, 3, otel.HELD_DURATIONS + 5):
+        for count in (1, 3, otel.HELD_VALUES + 5):
             record(count)
-            assert len(s._durations) < otel.HELD_DURATIONS  # type: ignore[attr-defined]
+            assert len(s._held) < otel.HELD_VALUES  # type: ignore[attr-defined]
             text = scrape(s)
             assert scraped(text, "probe_check_duration_seconds_count", "memory") == runs
             assert scraped(text, "probe_check_runs_total", "memory") == runs
             assert scraped(text, "probe_check_duration_seconds_sum", "memory") == pytest.approx(total)
+            assert scraped(text, "probe_agent_scheduler_lag_seconds_count", None) == runs
+            assert scraped(text, "probe_agent_scheduler_lag_seconds_sum", None) == pytest.approx(total)
         scrapes = threading.Thread(target=lambda: [scrape(s) for _ in range(20)])
         scrapes.start()
         record(3000)
         scrapes.join()
-        assert scraped(scrape(s), "probe_check_duration_seconds_count", "memory") == runs
+        text = scrape(s)
+        assert scraped(text, "probe_check_duration_seconds_count", "memory") == runs
+        assert scraped(text, "probe_agent_scheduler_lag_seconds_count", None) == runs
     finally:
         s.shutdown()
 
