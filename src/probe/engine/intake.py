@@ -56,8 +56,10 @@ def admit(result: Result, redact: Redact = _same) -> Result:
         summary = summary[:SUMMARY_MAX - 3] + "..."
     reason = one_line(result.reason, redact) if result.reason else result.reason
     measurements = result.measurements
-    if any(not m.name.isprintable() or redact(m.name) != m.name for m in measurements):
-        measurements = tuple(_measurement(m, redact) for m in measurements)
+    for m in measurements:  # a loop, not any(genexpr): this runs for every result
+        if not m.name.isprintable() or redact(m.name) != m.name:
+            measurements = tuple(_measurement(m, redact) for m in measurements)
+            break
     details = _details(result.details, redact, 0) if result.details else result.details
     if (summary == result.summary and reason == result.reason and measurements is result.measurements
             and details == result.details):

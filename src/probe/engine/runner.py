@@ -112,7 +112,7 @@ class Run:
         except Exception as exc:
             raw = _crash(spec, exc, runner._who(spec))
         else:
-            raw = _validate(spec, value, runner._who(spec))
+            raw = _validate(spec, value, runner._who)
         self.finish(raw)
 
     def call_done(self, future: asyncio.Future[object]) -> None:
@@ -121,14 +121,14 @@ class Run:
             if not future.cancelled():
                 future.exception()  # retrieved: nobody else will
             return
-        spec, who = self.spec, self.runner._who(self.spec)
+        spec = self.spec
         exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         if isinstance(exc, asyncio.CancelledError):
             raw = _timeout(spec, "cancelled")
         elif exc is not None:  # sys.exit() in a plugin (SystemExit) ends its run, not the agent
-            raw = _crash(spec, exc, who)
+            raw = _crash(spec, exc, self.runner._who(spec))
         else:
-            raw = _validate(spec, future.result(), who)
+            raw = _validate(spec, future.result(), self.runner._who)
         assert self.call is not None
         # From the thread's own clock: the call itself, not the hand-off to a thread and back (nor the wait for
         # the loop, busy with other checks, to hear of it).
@@ -398,24 +398,34 @@ def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
     return Result.unknown(summary, reason="plugin_error")
 
 
-def _validate(spec: CheckSpec, value: object, who: str) -> Result:
+def _validate(spec: CheckSpec, value: object, who: Callable[[CheckSpec], str]) -> Result:
+    """``value`` if it is a well-formed Result (measurements made a tuple, the summary a string), else UNKNOWN
+    ``invalid_result`` naming ``who(spec)``: the plugin at fault, worked out only then."""
     if not isinstance(value, Result):
         hint = "; did run() forget to return?" if value is None else ""
-        return Result.unknown(f"{who} returned {type(value).__name__}, not probe.Result{hint}",
+        return Result.unknown(f"{who(spec)} returned {type(value).__name__}, not probe.Result{hint}",
                               reason="invalid_result")
     if not isinstance(value.status, Status):
-        return Result.unknown(f"{who} returned a Result with invalid status {value.status!r}; "
+        return Result.unknown(f"{who(spec)} returned a Result with invalid status {value.status!r}; "
                               "use probe.Status or Result.ok()/warning()/critical()/unknown()",
                               reason="invalid_result")
-    if not isinstance(value.measurements, tuple | list) or any(
-            not isinstance(m, Measurement) for m in value.measurements):
-        return Result.unknown(f"{who} returned a Result whose measurements are not probe.Measurement objects",
-                              reason="invalid_result")
+    if not _measurements(value.measurements):
+        return Result.unknown(f"{who(spec)} returned a Result whose measurements are not probe.Measurement "
+                              "objects", reason="invalid_result")
     if isinstance(value.measurements, list):
         value = value.replace(measurements=tuple(value.measurements))
     if not isinstance(value.summary, str):
         return value.replace(summary=str(value.summary))
     return value
+
+
+def _measurements(measurements: object) -> bool:
+    if not isinstance(measurements, tuple | list):
+        return False
+    for m in measurements:  # noqa: SIM110 -- a loop, not all(genexpr): this runs for every result
+        if not isinstance(m, Measurement):
+            return False
+    return True
 
 
 def _own_duration(own: Measurement | None, elapsed: float) -> float:
