@@ -9,6 +9,7 @@ check reports it instead of piling up more threads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -96,7 +97,7 @@ class Run:
     def task_done(self, task: asyncio.Task[object]) -> None:
         """The async check's task ended (done callback)."""
         runner, spec = self.runner, self.spec
-        if self.owned:
+        if self.owned is not None and len(self.owned) > 1:  # it holds the check's own task too
             runner._cancel_leaked(spec, task, self.owned)
         if self.finished:  # its timeout ended the run: an abandoned task, finishing now
             runner._reap(task)
@@ -149,7 +150,7 @@ class Run:
             task.cancel()
             self.runner._abandoned.add(task)  # not awaited: reaped when it ends (task_done)
             self.runner._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
-            if self.owned:
+            if self.owned is not None and len(self.owned) > 1:
                 self.runner._cancel_leaked(spec, task, self.owned)
         self.finish(_timeout(spec, f"no result within {format_duration(spec.timeout)}"))
 
@@ -217,6 +218,7 @@ class Runner:
     _abandoned: set[asyncio.Task[object]] = field(default_factory=set)
     _threads: DaemonThreads = field(default_factory=DaemonThreads)
     _leak_warned: set[str] = field(default_factory=set)
+    _base: contextvars.Context | None = None
 
     @property
     def hung(self) -> int:
@@ -227,6 +229,13 @@ class Runner:
     def threads(self) -> int:
         """Worker threads alive (busy, idle or blocked)."""
         return self._threads.threads
+
+    def _context(self) -> contextvars.Context:
+        """The context every run starts from: the one of the first run's caller (the agent's loop, ``probe run
+        --once``), not whichever run's done callback starts the next (see ``workers.owned_task``)."""
+        if self._base is None:
+            self._base = contextvars.copy_context()
+        return self._base
 
     def instance(self, spec: CheckSpec) -> Check[Any]:
         return self._instance(spec).check
@@ -290,7 +299,7 @@ class Runner:
             if made.is_async:
                 # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
                 coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)))
-                run.task, run.owned = owned_task(coro, made.task_name, loop)
+                run.task, run.owned = owned_task(coro, made.task_name, loop, self._context())
                 run.task.add_done_callback(run.task_done)
             else:
                 run.call = self._threads.call(made.check.run, ctx, loop)
@@ -447,6 +456,8 @@ def _with_duration(result: Result, duration: float) -> Result:
 def apply_thresholds(spec: CheckSpec, result: Result,
                      levels: Mapping[str, Status]) -> tuple[Result, tuple[Verdict, ...]]:
     """Evaluate every threshold; the final status is the worst of the plugin's and the thresholds'."""
+    if not spec.thresholds:
+        return result, ()
     verdicts = []
     for threshold in spec.thresholds:
         m = result.measurement(threshold.measurement)

@@ -209,26 +209,32 @@ _OWNER: contextvars.ContextVar[set[asyncio.Task[object]] | None] = contextvars.C
 
 
 def _factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[object]:
-    """asyncio's task-factory signature: ``coro`` and the keyword arguments are whatever the loop passes."""
+    """asyncio's task-factory signature: ``coro`` and the keyword arguments are whatever the loop passes. The
+    task belongs to the owner of the context it will run in: the one it is given, else the creator's."""
     task: asyncio.Task[object] = asyncio.Task(coro, loop=loop, **kwargs)
-    owned = _OWNER.get()
+    context = kwargs.get("context")
+    owned = _OWNER.get() if context is None else context.get(_OWNER)
     if owned is not None:
         owned.add(task)
     return task
 
 
-def owned_task(coro: Coroutine[object, None, T], name: str, loop: asyncio.AbstractEventLoop | None = None
-               ) -> tuple[asyncio.Task[T], set[asyncio.Task[object]] | None]:
-    """``coro`` as a task on ``loop`` (default: the running one), and the set that collects every task it (or
-    its tasks) create; None when the loop already has another task factory (then leaks are not tracked)."""
+def owned_task(coro: Coroutine[object, None, T], name: str, loop: asyncio.AbstractEventLoop | None = None,
+               base: contextvars.Context | None = None) -> tuple[asyncio.Task[T], set[asyncio.Task[object]] | None]:
+    """``coro`` as a task on ``loop`` (default: the running one), and the set that collects it and every task
+    it (or its tasks) create; None when the loop already has another task factory (then leaks are not tracked).
+
+    The task runs in a copy of ``base`` (default: the current context). The agent starts a run from the done
+    callback of the run before, which runs in that run's context: a copy of it would hand the new run the
+    old one's context variables, its owner's set among them."""
     if loop is None:  # each asyncio.get_running_loop() is a getpid() system call on CPython 3.11
         loop = asyncio.get_running_loop()
+    context = contextvars.copy_context() if base is None else base.copy()
     factory = loop.get_task_factory()
     if factory is None:
         loop.set_task_factory(_factory)  # type: ignore[arg-type]
     elif factory is not _factory:
-        return loop.create_task(coro, name=name), None
+        return loop.create_task(coro, name=name, context=context), None
     owned: set[asyncio.Task[object]] = set()
-    context = contextvars.copy_context()
     context.run(_OWNER.set, owned)
     return loop.create_task(coro, name=name, context=context), owned
