@@ -62,8 +62,9 @@ class LogSink:
     """Logs state changes: hard problems at WARNING, recoveries and soft changes at INFO."""
 
     def record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
-        log.debug("check %s: %s %s (%.3fs)", outcome.name, outcome.status.name, outcome.result.summary,
-                  outcome.duration)
+        if log.isEnabledFor(logging.DEBUG):  # the arguments cost more than the call when it logs nothing
+            log.debug("check %s: %s %s (%.3fs)", outcome.name, outcome.status.name, outcome.result.summary,
+                      outcome.duration)
         if transition is None:
             return
         level = logging.WARNING if transition.kind == "hard" and transition.to_status is not Status.OK \
