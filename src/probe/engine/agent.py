@@ -286,8 +286,9 @@ class Agent:
         marks = self.muting.marks(spec, outcome.status, self.states, now)
         if marks.muted:
             outcome = dataclasses.replace(outcome, marks=marks)
-        levels = self._levels.setdefault(spec.name, {})
-        levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
+        if outcome.verdicts:  # the thresholds' levels, for the next run's hysteresis
+            levels = self._levels.setdefault(spec.name, {})
+            levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
         if state.flapping != was_flapping:
             log.warning("check %s %s flapping (%.0f%% state change)", spec.name,
                         "started" if state.flapping else "stopped", state.flap_percent * 100)
