@@ -300,3 +300,14 @@ async def test_runs_timing_out_together_all_end_at_their_timeout_and_the_quick_o
                                                                                      checks).checks)), 10)
     assert [o.result.reason for o in outcomes] == ["timeout", "timeout", "timeout", ""]
     assert all(0.2 <= o.duration < 1.0 for o in outcomes[:3])
+
+
+async def test_a_check_that_ended_as_its_timer_fired_keeps_its_result(registry: Registry, tmp_path: Path) -> None:
+    spec = one(tmp_path, registry, "noop").checks[0]
+    outcomes: list[Any] = []
+    run = Runner(registry).start(spec, None, outcomes.append)
+    await asyncio.sleep(0)  # the check's task has run to its end; its done callback is due, not yet called
+    assert run.task is not None and run.task.done() and not run.finished
+    run.expire()  # the timer, in the same turn of the loop
+    await asyncio.sleep(0)
+    assert [o.status for o in outcomes] == [Status.OK]

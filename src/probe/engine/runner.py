@@ -147,6 +147,8 @@ class Run:
                 return
             self.runner._hung[spec.name] = _Hung(call.is_finished, time.monotonic(), "sync code")
         elif task is not None:
+            if task.done():  # it ended in time; its done callback, already due, ends the run with its result
+                return
             task.cancel()
             self.runner._abandoned.add(task)  # not awaited: reaped when it ends (task_done)
             self.runner._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
