@@ -19,7 +19,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 import probe
 from probe.checks.net import addresses, http1, http_body, urls
 from probe.checks.net.addresses import AddressMode
-from probe.checks.net.certs import fetch_unverified, peer_facts
 from probe.checks.net.conn import Failure, IpVersion, Peer, TlsOptions, context_for, os_failure
 from probe.checks.net.http1 import BodyTooLarge, Hop, Response
 from probe.checks.net.http_expect import HttpExpect, problems
@@ -242,6 +241,8 @@ class HttpCheck(probe.Check[HttpOptions]):
             return await self._fetch_http1(hop, url, method, [("Host", url.authority), *headers], body, pin)
         except Failure as failure:
             if failure.reason.startswith("certificate_") and hop.peer is not None and o.proxy is None:
+                from probe.checks.net.certs import fetch_unverified
+
                 failure.facts = await fetch_unverified(hop.peer, o.tls.server_name or url.host, o.tls)
             raise
 
@@ -259,6 +260,8 @@ class HttpCheck(probe.Check[HttpOptions]):
             stream.close()
 
     async def _start_tls(self, hop: Hop, stream: Stream, host: str) -> None:
+        from probe.checks.net.certs import peer_facts  # TLS only: plain http imports no certificate code
+
         tls = self.options.tls
         hop.phase = "in the TLS handshake"
         server_name = tls.server_name or host

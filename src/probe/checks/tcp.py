@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
 import probe
 from probe.checks.net import addresses
 from probe.checks.net.addresses import AddressMode
-from probe.checks.net.certs import CertFacts, fetch_unverified, peer_facts
 from probe.checks.net.conn import (
     Failure,
     IpVersion,
@@ -31,6 +30,9 @@ from probe.checks.net.conn import (
 from probe.checks.net.stream import Stream
 from probe.hookspecs import CheckRegistrar
 from probe.units import Size
+
+if TYPE_CHECKING:
+    from probe.checks.net.certs import CertFacts
 
 _SHOWN = 120
 
@@ -148,8 +150,7 @@ class TcpCheck(probe.Check[TcpOptions]):
                 stream = await Stream.open(o.host, o.port, o.ip_version, timings, happy_eyeballs=o.happy_eyeballs,
                                            peer=peer)
                 if o.tls is not None:
-                    await self._start_tls(stream, timings)
-                    certificate = peer_facts(stream.ssl_object)
+                    certificate = await self._start_tls(stream, timings)
                 await talk.run(stream, self._steps)
                 if o.quit:
                     await stream.send(o.quit.encode())
@@ -168,7 +169,9 @@ class TcpCheck(probe.Check[TcpOptions]):
         duration = probe.Measurement("duration", took, "s")
         return self._result(failure, stream, timings, talk, certificate, duration)
 
-    async def _start_tls(self, stream: Stream, timings: Timings) -> None:
+    async def _start_tls(self, stream: Stream, timings: Timings) -> CertFacts | None:
+        from probe.checks.net.certs import fetch_unverified, peer_facts  # TLS only: plain tcp imports neither
+
         tls = self.options.tls
         assert tls is not None
         try:
@@ -178,6 +181,7 @@ class TcpCheck(probe.Check[TcpOptions]):
             if failure.reason.startswith("certificate_"):
                 failure.facts = await fetch_unverified(stream.peer, tls.server_name or self.options.host, tls)
             raise failure from None
+        return peer_facts(stream.ssl_object)
 
     def _result(self, failure: Failure | None, stream: Stream | None, timings: Timings, talk: Conversation,
                 certificate: CertFacts | None, duration: probe.Measurement) -> probe.Result:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
 
-from probe.checks.net.certs import CertFacts
 from probe.checks.net.conn import Failure, Peer, Timings
+
+if TYPE_CHECKING:
+    from probe.checks.net.certs import CertFacts
 
 MAX_HEAD = 100 * 1024
 """The response head (interim responses included) must end within this many bytes, however it is split
