@@ -14,7 +14,8 @@ import pytest
 import probe
 from probe.config.load import ConfigErrors, load
 from probe.daemon.wiring import capacities
-from probe.plugins.manager import BUILTINS, CHECKS_PACKAGE, load_plugins
+from probe.plugins.contract import check_hookimpls
+from probe.plugins.manager import BUILTINS, CHECKS_PACKAGE, load_plugins, new_manager
 
 CHECK_MODULES = [m for m in BUILTINS if m.startswith(CHECKS_PACKAGE)]
 
@@ -39,6 +40,13 @@ def impostor_plugin() -> types.ModuleType:
 
     module.register_checks = register_checks  # type: ignore[attr-defined]
     return module
+
+
+@pytest.mark.parametrize("module", BUILTINS)
+def test_each_builtin_keeps_the_hook_contract_it_is_not_checked_against_at_start(module: str) -> None:
+    import importlib
+
+    check_hookimpls(new_manager(), importlib.import_module(module), module)  # raises PluginContractError
 
 
 @pytest.mark.parametrize("module", CHECK_MODULES)
