@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
 from probe.config.yamlsource import LocatedList, Location
 
 
-@dataclass(frozen=True, order=True)
-class ConfigError:
+class ConfigError(NamedTuple):
     location: Location
     check: str | None
     field: str | None
@@ -46,7 +44,7 @@ class ConfigErrors(Exception):
     """Every problem found in the config, sorted by position. Raised instead of half-loading."""
 
     def __init__(self, errors: Sequence[ConfigError]) -> None:
-        # A key, not the dataclass order: two errors at one place, one naming a check and one not,
+        # A key, not the tuple order: two errors at one place, one naming a check and one not,
         # would compare None with a str.
         self.errors = sorted(set(errors), key=lambda e: (e.location, e.check or "", e.field or "", e.message))
         super().__init__("\n".join(str(e) for e in self.errors))
@@ -60,7 +58,7 @@ def redacted(errors: Iterable[ConfigError], secrets: Iterable[str]) -> list[Conf
     redact = Redactor(secrets)
     if not redact:
         return list(errors)
-    return [replace(e, message=redact(e.message), check=e.check and redact(e.check),
+    return [e._replace(message=redact(e.message), check=e.check and redact(e.check),
                     field=e.field and redact(e.field)) for e in errors]
 
 

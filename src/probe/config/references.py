@@ -7,17 +7,15 @@ error at the place the name was written.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from probe.config.errors import ConfigError, did_you_mean, where
 from probe.config.spec import CheckSpec
 from probe.config.yamlsource import Location
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A check name written at ``location`` in field ``field`` (of probe.yaml: no check owns it)."""
 
     location: Location

@@ -10,15 +10,14 @@ level is lowered (``utilization: {critical: ">= 90%", clear: "< 85%"}``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from probe.conditions import _COMPARISON, Condition
 from probe.model import Status
 from probe.units import parse_quantity
 
 
-@dataclass(frozen=True)
-class Threshold:
+class Threshold(NamedTuple):
     """Levels for one measurement. Each level is optional; ``clear`` adds hysteresis."""
 
     measurement: str

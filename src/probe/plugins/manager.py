@@ -24,7 +24,6 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -217,27 +216,20 @@ def _fail(registry: Registry, name: str, source: str, exc: BaseException) -> Non
     log.error("plugin %s (%s) failed to load: %s", name, source, message)
 
 
-@dataclass(frozen=True)
-class _Registrar:
-    """The ``register`` callback one plugin's hook gets: validates, then claims the name for that plugin.
-    A registration that breaks the contract is recorded, not raised: the plugin's other ones still count."""
-
-    registry: Registry
-    plugin: str
-    kind: Kind
-
-    def __call__(self, obj: object) -> None:
-        try:
-            if self.kind == "check type":
-                self.registry.add_check(self.plugin, obj, validate_check(obj))  # type: ignore[arg-type]
-            elif self.kind == "action type":
-                self.registry.add_action(self.plugin, obj, validate_action(obj))  # type: ignore[arg-type]
-            else:
-                self.registry.add_format(self.plugin, obj, validate_format(obj))  # type: ignore[arg-type]
-        except PluginContractError as exc:
-            self.registry.fail(self.plugin, self.registry.plugins[self.plugin].source,
-                               f"plugin {self.plugin!r}: {exc}")
-            log.error("plugin %s: %s", self.plugin, exc)
+def _register(registry: Registry, plugin: str, kind: Kind, obj: object) -> None:
+    """The ``register`` callback one plugin's hook gets (bound to the plugin with ``partial``): validates, then
+    claims the name for that plugin. A registration that breaks the contract is recorded, not raised: the
+    plugin's other ones still count."""
+    try:
+        if kind == "check type":
+            registry.add_check(plugin, obj, validate_check(obj))  # type: ignore[arg-type]
+        elif kind == "action type":
+            registry.add_action(plugin, obj, validate_action(obj))  # type: ignore[arg-type]
+        else:
+            registry.add_format(plugin, obj, validate_format(obj))  # type: ignore[arg-type]
+    except PluginContractError as exc:
+        registry.fail(plugin, registry.plugins[plugin].source, f"plugin {plugin!r}: {exc}")
+        log.error("plugin %s: %s", plugin, exc)
 
 
 _HOOKS: tuple[tuple[str, Kind], ...] = (("register_checks", "check type"), ("register_actions", "action type"),
@@ -250,7 +242,7 @@ def _collect(registry: Registry, plugin: str) -> None:
         for impl in getattr(registry.manager.hook, hook_name).get_hookimpls():
             if impl.plugin_name != plugin:
                 continue
-            register = _Registrar(registry, plugin, kind)
+            register = partial(_register, registry, plugin, kind)
             try:
                 impl.function(**({"register": register} if "register" in impl.argnames else {}))
             except Exception as exc:

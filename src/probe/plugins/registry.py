@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 import pluggy
 
@@ -30,8 +30,7 @@ Kind = Literal["check type", "action type", "format"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class PluginFailure:
+class PluginFailure(NamedTuple):
     plugin: str
     source: str
     error: str
@@ -51,8 +50,7 @@ class PluginInfo:
         return {"check type": self.check_types, "action type": self.action_types, "format": self.formats}[kind]
 
 
-@dataclass(frozen=True)
-class Declared:
+class Declared(NamedTuple):
     """A name claimed before its code is imported; ``load`` imports it and registers the name (or records
     in the registry's failures why it could not)."""
 
