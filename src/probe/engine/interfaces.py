@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from probe.config.spec import CheckSpec
 from probe.model import CheckRun, CheckStateView, Result, Status, Verdict
@@ -29,8 +29,7 @@ __all__ = ["NO_MARKS", "CheckStateView", "Lifecycle", "Marks", "Outcome", "Silen
            "TransitionView"]
 
 
-@dataclass(frozen=True)
-class Marks:
+class Marks(NamedTuple):
     """Why a result is muted: no alert, no remediation. Empty strings when not."""
 
     maintenance: str = ""  # the maintenance window's name

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from probe.check import Check, Context
 from probe.config.spec import CheckSpec
@@ -52,8 +52,7 @@ async def _contained(coro: Coroutine[object, None, Result]) -> Result:
         raise _PluginExit(exc) from exc
 
 
-@dataclass(frozen=True)
-class _Instance:
+class _Instance(NamedTuple):
     """A check object for one spec, with what each run needs of it, worked out once."""
 
     spec: CheckSpec

@@ -16,7 +16,7 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import model_validator
 
@@ -202,8 +202,7 @@ def show_address(address: tuple[Any, ...]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass(frozen=True)
-class Peer:
+class Peer(NamedTuple):
     family: int
     address: tuple[Any, ...]
     attempts: tuple[str, ...] = ()  # Happy Eyeballs: what became of the other addresses tried

@@ -9,7 +9,7 @@ already on the chain. probe does the same, so an extra ``A`` record of some othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from probe.checks.net.dnswire import ANY, CNAME, Malformed, Query, Record, Response
 
@@ -17,11 +17,10 @@ MAX_CHAIN = 16
 """CNAMEs followed at most, as dnspython's resolver (``dns.message.MAX_CHAIN``); longer is a loop."""
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     records: tuple[Record, ...]  # of the asked type (any type for ANY), owned by the end of the chain
     cnames: tuple[str, ...] = ()  # the chain's targets, in order
-    ignored: tuple[Record, ...] = field(default=())  # answer-section records that answer nothing
+    ignored: tuple[Record, ...] = ()  # answer-section records that answer nothing
 
     @property
     def values(self) -> list[str]:

@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from probe.checks.net import eyeballs
@@ -28,8 +28,7 @@ _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
 _random_bits = random.SystemRandom().getrandbits
 
 
-@dataclass(frozen=True)
-class Server:
+class Server(NamedTuple):
     host: str
     port: int
     family: int  # AF_INET/AF_INET6 for an address literal, 0 for a name to resolve
@@ -67,8 +66,7 @@ def parse_server(text: str, transport: str) -> Server:
     return Server(host, number, literal_family(host))
 
 
-@dataclass(frozen=True)
-class Exchange:
+class Exchange(NamedTuple):
     response: Response
     transport: str  # the one that answered: "tcp" after a truncated UDP reply
     tcp_fallback: bool = False

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import socket
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
 _FLAG_NAMES = (("qr", QR), ("aa", AA), ("tc", TC), ("rd", RD), ("ra", RA), ("ad", AD), ("cd", CD))
@@ -44,8 +44,7 @@ class NotOurs(Exception):
     """A datagram that is not the reply to our query (wrong id, not a response, other question)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     name: str
     rdtype: int
     rdclass: int
@@ -58,8 +57,7 @@ class Record:
         return f"{self.name} {self.ttl} {class_name(self.rdclass)} {type_name(self.rdtype)} {self.text}"
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """A reply. A truncated UDP reply (TC) is read no further than its header: its sections are empty."""
 
     id: int
@@ -78,8 +76,7 @@ class Response:
         return [name for name, bit in _FLAG_NAMES if self.flags & bit]
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(NamedTuple):
     """A query's wire form with a zero id; ``with_id`` stamps a fresh id per send."""
 
     wire: bytes

@@ -18,7 +18,7 @@ the same rules; its bytes are taken as UTF-8 where they are, and percent-encoded
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote, urljoin
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -35,8 +35,7 @@ class BadUrl(ValueError):
     """A URL that cannot be requested; the message says why."""
 
 
-@dataclass(frozen=True)
-class Url:
+class Url(NamedTuple):
     scheme: str  # "http" or "https"
     host: str  # ASCII, lowercase; an IPv6 literal without brackets
     port: int
