@@ -232,7 +232,8 @@ def agent_row(row: Row, kind: str, peers: Peers, s: Settings, checks: int, inter
             row.note = peers.why("monitoring-plugins-basic")
             return row
         check: dict[str, object] = DISK_CHECK
-        peer = partial(forked_cpu_per_run, CHECK_DISK_ARGV, s.runs(300, 10))
+        peer = partial(forked_cpu_per_run, CHECK_DISK_ARGV, s.runs(300, 10), checks / interval)
+        back_to_back = partial(forked_cpu_per_run, CHECK_DISK_ARGV, s.runs(300, 10))
     else:
         target = {"http": peers.web, "tcp": peers.web, "dns": peers.dns}[kind]
         if target is None or peers.blackbox_pid is None:
@@ -244,20 +245,26 @@ def agent_row(row: Row, kind: str, peers: Peers, s: Settings, checks: int, inter
                  "tcp": {"type": "tcp", "host": host, "port": int(port)},
                  "dns": {"type": "dns", "query": "www.test", "server": target}}[kind]
         blackbox_target = f"http://{target}/" if kind == "http" else target
-        peer = blackbox_cpu(peers, BLACKBOX_MODULE[kind], blackbox_target, s.runs(2000))
+        peer = blackbox_cpu(peers, BLACKBOX_MODULE[kind], blackbox_target, s.runs(2000), checks / interval)
+        back_to_back = blackbox_cpu(peers, BLACKBOX_MODULE[kind], blackbox_target, s.runs(2000))
+    # The peer at the agent's rate, as Prometheus spreads its scrapes of many targets over the interval (and
+    # as a scheduler forks a plugin): both sides woken for every check. Its cost back to back is shown too.
     with running_agent(check, checks, interval, warmup) as agent:
         m = agent_vs_peer(agent, peer, s.rounds, window)
+        with agent.paused():
+            flat_out = back_to_back()
     row.probe, row.peer = m.agent * 1e3, m.peer * 1e3
     row.extra = {"checks": checks, "interval": interval, "window": window, "warmup": warmup, "runs": m.runs,
-                 "rounds": m.ratios}
+                 "rounds": m.ratios, "peer_rate": checks / interval, "peer_back_to_back_ms": flat_out * 1e3}
     row.note = (f"probe run, shipped probe.yaml, {checks} checks every {interval:g} s; {m.runs:.0f} runs in "
-                f"{s.rounds} x {window:g} s windows, median ratio {m.ratio:.2f}")
+                f"{s.rounds} x {window:g} s windows, median ratio {m.ratio:.2f}; the peer at "
+                f"{checks / interval:g}/s ({flat_out * 1e3:.3g} ms back to back)")
     return row.judge()
 
 
-def blackbox_cpu(peers: Peers, module: str, target: str, runs: int) -> Callable[[], float]:
+def blackbox_cpu(peers: Peers, module: str, target: str, runs: int, rate: float | None = None) -> Callable[[], float]:
     pid, port = peers.blackbox_pid or 0, peers.blackbox_port or 0
-    return lambda: blackbox_cpu_per_probe(pid, port, module, target, runs)
+    return lambda: blackbox_cpu_per_probe(pid, port, module, target, runs, rate)
 
 
 def row_dns(peers: Peers, s: Settings) -> list[Row]:

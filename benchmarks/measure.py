@@ -51,14 +51,28 @@ async def probe_cpu_per_check(check: Mapping[str, Any], runs: int, warmup: int =
     return (time.process_time() - before) / runs
 
 
-def forked_cpu_per_run(argv: list[str], runs: int) -> float:
-    """User+system CPU per run of a command (fork and exec included). Its first run must exit 0 or 1 (OK or
-    WARNING, for a Nagios plugin), as the probe side must end OK or WARNING."""
+class Pace:
+    """Starts of run ``i`` at ``i / rate`` seconds from the first (``None``: no waiting)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate, self.start = rate, time.monotonic()
+
+    def wait(self, i: int) -> None:
+        if self.rate is not None:
+            time.sleep(max(0.0, self.start + i / self.rate - time.monotonic()))
+
+
+def forked_cpu_per_run(argv: list[str], runs: int, rate: float | None = None) -> float:
+    """User+system CPU per run of a command (fork and exec included), one after the other or ``rate`` a second.
+    Its first run must exit 0 or 1 (OK or WARNING, for a Nagios plugin), as the probe side must end OK or
+    WARNING."""
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"{Path(argv[0]).name} exited {done.returncode}: {done.stdout.strip()[:200]}")
+    pace = Pace(rate)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for _ in range(runs):
+    for i in range(runs):
+        pace.wait(i)
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / runs
@@ -70,8 +84,12 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def blackbox_cpu_per_probe(pid: int, port: int, module: str, target: str, runs: int) -> float:
-    """CPU seconds of blackbox_exporter (``pid``, listening on ``port``) per ``/probe`` of ``module``."""
+def blackbox_cpu_per_probe(pid: int, port: int, module: str, target: str, runs: int,
+                           rate: float | None = None) -> float:
+    """CPU seconds of blackbox_exporter (``pid``, listening on ``port``) per ``/probe`` of ``module``: one request
+    after the other, or ``rate`` a second (as Prometheus spreads its scrapes of many targets over the interval;
+    the rate the agent rows run probe at: a Go server kept busy back to back spends less per request than one
+    woken 100 times a second, as probe's loop does)."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
     path = f"/probe?module={module}&target={quote(target, safe='')}"
 
@@ -83,11 +101,13 @@ def blackbox_cpu_per_probe(pid: int, port: int, module: str, target: str, runs: 
 
     for _ in range(min(50, runs)):
         once()
+    pace = Pace(rate)
     before = process_cpu(pid)
     done = 0
     # /proc counts CPU in clock ticks (10 ms): go on past ``runs`` until 20 ticks have passed, so a short run
     # (--quick) still measures something.
     while done < runs or (process_cpu(pid) - before < 20 / TICKS and done < 100 * runs):
+        pace.wait(done)
         once()
         done += 1
     conn.close()

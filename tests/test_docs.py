@@ -93,7 +93,10 @@ def test_cli_reference_names_every_command_option_exit_code_and_format() -> None
 
     text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
     missing = []
-    for name, command in cli.commands.items():
+    context = click.Context(cli)
+    for name in cli.list_commands(context):
+        command = cli.get_command(context, name)
+        assert command is not None, name
         if f"probe {name}" not in text:
             missing.append(f"command 'probe {name}'")
         for param in command.params:

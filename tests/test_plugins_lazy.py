@@ -53,7 +53,9 @@ def test_lazy_registry_imports_a_type_when_asked_and_knows_every_name() -> None:
     lazy = load_plugins(use_entry_points=False, lazy=True)
     assert not set(lazy.checks) & set(lazy.deferred)
     assert lazy.check_type_names() == sorted(eager.checks)
-    assert set(lazy.formats) == set(eager.formats) and set(lazy.actions) == set(eager.actions)
+    assert set(lazy.formats) == set(eager.formats) and lazy.action_type_names() == sorted(eager.actions)
+    assert "probe.actions" not in lazy.plugins and lazy.action_type("run") is eager.actions["run"]
+    assert lazy.plugins["probe.actions"].action_types == ["run"]
     disk = lazy.check_type("disk")
     assert disk is eager.checks["disk"]
     assert "disk" in lazy.checks and "disk" not in lazy.deferred

@@ -283,3 +283,25 @@ def test_the_scan_reads_proc_as_psutil_does(tmp_path: Path, spawn: Spawn) -> Non
     names = {info["name"] for info in ours.values()}
     assert {long_name.name, odd_name.name} <= names
     assert ["rewritten", "title", "with", "spaces"] in [info["cmdline"] for info in ours.values()]
+
+
+def test_memory_and_cpu_read_from_the_scan_are_psutils(spawn: Spawn) -> None:
+    """A match's RSS and CPU time come from statm and the /proc/PID/stat the scan already read, not from
+    psutil's three reads: the same numbers as its memory_info().rss and cpu_times() for processes that are
+    not running at the moment (a sleeper, and one that used CPU and holds 20 MB)."""
+    from probe.checks.process import _scan, _usage
+
+    busy = ("import sys, time\nstart = time.process_time()\nwhile time.process_time() - start < 0.2: pass\n"
+            "data = bytearray(20_000_000)\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    procs = [spawn(sys.executable, "-c", busy, stdout=subprocess.PIPE), spawn("sleep", "60")]
+    for proc in procs[:1]:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    time.sleep(0.1)
+    ours = {info["pid"]: _usage(info["pid"], info["stat"]) for info in _scan(name=False, cmdline=False, uid=False)
+            if info["pid"] in {p.pid for p in procs}}
+    for proc in procs:
+        ref = psutil.Process(proc.pid)
+        times = ref.cpu_times()
+        assert ours[proc.pid] == {"rss": ref.memory_info().rss,
+                                  "cpu": pytest.approx(times.user + times.system, abs=1e-9)}
+    assert ours[procs[0].pid]["rss"] > 20_000_000 and ours[procs[0].pid]["cpu"] >= 0.2

@@ -21,14 +21,10 @@ import click
 
 from probe import __version__
 from probe.cli import logs
-from probe.cli import ping as pingcli
-from probe.cli import silence as silencecli
 from probe.cli.args import duration_option as _duration_option
 from probe.cli.args import parse_labels as _parse_labels
 from probe.cli.globalopts import ProbeGroup, global_group_options
-from probe.cli.report import commands as reportcli
 from probe.model import Status
-from probe.plugins import scaffold
 
 if TYPE_CHECKING:  # the commands import these where they run, so that `probe --help` stays light
     from contextlib import AbstractContextManager
@@ -93,7 +89,13 @@ class Env:
         return registry, plan
 
 
-@click.group(cls=ProbeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# Imported when named (or for --help): `probe run` needs none of them.
+LAZY_COMMANDS = {"silence": "probe.cli.silence:silence", "ping": "probe.cli.ping:ping",
+                 "status": "probe.cli.report.commands:status", "report": "probe.cli.report.commands:report",
+                 "new-plugin": "probe.plugins.scaffold:new_plugin"}
+
+
+@click.group(cls=ProbeGroup, context_settings={"help_option_names": ["-h", "--help"]}, lazy_commands=LAZY_COMMANDS)
 @click.version_option(__version__, prog_name="probe")
 @global_group_options
 @click.pass_context
@@ -321,13 +323,6 @@ def plugins(env: Env, fmt: str) -> None:
     else:
         click.echo(_plugins_table(registry), nl=False)
     sys.exit(1 if registry.failures or registry.conflicts else 0)
-
-
-cli.add_command(silencecli.silence)
-cli.add_command(pingcli.ping)
-cli.add_command(reportcli.status)
-cli.add_command(reportcli.report)
-cli.add_command(scaffold.new_plugin)
 
 
 def _plugins_table(registry: Registry) -> str:

@@ -4,11 +4,15 @@ subcommand: ``probe --config-dir X run --once`` and ``probe run --once --config-
 click only knows a group's options before the subcommand's name. :class:`ProbeGroup` gives every command
 under it (nested groups too, whenever they were built) a copy of each global option that sets the same
 attribute on the shared context object, so the last one on the line wins, as in most CLIs.
+
+:class:`ProbeGroup` also imports a subcommand named in its ``lazy_commands`` only when it is looked up, so
+``probe run`` does not import the modules of ``silence``, ``ping``, ``status``, ``report`` and ``new-plugin``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -59,7 +63,15 @@ def with_global_options(command: click.Command) -> click.Command:
 
 
 class ProbeGroup(click.Group):
-    """The top-level group: every subcommand accepts the global options too (see the module docstring)."""
+    """The top-level group: every subcommand accepts the global options too, and those in ``lazy_commands``
+    (name -> ``"module:attribute"``) are imported when first looked up (see the module docstring)."""
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
                                                                             list[str]]:
@@ -69,6 +81,9 @@ class ProbeGroup(click.Group):
         return name, command, rest
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
         command = super().get_command(ctx, cmd_name)  # `probe help`-style lookups and `probe run --help`
         return None if command is None else with_global_options(command)
 

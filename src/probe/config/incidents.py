@@ -69,7 +69,7 @@ class WebhookSettings(_Strict):
 
 class AlertingSettings(_Strict):
     alertmanager: AlertmanagerSettings | None = None
-    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    webhooks: list[WebhookSettings] = []  # copied for each instance (pydantic); see CommonFields.remediate
     instance: str | None = None
     """The ``instance`` label of every alert. Default: this host's name."""
     max_pending: int = Field(10_000, ge=1)
@@ -97,7 +97,7 @@ class MaintenanceWindow(_Strict):
     """How long it stays open."""
     timezone: str | None = None
     """An IANA zone (``Europe/Berlin``) the cron expression is read in. Default: this host's local time."""
-    checks: list[str] = Field(default_factory=list)
+    checks: list[str] = []
     """Checks it covers, by name."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Checks it covers, by labels (all must match). With neither ``checks`` nor ``labels``: every check."""

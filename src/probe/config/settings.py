@@ -134,7 +134,7 @@ class AgentSettings(Strict):
     """How long in-flight checks may finish after SIGTERM."""
     alerting: AlertingSettings = AlertingSettings()
     """Where hard state changes are sent: Alertmanager and signed webhooks (docs/alerting.md)."""
-    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = []  # copied for each instance (pydantic); see CommonFields.remediate
     """Recurring windows in which checks run and are recorded but alert and remediate nothing (docs/maintenance.md)."""
     pings: PingEndpointSettings = PingEndpointSettings()
     """The HTTP endpoint for heartbeat pings from other hosts (off by default)."""

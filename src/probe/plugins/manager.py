@@ -3,7 +3,8 @@
 Sources, in load order (which decides who owns a name, see ``probe.plugins.registry``):
 
 1. built-ins: ``BUILTINS``; a check module ``probe.checks.<type>`` declares ``<type>`` and is imported when a
-   config uses it, the others register through their hooks;
+   config uses it, as is a module of ``BUILTIN_ACTIONS`` for the action types it lists; the others register
+   through their hooks;
 2. entry points, by plugin name: group ``probe`` (a module with hooks, imported at once) and groups
    ``probe.checks`` / ``probe.actions`` (one per type, named like the type, pointing at the class; the plugin is
    the distribution, imported when a config uses one of its types);
@@ -42,8 +43,8 @@ from probe.plugins.contract import (
 )
 from probe.plugins.registry import Kind, PluginFailure, PluginInfo, Registry
 
-__all__ = ["BUILTINS", "CHECKS_PACKAGE", "ENTRY_POINT_GROUP", "TYPE_GROUPS", "PluginFailure", "PluginInfo",
-           "Registry", "load_plugins", "new_manager"]
+__all__ = ["BUILTINS", "BUILTIN_ACTIONS", "CHECKS_PACKAGE", "ENTRY_POINT_GROUP", "TYPE_GROUPS", "PluginFailure",
+           "PluginInfo", "Registry", "load_plugins", "new_manager"]
 
 log = logging.getLogger("probe.plugins")
 
@@ -78,6 +79,9 @@ BUILTINS: tuple[str, ...] = (
     "probe.formats.builtin",
     "probe.actions",
 )
+BUILTIN_ACTIONS: dict[str, tuple[str, ...]] = {"probe.actions": ("run",)}
+"""Built-in modules that only register action types, with those types: imported when a config's ``remediate``
+names one (most configs name none)."""
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -110,7 +114,10 @@ def load_plugins(
     for module_name in builtins:
         if module_name.startswith(CHECKS_PACKAGE):
             registry.declare("check type", module_name.removeprefix(CHECKS_PACKAGE), module_name,
-                             partial(_load_builtin_check, registry, module_name))
+                             partial(_load_builtin, registry, module_name))
+        elif module_name in BUILTIN_ACTIONS:
+            for action_type in BUILTIN_ACTIONS[module_name]:
+                registry.declare("action type", action_type, module_name, partial(_load_builtin, registry, module_name))
         else:
             _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
     if use_entry_points:
@@ -154,8 +161,9 @@ def _entry_points() -> Iterator[tuple[str, str, EntryPoint]]:
     yield from sorted(found, key=lambda f: (f[0], order[f[1]], f[2].name))
 
 
-def _load_builtin_check(registry: Registry, module_name: str) -> None:
-    _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
+def _load_builtin(registry: Registry, module_name: str) -> None:
+    if module_name not in registry.plugins:  # a module declaring several names loads at the first one used
+        _add(registry, module_name, "builtin", partial(importlib.import_module, module_name))
 
 
 def _load_declared(registry: Registry, plugin: str, kind: Kind, group: str, ep: EntryPoint) -> None:

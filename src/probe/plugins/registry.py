@@ -6,9 +6,10 @@ action type or format owns it; a later claim is a conflict that names both. plug
 order the calls of an observing hook (``check_result``); they never decide an owner, so ``probe plugins``
 (everything imported) and ``probe run`` (imported when a config needs it) agree.
 
-A name can be *declared* before its code is imported -- a built-in check module (named like its type), an entry
-point in group ``probe.checks`` or ``probe.actions`` (named like the type) -- and then holds its place in that
-order; the code is imported the first time the name is looked up (``Registry.check_type``).
+A name can be *declared* before its code is imported -- a built-in check module (named like its type), a built-in
+action type (``BUILTIN_ACTIONS``), an entry point in group ``probe.checks`` or ``probe.actions`` (named like the
+type) -- and then holds its place in that order; the code is imported the first time the name is looked up
+(``Registry.check_type``, ``Registry.action_type``).
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ class _Reader:
             raise Failure("bad_request", f"cannot send this request: {exc}") from None
 
     async def head(self) -> Response:
+        await self._feed(head=True)  # h11 has nothing to give before the first bytes: no NEED_DATA round first
         while True:
             event = await self._next(head=True)
             if isinstance(event, h11.Response):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -92,6 +93,12 @@ def status_ranges(item: int | str) -> tuple[int, int]:
     return lo, hi
 
 
+@functools.lru_cache(maxsize=256)
+def _ranges(statuses: tuple[int | str, ...]) -> tuple[tuple[int, int], ...]:
+    """A check's ``status`` as ranges, parsed once (it is the same every run)."""
+    return tuple(map(status_ranges, statuses))
+
+
 def json_path(path: str) -> list[str | int]:
     """``a.b[0].c`` -> ``["a", "b", 0, "c"]``; a leading ``$`` or ``$.`` is allowed."""
     text = path.strip().removeprefix("$")
@@ -125,7 +132,7 @@ def _lookup(document: Any, path: list[str | int]) -> Any:
 def problems(e: HttpExpect, response: Response, text: Callable[[], str]) -> tuple[str, str] | None:
     """The first condition that does not hold, as (reason, explanation). ``text`` reads the body decoded
     (content coding undone, in its charset: ``http_body``), called only when a condition needs it."""
-    if not any(lo <= response.status <= hi for lo, hi in map(status_ranges, e.status)):
+    if not any(lo <= response.status <= hi for lo, hi in _ranges(tuple(e.status))):
         return "status_mismatch", f"status {response.status}, expected {', '.join(map(str, e.status))}"
     if e.body_contains or e.body_not_contains or e.body_regex or e.body_not_regex or e.json_:
         body = text()

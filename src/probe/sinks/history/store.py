@@ -379,10 +379,20 @@ def json_numbers(values: Mapping[str, float]) -> str:
             number = int.__repr__(value)
         else:
             return json.dumps(values)
-        if type(name) is not str:
-            return json.dumps(values)
-        parts.append(f"{encode_basestring_ascii(name)}: {number}")
+        key = _KEYS.get(name)
+        if key is None:
+            if type(name) is not str:
+                return json.dumps(values)
+            key = encode_basestring_ascii(name) + ": "
+            if len(_KEYS) < _MAX_KEYS:
+                _KEYS[name] = key
+        parts.append(key + number)
     return "{" + ", ".join(parts) + "}"
+
+
+# Measurement names as JSON keys, encoded once: a check reports the same few names every run.
+_KEYS: dict[str, str] = {}
+_MAX_KEYS = 4096
 
 
 def _close_quietly(db: sqlite3.Connection) -> None:
