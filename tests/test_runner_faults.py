@@ -5,6 +5,7 @@ schedule."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -160,6 +161,23 @@ async def test_leaked_tasks_are_cancelled_and_reported(registry: Registry, tmp_p
     assert "plugin 'faulty' (type 'fault_leaks_tasks') left 2 asyncio task(s) running" in caplog.text
     assert asyncio.all_tasks() - before == set()
 
+
+
+async def test_a_finished_async_run_leaves_no_reference_cycle(registry: Registry, tmp_path: Path) -> None:
+    """Its task, coroutine and result are freed as the run ends, not left to the cyclic GC (the task's context
+    holds the set of tasks the run owns)."""
+    spec = one(tmp_path, registry, "noop").checks[0]
+    runner = Runner(registry)
+    await runner.run(spec)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            assert (await runner.run(spec)).status is Status.OK
+        await asyncio.sleep(0)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 async def test_back_to_back_sync_runs_reuse_one_worker_thread(registry: Registry, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ DETAIL_DEPTH = 8
 
 _MULTI_LINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAKS = re.compile("[\t\n\r]+")
+_SCALARS = frozenset({int, float, bool, type(None)})
 
 Redact = Callable[[str], str]
 
@@ -51,6 +52,8 @@ def multi_line(text: str, redact: Redact = _same) -> str:
 
 def admit(result: Result, redact: Redact = _same) -> Result:
     """``result`` with peer bytes made safe and secrets masked (the same object when nothing changes)."""
+    if redact is _same and _plain(result):
+        return result
     summary = one_line(result.summary, redact)
     if len(summary) > SUMMARY_MAX:
         summary = summary[:SUMMARY_MAX - 3] + "..."
@@ -70,6 +73,39 @@ def admit(result: Result, redact: Redact = _same) -> Result:
 def _measurement(m: Measurement, redact: Redact) -> Measurement:
     name = one_line(m.name, redact) or "unnamed"
     return m if name == m.name else Measurement(name, m.value, one_line(m.unit))
+
+
+def _plain(result: Result) -> bool:
+    """Nothing in ``result`` to make safe (the common case, checked without copying anything)."""
+    if len(result.summary) > SUMMARY_MAX or not result.summary.isprintable() or not result.reason.isprintable():
+        return False
+    for m in result.measurements:  # a loop, not all(genexpr): this runs for every result
+        if not m.name.isprintable():
+            return False
+    return not result.details or _clean(result.details, 0)
+
+
+def _clean(value: Any, depth: int) -> bool:
+    """Whether ``_details`` gives ``value`` back as it is when there is nothing to redact: printable text, numbers,
+    and plain dicts and lists of them not nested too deep. Anything else is left to ``_details``."""
+    kind = type(value)
+    if kind is str:
+        return str.isprintable(value)
+    if kind in _SCALARS:
+        return True
+    if depth >= DETAIL_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isprintable() or not _clean(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        for item in value:  # noqa: SIM110 -- as above
+            if not _clean(item, depth + 1):
+                return False
+        return True
+    return False
 
 
 def _details(value: Any, redact: Redact, depth: int) -> Any:

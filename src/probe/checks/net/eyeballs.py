@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any, NamedTuple
 
+from probe.checks.net.ready import writable
 from probe.units import format_duration
 
 # Linux: the socket is made non-blocking as it is created (one system call less per connection than
@@ -165,14 +166,7 @@ async def _connect(sock: socket.socket, address: tuple[Any, ...]) -> None:
     except (BlockingIOError, InterruptedError):
         pass
     if not _writable_now(sock):
-        loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        fd = sock.fileno()
-        loop.add_writer(fd, _done, ready)
-        try:
-            await ready
-        finally:
-            loop.remove_writer(fd)
+        await writable(sock)
     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if error:
         raise OSError(error, os.strerror(error), address)
@@ -182,8 +176,3 @@ def _writable_now(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLOUT)
     return bool(poller.poll(0))
-
-
-def _done(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

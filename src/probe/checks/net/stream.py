@@ -22,6 +22,7 @@ from probe.checks.net.conn import (
     connect,
     connect_to,
 )
+from probe.checks.net.ready import readable
 
 
 class Stream:
@@ -115,24 +116,6 @@ class Stream:
         if obj.selected_alpn_protocol():
             details["alpn"] = obj.selected_alpn_protocol()
         return details
-
-
-async def readable(sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Until ``sock`` has something to read (on ``loop``, the running one by default)."""
-    if loop is None:
-        loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    fd = sock.fileno()
-    loop.add_reader(fd, _resolve, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def arrival(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:

@@ -38,7 +38,6 @@ _STATUS = re.compile(rb"HTTP/1\.1 ([0-9]{1,18}) ([\x09\x20-\x7e\x80-\xff]*)")
 # A whole, valid head in one match (the common case); anything else goes line by line to find what is wrong.
 _HEAD = re.compile(rb"HTTP/1\.1 ([0-9]{1,18}) ([\x09\x20-\x7e\x80-\xff]*)\r\n"
                    rb"((?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+:[\x09\x20-\x7e\x80-\xff]*\r\n)*)\r\n")
-_FIELD = re.compile(rb"([^:]+):[ \t]*([^\r]*?)[ \t]*\r\n")
 _ITEM = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _PROTOCOL = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+(?:/[-!#$%&'*+.^_`|~0-9a-zA-Z]+)?")
 
@@ -126,11 +125,15 @@ def parse_head(data: bytes) -> tuple[Head, bytes] | None:
     """The response head at the start of ``data`` and what follows it, or None while it is incomplete.
     A malformed head raises ``Failure("protocol_error")`` as soon as its first bad line is complete."""
     fast = _HEAD.match(data)
-    if fast is not None and fast.end() <= MAX_LINE and 100 <= int(fast[1]) < 600:
-        fields = _FIELD.findall(fast[3])
-        if len(fields) <= MAX_HEADERS:
-            headers = [(name.decode("ascii"), value.decode("latin-1")) for name, value in fields]
-            return Head(int(fast[1]), fast[2].decode("latin-1"), headers), data[fast.end():]
+    if fast is not None and fast.end() <= MAX_LINE:
+        status, lines = int(fast[1]), fast[3].split(b"\r\n")
+        del lines[-1]  # what follows the last header's CRLF
+        if 100 <= status < 600 and len(lines) <= MAX_HEADERS:
+            headers = []
+            for line in lines:  # _HEAD matched each as ``token:value``: the name ends at the first colon
+                name, _, value = line.partition(b":")
+                headers.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+            return Head(status, fast[2].decode("latin-1"), headers), data[fast.end():]
     end = data.find(b"\r\n\r\n")
     if end >= 0:
         lines = data[:end].split(b"\r\n")
