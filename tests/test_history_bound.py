@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import otlp_receiver
 import pytest
@@ -122,3 +124,47 @@ def _remount(where: Path, mode: str) -> None:
     proc = subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], capture_output=True, text=True, timeout=10)
     if proc.returncode != 0:
         pytest.fail(f"cannot remount {where} {mode}: {proc.stderr.strip()}")
+
+
+class _GatedStore(HistoryStore):
+    """A store whose writer, once ``armed``, stops at the start of a write until ``release`` is set, so a test
+    can act while rows are in flight."""
+
+    armed = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.writing, self.release = threading.Event(), threading.Event()
+
+    def _write(self, db: sqlite3.Connection, batch: list[Any]) -> bool:
+        if self.armed:
+            self.writing.set()
+            self.release.wait(20)
+        return super()._write(db, batch)
+
+
+def test_a_state_saved_again_while_a_failing_write_holds_the_older_one_is_settled(tmp_path: Path) -> None:
+    """A check's state saved while the writer is writing its older state, and that write failing: the two
+    are merged (the newer one kept) and the older one counted as settled, so flush() returns once the newer
+    one is written. It never did (a CI run's full-disk test waited out flush's timeout)."""
+    path = tmp_path / "history.sqlite3"
+    store = _GatedStore(path, batch_interval=0.05).open()
+    try:
+        store.save_state("web", {"n": 0})
+        assert store.flush(timeout=20)  # the writer is connected: the next failure is the write's own
+        store.armed = True
+        with exclusive_lock(path):
+            store.save_state("web", {"n": 1})
+            assert store.writing.wait(20)  # {"n": 1} is in flight
+            store.save_state("web", {"n": 2})  # held, while the older one is being written
+            store.release.set()
+            deadline = time.monotonic() + 20
+            while store.health().healthy and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not store.health().healthy, "the locked database never made the write fail"
+            assert store.health().pending == 1  # the two merged: one row, the newer
+        assert store.flush(timeout=20)
+    finally:
+        store.close()
+    assert store.health().healthy and store.health().pending == 0
+    assert HistoryReader(path).states()["web"][1] == {"n": 2}

@@ -276,7 +276,9 @@ class HistoryStore:
                 self._settled.notify_all()
             else:
                 self._held.rows.extendleft(reversed(held.rows))
-                held.states.update(self._held.states)
+                newer = self._held.states
+                self._done += len(newer.keys() & held.states.keys())  # states saved again meanwhile: superseded
+                held.states.update(newer)
                 self._held.states = held.states
 
     def _write(self, db: sqlite3.Connection, batch: list[Row]) -> bool:
