@@ -324,8 +324,44 @@ async def test_a_check_that_ended_as_its_timer_fired_keeps_its_result(registry: 
     spec = one(tmp_path, registry, "noop").checks[0]
     outcomes: list[Any] = []
     run = Runner(registry).start(spec, None, outcomes.append)
-    await asyncio.sleep(0)  # the check's task has run to its end; its done callback is due, not yet called
+    await asyncio.sleep(0)  # the check's task has run to its end, and its return ended the run in that step
+    assert run.task is not None and run.finished and [o.status for o in outcomes] == [Status.OK]
+    run.expire()  # the timer, in the same turn of the loop: too late
+    await asyncio.sleep(0)
+    assert [o.status for o in outcomes] == [Status.OK]
+
+
+async def test_a_check_that_crashed_as_its_timer_fired_is_reported_as_its_crash(registry: Registry,
+                                                                                 tmp_path: Path) -> None:
+    spec = one(tmp_path, registry, "fault_raises").checks[0]
+    outcomes: list[Any] = []
+    run = Runner(registry).start(spec, None, outcomes.append)
+    await asyncio.sleep(0)  # the check's task has raised; its done callback is due, not yet called
     assert run.task is not None and run.task.done() and not run.finished
     run.expire()  # the timer, in the same turn of the loop
     await asyncio.sleep(0)
-    assert [o.status for o in outcomes] == [Status.OK]
+    assert [(o.status, o.result.reason) for o in outcomes] == [(Status.UNKNOWN, "plugin_error")]
+
+
+async def test_the_outcome_is_handed_on_in_the_runners_context_not_the_checks(registry: Registry,
+                                                                               tmp_path: Path) -> None:
+    """A run ends in its check's last step (no done callback an iteration later), yet ``done`` runs in the
+    runner's context, as a done callback did: it sees none of the context variables the check set (a plugin's
+    tracing span, its logging context), and a task it starts (a sink's flush) is not taken for one the check
+    leaked: neither cancelled nor counted."""
+    spec = one(tmp_path, registry, "fault_sets_contextvar").checks[0]
+    check_var = sys.modules[registry.checks["fault_sets_contextvar"].__module__].CHECK_VAR
+    runner = Runner(registry)
+    seen: list[str] = []
+    started: list[asyncio.Task[None]] = []
+
+    def done(outcome: Any) -> None:
+        assert outcome.status is Status.OK
+        seen.append(check_var.get())
+        started.append(asyncio.get_running_loop().create_task(asyncio.sleep(0.05)))
+
+    runner.start(spec, None, done)
+    await asyncio.sleep(0)
+    assert seen == [""]  # ended in the check's step, and saw nothing it set
+    await started[0]  # not cancelled
+    assert runner.leaked_tasks == 0

@@ -45,11 +45,13 @@ class _PluginExit(Exception):
         self.exit = exit
 
 
-async def _contained(coro: Coroutine[object, None, Result]) -> Result:
+async def _contained(coro: Coroutine[object, None, Result], run: Run) -> Result:
     try:
-        return await coro
+        value = await coro
     except SystemExit as exc:
         raise _PluginExit(exc) from exc
+    run.returned(value)
+    return value
 
 
 class _Instance(NamedTuple):
@@ -98,7 +100,7 @@ class Run:
         runner, spec = self.runner, self.spec
         if self.owned is not None:
             if len(self.owned) > 1:  # it holds the check's own task too
-                runner._cancel_leaked(spec, task, self.owned)
+                runner._cancel_leaked(spec, self.owned - {task}, returned=not task.cancelled())
             # The set is in the task's context: a reference cycle that would leave each run's task, coroutine and
             # result to the cyclic GC (a gen-0 collection every ~60 runs, a full one every few thousand).
             self.owned.discard(task)
@@ -118,6 +120,21 @@ class Run:
         else:
             raw = _validate(spec, value, runner._who)
         self.finish(raw)
+
+    def returned(self, value: object) -> None:
+        """The async check returned ``value`` (in its task's last step): the run ends now, not from the task's
+        done callback, which the loop would run an iteration later (one of the ~7 per run of a network check).
+        ``done`` runs in the runner's base context, as a done callback would, not in the check's: what it
+        starts is not the check's to own (``workers.owned_task``). A crash, a cancellation or a task that
+        outlives its timeout still end through :meth:`task_done`."""
+        owned, self.owned = self.owned, None  # task_done finds it handled
+        if owned is not None and self.task is not None:
+            owned.discard(self.task)
+            if owned:  # the check returned while tasks it started run on: its plugin's bug
+                self.runner._cancel_leaked(self.spec, owned, returned=True)
+            owned.clear()  # the set is in the task's context: no reference cycle left for the GC
+        if not (self.finished or self.cancelled):
+            self.runner._context().run(self.finish, _validate(self.spec, value, self.runner._who))
 
     def call_done(self, future: asyncio.Future[object]) -> None:
         """The sync check's call returned (its future settled by the worker's batch, on the loop)."""
@@ -156,7 +173,7 @@ class Run:
             self.runner._abandoned.add(task)  # not awaited: reaped when it ends (task_done)
             self.runner._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
             if self.owned is not None and len(self.owned) > 1:
-                self.runner._cancel_leaked(spec, task, self.owned)
+                self.runner._cancel_leaked(spec, self.owned - {task}, returned=False)
         self.finish(_timeout(spec, f"no result within {format_duration(spec.timeout)}"))
 
     def finish(self, raw: Result, elapsed: float | None = None) -> None:
@@ -303,7 +320,7 @@ class Runner:
         try:
             if made.is_async:
                 # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
-                coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)))
+                coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)), run)
                 run.task, run.owned = owned_task(coro, made.task_name, loop, self._context())
                 run.task.add_done_callback(run.task_done)
             else:
@@ -351,15 +368,16 @@ class Runner:
             log.warning("forecast for %s failed: %s", spec.name, exc)
             return result
 
-    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[object], owned: set[asyncio.Task[object]]) -> None:
-        leaked = [t for t in owned if t is not task and not t.done()]
+    def _cancel_leaked(self, spec: CheckSpec, others: set[asyncio.Task[object]], *, returned: bool) -> None:
+        """Cancel the tasks a check's run started that still run (``others``: its own task left out). Only a
+        run() that ``returned`` while they ran on is the plugin's bug, counted and logged; one cut short
+        (timeout, shutdown) may have been cancelling them in its own clean-up when we looked."""
+        leaked = [t for t in others if not t.done()]
         if not leaked:
             return
         for t in leaked:
             t.cancel()
-        if not task.done() or task.cancelled():
-            # Cut short (timeout, shutdown): its tasks may be the ones it was cancelling in its own clean-up
-            # when we looked. Only a run() that returned while its tasks ran on is the plugin's bug.
+        if not returned:
             return
         self.leaked_tasks += len(leaked)
         if spec.type not in self._leak_warned:  # once per type: it is the plugin's bug, not the check's

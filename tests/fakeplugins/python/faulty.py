@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -122,8 +123,20 @@ class Sleep(probe.Check):
                 f.write(f"{self.name} {what} {os.getpid()} {time.time():.3f}\n")
 
 
+CHECK_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("faulty_check_var", default="")
+"""Set by ``fault_sets_contextvar`` in its run: what the core does with the outcome must not see it."""
+
+
+class SetsContextVar(probe.Check):
+    type = "fault_sets_contextvar"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        CHECK_VAR.set(f"set in the run of {ctx.name}")
+        return probe.Result.ok("set a context variable")
+
+
 @probe.hookimpl
 def register_checks(register):  # type: ignore[no-untyped-def]
     for cls in (Raises, RaisesSync, ExitsSync, ExitsAsync, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks,
-                Noop, Sleep):
+                Noop, Sleep, SetsContextVar):
         register(cls)
