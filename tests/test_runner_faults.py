@@ -9,6 +9,7 @@ import gc
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import REPO
 
+from probe.check import Context
 from probe.config.load import Plan, load_plan
 from probe.engine.agent import Agent
 from probe.engine.runner import Runner
@@ -324,9 +326,9 @@ async def test_a_check_that_ended_as_its_timer_fired_keeps_its_result(registry: 
     spec = one(tmp_path, registry, "noop").checks[0]
     outcomes: list[Any] = []
     run = Runner(registry).start(spec, None, outcomes.append)
-    await asyncio.sleep(0)  # the check's task has run to its end, and its return ended the run in that step
-    assert run.task is not None and run.finished and [o.status for o in outcomes] == [Status.OK]
-    run.expire()  # the timer, in the same turn of the loop: too late
+    await asyncio.sleep(0)  # the check's task has run to its end; its done callback is due, not yet called
+    assert run.task is not None and run.task.done() and not run.finished
+    run.expire()  # the timer, in the same turn of the loop
     await asyncio.sleep(0)
     assert [o.status for o in outcomes] == [Status.OK]
 
@@ -345,10 +347,9 @@ async def test_a_check_that_crashed_as_its_timer_fired_is_reported_as_its_crash(
 
 async def test_the_outcome_is_handed_on_in_the_runners_context_not_the_checks(registry: Registry,
                                                                                tmp_path: Path) -> None:
-    """A run ends in its check's last step (no done callback an iteration later), yet ``done`` runs in the
-    runner's context, as a done callback did: it sees none of the context variables the check set (a plugin's
-    tracing span, its logging context), and a task it starts (a sink's flush) is not taken for one the check
-    leaked: neither cancelled nor counted."""
+    """``done`` runs in the context of the runner's caller (the task's done callback was added there): it
+    sees none of the context variables the check set (a plugin's tracing span, its logging context), and a
+    task it starts (a sink's flush) is not taken for one the check leaked: neither cancelled nor counted."""
     spec = one(tmp_path, registry, "fault_sets_contextvar").checks[0]
     check_var = sys.modules[registry.checks["fault_sets_contextvar"].__module__].CHECK_VAR
     runner = Runner(registry)
@@ -360,8 +361,48 @@ async def test_the_outcome_is_handed_on_in_the_runners_context_not_the_checks(re
         seen.append(check_var.get())
         started.append(asyncio.get_running_loop().create_task(asyncio.sleep(0.05)))
 
-    runner.start(spec, None, done)
-    await asyncio.sleep(0)
-    assert seen == [""]  # ended in the check's step, and saw nothing it set
+    run = runner.start(spec, None, done)
+    await asyncio.wait_for(run.ended(), 5)
+    assert seen == [""]  # saw nothing the check set
     await started[0]  # not cancelled
     assert runner.leaked_tasks == 0
+
+
+@pytest.mark.parametrize("check_type", ["waits_in_time_limit", "waits_in_time_limit_in_subtask"])
+async def test_ctx_time_limit_ends_the_block_before_the_core_does(registry: Registry, tmp_path: Path,
+                                                                  check_type: str) -> None:
+    """A check waiting inside ``ctx.time_limit()`` gets TimeoutError at the soft deadline (300 ms - 5%) and
+    reports its own reason, not the core's "no result within"; in its task (the run's timer) or in a task of
+    its own (asyncio.timeout_at)."""
+    seen = sys.modules[registry.checks[check_type].__module__].LIMIT_SEEN
+    seen.clear()
+    outcome = await Runner(registry).run(one(tmp_path, registry, check_type).checks[0])
+    assert outcome.result.summary == "timed out waiting for nothing" and outcome.result.reason == "timeout"
+    assert 0.25 <= outcome.duration < 0.3  # the soft deadline: 285 ms
+    assert seen == ["timeout"]
+
+
+async def test_ctx_time_limit_passes_on_a_cancellation_that_is_not_its_own(registry: Registry,
+                                                                           tmp_path: Path) -> None:
+    """The agent stopping cancels a run inside ``ctx.time_limit()``: the block sees CancelledError, not a
+    TimeoutError it would report, and the soft deadline, when it comes, finds the run over."""
+    seen = sys.modules[registry.checks["waits_in_time_limit"].__module__].LIMIT_SEEN
+    seen.clear()
+    outcomes: list[Any] = []
+    run = Runner(registry).start(one(tmp_path, registry, "waits_in_time_limit").checks[0], None, outcomes.append)
+    await asyncio.sleep(0.05)
+    run.cancel()
+    await asyncio.wait_for(run.ended(), 5)
+    await asyncio.sleep(0.4)  # past both deadlines
+    assert seen == ["cancelled"] and outcomes == [] and run.task is not None and run.task.cancelled()
+
+
+async def test_ctx_time_limit_outside_the_runner_is_asyncio_timeout_at() -> None:
+    """A check run by a plugin's own tests, with a Context made by hand: the same TimeoutError, from
+    asyncio.timeout_at at the soft deadline."""
+    ctx = Context("c", time.monotonic() + 0.2, logging.getLogger("t"))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with ctx.time_limit():
+            await asyncio.sleep(5)
+    assert 0.15 <= time.monotonic() - started < 0.2

@@ -7,11 +7,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar, get_args
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from probe.model import Ping, Result
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+
+SOFT_MARGIN = 0.05
+"""At most this many seconds before its deadline, ``Context.time_limit`` ends a check's block ..."""
+SOFT_SHARE = 0.05
+"""... or this share of the time it had left, when that is less."""
 
 
 class Options(BaseModel):
@@ -42,8 +51,27 @@ class Context:
     since ``since`` (epoch seconds), oldest first. Blocking (it reads the state store): call it from a sync
     ``run``. ``None`` when no state store is available."""
 
+    _limit: Callable[[], AbstractAsyncContextManager[object]] | None = field(default=None, repr=False, compare=False)
+    """The core's own ``time_limit`` (the Runner's: no timer of the check's own)."""
+
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+    def soft_deadline(self) -> float:
+        """Where :meth:`time_limit` ends: shortly before ``deadline`` (5% of what is left, at most 50 ms)."""
+        return self.deadline - min(SOFT_MARGIN, SOFT_SHARE * self.remaining())
+
+    def time_limit(self) -> AbstractAsyncContextManager[object]:
+        """``async with ctx.time_limit():`` raises ``TimeoutError`` inside the block at :meth:`soft_deadline`,
+        before the core cancels the run, so an async check can say what it was doing when its time ran out
+        ("timed out in the TLS handshake") instead of the core's bare "no result within 5s". Like
+        ``asyncio.timeout_at(ctx.soft_deadline())``, which it is outside the Runner; under the Runner the run's
+        own timer does it, with no timer of the check's."""
+        if self._limit is not None:
+            return self._limit()
+        import asyncio  # an async check has it already; `probe --help` must not pay for it
+
+        return asyncio.timeout_at(self.soft_deadline())
 
 
 OptionsT = TypeVar("OptionsT", bound=Options)

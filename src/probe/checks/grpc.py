@@ -7,7 +7,6 @@ same connection helpers as the tcp and tls checks, so phases and certificate fac
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import Any
@@ -101,7 +100,7 @@ class GrpcCheck(probe.Check[GrpcOptions]):
         certificate: CertFacts | None = None
         serving = ""
         try:
-            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+            async with ctx.time_limit():
                 stream = await Stream.open(self._host, self._port, self.options.ip_version, timings)
                 if self.options.tls is not None:
                     certificate = await self._start_tls(stream, timings)

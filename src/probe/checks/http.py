@@ -8,7 +8,6 @@ HTTP/2 and proxies go through httpx (``httpclient``). URLs and redirects follow 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from typing import Any
@@ -181,7 +180,7 @@ class HttpCheck(probe.Check[HttpOptions]):
         hops = [Hop(str(self._url))]
         try:
             # Stop a little before the core's deadline so our own reason (and the phase) gets reported.
-            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+            async with ctx.time_limit():
                 response, failure = await self._follow(hops, pin), None
         except TimeoutError:
             response, failure = None, Failure("timeout", f"timed out {hops[-1].phase}")

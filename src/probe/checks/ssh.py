@@ -9,7 +9,6 @@ SHA256 fingerprint is pinned (the exchange hash is signed), so a pin cannot be m
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import warnings
@@ -111,7 +110,7 @@ class SshCheck(probe.Check[SshOptions]):
         failure: Failure | None = None
         banner_only = not (o.host_key_sha256 or o.login is not None)
         try:
-            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+            async with ctx.time_limit():
                 if banner_only:
                     await self._banner_only(timings, details, doing)
                 else:

@@ -6,7 +6,6 @@ Refused, timed out and reset are distinct reasons (``connection_refused``, ``tim
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -146,7 +145,7 @@ class TcpCheck(probe.Check[TcpOptions]):
         failure: Failure | None = None
         try:
             # Stop a little before the core's deadline so our own reason (and the phase) gets reported.
-            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+            async with ctx.time_limit():
                 stream = await Stream.open(o.host, o.port, o.ip_version, timings, happy_eyeballs=o.happy_eyeballs,
                                            peer=peer)
                 if o.tls is not None:

@@ -100,7 +100,7 @@ class TlsCheck(probe.Check[TlsCheckOptions]):
         details: dict[str, Any] = {}
         failure: Failure | None = None
         try:
-            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+            async with ctx.time_limit():
                 try:
                     facts, details = await self._handshake(context_for(o.tls), timings, peer)
                 except Failure as exc:

@@ -8,7 +8,6 @@ and compression is not offered: the check sees the server as it is.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
@@ -102,7 +101,7 @@ class WebsocketCheck(probe.Check[WebsocketOptions]):
         started = time.monotonic()
         talk = _Talk()
         try:
-            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+            async with ctx.time_limit():
                 await self._converse(talk)
         except TimeoutError:
             talk.failure = Failure("timeout", f"timed out {talk.doing}")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from probe.check import Check, Context
+from probe.check import SOFT_MARGIN, SOFT_SHARE, Check, Context
 from probe.config.spec import CheckSpec
 from probe.config.thresholds import Threshold
 from probe.engine.intake import admit
@@ -29,6 +29,9 @@ from probe.plugins.manager import Registry
 from probe.units import format_duration, format_value
 
 if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never imports the module
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
+
     from probe.engine.forecast import Forecaster
 
 log = logging.getLogger("probe.runner")
@@ -45,13 +48,39 @@ class _PluginExit(Exception):
         self.exit = exit
 
 
-async def _contained(coro: Coroutine[object, None, Result], run: Run) -> Result:
+async def _contained(coro: Coroutine[object, None, Result]) -> Result:
     try:
-        value = await coro
+        return await coro
     except SystemExit as exc:
         raise _PluginExit(exc) from exc
-    run.returned(value)
-    return value
+
+
+class _Limit:
+    """``ctx.time_limit()`` under the Runner: while the check's task is inside the block, the run's timer
+    cancels it at the soft deadline (``Run.soft_expire``), and leaving the block turns that cancellation into
+    ``TimeoutError``, as ``asyncio.Timeout`` does (one cancellation of ours, ``uncancel``-ed; another's goes
+    on). No timer of its own: asyncio.timeout_at's timer, scheduled and cancelled on every run, was about a
+    twentieth of a network check's instructions."""
+
+    __slots__ = ("cancelling", "expired", "run")
+
+    def __init__(self, run: Run) -> None:
+        self.run, self.expired, self.cancelling = run, False, 0
+
+    async def __aenter__(self) -> None:
+        run = self.run
+        assert run.task is not None
+        self.cancelling = run.task.cancelling()
+        run.limit = self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        run = self.run
+        run.limit = None
+        if self.expired:
+            assert run.task is not None
+            if run.task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
 
 
 class _Instance(NamedTuple):
@@ -80,8 +109,8 @@ class Run:
     abandoned (a plugin that swallows cancellation must not hold the agent past the deadline), a thread that
     does is left to finish; both are remembered as hung until they do."""
 
-    __slots__ = ("_ended", "call", "cancelled", "done", "finished", "levels", "loop", "owned", "runner", "spec",
-                 "started", "started_wall", "task", "timer")
+    __slots__ = ("_ended", "call", "cancelled", "done", "finished", "late", "levels", "limit", "loop", "owned",
+                 "runner", "soft", "spec", "started", "started_wall", "task", "timer")
 
     def __init__(self, runner: Runner, spec: CheckSpec, levels: Mapping[str, Status] | None,
                  done: Callable[[Outcome], None], loop: asyncio.AbstractEventLoop) -> None:
@@ -94,13 +123,16 @@ class Run:
         self.cancelled = False
         self._ended: asyncio.Future[None] | None = None
         self.started_wall, self.started = time.time(), time.monotonic()
+        self.soft = self.started + spec.timeout - min(SOFT_MARGIN, SOFT_SHARE * spec.timeout)  # Context.soft_deadline
+        self.limit: _Limit | None = None  # the check is inside ctx.time_limit()
+        self.late = False  # the soft deadline has passed
 
     def task_done(self, task: asyncio.Task[object]) -> None:
         """The async check's task ended (done callback)."""
         runner, spec = self.runner, self.spec
         if self.owned is not None:
             if len(self.owned) > 1:  # it holds the check's own task too
-                runner._cancel_leaked(spec, self.owned - {task}, returned=not task.cancelled())
+                runner._cancel_leaked(spec, task, self.owned)
             # The set is in the task's context: a reference cycle that would leave each run's task, coroutine and
             # result to the cyclic GC (a gen-0 collection every ~60 runs, a full one every few thousand).
             self.owned.discard(task)
@@ -121,21 +153,6 @@ class Run:
             raw = _validate(spec, value, runner._who)
         self.finish(raw)
 
-    def returned(self, value: object) -> None:
-        """The async check returned ``value`` (in its task's last step): the run ends now, not from the task's
-        done callback, which the loop would run an iteration later (one of the ~7 per run of a network check).
-        ``done`` runs in the runner's base context, as a done callback would, not in the check's: what it
-        starts is not the check's to own (``workers.owned_task``). A crash, a cancellation or a task that
-        outlives its timeout still end through :meth:`task_done`."""
-        owned, self.owned = self.owned, None  # task_done finds it handled
-        if owned is not None and self.task is not None:
-            owned.discard(self.task)
-            if owned:  # the check returned while tasks it started run on: its plugin's bug
-                self.runner._cancel_leaked(self.spec, owned, returned=True)
-            owned.clear()  # the set is in the task's context: no reference cycle left for the GC
-        if not (self.finished or self.cancelled):
-            self.runner._context().run(self.finish, _validate(self.spec, value, self.runner._who))
-
     def call_done(self, future: asyncio.Future[object]) -> None:
         """The sync check's call returned (its future settled by the worker's batch, on the loop)."""
         if self.finished:  # timed out, or cancelled by a stopping agent: its outcome comes too late
@@ -155,6 +172,27 @@ class Run:
         # the loop, busy with other checks, to hear of it).
         self.finish(raw, self.call.duration)
 
+    def time_limit(self) -> AbstractAsyncContextManager[object]:
+        """``ctx.time_limit()`` of an async check (``Context._limit``): the run's own timer at the soft
+        deadline, or, nested, from a task of the check's own or past that deadline, ``asyncio.timeout_at``."""
+        if self.limit is None and not self.late and asyncio.current_task(self.loop) is self.task:
+            return _Limit(self)
+        return asyncio.timeout_at(self.soft)
+
+    def soft_expire(self) -> None:
+        """The timer at the soft deadline: a check inside ``ctx.time_limit()`` is cancelled there (the block
+        raises TimeoutError, as asyncio.Timeout does); the timer then waits for the deadline itself. A run
+        that ends in time never gets here: one timer per run, as before ``time_limit``."""
+        self.timer = None
+        if self.finished:
+            return
+        self.late = True
+        limit, task = self.limit, self.task
+        if limit is not None and task is not None and not task.done():
+            limit.expired = True
+            task.cancel()
+        self.timer = self.loop.call_at(self.started + self.spec.timeout, self.expire)
+
     def expire(self) -> None:
         """The timer: the run's time is up."""
         self.timer = None
@@ -173,7 +211,7 @@ class Run:
             self.runner._abandoned.add(task)  # not awaited: reaped when it ends (task_done)
             self.runner._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
             if self.owned is not None and len(self.owned) > 1:
-                self.runner._cancel_leaked(spec, self.owned - {task}, returned=False)
+                self.runner._cancel_leaked(spec, task, self.owned)
         self.finish(_timeout(spec, f"no result within {format_duration(spec.timeout)}"))
 
     def finish(self, raw: Result, elapsed: float | None = None) -> None:
@@ -316,11 +354,12 @@ class Runner:
                 return run
             del self._hung[spec.name]
         ctx = Context(spec.name, run.started + spec.timeout, made.logger, spec.labels,
-                      None if self.pings is None else functools.partial(self.pings, spec.name))
+                      None if self.pings is None else functools.partial(self.pings, spec.name),
+                      run.time_limit if made.is_async else None)
         try:
             if made.is_async:
                 # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
-                coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)), run)
+                coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)))
                 run.task, run.owned = owned_task(coro, made.task_name, loop, self._context())
                 run.task.add_done_callback(run.task_done)
             else:
@@ -329,7 +368,7 @@ class Runner:
         except Exception as exc:  # run() itself raised before returning a coroutine
             loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
             return run
-        run.timer = loop.call_later(max(0.0, spec.timeout), run.expire)
+        run.timer = loop.call_at(run.soft, run.soft_expire)
         return run
 
     async def run(self, spec: CheckSpec, levels: Mapping[str, Status] | None = None) -> Outcome:
@@ -368,16 +407,15 @@ class Runner:
             log.warning("forecast for %s failed: %s", spec.name, exc)
             return result
 
-    def _cancel_leaked(self, spec: CheckSpec, others: set[asyncio.Task[object]], *, returned: bool) -> None:
-        """Cancel the tasks a check's run started that still run (``others``: its own task left out). Only a
-        run() that ``returned`` while they ran on is the plugin's bug, counted and logged; one cut short
-        (timeout, shutdown) may have been cancelling them in its own clean-up when we looked."""
-        leaked = [t for t in others if not t.done()]
+    def _cancel_leaked(self, spec: CheckSpec, task: asyncio.Task[object], owned: set[asyncio.Task[object]]) -> None:
+        leaked = [t for t in owned if t is not task and not t.done()]
         if not leaked:
             return
         for t in leaked:
             t.cancel()
-        if not returned:
+        if not task.done() or task.cancelled():
+            # Cut short (timeout, shutdown): its tasks may be the ones it was cancelling in its own clean-up
+            # when we looked. Only a run() that returned while its tasks ran on is the plugin's bug.
             return
         self.leaked_tasks += len(leaked)
         if spec.type not in self._leak_warned:  # once per type: it is the plugin's bug, not the check's

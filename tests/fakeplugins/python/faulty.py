@@ -135,8 +135,41 @@ class SetsContextVar(probe.Check):
         return probe.Result.ok("set a context variable")
 
 
+LIMIT_SEEN: list[str] = []
+"""What ``waits_in_time_limit`` checks saw leave their ``ctx.time_limit()`` block: "timeout" or "cancelled"."""
+
+
+class WaitsInTimeLimit(probe.Check):
+    """Waits inside ``ctx.time_limit()`` for ever, and says so when its time runs out."""
+
+    type = "waits_in_time_limit"
+    in_subtask = False
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        if self.in_subtask:  # a task of the check's own: the limit cannot be the run's timer there
+            return await asyncio.create_task(self._wait(ctx))
+        return await self._wait(ctx)
+
+    async def _wait(self, ctx: probe.Context) -> probe.Result:
+        try:
+            async with ctx.time_limit():
+                await asyncio.sleep(3600)
+        except TimeoutError:
+            LIMIT_SEEN.append("timeout")
+            return probe.Result.critical("timed out waiting for nothing", reason="timeout")
+        except asyncio.CancelledError:
+            LIMIT_SEEN.append("cancelled")
+            raise
+        return probe.Result.ok("woke up")
+
+
+class WaitsInTimeLimitInSubtask(WaitsInTimeLimit):
+    type = "waits_in_time_limit_in_subtask"
+    in_subtask = True
+
+
 @probe.hookimpl
 def register_checks(register):  # type: ignore[no-untyped-def]
     for cls in (Raises, RaisesSync, ExitsSync, ExitsAsync, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks,
-                Noop, Sleep, SetsContextVar):
+                Noop, Sleep, SetsContextVar, WaitsInTimeLimit, WaitsInTimeLimitInSubtask):
         register(cls)

@@ -7,7 +7,6 @@ and before the handshake (the injection of CVE-2011-0411) fail the check instead
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
@@ -155,7 +154,7 @@ class MailCheck(probe.Check[MailOptions]):
         certificate: CertFacts | None = None
         failure: Failure | None = None
         try:
-            async with asyncio.timeout_at(ctx.deadline - min(0.05, 0.05 * ctx.remaining())):
+            async with ctx.time_limit():
                 session = Session(await Stream.open(o.host, port, o.ip_version, timings), timings)
                 certificate = await self._converse(session, doing)
         except TimeoutError:
