@@ -8,6 +8,9 @@ for the same code and inputs whatever else the machine runs. Each tree runs the 
 ``--runs * 6`` times (after 30 warm-up runs, which must end OK or WARNING) in a fresh process under
 ``valgrind --tool=callgrind``; the difference over the extra runs is the cost of one run, start-up excluded.
 It counts no kernel work (system calls) and no waiting: read it beside ab_agent.py, not instead of it.
+Deterministic for a check that does not wait (a refused connect, a disk check); for one talking to a live
+server the path varies with the server's timing (whether a read finds its answer or waits: one websocket
+tree counted 615k and 655k per run in two runs), so repeat it and compare the spreads.
 """
 
 from __future__ import annotations
