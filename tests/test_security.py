@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -365,12 +366,24 @@ class SpyCheck(probe.Check):
         return probe.Result.ok("looked around")
 
 
+class AsyncSpyCheck(probe.Check):
+    """The same, async: its Context carries ``time_limit()``'s soft deadline too."""
+
+    type = "spy_async"
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        SEEN["actx"] = ctx
+        SEEN["atask"] = asyncio.current_task()
+        return probe.Result.ok("looked around")
+
+
 class Observer:
     __name__ = "observer"
 
     @probe.hookimpl
     def register_checks(self, register: Callable[[type[probe.Check]], None]) -> None:
         register(SpyCheck)
+        register(AsyncSpyCheck)
 
     @probe.hookimpl
     def check_result(self, check: Any, result: Any, state: Any) -> None:
@@ -394,9 +407,14 @@ def _reachable_text(obj: Any, depth: int = 3) -> str:
         elif isinstance(value, list | tuple | set | frozenset):
             for v in value:
                 walk(v, level + 1)
+        elif isinstance(value, types.MethodType):  # a bound method reaches its object
+            walk(value.__self__, level + 1)
         elif hasattr(value, "__dict__") and not isinstance(value, type):
             for v in vars(value).values():
                 walk(v, level + 1)
+        elif slots := [n for c in type(value).__mro__ for n in getattr(c, "__slots__", ()) if hasattr(value, n)]:
+            for name in slots:
+                walk(getattr(value, name), level + 1)
         elif hasattr(value, "model_dump"):
             walk(value.model_dump(), level + 1)
         if hasattr(value, "get_secret_value"):
@@ -420,6 +438,8 @@ checks:
   - name: spy
     type: spy
     mine: hello
+  - name: aspy
+    type: spy_async
 """)
     registry: Registry = load_plugins(use_entry_points=False, extra=[Observer()])
     plan: Plan = load_plan(tmp_path / "c.yaml", registry, env={"API_TOKEN": TOKEN})
@@ -428,12 +448,22 @@ checks:
     SEEN.clear()
     await run_once(plan, registry, plan.checks)
     ctx, check = SEEN["ctx"], SEEN["self"]
-    # ``pings`` reads this check's heartbeat pings from the state store (job output there is masked).
-    assert set(vars(ctx)) == {"name", "deadline", "logger", "labels", "pings"} and ctx.name == "spy"
+    # ``pings`` reads this check's heartbeat pings from the state store (job output there is masked);
+    # ``_limit`` is ``time_limit()``'s soft deadline: the loop, the check's own task and a time, not the runner.
+    assert set(vars(ctx)) == {"name", "deadline", "logger", "labels", "pings", "_limit"} and ctx.name == "spy"
     assert check.options.mine == "hello"
     assert_clean(_reachable_text(ctx) + _reachable_text(check), "what a check plugin can reach")
+    # An async check's ``time_limit()`` holds the loop and its own task (both any coroutine can get from
+    # asyncio), its deadline and flags: never the Run or the Runner, which reach every check's options.
+    actx = SEEN["actx"]
+    assert set(vars(actx)) == {"name", "deadline", "logger", "labels", "pings", "_limit"}
+    limit = actx._limit.__self__
+    held = {name: getattr(limit, name) for name in type(limit).__slots__}
+    assert held["task"] is SEEN["atask"] and isinstance(held["loop"], asyncio.AbstractEventLoop)
+    assert all(isinstance(v, bool | int | float) for k, v in held.items() if k not in ("task", "loop")), held
+    assert_clean(_reachable_text(actx, depth=2), "what an async check plugin can reach")
     observed = SEEN["observed"]
-    assert sorted(c.name for c, _ in observed) == ["cmd", "db", "spy"]
+    assert sorted(c.name for c, _ in observed) == ["aspy", "cmd", "db", "spy"]
     assert_clean(_reachable_text([c for c, _ in observed]), "what a check_result observer gets")
     cmd = next(c for c, _ in observed if c.name == "cmd")
     assert cmd.options["env"] == {"TOKEN": MASK} and cmd.options["run"] == ["/bin/true"]

@@ -55,32 +55,50 @@ async def _contained(coro: Coroutine[object, None, Result]) -> Result:
         raise _PluginExit(exc) from exc
 
 
-class _Limit:
-    """``ctx.time_limit()`` under the Runner: while the check's task is inside the block, the run's timer
-    cancels it at the soft deadline (``Run.soft_expire``), and leaving the block turns that cancellation into
-    ``TimeoutError``, as ``asyncio.Timeout`` does (one cancellation of ours, ``uncancel``-ed; another's goes
-    on). No timer of its own: asyncio.timeout_at's timer, scheduled and cancelled on every run, was about a
-    twentieth of a network check's instructions."""
+class _SoftDeadline:
+    """``ctx.time_limit()`` of one async run (``Context._limit`` is its :meth:`time_limit`): while the check's
+    task is inside the block, the run's timer calls :meth:`expire` at the soft deadline, which cancels the
+    task, and leaving the block turns that cancellation into ``TimeoutError``, as ``asyncio.Timeout`` does (one
+    cancellation of ours, ``uncancel``-ed; another's goes on). No timer of its own: asyncio.timeout_at's
+    timer, scheduled and cancelled on every run, was about a tenth of a refused tcp check's CPU. It holds only
+    what that needs, never the Run or the Runner: a plugin reaches it through its Context, and must not reach
+    other checks' options through it."""
 
-    __slots__ = ("cancelling", "expired", "run")
+    __slots__ = ("cancelling", "expired", "inside", "late", "loop", "soft", "task")
 
-    def __init__(self, run: Run) -> None:
-        self.run, self.expired, self.cancelling = run, False, 0
+    def __init__(self, loop: asyncio.AbstractEventLoop, soft: float) -> None:
+        self.loop, self.soft = loop, soft
+        self.task: asyncio.Task[object] | None = None
+        self.inside = self.expired = self.late = False
+        self.cancelling = 0
+
+    def time_limit(self) -> AbstractAsyncContextManager[object]:
+        """Itself, in the check's own task before the soft deadline; nested, from a task the check started, or
+        past the deadline, ``asyncio.timeout_at`` (which raises at once, past it)."""
+        if not self.inside and not self.late and asyncio.current_task(self.loop) is self.task:
+            return self
+        return asyncio.timeout_at(self.soft)
 
     async def __aenter__(self) -> None:
-        run = self.run
-        assert run.task is not None
-        self.cancelling = run.task.cancelling()
-        run.limit = self
+        assert self.task is not None
+        self.inside, self.expired, self.cancelling = True, False, self.task.cancelling()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        run = self.run
-        run.limit = None
+        self.inside = False
         if self.expired:
-            assert run.task is not None
-            if run.task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
+            self.expired = False
+            assert self.task is not None
+            if self.task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
                 raise TimeoutError from exc
+
+    def expire(self) -> None:
+        """The soft deadline (the run's timer): cancel the check's task if it is inside the block."""
+        self.late = True
+        task = self.task
+        if self.inside and task is not None and not task.done():
+            self.expired = True
+            task.cancel()
 
 
 class _Instance(NamedTuple):
@@ -109,7 +127,7 @@ class Run:
     abandoned (a plugin that swallows cancellation must not hold the agent past the deadline), a thread that
     does is left to finish; both are remembered as hung until they do."""
 
-    __slots__ = ("_ended", "call", "cancelled", "done", "finished", "late", "levels", "limit", "loop", "owned",
+    __slots__ = ("_ended", "call", "cancelled", "deadline", "done", "finished", "levels", "loop", "owned",
                  "runner", "soft", "spec", "started", "started_wall", "task", "timer")
 
     def __init__(self, runner: Runner, spec: CheckSpec, levels: Mapping[str, Status] | None,
@@ -124,8 +142,7 @@ class Run:
         self._ended: asyncio.Future[None] | None = None
         self.started_wall, self.started = time.time(), time.monotonic()
         self.soft = self.started + spec.timeout - min(SOFT_MARGIN, SOFT_SHARE * spec.timeout)  # Context.soft_deadline
-        self.limit: _Limit | None = None  # the check is inside ctx.time_limit()
-        self.late = False  # the soft deadline has passed
+        self.deadline: _SoftDeadline | None = None  # an async check's ctx.time_limit()
 
     def task_done(self, task: asyncio.Task[object]) -> None:
         """The async check's task ended (done callback)."""
@@ -172,13 +189,6 @@ class Run:
         # the loop, busy with other checks, to hear of it).
         self.finish(raw, self.call.duration)
 
-    def time_limit(self) -> AbstractAsyncContextManager[object]:
-        """``ctx.time_limit()`` of an async check (``Context._limit``): the run's own timer at the soft
-        deadline, or, nested, from a task of the check's own or past that deadline, ``asyncio.timeout_at``."""
-        if self.limit is None and not self.late and asyncio.current_task(self.loop) is self.task:
-            return _Limit(self)
-        return asyncio.timeout_at(self.soft)
-
     def soft_expire(self) -> None:
         """The timer at the soft deadline: a check inside ``ctx.time_limit()`` is cancelled there (the block
         raises TimeoutError, as asyncio.Timeout does); the timer then waits for the deadline itself. A run
@@ -186,11 +196,8 @@ class Run:
         self.timer = None
         if self.finished:
             return
-        self.late = True
-        limit, task = self.limit, self.task
-        if limit is not None and task is not None and not task.done():
-            limit.expired = True
-            task.cancel()
+        if self.deadline is not None:
+            self.deadline.expire()
         self.timer = self.loop.call_at(self.started + self.spec.timeout, self.expire)
 
     def expire(self) -> None:
@@ -353,15 +360,19 @@ class Runner:
                 loop.call_soon(run.finish, _still_running(hung, self._who(spec)))
                 return run
             del self._hung[spec.name]
+        if made.is_async:
+            run.deadline = _SoftDeadline(loop, run.soft)
         ctx = Context(spec.name, run.started + spec.timeout, made.logger, spec.labels,
                       None if self.pings is None else functools.partial(self.pings, spec.name),
-                      run.time_limit if made.is_async else None)
+                      None if run.deadline is None else run.deadline.time_limit)
         try:
             if made.is_async:
                 # Named so probe.engine.stall can say which check blocks the loop; owned so leaked tasks are found.
                 coro = _contained(cast("Coroutine[object, None, Result]", made.check.run(ctx)))
                 run.task, run.owned = owned_task(coro, made.task_name, loop, self._context())
                 run.task.add_done_callback(run.task_done)
+                if run.deadline is not None:
+                    run.deadline.task = run.task
             else:
                 run.call = self._threads.call(made.check.run, ctx, loop)
                 run.call.future.add_done_callback(run.call_done)

@@ -36,6 +36,9 @@ class Stream:
         self.timings = timings or Timings()  # each send asks, each reply's arrival answers (Timings.target)
         self._arrived = 0.0
         self._tls: tlsbio.Tls | None = None
+        self._watched = -1  # the fd whose reader is registered on the loop (-1: none), see _readable
+        self._waiter: asyncio.Future[None] | None = None
+        self._stale = False
         # Looked up once: each asyncio.get_running_loop() is a getpid() system call on CPython 3.11.
         self._loop = asyncio.get_running_loop()
 
@@ -56,7 +59,7 @@ class Stream:
             await tls.handshake(self)
         except BaseException:
             timings.tls = time.monotonic() - started
-            self.sock.close()
+            self.close_socket()
             raise
         timings.tls = timings.target() - before
         self._tls = tls
@@ -90,7 +93,7 @@ class Stream:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(size, STAMP_SPACE)
             except (BlockingIOError, InterruptedError):
-                await readable(self.sock, self._loop)
+                await self._readable()
                 continue
             if data:  # a close carries no stamp: it is seen when the loop reads it
                 self._arrived = arrival(ancillary, time.monotonic())
@@ -106,7 +109,47 @@ class Stream:
         if self._tls is not None:  # close_notify first, as a TLS client should; never waiting for it
             with contextlib.suppress(OSError):
                 self.sock.send(self._tls.close_notify())
+        self.close_socket()
+
+    def close_socket(self) -> None:
+        """The socket closed, its reader off the loop first (a closed fd's number is reused by the next socket)."""
+        self._unwatch()
         self.sock.close()
+
+    async def _readable(self) -> None:
+        """Until the socket has something to read. The reader stays registered from one wait to the next (an
+        exchange of several round trips registers it once, not per wait: each registration and removal is an
+        ``epoll_ctl`` and the selector's bookkeeping) until :meth:`close_socket`, or until the socket turns
+        readable with nobody waiting (see :meth:`_on_readable`)."""
+        waiter = self._waiter = self._loop.create_future()
+        if self._watched < 0:
+            self._watched = self.sock.fileno()
+            self._loop.add_reader(self._watched, self._on_readable)
+            self._stale = False
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+        self._stale = True
+
+    def _on_readable(self) -> None:
+        if self._stale:
+            # The loop polls before it runs what is ready, so the turn in which this stream's task woke to read
+            # found the socket still readable and queued this call after the task: what it reports has been
+            # read since. Ignored once; data that is really there is reported again on the next turn (the
+            # selector is level-triggered), so the worst this costs is a turn.
+            self._stale = False
+            return
+        waiter = self._waiter
+        if waiter is None:  # readable with nobody waiting (the peer's FIN after the last read): it would fire
+            self._unwatch()  # on every turn until the stream closes
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def _unwatch(self) -> None:
+        if self._watched >= 0:
+            self._loop.remove_reader(self._watched)
+            self._watched = -1
 
     def tls_details(self) -> dict[str, Any]:
         obj = self.ssl_object
