@@ -127,7 +127,7 @@ class Run:
     abandoned (a plugin that swallows cancellation must not hold the agent past the deadline), a thread that
     does is left to finish; both are remembered as hung until they do."""
 
-    __slots__ = ("_ended", "call", "cancelled", "deadline", "done", "finished", "levels", "loop", "owned",
+    __slots__ = ("_ended", "call", "cancelled", "deadline", "done", "finished", "hard", "levels", "loop", "owned",
                  "runner", "soft", "spec", "started", "started_wall", "task", "timer")
 
     def __init__(self, runner: Runner, spec: CheckSpec, levels: Mapping[str, Status] | None,
@@ -143,6 +143,7 @@ class Run:
         self.started_wall, self.started = time.time(), time.monotonic()
         self.soft = self.started + spec.timeout - min(SOFT_MARGIN, SOFT_SHARE * spec.timeout)  # Context.soft_deadline
         self.deadline: _SoftDeadline | None = None  # an async check's ctx.time_limit()
+        self.hard = self.started + spec.timeout  # set again once the run has started (Runner.start)
 
     def task_done(self, task: asyncio.Task[object]) -> None:
         """The async check's task ended (done callback)."""
@@ -198,7 +199,7 @@ class Run:
             return
         if self.deadline is not None:
             self.deadline.expire()
-        self.timer = self.loop.call_at(self.started + self.spec.timeout, self.expire)
+        self.timer = self.loop.call_at(self.hard, self.expire)
 
     def expire(self) -> None:
         """The timer: the run's time is up."""
@@ -379,6 +380,10 @@ class Runner:
         except Exception as exc:  # run() itself raised before returning a coroutine
             loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
             return run
+        # The run's end: its timeout from here, once the check has started (a first run's construction of the check
+        # object does not eat into it), as ctx.deadline gives the check its own time from when the run began: a
+        # check that spends all of ctx.remaining() still hands its result in before the core ends the run.
+        run.hard = loop.time() + spec.timeout
         run.timer = loop.call_at(run.soft, run.soft_expire)
         return run
 

@@ -115,10 +115,13 @@ class _RoundTrip:
                                f"(QoS {self.o.qos})", *m, details={"topic": self.topic})
 
     def _loop_until(self, client: Any, done: Any) -> bool:
+        # Until the soft deadline, not the core's own: the result (and the DISCONNECT after it) must be handed
+        # in before the core ends the run, or the run reads "no result within" instead of what was missing.
+        end = self.ctx.soft_deadline()
         while not done():
             if self.disconnected is not None:
                 return False
-            left = self.ctx.remaining()
+            left = end - time.monotonic()
             if left <= 0:
                 return False
             client.loop(timeout=min(0.1, left))
