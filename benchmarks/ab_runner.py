@@ -18,16 +18,12 @@ import subprocess
 import sys
 
 CHILD = """
-import asyncio, sys, tempfile, time
-from pathlib import Path
-from probe.config.load import load_plan
+import asyncio, sys, time
 from probe.engine.runner import Runner
-from probe.plugins.manager import load_plugins
+from probe.testing import build_spec, load_registry
 
-registry = load_plugins(use_entry_points=False)
-path = Path(tempfile.mkdtemp()) / "c.yaml"
-path.write_text("checks:\\n  - {name: c, type: tcp, host: 127.0.0.1, port: 1}\\n")
-spec = load_plan(path, registry).checks[0]
+registry = load_registry(entry_points=False)
+spec = build_spec({"type": "tcp", "host": "127.0.0.1", "port": 1}, registry=registry)._spec
 
 async def main() -> None:
     runner = Runner(registry)

@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
 
-SOFT_MARGIN = 0.05
-"""At most this many seconds before its deadline, ``Context.time_limit`` ends a check's block ..."""
-SOFT_SHARE = 0.05
-"""... or this share of the time it had left, when that is less."""
+def soft_margin(left: float) -> float:
+    """How long before its deadline ``Context.time_limit`` ends a check's block, with ``left`` seconds to go:
+    5% of them, at most 50 ms."""
+    return min(0.05, 0.05 * left)
 
 
 class Options(BaseModel):
@@ -59,7 +59,7 @@ class Context:
 
     def soft_deadline(self) -> float:
         """Where :meth:`time_limit` ends: shortly before ``deadline`` (5% of what is left, at most 50 ms)."""
-        return self.deadline - min(SOFT_MARGIN, SOFT_SHARE * self.remaining())
+        return self.deadline - soft_margin(self.remaining())
 
     def time_limit(self) -> AbstractAsyncContextManager[object]:
         """``async with ctx.time_limit():`` raises ``TimeoutError`` inside the block at :meth:`soft_deadline`,

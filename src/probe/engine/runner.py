@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from probe.check import SOFT_MARGIN, SOFT_SHARE, Check, Context
+from probe.check import Check, Context, soft_margin
 from probe.config.spec import CheckSpec
 from probe.config.thresholds import Threshold
 from probe.engine.intake import admit
@@ -141,7 +141,7 @@ class Run:
         self.cancelled = False
         self._ended: asyncio.Future[None] | None = None
         self.started_wall, self.started = time.time(), time.monotonic()
-        self.soft = self.started + spec.timeout - min(SOFT_MARGIN, SOFT_SHARE * spec.timeout)  # Context.soft_deadline
+        self.soft = self.started + spec.timeout - soft_margin(spec.timeout)  # Context.soft_deadline at the start
         self.deadline: _SoftDeadline | None = None  # an async check's ctx.time_limit()
         self.hard = self.started + spec.timeout  # set again once the run has started (Runner.start)
 
