@@ -440,9 +440,14 @@ def libraries_imported(importtime: str, *, submodules: bool = False) -> list[str
                           check=False).stderr
     startup = {line.rsplit("|", 1)[1].strip() for line in bare.splitlines() if line.startswith("import time:")}
     skip = {"probe", "__main__", "runpy"} | startup
-    # importtime also lists imports that failed inside a try (msvcrt, _winapi on Linux): only what exists
+    # importtime also lists imports that failed inside a try (msvcrt, _winapi on Linux): only what exists.
+    # Private modules last: they are a library's C half, imported by its Python half. Imported first, one can
+    # break its library: `import _asyncio, asyncio` on CPython 3.11 leaves two registries of the current task,
+    # and `asyncio.timeout()` then raises "should be used inside a task" in every task (the checks of a run
+    # timed after such an import failed at once instead of connecting).
     return sorted({n for n in names if n not in skip and not n.startswith("probe")
-                   and all(part.isidentifier() for part in n.split(".")) and _importable(n)})
+                   and all(part.isidentifier() for part in n.split(".")) and _importable(n)},
+                  key=lambda n: (n.startswith("_"), n))
 
 
 def _importable(name: str) -> bool:
