@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -252,7 +251,7 @@ async def test_state_transitions_remediation_and_agent_metrics(
     calm = CheckState("memory", failure_threshold=2)
     soft = calm.update(Result.warning("high"), 2.0)
     sink.record(outcome, calm, soft)  # not confirmed: the hard status stays OK and a soft change is not counted
-    sink.record(dataclasses.replace(outcome, marks=Marks(silenced="3f2a")), calm, None)  # a silence: muted
+    sink.record(outcome._replace(marks=Marks(silenced="3f2a")), calm, None)  # a silence: muted
     sink.record_remediation(outcome.spec, "fixed")
     sink.record_remediation(outcome.spec, "timed_out")
     sink.record_agent(scheduler_lag=0.004, checks_loaded=12, reload=True)

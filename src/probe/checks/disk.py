@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from pydantic import model_validator
 
@@ -20,8 +20,7 @@ PSEUDO_FS = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """One line of /proc/self/mountinfo. ``read_only`` is the filesystem's own flag (its superblock
     options, after `` - ``), not the mount point's: a read-only view of a writable filesystem (a read-only
     bind mount, systemd's ``ProtectSystem=strict``) is not a read-only disk."""
@@ -31,8 +30,9 @@ class Mount:
     read_only: bool
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
+    """What statvfs says of one filesystem: bytes, utilization (used / (used + available), as df), inodes."""
+
     mount: str
     fstype: str
     total: float
@@ -131,7 +131,7 @@ class DiskCheck(probe.Check[DiskOptions]):
             self._mount = (key, mount_at(usage.mount))
         entry = self._mount[1]
         read_only = view_read_only and (entry is None or entry.read_only)
-        return replace(usage, fstype=entry.fstype if entry else "", read_only=read_only)
+        return usage._replace(fstype=entry.fstype if entry else "", read_only=read_only)
 
     def _all_mounts(self) -> list[Usage]:
         o = self.options
@@ -146,7 +146,7 @@ class DiskCheck(probe.Check[DiskOptions]):
             if (o.include_fs and m.fstype not in o.include_fs) or m.fstype in o.exclude_fs:
                 continue
             try:
-                usage = replace(measure(m.point)[0], fstype=m.fstype, read_only=m.read_only)
+                usage = measure(m.point)[0]._replace(fstype=m.fstype, read_only=m.read_only)
             except OSError:
                 continue  # a stale NFS mount or one we may not read; not this check's verdict
             if usage.total > 0:

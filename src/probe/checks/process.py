@@ -10,8 +10,7 @@ import os
 import pwd
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 from pydantic import Field, model_validator
@@ -34,8 +33,7 @@ class Problem(Exception):
         self.result = result
 
 
-@dataclass
-class Matches:
+class Matches(NamedTuple):
     running: list[dict[str, Any]]
     zombies: list[int]
 

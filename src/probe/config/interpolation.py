@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ class InterpolationError(ValueError):
     pass
 
 
-@dataclass
 class Interpolator:
     """Expands references in one string at a time; ``secrets`` collects what must never be shown.
 
@@ -34,9 +32,9 @@ class Interpolator:
     returns None.
     """
 
-    env: Mapping[str, str]
-    secrets: set[str]
-    vet_file: Callable[[Path], str | None] | None = None
+    def __init__(self, env: Mapping[str, str], secrets: set[str],
+                 vet_file: Callable[[Path], str | None] | None = None) -> None:
+        self.env, self.secrets, self.vet_file = env, secrets, vet_file
 
     def expand(self, text: str) -> str:
         return _REFERENCE.sub(self._replace, text)

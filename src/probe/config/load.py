@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -38,8 +38,7 @@ DEFAULT_CONFIG = Path("/etc/probe/probe.yaml")
 DEFAULT_CHECKS_DIR = Path("/etc/probe/checks.d")
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """A validated configuration: agent settings plus the enabled checks, in file order."""
 
     settings: AgentSettings

@@ -285,7 +285,7 @@ class Agent:
         transition = state.update(outcome.result, now, seen=time.monotonic())
         marks = self.muting.marks(spec, outcome.status, self.states, now)
         if marks.muted:
-            outcome = dataclasses.replace(outcome, marks=marks)
+            outcome = outcome._replace(marks=marks)
         if outcome.verdicts:  # the thresholds' levels, for the next run's hysteresis
             levels = self._levels.setdefault(spec.name, {})
             levels.update((v.measurement, v.status) for v in outcome.verdicts if v.value is not None)
@@ -446,7 +446,7 @@ class Agent:
         log.warning("reload: %s changed in the agent settings; the running agent keeps the previous values "
                     "until it is restarted", ", ".join(pending))
         kept = new.model_copy(update={name: getattr(running, name) for name in pending})
-        return dataclasses.replace(plan, settings=kept)
+        return plan._replace(settings=kept)
 
     # -- shutdown ----------------------------------------------------------------------------------------
     async def _shutdown(self) -> int:

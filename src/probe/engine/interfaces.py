@@ -19,7 +19,6 @@ Sinks import this module and nothing else of the engine (tests/test_architecture
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from probe.config.spec import CheckSpec
@@ -51,9 +50,9 @@ class Marks(NamedTuple):
 NO_MARKS = Marks()
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One run of one check: the final result (after thresholds) and how it was reached."""
+class Outcome(NamedTuple):
+    """One run of one check: the final result (after thresholds) and how it was reached. A record made for every
+    run; ``outcome._replace(marks=...)`` for a changed copy."""
 
     spec: CheckSpec
     result: Result

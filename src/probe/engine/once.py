@@ -6,9 +6,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from probe.config.load import Plan
 from probe.config.redact import Redactor, check_info
@@ -222,8 +221,7 @@ def _pings(plan: Plan) -> Callable[[str, float], list[Ping]]:
     return read
 
 
-@dataclass
-class _Silenced:
+class _Silenced(NamedTuple):
     """The silences active when ``--once`` started (``Silences`` for :class:`Muting`)."""
 
     silences: list[Silence]

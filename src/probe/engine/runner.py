@@ -15,7 +15,6 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from probe.check import Check, Context, soft_margin
@@ -111,8 +110,7 @@ class _Instance(NamedTuple):
     task_name: str  # probe.engine.stall.TASK_PREFIX + the check's name
 
 
-@dataclass
-class _Hung:
+class _Hung(NamedTuple):
     """A run that outlived its timeout: a thread still blocked in plugin code, or a task ignoring cancel."""
 
     done: Callable[[], bool]
@@ -269,24 +267,29 @@ class Run:
             self._ended.set_result(None)
 
 
-@dataclass
 class Runner:
-    registry: Registry
-    forecaster: Forecaster | None = None
-    """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
-    pings: Callable[[str, float], Sequence[Ping]] | None = None
-    """Where ``Context.pings`` reads a check's pings (``check name, since``): the state store's, when there is one."""
-    redact: Callable[[str], str] | None = None
-    """Masks the configuration's secrets in every result as it enters (``probe.engine.intake``); the agent
-    sets the plan's, and a reload the new plan's."""
-    leaked_tasks: int = 0
-    """asyncio tasks plugins left running after their run returned (each was cancelled)."""
-    _instances: dict[str, _Instance] = field(default_factory=dict)
-    _hung: dict[str, _Hung] = field(default_factory=dict)
-    _abandoned: set[asyncio.Task[object]] = field(default_factory=set)
-    _threads: DaemonThreads = field(default_factory=DaemonThreads)
-    _leak_warned: set[str] = field(default_factory=set)
-    _base: contextvars.Context | None = None
+    """Runs checks: builds each check object once, starts its runs, and turns what they return into outcomes."""
+
+    def __init__(self, registry: Registry, forecaster: Forecaster | None = None,
+                 pings: Callable[[str, float], Sequence[Ping]] | None = None,
+                 redact: Callable[[str], str] | None = None) -> None:
+        self.registry = registry
+        self.forecaster = forecaster
+        """Adds capacity forecasts (``time_to_full``) to results before thresholds; the daemon sets one."""
+        self.pings = pings
+        """Where ``Context.pings`` reads a check's pings (``check name, since``): the state store's, when there
+        is one."""
+        self.redact = redact
+        """Masks the configuration's secrets in every result as it enters (``probe.engine.intake``); the agent
+        sets the plan's, and a reload the new plan's."""
+        self.leaked_tasks = 0
+        """asyncio tasks plugins left running after their run returned (each was cancelled)."""
+        self._instances: dict[str, _Instance] = {}
+        self._hung: dict[str, _Hung] = {}
+        self._abandoned: set[asyncio.Task[object]] = set()
+        self._threads = DaemonThreads()
+        self._leak_warned: set[str] = set()
+        self._base: contextvars.Context | None = None
 
     @property
     def hung(self) -> int:

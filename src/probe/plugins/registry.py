@@ -15,7 +15,6 @@ type) -- and then holds its place in that order; the code is imported the first 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 import pluggy
@@ -37,14 +36,19 @@ class PluginFailure(NamedTuple):
     traceback: str = ""
 
 
-@dataclass
 class PluginInfo:
-    name: str
-    source: str  # "builtin", "entry point", or a file path
-    version: str = ""
-    check_types: list[str] = field(default_factory=list)
-    action_types: list[str] = field(default_factory=list)
-    formats: list[str] = field(default_factory=list)
+    """One plugin: where it came from and the names it registered."""
+
+    def __init__(self, name: str, source: str, version: str = "") -> None:
+        self.name = name
+        self.source = source  # "builtin", "entry point", or a file path
+        self.version = version
+        self.check_types: list[str] = []
+        self.action_types: list[str] = []
+        self.formats: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"PluginInfo({self.name!r}, {self.source!r}, {self.version!r})"
 
     def provided(self, kind: Kind) -> list[str]:
         return {"check type": self.check_types, "action type": self.action_types, "format": self.formats}[kind]
@@ -58,22 +62,22 @@ class Declared(NamedTuple):
     load: Callable[[], None]
 
 
-@dataclass
 class Registry:
     """Everything the plugins registered or declared, and everything that went wrong loading them."""
 
-    manager: pluggy.PluginManager
-    checks: dict[str, type[Check[Any]]] = field(default_factory=dict)
-    actions: dict[str, type[Action]] = field(default_factory=dict)
-    formats: dict[str, Format] = field(default_factory=dict)
-    plugins: dict[str, PluginInfo] = field(default_factory=dict)
-    failures: list[PluginFailure] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-    owners: dict[tuple[Kind, str], str] = field(default_factory=dict)
-    deferred: dict[str, Declared] = field(default_factory=dict)
-    """Check types declared and not imported yet."""
-    deferred_actions: dict[str, Declared] = field(default_factory=dict)
-    """Action types declared and not imported yet."""
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.checks: dict[str, type[Check[Any]]] = {}
+        self.actions: dict[str, type[Action]] = {}
+        self.formats: dict[str, Format] = {}
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        self.conflicts: list[str] = []
+        self.owners: dict[tuple[Kind, str], str] = {}
+        self.deferred: dict[str, Declared] = {}
+        """Check types declared and not imported yet."""
+        self.deferred_actions: dict[str, Declared] = {}
+        """Action types declared and not imported yet."""
 
     # -- looking up ------------------------------------------------------------------------------------------
     def check_type(self, name: str) -> type[Check[Any]] | None:

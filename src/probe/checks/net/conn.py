@@ -15,7 +15,6 @@ import ssl
 import struct
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import model_validator
@@ -109,7 +108,6 @@ def unverified_context(options: TlsOptions) -> ssl.SSLContext:
     return client_context(None, options.cert_file, options.key_file, True)
 
 
-@dataclass
 class Timings:
     """Phase durations in seconds (``None`` for a phase that did not happen), and the target's time.
 
@@ -119,13 +117,19 @@ class Timings:
     between -- to notice a reply, to decide what to send next, an event loop busy with other checks, a thread
     waiting for the GIL -- is not in it (docs/decisions/0031-the-targets-time-in-segments.md)."""
 
-    dns: float | None = None
-    connect: float | None = None
-    tls: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
-    _spent: float = field(default=0.0, init=False, repr=False)  # the closed segments
-    _asked: float | None = field(default=None, init=False, repr=False)  # the open segment: its start ...
-    _answered: float = field(default=0.0, init=False, repr=False)  # ... and the target's last event in it
+    __slots__ = ("_answered", "_asked", "_spent", "connect", "dns", "extra", "tls")
+
+    def __init__(self) -> None:
+        self.dns: float | None = None
+        self.connect: float | None = None
+        self.tls: float | None = None
+        self.extra: dict[str, float] = {}  # further phases by name (first_byte, banner, ...)
+        self._spent = 0.0  # the closed segments
+        self._asked: float | None = None  # the open segment: its start ...
+        self._answered = 0.0  # ... and the target's last event in it
+
+    def __repr__(self) -> str:
+        return f"Timings(dns={self.dns}, connect={self.connect}, tls={self.tls}, extra={self.extra})"
 
     def measurements(self) -> list[probe.Measurement]:
         phases = {"dns": self.dns, "connect": self.connect, "tls": self.tls, **self.extra}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
@@ -37,15 +36,20 @@ class Connection(Protocol):
         """When the last data ``recv`` returned reached this host (monotonic; the kernel's stamp if it has one)."""
 
 
-@dataclass
 class Response:
-    status: int
-    reason: str
-    version: str  # "HTTP/1.1", "HTTP/2"
-    headers: list[tuple[str, str]]
-    body: bytes = b""  # as it came over the wire, after the transfer framing
-    phases: dict[str, float] = field(default_factory=dict)  # first_byte, transfer
-    _first: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    """What came back: the status line, the headers in order and the body as it came over the wire (after the
+    transfer framing); ``phases`` are first_byte and transfer."""
+
+    __slots__ = ("_first", "body", "headers", "phases", "reason", "status", "version")
+
+    def __init__(self, status: int, reason: str, version: str, headers: list[tuple[str, str]], body: bytes = b"",
+                 phases: dict[str, float] | None = None) -> None:
+        self.status, self.reason, self.version, self.headers, self.body = status, reason, version, headers, body
+        self.phases: dict[str, float] = {} if phases is None else phases
+        self._first: dict[str, str] | None = None  # the first value of each header, lowercased, on first use
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.reason!r}, {self.version!r}, {len(self.headers)} headers)"
 
     def header(self, name: str) -> str | None:
         """The first value of a header (``name`` in lowercase)."""
@@ -60,16 +64,18 @@ class Response:
         return [v for k, v in self.headers if k.lower() == name]
 
 
-@dataclass
 class Hop:
     """One request of a check run (a run that follows redirects makes several): what it reached and when."""
 
-    url: str  # as shown: never with credentials
-    timings: Timings = field(default_factory=Timings)
-    phase: str = "connecting"  # what the request was doing, for a timeout's message
-    peer: Peer | None = None
-    ssl_object: Any = None
-    cert: CertFacts | None = None
+    __slots__ = ("cert", "peer", "phase", "ssl_object", "timings", "url")
+
+    def __init__(self, url: str) -> None:
+        self.url = url  # as shown: never with credentials
+        self.timings = Timings()
+        self.phase = "connecting"  # what the request was doing, for a timeout's message
+        self.peer: Peer | None = None
+        self.ssl_object: Any = None
+        self.cert: CertFacts | None = None
 
 
 class BodyTooLarge(Failure):
