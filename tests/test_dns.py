@@ -294,7 +294,7 @@ async def test_ipv6_server() -> None:
 async def test_thresholds_on_answer_count(server: DnsServer) -> None:
     from probe.conditions import parse_condition
     from probe.config.thresholds import Threshold
-    from probe.engine.runner import apply_thresholds
+    from probe.engine.results import apply_thresholds
 
     result = await run(query="www.test", server=server.address)
     spec = CheckSpec.build(CommonFields(name="t", type="dns"), None, Location("t", 1, 1), {})

@@ -19,17 +19,25 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from probe.check import Check, Context, soft_margin
 from probe.config.spec import CheckSpec
-from probe.config.thresholds import Threshold
 from probe.engine.intake import admit
 from probe.engine.interfaces import Outcome
+from probe.engine.results import (
+    PluginExit,
+    apply_thresholds,
+    crashed,
+    own_duration,
+    still_running,
+    timed_out,
+    validated,
+    with_duration,
+)
+from probe.engine.timelimit import SoftDeadline
 from probe.engine.workers import Call, DaemonThreads, owned_task
-from probe.model import Measurement, Ping, Result, Status, Verdict
+from probe.model import Ping, Result, Status
 from probe.plugins.manager import Registry
-from probe.units import format_duration, format_value
+from probe.units import format_duration
 
 if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never imports the module
-    from contextlib import AbstractAsyncContextManager
-    from types import TracebackType
 
     from probe.engine.forecast import Forecaster
 
@@ -38,66 +46,11 @@ log = logging.getLogger("probe.runner")
 CANCEL_GRACE = 2.0
 
 
-class _PluginExit(Exception):
-    """``sys.exit()`` in an async check: asyncio would re-raise SystemExit out of the event loop and end the
-    agent; carried as an ordinary exception it ends only that run (reported as the SystemExit it was)."""
-
-    def __init__(self, exit: SystemExit) -> None:
-        super().__init__(str(exit))
-        self.exit = exit
-
-
 async def _contained(coro: Coroutine[object, None, Result]) -> Result:
     try:
         return await coro
     except SystemExit as exc:
-        raise _PluginExit(exc) from exc
-
-
-class _SoftDeadline:
-    """``ctx.time_limit()`` of one async run (``Context._limit`` is its :meth:`time_limit`): while the check's
-    task is inside the block, the run's timer calls :meth:`expire` at the soft deadline, which cancels the
-    task, and leaving the block turns that cancellation into ``TimeoutError``, as ``asyncio.Timeout`` does (one
-    cancellation of ours, ``uncancel``-ed; another's goes on). No timer of its own: asyncio.timeout_at's
-    timer, scheduled and cancelled on every run, was about a tenth of a refused tcp check's CPU. It holds only
-    what that needs, never the Run or the Runner: a plugin reaches it through its Context, and must not reach
-    other checks' options through it."""
-
-    __slots__ = ("cancelling", "expired", "inside", "late", "loop", "soft", "task")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, soft: float) -> None:
-        self.loop, self.soft = loop, soft
-        self.task: asyncio.Task[object] | None = None
-        self.inside = self.expired = self.late = False
-        self.cancelling = 0
-
-    def time_limit(self) -> AbstractAsyncContextManager[object]:
-        """Itself, in the check's own task before the soft deadline; nested, from a task the check started, or
-        past the deadline, ``asyncio.timeout_at`` (which raises at once, past it)."""
-        if not self.inside and not self.late and asyncio.current_task(self.loop) is self.task:
-            return self
-        return asyncio.timeout_at(self.soft)
-
-    async def __aenter__(self) -> None:
-        assert self.task is not None
-        self.inside, self.expired, self.cancelling = True, False, self.task.cancelling()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        self.inside = False
-        if self.expired:
-            self.expired = False
-            assert self.task is not None
-            if self.task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
-                raise TimeoutError from exc
-
-    def expire(self) -> None:
-        """The soft deadline (the run's timer): cancel the check's task if it is inside the block."""
-        self.late = True
-        task = self.task
-        if self.inside and task is not None and not task.done():
-            self.expired = True
-            task.cancel()
+        raise PluginExit(exc) from exc
 
 
 class _Instance(NamedTuple):
@@ -140,7 +93,7 @@ class Run:
         self._ended: asyncio.Future[None] | None = None
         self.started_wall, self.started = time.time(), time.monotonic()
         self.soft = self.started + spec.timeout - soft_margin(spec.timeout)  # Context.soft_deadline at the start
-        self.deadline: _SoftDeadline | None = None  # an async check's ctx.time_limit()
+        self.deadline: SoftDeadline | None = None  # an async check's ctx.time_limit()
         self.hard = self.started + spec.timeout  # set again once the run has started (Runner.start)
 
     def task_done(self, task: asyncio.Task[object]) -> None:
@@ -162,11 +115,11 @@ class Run:
         try:
             value = task.result()
         except asyncio.CancelledError:
-            raw = _timeout(spec, "cancelled")
+            raw = timed_out(spec, "cancelled")
         except Exception as exc:
-            raw = _crash(spec, exc, runner._who(spec))
+            raw = crashed(spec, exc, runner._who(spec))
         else:
-            raw = _validate(spec, value, runner._who)
+            raw = validated(spec, value, runner._who)
         self.finish(raw)
 
     def call_done(self, future: asyncio.Future[object]) -> None:
@@ -178,11 +131,11 @@ class Run:
         spec = self.spec
         exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         if isinstance(exc, asyncio.CancelledError):
-            raw = _timeout(spec, "cancelled")
+            raw = timed_out(spec, "cancelled")
         elif exc is not None:  # sys.exit() in a plugin (SystemExit) ends its run, not the agent
-            raw = _crash(spec, exc, self.runner._who(spec))
+            raw = crashed(spec, exc, self.runner._who(spec))
         else:
-            raw = _validate(spec, future.result(), self.runner._who)
+            raw = validated(spec, future.result(), self.runner._who)
         assert self.call is not None
         # From the thread's own clock: the call itself, not the hand-off to a thread and back (nor the wait for
         # the loop, busy with other checks, to hear of it).
@@ -218,7 +171,7 @@ class Run:
             self.runner._hung[spec.name] = _Hung(task.done, time.monotonic(), "async code")
             if self.owned is not None and len(self.owned) > 1:
                 self.runner._cancel_leaked(spec, task, self.owned)
-        self.finish(_timeout(spec, f"no result within {format_duration(spec.timeout)}"))
+        self.finish(timed_out(spec, f"no result within {format_duration(spec.timeout)}"))
 
     def finish(self, raw: Result, elapsed: float | None = None) -> None:
         """End the run with ``raw`` (the plugin's result, or the core's for a crash or timeout) and tell ``done``."""
@@ -356,16 +309,16 @@ class Runner:
         try:
             made = self._instance(spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
-            loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
+            loop.call_soon(run.finish, crashed(spec, exc, self._who(spec)))
             return run
         hung = self._hung.get(spec.name)
         if hung is not None:
             if not hung.done():
-                loop.call_soon(run.finish, _still_running(hung, self._who(spec)))
+                loop.call_soon(run.finish, still_running(hung.where, hung.since, self._who(spec)))
                 return run
             del self._hung[spec.name]
         if made.is_async:
-            run.deadline = _SoftDeadline(loop, run.soft)
+            run.deadline = SoftDeadline(loop, run.soft)
         ctx = Context(spec.name, run.started + spec.timeout, made.logger, spec.labels,
                       None if self.pings is None else functools.partial(self.pings, spec.name),
                       None if run.deadline is None else run.deadline.time_limit)
@@ -381,7 +334,7 @@ class Runner:
                 run.call = self._threads.call(made.check.run, ctx, loop)
                 run.call.future.add_done_callback(run.call_done)
         except Exception as exc:  # run() itself raised before returning a coroutine
-            loop.call_soon(run.finish, _crash(spec, exc, self._who(spec)))
+            loop.call_soon(run.finish, crashed(spec, exc, self._who(spec)))
             return run
         # The run's end: its timeout from here, once the check has started (a first run's construction of the check
         # object does not eat into it), as ctx.deadline gives the check its own time from when the run began: a
@@ -408,8 +361,8 @@ class Runner:
         spec = run.spec
         raw = admit(raw, self.redact) if self.redact is not None else admit(raw)
         own = raw.measurement("duration")
-        duration = _own_duration(own, elapsed)
-        result = raw if own is not None else _with_duration(raw, duration)
+        duration = own_duration(own, elapsed)
+        result = raw if own is not None else with_duration(raw, duration)
         if self.forecaster is not None:
             result = self._forecast(spec, result, run.started_wall)
         final, verdicts = apply_thresholds(spec, result, run.levels or {})
@@ -464,105 +417,3 @@ class Runner:
 def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not future.done():
         future.set_result(outcome)
-
-
-def _timeout(spec: CheckSpec, detail: str) -> Result:
-    return Result(spec.timeout_status, f"timed out after {format_duration(spec.timeout)}: {detail}", "timeout")
-
-
-def _still_running(hung: _Hung, who: str) -> Result:
-    blocked = format_duration(time.monotonic() - hung.since)
-    return Result.unknown(f"not started: the previous run ({who}) is still blocked in {hung.where}, "
-                          f"{blocked} after its timeout", reason="still_running")
-
-
-def _crash(spec: CheckSpec, exc: BaseException, who: str) -> Result:
-    if isinstance(exc, _PluginExit):
-        exc = exc.exit
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    log.debug("check %s (type %s) raised", spec.name, spec.type, exc_info=exc)
-    summary = f"{who} raised {type(exc).__name__}" + (f": {text}" if text else "")
-    if len(summary) > 300:
-        summary = summary[:297] + "..."  # the ellipsis tells the redactor where a secret may have been cut
-    return Result.unknown(summary, reason="plugin_error")
-
-
-def _validate(spec: CheckSpec, value: object, who: Callable[[CheckSpec], str]) -> Result:
-    """``value`` if it is a well-formed Result (measurements made a tuple, the summary a string), else UNKNOWN
-    ``invalid_result`` naming ``who(spec)``: the plugin at fault, worked out only then."""
-    if not isinstance(value, Result):
-        hint = "; did run() forget to return?" if value is None else ""
-        return Result.unknown(f"{who(spec)} returned {type(value).__name__}, not probe.Result{hint}",
-                              reason="invalid_result")
-    if not isinstance(value.status, Status):
-        return Result.unknown(f"{who(spec)} returned a Result with invalid status {value.status!r}; "
-                              "use probe.Status or Result.ok()/warning()/critical()/unknown()",
-                              reason="invalid_result")
-    if not _measurements(value.measurements):
-        return Result.unknown(f"{who(spec)} returned a Result whose measurements are not probe.Measurement "
-                              "objects", reason="invalid_result")
-    if isinstance(value.measurements, list):
-        value = value.replace(measurements=tuple(value.measurements))
-    if not isinstance(value.summary, str):
-        return value.replace(summary=str(value.summary))
-    return value
-
-
-def _measurements(measurements: object) -> bool:
-    if not isinstance(measurements, tuple | list):
-        return False
-    for m in measurements:  # noqa: SIM110 -- a loop, not all(genexpr): this runs for every result
-        if not isinstance(m, Measurement):
-            return False
-    return True
-
-
-def _own_duration(own: Measurement | None, elapsed: float) -> float:
-    """The run's duration: the check's own ``duration`` measurement when it reports one (a check that times its
-    target at the I/O events knows better than the event loop, which may have been busy with other checks when
-    the reply came), within what the core measured; else what the core measured."""
-    if own is not None and isinstance(own.value, int | float) and 0.0 <= own.value <= elapsed:
-        return float(own.value)
-    return elapsed
-
-
-def _with_duration(result: Result, duration: float) -> Result:
-    """``result`` with the core's ``duration`` added (it reported none)."""
-    # Not result.replace(): dataclasses.replace re-inspects the fields on every call (runs per check run).
-    return Result(result.status, result.summary, result.reason,
-                  (*result.measurements, Measurement("duration", duration, "s")), result.details)
-
-
-def apply_thresholds(spec: CheckSpec, result: Result,
-                     levels: Mapping[str, Status]) -> tuple[Result, tuple[Verdict, ...]]:
-    """Evaluate every threshold; the final status is the worst of the plugin's and the thresholds'."""
-    if not spec.thresholds:
-        return result, ()
-    verdicts = []
-    for threshold in spec.thresholds:
-        m = result.measurement(threshold.measurement)
-        if m is None:
-            verdicts.append(Verdict(threshold.measurement, None, Status.OK, "", *_levels(threshold)))
-            continue
-        status = threshold.evaluate(m.value, levels.get(threshold.measurement, Status.OK))
-        verdicts.append(Verdict(threshold.measurement, m.value, status, threshold.describe(status),
-                                *_levels(threshold)))
-    raised = [v for v in verdicts if v.status is not Status.OK]
-    if not raised:
-        return result, tuple(verdicts)
-    worst = Status.worst(v.status for v in raised)
-    if worst.severity <= result.status.severity:
-        return result, tuple(verdicts)
-    units = {m.name: m.unit for m in result.measurements}
-    breaches = "; ".join(
-        f"{v.measurement} {format_value(v.value or 0.0, units.get(v.measurement, ''))}"
-        + (f" {v.condition}" if v.condition else " (holding until clear)")
-        for v in raised if v.status is worst
-    )
-    summary = f"{breaches} — {result.summary}" if result.summary else breaches
-    return result.replace(status=worst, summary=summary, reason="threshold"), tuple(verdicts)
-
-
-def _levels(threshold: Threshold) -> tuple[str, str]:
-    return (str(threshold.warning) if threshold.warning is not None else "",
-            str(threshold.critical) if threshold.critical is not None else "")
