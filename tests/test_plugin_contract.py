@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import types
 from typing import Any
 
@@ -228,3 +229,28 @@ def test_builtins_pass_their_own_contract() -> None:
     registry = load_plugins(use_entry_points=False)
     assert not registry.failures and not registry.conflicts
     assert registry.owner("check type", "disk") == "probe.checks.disk"
+
+
+class SlowToBuild(probe.Check):
+    """A check whose constructor takes its time (importing a driver, loading a CA store)."""
+
+    type = "slow_to_build"
+
+    def __init__(self, name: str, options: probe.Options) -> None:
+        super().__init__(name, options)
+        time.sleep(0.3)
+
+    async def run(self, ctx: probe.Context) -> probe.Result:
+        return probe.Result.ok("built")
+
+
+async def test_a_first_runs_duration_leaves_out_the_construction_of_the_check_object() -> None:
+    """The first run builds the check object (``probe check``, ``probe.testing``; the daemon and ``--once``
+    build them before the first run): its 300 ms are the plugin's set-up, not the target's time, and count
+    neither in the duration nor against the timeout (a 200 ms timeout still leaves the run its time)."""
+    registry = load_plugins(builtins=(), use_entry_points=False,
+                            extra=[plugin("acme_probe", register_checks=registers(SlowToBuild))])
+    outcome = await Runner(registry).run(build_spec({"type": "slow_to_build", "timeout": "200ms"}, registry=registry))
+    assert outcome.status is probe.Status.OK, outcome.result.summary
+    assert outcome.duration < 0.15
+    assert outcome.result.measurement("duration").value == outcome.duration

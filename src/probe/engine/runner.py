@@ -305,12 +305,13 @@ class Runner:
         a waiting task per run was a quarter of its own cost). The clock starts once the check object exists
         (built on first use, or by :meth:`prepare`): the duration is the run's, not the plugin's set-up."""
         loop = asyncio.get_running_loop()
-        run = Run(self, spec, levels, done, loop)
         try:
             made = self._instance(spec)
         except Exception as exc:  # construction failure: a plugin bug, contained
+            run = Run(self, spec, levels, done, loop)
             loop.call_soon(run.finish, crashed(spec, exc, self._who(spec)))
             return run
+        run = Run(self, spec, levels, done, loop)  # the run's clock starts here, once the check object exists
         hung = self._hung.get(spec.name)
         if hung is not None:
             if not hung.done():
