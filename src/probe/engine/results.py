@@ -1,5 +1,5 @@
 """What a run's result becomes in the core: the core's own results (a timeout, a crash, a check that returned
-something else than a Result), the run's duration, and the thresholds with their verdicts. Pure functions of
+something other than a Result), the run's duration, and the thresholds with their verdicts. Pure functions of
 the spec and the result; ``probe.engine.runner`` calls them as each run ends."""
 
 from __future__ import annotations
@@ -26,16 +26,19 @@ class PluginExit(Exception):
 
 
 def timed_out(spec: CheckSpec, detail: str) -> Result:
+    """The run ended at its timeout (or was cancelled): ``timeout_status``, reason ``timeout``."""
     return Result(spec.timeout_status, f"timed out after {format_duration(spec.timeout)}: {detail}", "timeout")
 
 
 def still_running(where: str, since: float, who: str) -> Result:
+    """Not started: the previous run, past its timeout since ``since`` (monotonic), still holds ``where``."""
     blocked = format_duration(time.monotonic() - since)
     return Result.unknown(f"not started: the previous run ({who}) is still blocked in {where}, "
                           f"{blocked} after its timeout", reason="still_running")
 
 
 def crashed(spec: CheckSpec, exc: BaseException, who: str) -> Result:
+    """UNKNOWN ``plugin_error``: the exception's type and first line, naming ``who`` (the plugin at fault)."""
     if isinstance(exc, PluginExit):
         exc = exc.exit
     text = str(exc).splitlines()[0] if str(exc) else ""
