@@ -92,7 +92,8 @@ class Env:
 # Imported when named (or for --help): `probe run` needs none of them.
 LAZY_COMMANDS = {"silence": "probe.cli.silence:silence", "ping": "probe.cli.ping:ping",
                  "status": "probe.cli.report.commands:status", "report": "probe.cli.report.commands:report",
-                 "new-plugin": "probe.plugins.scaffold:new_plugin"}
+                 "new-plugin": "probe.plugins.scaffold:new_plugin",
+                 "plugins": "probe.cli.plugins:plugins"}
 
 
 @click.group(cls=ProbeGroup, context_settings={"help_option_names": ["-h", "--help"]}, lazy_commands=LAZY_COMMANDS)
@@ -302,52 +303,6 @@ def validate(env: Env) -> None:
         click.echo(f"warning: plugin {failure.plugin} ({failure.source}) failed to load: {failure.error}", err=True)
     files = ", ".join(str(f) for f in plan.files) or "no files"
     click.echo(f"configuration OK: {len(plan.checks)} checks from {files}")
-
-
-@cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.pass_obj
-def plugins(env: Env, fmt: str) -> None:
-    """List the plugins the agent would load (probe.yaml's plugins settings apply), their check types, and
-    any that failed to load."""
-    registry = env.registry()
-    if fmt == "json":
-        import json
-
-        click.echo(json.dumps({
-            "plugins": [vars(p) for p in registry.plugins.values()],
-            "unavailable": registry.unavailable(),
-            "failures": [{"plugin": f.plugin, "source": f.source, "error": f.error} for f in registry.failures],
-            "conflicts": registry.conflicts,
-        }, indent=2))
-    else:
-        click.echo(_plugins_table(registry), nl=False)
-    sys.exit(1 if registry.failures or registry.conflicts else 0)
-
-
-def _plugins_table(registry: Registry) -> str:
-    rows = [("PLUGIN", "VERSION", "SOURCE", "PROVIDES")]
-    unavailable = registry.unavailable()
-    for info in registry.plugins.values():
-        provides = "; ".join(
-            f"{kind}: {', '.join(_needs(n, unavailable) for n in names)}"
-            for kind, names in (("checks", info.check_types), ("actions", info.action_types),
-                                ("formats", info.formats))
-            if names
-        )
-        rows.append((info.name, info.version or "-", info.source, provides or "-"))
-    for failure in registry.failures:
-        rows.append((failure.plugin, "-", failure.source, f"FAILED: {failure.error}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join([*(r[i].ljust(widths[i]) for i in range(3)), r[3]]).rstrip() for r in rows]
-    lines += [f"CONFLICT: {conflict}" for conflict in registry.conflicts]
-    return "\n".join(lines) + "\n"
-
-
-def _needs(check_type: str, unavailable: dict[str, str]) -> str:
-    """``grpc``, or ``ssh (unavailable: ... pip install 'probe-monitor[ssh]')`` when its module is missing."""
-    problem = unavailable.get(check_type)
-    return f"{check_type} (unavailable: {problem.split(': ', 1)[-1]})" if problem else check_type
 
 
 def _no_such_check(name: str, known: Sequence[str]) -> click.UsageError:
