@@ -38,7 +38,6 @@ from probe.plugins.manager import Registry
 from probe.units import format_duration
 
 if TYPE_CHECKING:  # the daemon brings a Forecaster; probe run --once never imports the module
-
     from probe.engine.forecast import Forecaster
 
 log = logging.getLogger("probe.runner")
@@ -78,7 +77,7 @@ class Run:
     abandoned (a plugin that swallows cancellation must not hold the agent past the deadline), a thread that
     does is left to finish; both are remembered as hung until they do."""
 
-    __slots__ = ("_ended", "call", "cancelled", "deadline", "done", "finished", "hard", "levels", "loop", "owned",
+    __slots__ = ("_ended", "call", "cancelled", "deadline", "done", "finished", "levels", "loop", "owned",
                  "runner", "soft", "spec", "started", "started_wall", "task", "timer")
 
     def __init__(self, runner: Runner, spec: CheckSpec, levels: Mapping[str, Status] | None,
@@ -94,7 +93,6 @@ class Run:
         self.started_wall, self.started = time.time(), time.monotonic()
         self.soft = self.started + spec.timeout - soft_margin(spec.timeout)  # Context.soft_deadline at the start
         self.deadline: SoftDeadline | None = None  # an async check's ctx.time_limit()
-        self.hard = self.started + spec.timeout  # set again once the run has started (Runner.start)
 
     def task_done(self, task: asyncio.Task[object]) -> None:
         """The async check's task ended (done callback)."""
@@ -150,7 +148,7 @@ class Run:
             return
         if self.deadline is not None:
             self.deadline.expire()
-        self.timer = self.loop.call_at(self.hard, self.expire)
+        self.timer = self.loop.call_at(self.started + self.spec.timeout, self.expire)
 
     def expire(self) -> None:
         """The timer: the run's time is up."""
@@ -337,10 +335,6 @@ class Runner:
         except Exception as exc:  # run() itself raised before returning a coroutine
             loop.call_soon(run.finish, crashed(spec, exc, self._who(spec)))
             return run
-        # The run's end: its timeout from here, once the check has started (a first run's construction of the check
-        # object does not eat into it), as ctx.deadline gives the check its own time from when the run began: a
-        # check that spends all of ctx.remaining() still hands its result in before the core ends the run.
-        run.hard = loop.time() + spec.timeout
         run.timer = loop.call_at(run.soft, run.soft_expire)
         return run
 

@@ -8,8 +8,11 @@ check's Context; the run's timer calls :meth:`~SoftDeadline.expire` at the soft 
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
 
 
 class SoftDeadline:
