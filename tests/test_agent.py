@@ -281,3 +281,41 @@ async def test_stopping_cancels_runs_past_the_grace_and_starts_no_waiting_one(tm
     assert await asyncio.wait_for(task, 30) == 0  # not an hour: the run in flight was cancelled
     assert [what for _, what, _ in _busy_windows(notes)] == ["start"]  # the two waiting for a slot never started
     assert recorder.seen == [] and recorder.closed
+
+
+LOCAL_PLUGIN = '''
+import probe
+
+
+class Sensors(probe.Check):
+    """A third party's reading of this host's sensors: local, like the built-in disk check."""
+
+    type = "sensors"
+    local = True
+
+    def run(self, ctx: probe.Context) -> probe.Result:
+        return probe.Result.ok("cool")
+
+
+@probe.hookimpl
+def register_checks(register):
+    register(Sensors)
+'''
+
+
+def test_local_check_types_start_on_whole_seconds_network_ones_on_the_fine_grid(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "sensors.py").write_text(LOCAL_PLUGIN)
+    registry = load_plugins(use_entry_points=False, plugins_dir=tmp_path / "plugins")
+    local = {"disk": "path: /", "memory": "", "file": "path: /etc/hostname", "process": "process_name: init",
+             "heartbeat": "period: 1h", "systemd": "unit: ssh.service", "sensors": ""}
+    network = {"tcp": "host: 127.0.0.1, port: 1", "http": "url: 'http://127.0.0.1:1/'",
+               "dns": "query: a.test, server: '127.0.0.1:1'", "smtp": "host: 127.0.0.1, port: 1"}
+    body = "".join(f"  - {{name: {t}, type: {t}, interval: 30s{', ' + o if o else ''}}}\n"
+                   for t, o in {**local, **network}.items())
+    agent = Agent(plan(tmp_path, registry, body), registry)
+    agent._load(agent.plan.checks, 1000.0)
+    entries = agent.schedule.entries
+    assert {t: entries[t].step for t in local} == dict.fromkeys(local, 1.0)
+    assert {t: entries[t].step for t in network} == dict.fromkeys(network, 0.05)
+    assert all(entries[t].start == round(entries[t].start) for t in local)

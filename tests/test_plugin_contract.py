@@ -149,6 +149,28 @@ def test_options_not_from_probe_options_and_missing_run_are_refused() -> None:
     assert any("<class 'object'> is not a subclass of probe.Check" in e for e in errors), errors
 
 
+def test_local_that_is_not_a_bool_is_refused_and_other_types_still_register() -> None:
+    class Vague(probe.Check):
+        type = "vague"
+        local = "yes"  # type: ignore[assignment]
+
+        def run(self, ctx: probe.Context) -> probe.Result:
+            return probe.Result.ok("")
+
+    class Sensors(probe.Check):
+        type = "sensors"
+        local = True
+
+        def run(self, ctx: probe.Context) -> probe.Result:
+            return probe.Result.ok("")
+
+    registry = load_plugins(builtins=(), use_entry_points=False,
+                            extra=[plugin("acme_probe", register_checks=registers(Vague, Sensors))])
+    [failure] = registry.failures
+    assert "Vague.local must be True or False (whether the type reads only this host), got 'yes'" in failure.error
+    assert "sensors" in registry.checks and "vague" not in registry.checks
+
+
 def test_two_plugins_with_one_type_name_name_both_and_fail_validation(tmp_path: Any) -> None:
     class Other(EchoCheck):
         pass

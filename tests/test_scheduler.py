@@ -108,6 +108,74 @@ def test_a_short_interval_uses_a_finer_grid() -> None:
     assert entry.start - entry.due < 0.1 / 20 + 1e-9  # late by at most a twentieth of its interval
 
 
+def _simulate(schedule: Schedule, seconds: float) -> list[int]:
+    """Run the schedule's checks (each taking 1 ms) for ``seconds`` from its first start: the runs started in
+    each wake-up."""
+    now = schedule.next_due() or 0.0
+    end, batches = now + seconds, []
+    while now < end:
+        batch = schedule.pop_due(now)
+        for entry in batch:
+            schedule.started(entry, now)
+            schedule.done(entry, now + 0.001, retry=False)
+        batches.append(len(batch))
+        now = schedule.next_due() or end
+    return batches
+
+
+def test_local_checks_start_on_whole_seconds_in_one_wake_up() -> None:
+    schedule = Schedule(grid=0.05, local_grid=1.0)
+    for i in range(200):
+        schedule.add(spec(f"local{i}", 1.0), now=1000.0123, local=True)
+    starts = [e.start for e in schedule.entries.values()]
+    assert all(t == round(t) for t in starts)  # every first run on a whole second
+    # One wake-up a second for all 200 (at 50 ms steps: 20); the first second has those splayed into it.
+    assert _simulate(schedule, 4.0)[1:] == [200, 200, 200]
+    assert schedule.lag.worst < 1e-6 and schedule.skipped == 0
+
+
+def test_network_checks_beside_local_ones_keep_the_fine_grid() -> None:
+    schedule = Schedule(grid=0.05, local_grid=1.0)
+    for i in range(200):
+        schedule.add(spec(f"net{i}", 1.0), now=1000.0123)
+    assert len({round(e.start / 0.05) for e in schedule.entries.values()}) > 10  # spread, not on one second
+    assert all(e.step == 0.05 for e in schedule.entries.values())
+
+
+def test_local_checks_with_a_long_interval_are_spread_over_its_seconds() -> None:
+    schedule = Schedule(grid=0.05, local_grid=1.0)
+    for i in range(300):
+        schedule.add(spec(f"disk{i}", 30.0), now=0.0, local=True)
+    phases = {round(e.start) % 30 for e in schedule.entries.values()}
+    assert len(phases) >= 25  # splayed over the interval's 30 seconds, not all in one
+
+
+def test_a_local_check_under_a_second_steps_on_its_interval() -> None:
+    schedule = Schedule(grid=0.05, local_grid=1.0)
+    entry = schedule.add(spec("fast", 0.25), now=0.0, first=0.1)
+    assert entry.step == pytest.approx(0.25 / 20)  # not local: a twentieth of the interval
+    local = schedule.add(spec("fast-local", 0.25), now=0.0, first=0.1, local=True)
+    assert local.step == 0.25 and local.start == pytest.approx(0.25)
+
+
+def test_a_local_interval_off_the_second_starts_on_the_next_one_without_drift_or_lag() -> None:
+    schedule = Schedule(grid=0.05, local_grid=1.0)
+    entry = schedule.add(spec("odd", 1.5), now=0.0, first=10.0, local=True)
+    for _ in range(20):
+        [popped] = schedule.pop_due(entry.start)
+        assert entry.start == round(entry.start) and 0 <= entry.start - entry.due < 1.0
+        schedule.started(popped, entry.start)
+        schedule.done(popped, entry.start + 0.01, retry=False)
+    assert entry.due == pytest.approx(10.0 + 20 * 1.5)  # the interval holds
+    # Starting on the next second is the plan, not the agent falling behind: the lag is measured from it.
+    assert schedule.lag.worst < 1e-6
+
+
+def test_without_a_local_grid_a_local_check_uses_the_fine_one() -> None:
+    entry = Schedule(grid=0.05).add(spec("disk", 1.0), now=0.0, local=True)
+    assert entry.step == 0.05
+
+
 def test_a_soft_problem_retries_at_retry_interval() -> None:
     schedule = Schedule()
     entry = schedule.add(spec("retry", 60.0, retry=5.0), now=0.0, first=0.0)

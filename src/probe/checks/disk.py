@@ -75,6 +75,7 @@ class DiskCheck(probe.Check[DiskOptions]):
     """Space and inode use. With several mounts the fullest one is reported (each is in details)."""
 
     type = "disk"
+    local = True  # reads this host only: runs start on whole seconds with the other local checks
     # time_to_full and inode_time_to_full are not measured here: the core forecasts them from history
     # (see ``capacities``); they are listed so thresholds may name them.
     measurements = frozenset({"duration", "utilization", "used", "free", "total", "inode_utilization",

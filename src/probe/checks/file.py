@@ -64,6 +64,7 @@ class FileCheck(probe.Check[FileOptions]):
     Age and size are measurements, so "newer than 26h" and "bigger than 1MiB" are thresholds."""
 
     type = "file"
+    local = True  # reads this host only: runs start on whole seconds with the other local checks
     measurements = frozenset({"duration", "age", "size", "count"})
     units = {"duration": "s", "age": "s", "size": "By", "count": "{file}"}
 

@@ -32,6 +32,7 @@ class HeartbeatOptions(probe.Options):
 
 class HeartbeatCheck(probe.Check[HeartbeatOptions]):
     type = "heartbeat"
+    local = True  # reads this host only: runs start on whole seconds with the other local checks
     measurements = frozenset({"duration", "since_success", "last_run_duration"})
     units = {"duration": "s", "since_success": "s", "last_run_duration": "s"}
 

@@ -20,6 +20,7 @@ class MemoryCheck(probe.Check[MemoryOptions]):
     which Linux keeps low on purpose. Swap measurements are reported only when the host has swap."""
 
     type = "memory"
+    local = True  # reads this host only: runs start on whole seconds with the other local checks
     # time_to_full is forecast by the core from history (see ``capacities``), listed for thresholds.
     measurements = frozenset({"duration", "utilization", "available", "used", "total",
                               "swap_utilization", "swap_used", "swap_free", "swap_total", "time_to_full"})

@@ -77,6 +77,7 @@ class ProcessCheck(probe.Check[ProcessOptions]):
     between runs is a busy process; Prometheus' ``rate()`` turns it into a utilization)."""
 
     type = "process"
+    local = True  # reads this host only: runs start on whole seconds with the other local checks
     measurements = frozenset({"duration", "count", "rss", "cpu_time", "zombies"})
     units = {"duration": "s", "count": "{process}", "rss": "By", "cpu_time": "s", "zombies": "{process}"}
 

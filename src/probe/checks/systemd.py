@@ -89,6 +89,7 @@ class SystemdCheck(probe.Check[SystemdOptions]):
     or the host's failed units."""
 
     type = "systemd"
+    local = True  # reads this host only: runs start on whole seconds with the other local checks
     requires = {"jeepney": "probe-monitor[systemd]"}  # `probe plugins` and validation say what to install
     measurements = frozenset({"duration", "restarts", "age", "failed_units"})
     units = {"duration": "s", "restarts": "{restart}", "age": "s", "failed_units": "{unit}"}

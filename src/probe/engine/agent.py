@@ -38,6 +38,8 @@ TICK = 1.0
 """Longest sleep of the loop: ``Lifecycle.tick`` (the watchdog) runs at least this often."""
 GRID = 0.05
 """Runs start on this grid (``probe.engine.scheduler.Schedule``): the checks of one step in one wake-up."""
+LOCAL_GRID = 1.0
+"""The grid of local checks (``Check.local``: disk, memory, file, process): whole seconds."""
 SPREAD = 0.01
 """The sync checks started together run in one worker thread; any not started after this long get their own."""
 COALESCE = 0.005
@@ -114,7 +116,7 @@ class Agent:
         self.runner = Runner(registry, redact=redactor_for(plan.secrets))
         self.runner.batch_sync_calls(SPREAD)
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
-        self.schedule = Schedule(GRID)
+        self.schedule = Schedule(GRID, LOCAL_GRID)
         self.stats = AgentStats()
         self.slots = Slots(plan.settings.max_concurrency)
         self._levels: dict[str, dict[str, Status]] = {}
@@ -224,12 +226,20 @@ class Agent:
         if now is None:  # after the set-up (10,000 checks: a few hundred ms), or the first runs start late
             now = time.monotonic()
         for spec in specs:
-            self.schedule.add(spec, now)
+            self.schedule.add(spec, now, local=self._local(spec))
             state = self.states.get(spec.name)
             if state is None:
                 self.states[spec.name] = CheckState.for_spec(spec)
             else:
                 state.configure(spec)
+
+    def _local(self, spec: CheckSpec) -> bool:
+        """Whether ``spec``'s type reads only this host (``Check.local``); an unknown type is not (its run says why)."""
+        try:
+            cls = self.registry.check_type(spec.type)
+        except Exception:  # a plugin that fails to import: its run reports it
+            return False
+        return bool(getattr(cls, "local", False))
 
     # -- runs: started through self.slots (at most max_concurrency at once, one at a time per check) ---------
     def _launch(self, entry: Entry) -> None:

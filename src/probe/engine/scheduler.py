@@ -11,6 +11,11 @@
   it, and one whose interval is not starts at the next grid point after its due time. The checks due in one
   step then start in one wake-up of the loop: on a 2-vCPU machine each wake-up of an idle event loop costs
   about 0.1-0.2 ms of CPU, more than a check's own code (docs/performance.md).
+- Local checks (``add(..., local=True)``: a type that reads only this host, ``Check.local``) use the
+  ``local_grid`` instead (the agent's: whole seconds, or the interval if shorter): they have no peer to spare
+  a burst and their sync code runs in one worker thread per step, so the local checks due in one second
+  start in one wake-up. Network checks keep the fine grid: spread by name over their interval, they do not
+  arrive at a target together, and the loop reads each reply as it comes.
 """
 
 from __future__ import annotations
@@ -37,13 +42,15 @@ class Entry:
     due: float
     running: bool = False
     removed: bool = False
+    step: float = 0.0
+    """The grid its runs start on (see :class:`Schedule`); 0: none."""
     start: float = 0.0
     """When the run is started: ``due``, or the grid point after it (see :class:`Schedule`)."""
 
 
 @dataclass
 class LagStats:
-    """Start lateness (actual start - due time) of recent runs, for self-metrics."""
+    """Start lateness (actual start - planned start, :attr:`Entry.start`) of recent runs, for self-metrics."""
 
     samples: deque[float] = field(default_factory=lambda: deque(maxlen=16384))
     total: int = 0
@@ -70,8 +77,8 @@ class LagStats:
 class Schedule:
     """The due times of every configured check; with ``grid``, their runs start on a grid (module docstring)."""
 
-    def __init__(self, grid: float = 0.0) -> None:
-        self.grid = grid
+    def __init__(self, grid: float = 0.0, local_grid: float = 0.0) -> None:
+        self.grid, self.local_grid = grid, local_grid
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = 0
         self._stale = 0  # removed entries still in the heap
@@ -79,10 +86,15 @@ class Schedule:
         self.skipped = 0  # slots missed because a run (or the wait for a slot) overran
         self.lag = LagStats()
 
-    def add(self, spec: CheckSpec, now: float, *, first: float | None = None) -> Entry:
-        """Schedule ``spec``; its first run is at ``first`` or at its splay offset from ``now``."""
+    def add(self, spec: CheckSpec, now: float, *, first: float | None = None, local: bool = False) -> Entry:
+        """Schedule ``spec``; its first run is at ``first`` or at its splay offset from ``now``. ``local``: its
+        type reads only this host (``Check.local``), so its runs start on the local grid."""
         self.remove(spec.name)
         entry = Entry(spec, now + splay(spec.name, spec.interval) if first is None else first)
+        if local and self.local_grid > 0:
+            entry.step = min(self.local_grid, spec.interval)
+        elif self.grid > 0:
+            entry.step = min(self.grid, spec.interval / 20)
         entry.due = self._on_grid(entry)
         self.entries[spec.name] = entry
         self._push(entry)
@@ -112,7 +124,7 @@ class Schedule:
 
     def _on_grid(self, entry: Entry) -> float:
         """``entry.due``, or the grid point at or after it."""
-        step = min(self.grid, entry.spec.interval / 20)
+        step = entry.step
         if step <= 0:
             return entry.due
         # Less a hair: due + interval lands a float rounding error past the grid point it means.
@@ -137,7 +149,10 @@ class Schedule:
         return due
 
     def started(self, entry: Entry, now: float) -> None:
-        self.lag.observe(now - entry.due)
+        """The run of ``entry`` started at ``now``: its lateness is measured from ``entry.start``, its due time on
+        its grid (a local check at a 1.5 s interval starts up to a second after its due time by design, which is
+        not the agent falling behind)."""
+        self.lag.observe(now - entry.start)
 
     def done(self, entry: Entry, now: float, *, retry: bool) -> None:
         """The run of ``entry`` finished at ``now``: schedule its next one (``retry`` while a problem is soft)."""

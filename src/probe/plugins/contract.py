@@ -114,6 +114,9 @@ def validate_check(cls: object) -> str:
         raise PluginContractError(f"register_checks: {where} does not implement run(self, ctx)")
     if cls.measurements is not None and not isinstance(cls.measurements, frozenset | set):
         raise PluginContractError(f"register_checks: {where}.measurements must be a frozenset of names or None")
+    if not isinstance(cls.local, bool):
+        raise PluginContractError(f"register_checks: {where}.local must be True or False (whether the type reads "
+                                  f"only this host), got {cls.local!r}")
     requires = cls.requires
     if not (isinstance(requires, Mapping) and all(isinstance(k, str) and k and isinstance(v, str)
                                                   for k, v in requires.items())):
