@@ -171,6 +171,14 @@ def test_a_local_interval_off_the_second_starts_on_the_next_one_without_drift_or
     assert schedule.lag.worst < 1e-6
 
 
+def test_a_local_check_retrying_under_a_second_keeps_its_retry_pace() -> None:
+    schedule = Schedule(grid=0.05, local_grid=1.0)
+    entry = schedule.add(spec("disk", 30.0, retry=0.25), now=0.0, first=1.0, local=True)
+    [popped] = schedule.pop_due(1.0)
+    schedule.done(popped, 1.01, retry=True)  # a soft problem: confirm it 250 ms later, not on the next second
+    assert entry.start == pytest.approx(1.25)
+
+
 def test_without_a_local_grid_a_local_check_uses_the_fine_one() -> None:
     entry = Schedule(grid=0.05).add(spec("disk", 1.0), now=0.0, local=True)
     assert entry.step == 0.05

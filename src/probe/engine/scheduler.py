@@ -12,10 +12,10 @@
   step then start in one wake-up of the loop: on a 2-vCPU machine each wake-up of an idle event loop costs
   about 0.1-0.2 ms of CPU, more than a check's own code (docs/performance.md).
 - Local checks (``add(..., local=True)``: a type that reads only this host, ``Check.local``) use the
-  ``local_grid`` instead (the agent's: whole seconds, or the interval if shorter): they have no peer to spare
-  a burst and their sync code runs in one worker thread per step, so the local checks due in one second
-  start in one wake-up. Network checks keep the fine grid: spread by name over their interval, they do not
-  arrive at a target together, and the loop reads each reply as it comes.
+  ``local_grid`` instead (the agent's: whole seconds, or the interval or retry_interval if shorter): they
+  have no peer to spare a burst and their sync code runs in one worker thread per step, so the local checks
+  due in one second start in one wake-up. Network checks keep the fine grid: spread by name over their
+  interval, they do not arrive at a target together, and the loop reads each reply as it comes.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ class Schedule:
         type reads only this host (``Check.local``), so its runs start on the local grid."""
         self.remove(spec.name)
         entry = Entry(spec, now + splay(spec.name, spec.interval) if first is None else first)
-        if local and self.local_grid > 0:
-            entry.step = min(self.local_grid, spec.interval)
+        if local and self.local_grid > 0:  # a retry_interval under a second keeps its pace
+            entry.step = min(self.local_grid, spec.interval, spec.retry_interval)
         elif self.grid > 0:
             entry.step = min(self.grid, spec.interval / 20)
         entry.due = self._on_grid(entry)
