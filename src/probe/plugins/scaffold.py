@@ -171,6 +171,9 @@ class {{cls}}(probe.Check[{{options}}]):
     type = "{{name}}"
     # Every measurement this type may report: a threshold on any other name is a config error.
     measurements = frozenset({"duration", "connect"})
+    # A check with a peer across the network: False (the default) spreads its runs on a 50 ms grid. A type that
+    # reads only this host (a sensor, a queue directory) sets True and runs on whole seconds with the others.
+    local = False
 
     async def run(self, ctx: probe.Context) -> probe.Result:
         # The core cancels this coroutine at the check's timeout and reports it; no timeout code needed here.
