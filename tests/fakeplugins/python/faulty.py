@@ -123,6 +123,20 @@ class Sleep(probe.Check):
                 f.write(f"{self.name} {what} {os.getpid()} {time.time():.3f}\n")
 
 
+class SleepSync(probe.Check):
+    """Plain ``def run`` that sleeps: a sync check that takes a known time in its worker thread."""
+
+    type = "sleep_sync"
+
+    class Options(probe.Options):
+        seconds: float = 0.002
+        """How long to sleep."""
+
+    def run(self, ctx: probe.Context) -> probe.Result:
+        time.sleep(self.options.seconds)
+        return probe.Result.ok(f"slept {self.options.seconds}s")
+
+
 CHECK_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("faulty_check_var", default="")
 """Set by ``fault_sets_contextvar`` in its run: what the core does with the outcome must not see it."""
 
@@ -171,5 +185,5 @@ class WaitsInTimeLimitInSubtask(WaitsInTimeLimit):
 @probe.hookimpl
 def register_checks(register):  # type: ignore[no-untyped-def]
     for cls in (Raises, RaisesSync, ExitsSync, ExitsAsync, HangsAsync, IgnoresCancel, HangsSync, Garbage, LeaksTasks,
-                Noop, Sleep, SetsContextVar, WaitsInTimeLimit, WaitsInTimeLimitInSubtask):
+                Noop, Sleep, SleepSync, SetsContextVar, WaitsInTimeLimit, WaitsInTimeLimitInSubtask):
         register(cls)
