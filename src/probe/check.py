@@ -104,7 +104,7 @@ class Check(Generic[OptionsT]):
     # A missing one makes a config that names the type invalid, with that hint, and ``probe plugins`` shows it.
     requires: ClassVar[Mapping[str, str]] = {}
     # True for a type that reads only this host and is cheap (disk space, memory, a file, processes): the
-    # agent starts its runs on whole seconds (or on its interval, if shorter), together with the other local
+    # agent starts its runs on whole seconds (or its interval or retry_interval, if shorter), with the other local
     # checks due that second, in one wake-up. A type with a peer (False) starts on a 50 ms grid spread by the
     # check's name, so checks of one target do not arrive at once (engine/scheduler.py).
     local: ClassVar[bool] = False

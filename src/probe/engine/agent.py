@@ -41,7 +41,7 @@ GRID = 0.05
 LOCAL_GRID = 1.0
 """The grid of local checks (``Check.local``: disk, memory, file, process): whole seconds."""
 SPREAD = 0.01
-"""The sync checks started together run in one worker thread; any not started after this long get their own."""
+"""The sync checks started together run in one worker thread; once one has run this long, the rest get their own."""
 COALESCE = 0.005
 """Checks due within this much of each other start in the same loop iteration."""
 STALE_SWEEP = 5.0
