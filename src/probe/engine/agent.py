@@ -226,20 +226,13 @@ class Agent:
         if now is None:  # after the set-up (10,000 checks: a few hundred ms), or the first runs start late
             now = time.monotonic()
         for spec in specs:
-            self.schedule.add(spec, now, local=self._local(spec))
+            cls = self.registry.check_type(spec.type)  # loaded by the plan's validation; None if it failed to load
+            self.schedule.add(spec, now, local=cls is not None and cls.local)
             state = self.states.get(spec.name)
             if state is None:
                 self.states[spec.name] = CheckState.for_spec(spec)
             else:
                 state.configure(spec)
-
-    def _local(self, spec: CheckSpec) -> bool:
-        """Whether ``spec``'s type reads only this host (``Check.local``); an unknown type is not (its run says why)."""
-        try:
-            cls = self.registry.check_type(spec.type)
-        except Exception:  # a plugin that fails to import: its run reports it
-            return False
-        return bool(getattr(cls, "local", False))
 
     # -- runs: started through self.slots (at most max_concurrency at once, one at a time per check) ---------
     def _launch(self, entry: Entry) -> None:
