@@ -13,11 +13,13 @@ from conftest import REPO
 
 from probe.config.load import ConfigErrors, Plan, load_plan
 from probe.config.settings import AgentSettings
-from probe.engine.agent import Agent, LogSink, same_check
+from probe.engine.agent import Agent
 from probe.engine.interfaces import Outcome
+from probe.engine.reload import same_check
 from probe.engine.state import CheckState
 from probe.model import Result, Status
 from probe.plugins.manager import Registry, load_plugins
+from probe.sinks.logsink import LogSink
 
 PLUGINS = REPO / "tests" / "fakeplugins" / "python"
 
@@ -171,7 +173,8 @@ async def test_a_reload_stuck_in_a_read_is_abandoned_refuses_later_ones_and_neve
         raise ConfigErrors([])
 
     agent = Agent(plan(tmp_path, registry, KEEP), registry, reload=stuck)
-    agent.reload_timeout = 0.5
+    assert agent.load_config is not None
+    agent.load_config.timeout = 0.5
     task = asyncio.create_task(agent.run())
     try:
         agent.request_reload()

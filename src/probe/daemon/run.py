@@ -13,9 +13,9 @@ from probe.config.load import Plan
 from probe.daemon.systemd import SystemdLifecycle
 from probe.daemon.wiring import Reload, serve
 from probe.engine import aio
-from probe.engine.agent import LogSink
 from probe.engine.interfaces import Lifecycle
 from probe.plugins.manager import Registry
+from probe.sinks.logsink import LogSink
 
 
 def run_daemon(plan: Plan, registry: Registry, *, reload: Reload | None = None,

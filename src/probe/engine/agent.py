@@ -8,7 +8,6 @@ What the agent hands on and to whom (``Outcome``, ``Sink``, ``Lifecycle``) is in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import gc
@@ -16,13 +15,14 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-from probe.config.load import ConfigErrors, Plan
+from probe.config.load import Plan
 from probe.config.redact import check_info, redactor_for
 from probe.config.spec import CheckSpec
-from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink, StateView, TransitionView
+from probe.engine.interfaces import Lifecycle, Outcome, Silences, Sink
 from probe.engine.muting import Muting
+from probe.engine.reload import ConfigLoader, ReloadFn, keep_wired_settings, rejected, same_check
 from probe.engine.runner import Run, Runner
 from probe.engine.scheduler import Entry, Schedule
 from probe.engine.slots import Slots
@@ -49,39 +49,6 @@ STALE_SWEEP = 5.0
 CLOCK_JUMP = 5.0
 """A step of the wall clock against the monotonic one larger than this is logged and counted. Schedules and
 staleness never read the wall clock; results carry wall time, so a jump shows in history and reports."""
-
-RELOAD_TIMEOUT = 30.0
-"""Longest a reload may take to read and validate the configuration before it is abandoned."""
-
-ReloadFn = Callable[[], tuple[Plan, Registry]]
-
-
-class ReloadStuck(Exception):
-    """A reload did not finish in time, or an earlier one still has not."""
-
-
-class LogSink:
-    """Logs state changes: hard problems at WARNING, recoveries and soft changes at INFO."""
-
-    def record(self, outcome: Outcome, state: StateView | None, transition: TransitionView | None) -> None:
-        if log.isEnabledFor(logging.DEBUG):  # the arguments cost more than the call when it logs nothing
-            log.debug("check %s: %s %s (%.3fs)", outcome.name, outcome.status.name, outcome.result.summary,
-                      outcome.duration)
-        if transition is None:
-            return
-        level = logging.WARNING if transition.kind == "hard" and transition.to_status is not Status.OK \
-            else logging.INFO
-        log.log(level, "check %s: %s %s -> %s: %s", outcome.name, transition.kind, transition.from_status.name,
-                transition.to_status.name, outcome.result.summary)
-
-    async def aclose(self) -> None:
-        return None
-
-
-# Agent settings read once, when the agent is wired (probe.daemon.wiring): a reload cannot change them. The rest
-# apply on reload: plugins and strict_modes when the config is loaded, max_concurrency and shutdown_grace
-# where the agent reads them.
-WIRED_AT_START = ("state_dir", "telemetry", "history", "remediation", "forecast", "alerting", "pings")
 
 
 @dataclasses.dataclass
@@ -112,7 +79,8 @@ class Agent:
         self.sinks = list(sinks)
         self.states: dict[str, CheckState] = dict(states or {})
         self.lifecycle = lifecycle or Lifecycle()
-        self.reload_config = reload
+        self.load_config = None if reload is None else ConfigLoader(reload)
+        """Loads the configuration for a reload (SIGHUP), off the loop and bounded; ``None``: SIGHUP is ignored."""
         self.runner = Runner(registry, redact=redactor_for(plan.secrets))
         self.runner.batch_sync_calls(SPREAD)
         self.muting = Muting.from_settings(plan.settings.maintenance, silences)
@@ -128,8 +96,6 @@ class Agent:
         self._reload_task: asyncio.Task[None] | None = None
         self._warned_sinks: set[int] = set()
         self._wall_offset = 0.0
-        self.reload_timeout = RELOAD_TIMEOUT
-        self._stuck_reload: threading.Thread | None = None
 
     # -- control (signal handlers and tests) ------------------------------------------------------------
     def request_reload(self) -> None:
@@ -334,13 +300,13 @@ class Agent:
     # -- reload ------------------------------------------------------------------------------------------
     async def _reload(self) -> None:
         try:
-            if self.reload_config is None:
+            if self.load_config is None:
                 log.warning("SIGHUP ignored: this agent was started without a way to reload its config")
                 return
             self.lifecycle.reloading()
             log.info("reloading configuration")
             try:
-                plan, registry = await self._load_config(self.reload_config)
+                plan, registry = await self.load_config()
             except Exception as exc:
                 self._reload_failed(exc)
                 return
@@ -355,51 +321,9 @@ class Agent:
             self._reload_task = None
             self._poke()
 
-    async def _load_config(self, reload: ReloadFn) -> tuple[Plan, Registry]:
-        """``reload()`` in a daemon thread, for at most ``reload_timeout``. A load stuck in a read (a file on a
-        hung network mount) is abandoned: it cannot hold the loop, a later reload or the exit (a daemon
-        thread; ``asyncio.to_thread``'s pool is joined at exit), and later reloads are refused while it is
-        stuck rather than piling up threads behind it."""
-        stuck = self._stuck_reload
-        if stuck is not None and stuck.is_alive():
-            raise ReloadStuck("an earlier reload is still stuck loading the configuration; fix what blocks it "
-                              "(a file that never finishes reading) and restart the agent")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Plan, Registry]] = loop.create_future()
-
-        def settle(outcome: Callable[[], None]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                loop.call_soon_threadsafe(lambda: None if future.done() else outcome())
-
-        def work() -> None:
-            try:
-                value = reload()
-            except BaseException as exc:
-                settle(functools.partial(future.set_exception, exc))
-            else:
-                settle(functools.partial(future.set_result, value))
-
-        future.add_done_callback(_retrieve)  # an abandoned load that fails later: nobody awaits it any more
-        thread = threading.Thread(target=work, name="probe-reload", daemon=True)
-        thread.start()
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self.reload_timeout)
-        except TimeoutError:
-            self._stuck_reload = thread
-            raise ReloadStuck(f"the configuration did not load within {format_duration(self.reload_timeout)}; "
-                              "the reload is abandoned") from None
-
     def _reload_failed(self, exc: Exception) -> None:
+        summary, self.stats.config_errors = rejected(exc)
         self.stats.reloads_failed += 1
-        if isinstance(exc, ConfigErrors):
-            for error in exc.errors:
-                log.error("%s", error)
-            summary = f"{len(exc.errors)} configuration error{'s' if len(exc.errors) != 1 else ''}"
-            self.stats.config_errors = len(exc.errors)
-        else:
-            self.stats.config_errors = 1
-            summary = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            log.debug("reload failed", exc_info=exc)
         self.stats.last_reload_error = summary
         log.error("reload rejected (%s); still running the previous configuration", summary)
         self.lifecycle.reloaded(False)
@@ -408,7 +332,7 @@ class Agent:
         """Switch to a validated config: unchanged checks keep state and schedule, changed ones restart,
         removed ones are dropped. Settings the agent was wired with at start keep their running values
         (``self.plan`` says what is in effect), with a warning naming them."""
-        plan = self._keep_wired_settings(plan)
+        plan = keep_wired_settings(self.plan, plan)
         wanted = {spec.name: spec for spec in plan.checks}
         removed = [name for name in self.schedule.entries if name not in wanted]
         for name in removed:
@@ -440,16 +364,6 @@ class Agent:
                 forget(set(wanted))
         log.info("configuration reloaded: %d checks (%d unchanged, %d changed, %d added, %d removed)",
                  len(wanted), kept, len(changed), len(added), len(removed))
-
-    def _keep_wired_settings(self, plan: Plan) -> Plan:
-        running, new = self.plan.settings, plan.settings
-        pending = [name for name in WIRED_AT_START if getattr(running, name) != getattr(new, name)]
-        if not pending:
-            return plan
-        log.warning("reload: %s changed in the agent settings; the running agent keeps the previous values "
-                    "until it is restarted", ", ".join(pending))
-        kept = new.model_copy(update={name: getattr(running, name) for name in pending})
-        return plan._replace(settings=kept)
 
     # -- shutdown ----------------------------------------------------------------------------------------
     async def _shutdown(self) -> int:
@@ -487,19 +401,9 @@ class Agent:
             force.cancel()
 
 
-def _retrieve(future: asyncio.Future[tuple[Plan, Registry]]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def same_check(a: CheckSpec, b: CheckSpec) -> bool:
-    """The same definition, wherever in its file it sits."""
-    return a == dataclasses.replace(b, location=a.location)
 
 
 def freeze_heap(*, again: bool = False) -> None:
