@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -178,9 +179,47 @@ def row_websocket(quick: bool) -> list[dict[str, Any]]:
     return [judged(r, mine, theirs, runs, runs)]
 
 
+async def bare_banner_cpu_per_run(port: int, runs: int, warmup: int = 20) -> float:
+    """CPU seconds per run of the least an asyncio client can do for an SSH banner: connect, read the first
+    segment, send an identification, close; no probe code (no timings, no result, no Runner). What this machine
+    charges for the exchange and its wake-ups alone: the floor under the ssh rows."""
+    import socket
+
+    loop = asyncio.get_running_loop()
+
+    async def once() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            if not (await loop.sock_recv(sock, 512)).startswith(b"SSH-"):
+                raise RuntimeError("not an SSH server")
+            await loop.sock_sendall(sock, b"SSH-2.0-bench\r\n")
+        finally:
+            sock.close()
+
+    for _ in range(warmup):
+        await once()
+    before = time.process_time()
+    for _ in range(runs):
+        await asyncio.ensure_future(once())  # a task per run, as the Runner's check has
+    return (time.process_time() - before) / runs
+
+
+def with_floor(r: dict[str, Any], floors: list[float], theirs: list[float]) -> dict[str, Any]:
+    """The bare client's ratio to the same peer, in the same rounds, beside the row's own."""
+    ratios = [f / p for f, p in zip(floors, theirs, strict=True) if p > 0]
+    if ratios:
+        floor = statistics.median(ratios)
+        r["extra"]["floor_rounds"] = ratios
+        r["note"] += f"; a bare asyncio client (no probe code) {statistics.median(floors) * 1e3:.3f} ms, {floor:.2f}x"
+    return r
+
+
 def row_ssh(quick: bool) -> list[dict[str, Any]]:
     """ssh (banner only, the common case) vs check_ssh (fork+exec, reads the banner, sends its own) and vs
-    blackbox_exporter's ssh_banner (its tcp prober expecting ``^SSH-2.0-``), against one OpenSSH sshd."""
+    blackbox_exporter's ssh_banner (its tcp prober expecting ``^SSH-2.0-``), against one OpenSSH sshd. Each
+    round also measures a bare asyncio client doing the same exchange (``bare_banner_cpu_per_run``): how much of
+    the row is the machine's, how much probe's."""
     nagios, banner = row("ssh", "check_ssh per run"), row("ssh-banner", "blackbox_exporter ssh_banner")
     binary = f"{NAGIOS}/check_ssh"
     if not os.path.exists("/usr/sbin/sshd"):
@@ -193,21 +232,27 @@ def row_ssh(quick: bool) -> list[dict[str, Any]]:
               "      preferred_ip_protocol: ip4\n      query_response:\n        - expect: '^SSH-2.0-'\n")
     with tempfile.TemporaryDirectory(prefix="probe-bench-ssh-") as tmp, sshd(Path(tmp)) as server:
         check = {"type": "ssh", "host": "127.0.0.1", "port": server.port}
-        ours = lambda: asyncio.run(probe_cpu_per_check(check, runs))  # noqa: E731
+        floors: list[float] = []
+
+        def ours() -> float:
+            floors.append(asyncio.run(bare_banner_cpu_per_run(server.port, runs)))
+            return asyncio.run(probe_cpu_per_check(check, runs))
+
         out = []
         if os.path.exists(binary):
             argv = [binary, "-H", "127.0.0.1", "-p", str(server.port)]
             mine, theirs = alternate(rounds, ours, lambda: forked_cpu_per_run(argv, peer_runs))
-            out.append(judged(nagios, mine, theirs, runs, peer_runs))
+            out.append(with_floor(judged(nagios, mine, theirs, runs, peer_runs), floors, theirs))
         else:
             nagios["note"] = "needs monitoring-plugins-basic"
             out.append(nagios)
         if os.path.exists(BLACKBOX):
             target = f"127.0.0.1:{server.port}"
+            floors.clear()
             with blackbox(config) as (pid, bport):
                 mine, theirs = alternate(rounds, ours,
                                          lambda: blackbox_cpu_per_probe(pid, bport, "ssh_banner", target, runs))
-            out.append(judged(banner, mine, theirs, runs, runs))
+            out.append(with_floor(judged(banner, mine, theirs, runs, runs), floors, theirs))
         else:
             banner["note"] = "needs prometheus-blackbox-exporter"
             out.append(banner)
