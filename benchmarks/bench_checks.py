@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,26 +163,12 @@ def server_process(code: str) -> Iterator[int]:
         proc.wait(10)
 
 
-def row_websocket(quick: bool) -> list[dict[str, Any]]:
-    """websocket (upgrade and clean close) vs blackbox_exporter's tcp prober sending the same upgrade request
-    and expecting ``101`` (blackbox has no WebSocket prober; this is the nearest), one websockets server."""
-    r = row("websocket", "blackbox_exporter tcp upgrade")
-    if not os.path.exists(BLACKBOX):
-        r["note"] = "needs prometheus-blackbox-exporter"
-        return [r]
-    runs, rounds = (100, 1) if quick else (2000, 3)
-    with server_process(WS_SERVER) as port, blackbox(WS_BLACKBOX) as (pid, bport):
-        check = {"type": "websocket", "url": f"ws://127.0.0.1:{port}/echo"}
-        target = f"127.0.0.1:{port}"
-        mine, theirs = alternate(rounds, lambda: asyncio.run(probe_cpu_per_check(check, runs)),
-                                 lambda: blackbox_cpu_per_probe(pid, bport, "ws_upgrade", target, runs))
-    return [judged(r, mine, theirs, runs, runs)]
-
-
-async def bare_banner_cpu_per_run(port: int, runs: int, warmup: int = 20) -> float:
-    """CPU seconds per run of the least an asyncio client can do for an SSH banner: connect, read the first
-    segment, send an identification, close; no probe code (no timings, no result, no Runner). What this machine
-    charges for the exchange and its wake-ups alone: the floor under the ssh rows."""
+async def bare_cpu_per_run(port: int, exchange: Callable[[asyncio.AbstractEventLoop, Any], Awaitable[None]],
+                           runs: int, warmup: int = 20) -> float:
+    """CPU seconds per run of the least an asyncio client can do for a row's exchange (``exchange``: an
+    ``ssh_banner`` or a ``ws_upgrade_close``) on a fresh loopback connection: no probe code (no timings, no
+    result, no Runner). What this machine charges for the exchange and its wake-ups alone: the floor under the
+    row."""
     import socket
 
     loop = asyncio.get_running_loop()
@@ -191,9 +177,7 @@ async def bare_banner_cpu_per_run(port: int, runs: int, warmup: int = 20) -> flo
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         try:
             await loop.sock_connect(sock, ("127.0.0.1", port))
-            if not (await loop.sock_recv(sock, 512)).startswith(b"SSH-"):
-                raise RuntimeError("not an SSH server")
-            await loop.sock_sendall(sock, b"SSH-2.0-bench\r\n")
+            await exchange(loop, sock)
         finally:
             sock.close()
 
@@ -203,6 +187,39 @@ async def bare_banner_cpu_per_run(port: int, runs: int, warmup: int = 20) -> flo
     for _ in range(runs):
         await asyncio.ensure_future(once())  # a task per run, as the Runner's check has
     return (time.process_time() - before) / runs
+
+
+async def ssh_banner(loop: asyncio.AbstractEventLoop, sock: Any) -> None:
+    """Read the identification's first segment, send ours (as the ssh check and check_ssh do)."""
+    if not (await loop.sock_recv(sock, 512)).startswith(b"SSH-"):
+        raise RuntimeError("not an SSH server")
+    await loop.sock_sendall(sock, b"SSH-2.0-bench\r\n")
+
+
+_WS_UPGRADE = (b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+_WS_CLOSE = bytes([0x88, 0x82, 0, 0, 0, 0]) + (1000).to_bytes(2, "big")  # close 1000, masked with a zero key
+
+
+async def ws_upgrade_close(loop: asyncio.AbstractEventLoop, sock: Any) -> None:
+    """The upgrade (its 101 seen, the accept key not checked), then a close frame sent and the server's read (as
+    the websocket check does; blackbox's tcp prober stops at the 101)."""
+    await loop.sock_sendall(sock, _WS_UPGRADE)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            raise RuntimeError("closed during the upgrade")
+        data += chunk
+    if b" 101 " not in data.split(b"\r\n", 1)[0]:
+        raise RuntimeError(f"no upgrade: {data[:60]!r}")
+    await loop.sock_sendall(sock, _WS_CLOSE)
+    frames = data.split(b"\r\n\r\n", 1)[1]
+    while not frames.startswith(b"\x88"):
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            raise RuntimeError("closed without a close frame")
+        frames += chunk
 
 
 def with_floor(r: dict[str, Any], floors: list[float], theirs: list[float]) -> dict[str, Any]:
@@ -215,11 +232,33 @@ def with_floor(r: dict[str, Any], floors: list[float], theirs: list[float]) -> d
     return r
 
 
+def row_websocket(quick: bool) -> list[dict[str, Any]]:
+    """websocket (upgrade and clean close) vs blackbox_exporter's tcp prober sending the same upgrade request
+    and expecting ``101`` (blackbox has no WebSocket prober; this is the nearest), one websockets server; and a
+    bare asyncio client doing the check's exchange, as under the ssh rows."""
+    r = row("websocket", "blackbox_exporter tcp upgrade")
+    if not os.path.exists(BLACKBOX):
+        r["note"] = "needs prometheus-blackbox-exporter"
+        return [r]
+    runs, rounds = (100, 1) if quick else (2000, 3)
+    with server_process(WS_SERVER) as port, blackbox(WS_BLACKBOX) as (pid, bport):
+        check = {"type": "websocket", "url": f"ws://127.0.0.1:{port}/echo"}
+        target = f"127.0.0.1:{port}"
+        floors: list[float] = []
+
+        def ours() -> float:
+            floors.append(asyncio.run(bare_cpu_per_run(port, ws_upgrade_close, runs)))
+            return asyncio.run(probe_cpu_per_check(check, runs))
+
+        mine, theirs = alternate(rounds, ours, lambda: blackbox_cpu_per_probe(pid, bport, "ws_upgrade", target, runs))
+    return [with_floor(judged(r, mine, theirs, runs, runs), floors, theirs)]
+
+
 def row_ssh(quick: bool) -> list[dict[str, Any]]:
     """ssh (banner only, the common case) vs check_ssh (fork+exec, reads the banner, sends its own) and vs
     blackbox_exporter's ssh_banner (its tcp prober expecting ``^SSH-2.0-``), against one OpenSSH sshd. Each
-    round also measures a bare asyncio client doing the same exchange (``bare_banner_cpu_per_run``): how much of
-    the row is the machine's, how much probe's."""
+    round also measures a bare asyncio client doing the same exchange (``bare_cpu_per_run``): how much of the row
+    is the machine's, how much probe's."""
     nagios, banner = row("ssh", "check_ssh per run"), row("ssh-banner", "blackbox_exporter ssh_banner")
     binary = f"{NAGIOS}/check_ssh"
     if not os.path.exists("/usr/sbin/sshd"):
@@ -235,7 +274,7 @@ def row_ssh(quick: bool) -> list[dict[str, Any]]:
         floors: list[float] = []
 
         def ours() -> float:
-            floors.append(asyncio.run(bare_banner_cpu_per_run(server.port, runs)))
+            floors.append(asyncio.run(bare_cpu_per_run(server.port, ssh_banner, runs)))
             return asyncio.run(probe_cpu_per_check(check, runs))
 
         out = []
